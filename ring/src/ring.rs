@@ -320,15 +320,16 @@ impl Ring {
     /// The first `n` distinct nodes walking clockwise from partition `p`: the replicas of every
     /// key in it.
     pub fn replicas_of_partition(&self, partition: PartitionId, n: usize) -> Vec<&NodeId> {
-        let mut found: Vec<u32> = Vec::with_capacity(n);
-        self.walk_distinct(partition, |index| {
-            found.push(index);
-            found.len() < n
+        // The hot path of every request: one allocation, members compared by address.
+        let mut found: Vec<&NodeId> = Vec::with_capacity(n.min(self.members.len()));
+        self.walk_owners(partition, |index| {
+            let node = &self.members[index as usize].id;
+            if !found.iter().any(|seen| std::ptr::eq(*seen, node)) {
+                found.push(node);
+            }
+            found.len() < n && found.len() < self.members.len()
         });
         found
-            .into_iter()
-            .map(|i| &self.members[i as usize].id)
-            .collect()
     }
 
     /// Paper 4.6: the `n` primaries of the key that `is_up` accepts, followed by one fallback
@@ -534,26 +535,33 @@ impl Ring {
     fn walk_distinct(&self, partition: PartitionId, mut visit: impl FnMut(u32) -> bool) {
         let member_count = self.members.len();
         let mut seen: Vec<u32> = Vec::with_capacity(member_count.min(8));
-        let mut step = |owner: u32| {
+        self.walk_owners(partition, |owner| {
             if seen.contains(&owner) {
                 return true;
             }
             seen.push(owner);
             visit(owner) && seen.len() < member_count
-        };
+        });
+    }
+
+    /// Calls `visit` with the owner of each partition (or token) clockwise from `partition`,
+    /// once around the ring at most, until it returns false.
+    fn walk_owners(&self, partition: PartitionId, mut visit: impl FnMut(u32) -> bool) {
         match &self.layout {
             Layout::EqualPartitions { owners } => {
                 let start = partition as usize % owners.len();
-                for i in 0..owners.len() {
-                    if !step(owners[(start + i) % owners.len()]) {
+                let (head, tail) = owners.split_at(start);
+                for &owner in tail.iter().chain(head) {
+                    if !visit(owner) {
                         return;
                     }
                 }
             }
             Layout::RandomTokens { tokens } => {
                 let start = partition as usize % tokens.len();
-                for i in 0..tokens.len() {
-                    if !step(tokens[(start + i) % tokens.len()].1) {
+                let (head, tail) = tokens.split_at(start);
+                for &(_, owner) in tail.iter().chain(head) {
+                    if !visit(owner) {
                         return;
                     }
                 }
