@@ -356,13 +356,13 @@ impl Ring {
                 } else {
                     down.push_back(node.clone());
                 }
-            } else if is_up(node) {
-                if let Some(for_node) = down.pop_front() {
-                    targets.push(Target {
-                        node: node.clone(),
-                        role: Role::Fallback { for_node },
-                    });
-                }
+            } else if is_up(node)
+                && let Some(for_node) = down.pop_front()
+            {
+                targets.push(Target {
+                    node: node.clone(),
+                    role: Role::Fallback { for_node },
+                });
             }
             primaries_seen < n || !down.is_empty()
         });
