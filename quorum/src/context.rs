@@ -1,0 +1,150 @@
+//! The context token a client carries between a get and the put that follows it: the causal
+//! context (a vector clock) bound to the key it was read from, so a context pasted onto another
+//! key is refused instead of silently discarding that key's versions.
+//!
+//! Layout: `b"DYK"`, a format version byte, the key's 64-bit fingerprint (big-endian), then the
+//! clock in `dynamo-vclock`'s checksummed context encoding. Text form: URL-safe base64 without
+//! padding. This module must not know how tokens travel (CLI flags, HTTP headers).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dynamo_vclock::{Context, VClock};
+
+const MAGIC: &[u8; 3] = b"DYK";
+const FORMAT_VERSION: u8 = 1;
+const HEADER_LEN: usize = MAGIC.len() + 1 + 8;
+
+/// A 64-bit fingerprint of a key: the top half of its MD5 ring position.
+pub fn key_fingerprint(key: &[u8]) -> u64 {
+    (dynamo_ring::key_position(key) >> 64) as u64
+}
+
+/// A causal context bound to one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientContext {
+    /// Fingerprint of the key the context was read from.
+    pub key_fingerprint: u64,
+    /// What the reader had seen.
+    pub clock: VClock,
+}
+
+/// Why a context token could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    /// Not URL-safe base64.
+    #[error("the context token is not valid base64")]
+    NotBase64,
+    /// Too short or not a dynamo key context.
+    #[error("the context token is not a dynamo context (wrong or missing header)")]
+    Foreign,
+    /// A newer format than this build understands.
+    #[error("the context token has format version {0}, this build reads version 1")]
+    UnsupportedVersion(u8),
+    /// The clock part is corrupt.
+    #[error("the context token is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl ClientContext {
+    /// The context for `clock`, read from `key`.
+    pub fn new(key: &[u8], clock: VClock) -> Self {
+        Self {
+            key_fingerprint: key_fingerprint(key),
+            clock,
+        }
+    }
+
+    /// Whether the context was read from `key`.
+    pub fn belongs_to(&self, key: &[u8]) -> bool {
+        self.key_fingerprint == key_fingerprint(key)
+    }
+
+    /// The binary token.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(HEADER_LEN + 64);
+        bytes.extend_from_slice(MAGIC);
+        bytes.push(FORMAT_VERSION);
+        bytes.extend_from_slice(&self.key_fingerprint.to_be_bytes());
+        bytes.extend_from_slice(&Context::new(self.clock.clone()).to_bytes());
+        bytes
+    }
+
+    /// Decodes a binary token; never panics on arbitrary input.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ContextError> {
+        if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(ContextError::Foreign);
+        }
+        let version = bytes[MAGIC.len()];
+        if version != FORMAT_VERSION {
+            return Err(ContextError::UnsupportedVersion(version));
+        }
+        let mut fingerprint = [0u8; 8];
+        fingerprint.copy_from_slice(&bytes[MAGIC.len() + 1..HEADER_LEN]);
+        let context = Context::from_bytes(&bytes[HEADER_LEN..])
+            .map_err(|e| ContextError::Corrupt(e.to_string()))?;
+        Ok(Self {
+            key_fingerprint: u64::from_be_bytes(fingerprint),
+            clock: context.into_clock(),
+        })
+    }
+
+    /// The text token (URL-safe base64, no padding) for CLIs and HTTP headers.
+    pub fn to_text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.to_bytes())
+    }
+
+    /// Decodes a text token.
+    pub fn from_text(text: &str) -> Result<Self, ContextError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .map_err(|_| ContextError::NotBase64)?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dynamo_vclock::Actor;
+
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_bind_to_their_key() {
+        let mut clock = VClock::new();
+        clock.increment(&Actor::new("a#1"), 10);
+        let context = ClientContext::new(b"cart:alice", clock);
+        let back = ClientContext::from_text(&context.to_text()).unwrap();
+        assert_eq!(back, context);
+        assert!(back.belongs_to(b"cart:alice"));
+        assert!(!back.belongs_to(b"cart:bob"));
+    }
+
+    type Check = fn(&ContextError) -> bool;
+
+    #[test]
+    fn bad_tokens_are_clear_errors() {
+        let good = ClientContext::new(b"k", VClock::new()).to_bytes();
+        let mut future = good.clone();
+        future[3] = 9;
+        let mut corrupt = good.clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x55;
+        let cases: Vec<(Vec<u8>, Check)> = vec![
+            (vec![], |e| *e == ContextError::Foreign),
+            (b"DYC\x01garbage".to_vec(), |e| *e == ContextError::Foreign),
+            (future, |e| *e == ContextError::UnsupportedVersion(9)),
+            (corrupt, |e| matches!(e, ContextError::Corrupt(_))),
+            (good[..good.len() - 2].to_vec(), |e| {
+                matches!(e, ContextError::Corrupt(_))
+            }),
+        ];
+        for (bytes, expected) in cases {
+            let error = ClientContext::from_bytes(&bytes).unwrap_err();
+            assert!(expected(&error), "{bytes:?}: {error}");
+        }
+        assert_eq!(
+            ClientContext::from_text("not base64 !").unwrap_err(),
+            ContextError::NotBase64
+        );
+    }
+}

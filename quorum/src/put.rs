@@ -1,0 +1,287 @@
+//! The put (and delete) coordinator, paper section 4.5: "the coordinator generates the vector
+//! clock for the new version and writes the new version locally. The coordinator then sends
+//! the new version to the N highest-ranked reachable nodes. If at least W-1 nodes respond then
+//! the write is considered successful."
+//!
+//! Steps: read the local versions to check the sibling limit, write locally (the store makes
+//! the new dot atomically), send the resulting set to every other target (fallbacks with a hint,
+//! 4.6), answer after W acknowledgements (PW of them from primaries), or fail as soon as the
+//! quorum is out of reach or the deadline passes. This module must not know how the store makes
+//! the write atomic or how messages travel.
+
+use std::collections::VecDeque;
+
+use dynamo_ring::{NodeId, Role, Target};
+use dynamo_vclock::{Actor, VClock};
+
+use crate::config::{HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};
+use crate::context::ClientContext;
+use crate::error::QuorumError;
+use crate::message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};
+use crate::tally::{Answer, Tally};
+use crate::value::{Object, Value};
+
+/// A client's put (or, with [`Value::Tombstone`], delete).
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The context of the read this write follows; `None` for a blind write (it becomes a
+    /// sibling of whatever is there).
+    pub context: Option<ClientContext>,
+    /// The new value.
+    pub value: Value,
+    /// This node: it must be one of the targets.
+    pub coordinator: NodeId,
+    /// This node's vector-clock actor (node id and storage epoch, so a node that lost its disk
+    /// never reuses a counter).
+    pub actor: Actor,
+    /// The key's extended preference list (paper 4.6).
+    pub targets: Vec<Target>,
+    /// N, W, PW for this request.
+    pub quorum: Quorum,
+    /// How long the client waits at most.
+    pub timeout_ms: u64,
+}
+
+/// A successful put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOk {
+    /// The versions of the key on the coordinator after the write.
+    pub object: Object,
+    /// Its causal context: write with it to supersede this version.
+    pub context: VClock,
+    /// Acknowledgements received when the client was answered.
+    pub acknowledged: usize,
+    /// Anything the client should know (many siblings).
+    pub warnings: Vec<Warning>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    ReadingLocal,
+    WritingLocal,
+    Replicating,
+    Done,
+}
+
+/// The state machine of one put; see the module docs.
+#[derive(Debug)]
+pub struct PutCoordinator {
+    key: Vec<u8>,
+    context: VClock,
+    value: Option<Value>,
+    actor: Actor,
+    coordinator: NodeId,
+    quorum: Quorum,
+    started_ms: u64,
+    deadline_ms: u64,
+    phase: Phase,
+    tally: Tally,
+    object: Option<Object>,
+    warnings: Vec<Warning>,
+    commands: VecDeque<Command>,
+}
+
+impl PutCoordinator {
+    /// Starts a put at time `now`. Fails at once if the request cannot succeed: invalid quorum,
+    /// a context read from another key, a coordinator outside the targets, or too few targets.
+    pub fn new(now: u64, request: PutRequest) -> Result<Self, QuorumError> {
+        let quorum = request.quorum;
+        quorum.validate()?;
+        let context = match request.context {
+            Some(context) if !context.belongs_to(&request.key) => {
+                return Err(QuorumError::ContextForAnotherKey);
+            }
+            Some(context) => context.clock,
+            None => VClock::new(),
+        };
+        if !request
+            .targets
+            .iter()
+            .any(|t| t.node == request.coordinator)
+        {
+            return Err(QuorumError::NotACoordinator {
+                coordinator: request.coordinator,
+            });
+        }
+        let tally = Tally::new(request.targets);
+        if tally.targets().len() < quorum.w {
+            return Err(QuorumError::Unavailable {
+                available: tally.targets().len(),
+                required: quorum.w,
+            });
+        }
+        if tally.primaries() < quorum.pw {
+            return Err(QuorumError::Unavailable {
+                available: tally.primaries(),
+                required: quorum.pw,
+            });
+        }
+        let mut commands = VecDeque::new();
+        commands.push_back(Command::ReadLocal {
+            key: request.key.clone(),
+        });
+        Ok(Self {
+            key: request.key,
+            context,
+            value: Some(request.value),
+            actor: request.actor,
+            coordinator: request.coordinator,
+            quorum,
+            started_ms: now,
+            deadline_ms: now.saturating_add(request.timeout_ms),
+            phase: Phase::ReadingLocal,
+            tally,
+            object: None,
+            warnings: Vec::new(),
+            commands,
+        })
+    }
+
+    /// The result of [`Command::ReadLocal`]: the coordinator's current versions of the key.
+    /// A write that would leave more than [`HARD_SIBLING_LIMIT`] siblings is refused here,
+    /// before anything is written.
+    pub fn handle_local_read(&mut self, now: u64, stored: Result<Option<Object>, String>) {
+        if self.phase != Phase::ReadingLocal {
+            return;
+        }
+        let stored = match stored {
+            Ok(stored) => stored.unwrap_or_else(Object::empty),
+            Err(reason) => return self.finish(Err(QuorumError::Local(reason))),
+        };
+        let Some(value) = self.value.take() else {
+            return;
+        };
+        let mut preview = stored;
+        preview.update(&self.context, &self.actor, value.clone(), now);
+        if preview.len() > HARD_SIBLING_LIMIT {
+            return self.finish(Err(QuorumError::TooManySiblings {
+                siblings: preview.len(),
+                limit: HARD_SIBLING_LIMIT,
+            }));
+        }
+        self.phase = Phase::WritingLocal;
+        self.commands.push_back(Command::WriteLocal {
+            key: self.key.clone(),
+            context: self.context.clone(),
+            value,
+        });
+    }
+
+    /// The result of [`Command::WriteLocal`]: the versions stored after the local write. The
+    /// coordinator's own write counts as the first acknowledgement; the set goes to every other
+    /// target.
+    pub fn handle_local_write(&mut self, _now: u64, stored: Result<Object, String>) {
+        if self.phase != Phase::WritingLocal {
+            return;
+        }
+        let object = match stored {
+            Ok(object) => object,
+            Err(reason) => {
+                self.tally.record_failure(&self.coordinator, reason.clone());
+                return self.finish(Err(QuorumError::Local(reason)));
+            }
+        };
+        if object.len() > SOFT_SIBLING_LIMIT {
+            self.warnings.push(Warning::ManySiblings(object.len()));
+        }
+        self.tally.record(&self.coordinator, Answer::Success);
+        for target in self.tally.targets() {
+            if target.node == self.coordinator {
+                continue;
+            }
+            let hint = match &target.role {
+                Role::Primary => None,
+                Role::Fallback { for_node } => Some(for_node.clone()),
+            };
+            self.commands.push_back(Command::Send {
+                to: target.node.clone(),
+                request: ReplicaRequest::Write {
+                    key: self.key.clone(),
+                    object: object.clone(),
+                    hint,
+                },
+            });
+        }
+        self.object = Some(object);
+        self.phase = Phase::Replicating;
+        self.check_quorum();
+    }
+
+    /// A replica's answer to the write. Replies from nodes that were never asked, duplicates,
+    /// and replies after the client was answered change nothing.
+    pub fn handle_reply(&mut self, _now: u64, from: &NodeId, reply: ReplicaReply) {
+        if self.phase != Phase::Replicating || from == &self.coordinator {
+            return;
+        }
+        match reply {
+            ReplicaReply::Written => {
+                self.tally.record(from, Answer::Success);
+            }
+            ReplicaReply::Failed(reason) => {
+                self.tally.record_failure(from, reason);
+            }
+            other => {
+                self.tally
+                    .record_failure(from, format!("unexpected reply {other:?}"));
+            }
+        }
+        self.check_quorum();
+    }
+
+    /// Fails the request if its deadline has passed. A call before the deadline does nothing.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.phase == Phase::Done || now < self.deadline_ms {
+            return;
+        }
+        self.finish(Err(QuorumError::Timeout {
+            answered: self.tally.successes(),
+            required: self.quorum.w,
+            waited_ms: now - self.started_ms,
+        }));
+    }
+
+    /// When to call [`Self::handle_timeout`] next, if the request is still open.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        (self.phase != Phase::Done).then_some(self.deadline_ms)
+    }
+
+    /// The next effect to carry out.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Whether the client has been answered (later replies are ignored).
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    fn check_quorum(&mut self) {
+        let (w, pw) = (self.quorum.w, self.quorum.pw);
+        if self.tally.reached(w, pw) {
+            let Some(object) = self.object.clone() else {
+                return;
+            };
+            let ok = PutOk {
+                context: object.context(),
+                object,
+                acknowledged: self.tally.successes(),
+                warnings: std::mem::take(&mut self.warnings),
+            };
+            self.finish(Ok(ok));
+        } else if let Some((answered, required)) = self.tally.unreachable(w, pw) {
+            self.finish(Err(QuorumError::NotEnoughReplicas {
+                answered,
+                required,
+                failed: self.tally.failures().to_vec(),
+            }));
+        }
+    }
+
+    fn finish(&mut self, outcome: Result<PutOk, QuorumError>) {
+        self.phase = Phase::Done;
+        self.commands
+            .push_back(Command::Respond(Response::Put(outcome)));
+    }
+}

@@ -1,0 +1,196 @@
+//! Reaping tombstones: a delete leaves a tombstone, and the key is removed for good only when
+//! every one of its N primaries holds exactly the same tombstone and it is older than a grace
+//! period. Any doubt (a primary down or silent, different versions, a live sibling, a recent
+//! tombstone) keeps the tombstone: deleted data must never come back.
+//!
+//! The reap itself is a compare-and-delete on each replica ([`ReplicaRequest::Reap`]), so a
+//! write racing the reap survives. This module must not know how replicas store keys.
+
+use std::collections::VecDeque;
+
+use dynamo_ring::NodeId;
+
+use crate::message::{Command, ReplicaReply, ReplicaRequest, Response};
+use crate::value::{Object, is_deleted};
+
+/// A request to reap `key`.
+#[derive(Debug, Clone)]
+pub struct ReapRequest {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The key's N primaries (not fallbacks): all must hold the tombstone.
+    pub primaries: Vec<NodeId>,
+    /// The newest tombstone timestamp must be at least this old (milliseconds, in the same
+    /// clock as the timestamps the coordinators wrote with).
+    pub grace_ms: u64,
+    /// How long to wait for the primaries.
+    pub timeout_ms: u64,
+}
+
+/// How a reap attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReapOutcome {
+    /// Every primary removed the key.
+    Reaped,
+    /// The tombstone stays, for the reason given.
+    Kept(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Reading,
+    Reaping,
+    Done,
+}
+
+/// The state machine of one reap attempt.
+#[derive(Debug)]
+pub struct ReapCoordinator {
+    request: ReapRequest,
+    deadline_ms: u64,
+    phase: Phase,
+    read: Vec<Option<Object>>,
+    reaped: Vec<Option<bool>>,
+    commands: VecDeque<Command>,
+}
+
+impl ReapCoordinator {
+    /// Starts a reap at time `now`: a read to every primary.
+    pub fn new(now: u64, request: ReapRequest) -> Self {
+        let commands = request
+            .primaries
+            .iter()
+            .map(|node| Command::Send {
+                to: node.clone(),
+                request: ReplicaRequest::Read {
+                    key: request.key.clone(),
+                },
+            })
+            .collect();
+        let count = request.primaries.len();
+        let mut coordinator = Self {
+            deadline_ms: now.saturating_add(request.timeout_ms),
+            request,
+            phase: Phase::Reading,
+            read: vec![None; count],
+            reaped: vec![None; count],
+            commands,
+        };
+        if count == 0 {
+            coordinator.finish(ReapOutcome::Kept("no primaries".into()));
+        }
+        coordinator
+    }
+
+    /// A primary's answer (to the read, then to the reap).
+    pub fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
+        let Some(index) = self.request.primaries.iter().position(|n| n == from) else {
+            return;
+        };
+        match (self.phase, reply) {
+            (Phase::Reading, ReplicaReply::Found(object)) => {
+                if self.read[index].is_none() {
+                    self.read[index] = Some(object);
+                }
+                self.maybe_reap(now);
+            }
+            (Phase::Reading, ReplicaReply::NotFound) => {
+                self.finish(ReapOutcome::Kept(format!(
+                    "{from} does not hold the tombstone"
+                )));
+            }
+            (Phase::Reaping, ReplicaReply::Reaped(done)) => {
+                if self.reaped[index].is_none() {
+                    self.reaped[index] = Some(done);
+                }
+                if self.reaped.iter().all(Option::is_some) {
+                    let all = self.reaped.iter().all(|r| *r == Some(true));
+                    self.finish(if all {
+                        ReapOutcome::Reaped
+                    } else {
+                        ReapOutcome::Kept("a write raced the reap on some primary".into())
+                    });
+                }
+            }
+            (Phase::Done, _) => {}
+            (_, ReplicaReply::Failed(reason)) => {
+                self.finish(ReapOutcome::Kept(format!("{from} failed: {reason}")));
+            }
+            (_, other) => {
+                self.finish(ReapOutcome::Kept(format!(
+                    "unexpected reply from {from}: {other:?}"
+                )));
+            }
+        }
+    }
+
+    /// Gives up at the deadline; the tombstone stays.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.phase != Phase::Done && now >= self.deadline_ms {
+            self.finish(ReapOutcome::Kept("a primary did not answer in time".into()));
+        }
+    }
+
+    /// When to call [`Self::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        (self.phase != Phase::Done).then_some(self.deadline_ms)
+    }
+
+    /// The next effect to carry out.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Whether the attempt is over.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    fn maybe_reap(&mut self, now: u64) {
+        if self.read.iter().any(Option::is_none) {
+            return;
+        }
+        let objects: Vec<&Object> = self.read.iter().flatten().collect();
+        let Some(first) = objects.first().copied() else {
+            return;
+        };
+        if !objects.iter().all(|o| *o == first) {
+            return self.finish(ReapOutcome::Kept(
+                "primaries hold different versions".into(),
+            ));
+        }
+        if !is_deleted(first) {
+            return self.finish(ReapOutcome::Kept("the key has live values".into()));
+        }
+        let newest = first
+            .context()
+            .iter()
+            .map(|(_, entry)| entry.timestamp)
+            .max()
+            .unwrap_or(0);
+        if now.saturating_sub(newest) < self.request.grace_ms {
+            return self.finish(ReapOutcome::Kept(
+                "the tombstone is younger than the grace period".into(),
+            ));
+        }
+        self.phase = Phase::Reaping;
+        for node in &self.request.primaries {
+            self.commands.push_back(Command::Send {
+                to: node.clone(),
+                request: ReplicaRequest::Reap {
+                    key: self.request.key.clone(),
+                    expected: first.clone(),
+                },
+            });
+        }
+    }
+
+    fn finish(&mut self, outcome: ReapOutcome) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.phase = Phase::Done;
+        self.commands
+            .push_back(Command::Respond(Response::Reap(outcome)));
+    }
+}
