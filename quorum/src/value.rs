@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 /// One sibling of a key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Value {
-    /// Bytes written by a client.
-    Data(Vec<u8>),
+    /// Bytes written by a client (encoded as one byte string, not a sequence of numbers, so
+    /// decoding a stored value is a copy).
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A delete: hides older values until it is reaped.
     Tombstone,
 }

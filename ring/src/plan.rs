@@ -66,11 +66,21 @@ pub struct TransferPlan {
 }
 
 impl TransferPlan {
-    /// Compares the replica sets (`target_n` of the new ring) of every partition of two rings
-    /// with the same partitions.
-    pub(crate) fn between(old: &Ring, new: &Ring) -> Self {
+    /// The transfers from `old` to `new`: for every partition, each node in the new replica set
+    /// (`target_n` of the new ring) that was not in the old one receives the partition from an
+    /// old replica, preferably one that leaves the set. A node that adopts a ring it did not
+    /// compute itself calls this to learn its part. Rings with different partition counts
+    /// cannot be compared partition by partition: the plan is then empty.
+    pub fn between(old: &Ring, new: &Ring) -> Self {
         let n = new.target_n();
         let mut transfers = Vec::new();
+        if old.partition_count() != new.partition_count() {
+            return Self {
+                from_version: old.version(),
+                to_version: new.version(),
+                transfers,
+            };
+        }
         for partition in 0..new.partition_count() {
             let before = old.replicas_of_partition(partition, n);
             let after = new.replicas_of_partition(partition, n);

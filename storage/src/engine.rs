@@ -1,0 +1,628 @@
+//! The versioning logic shared by every store: atomic read-merge-write per key, limits, hints,
+//! node metadata and the per-partition Merkle trees, written once over a [`Backend`].
+//!
+//! Stored values are one format byte followed by the postcard encoding of the key's
+//! `DvvSet`; a key's Merkle hash covers the key and those postcard bytes. This module must not
+//! know which engine is below, rings, the network or tombstone semantics.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use dynamo_merkle::{KeyEntry, KeyHash, KeyIndex, MerkleTree, TreeShape, key_hash};
+use dynamo_vclock::DvvSet;
+
+use crate::backend::{Backend, Op, Space, Visitor};
+use crate::error::{Result, StorageError};
+use crate::keys::{
+    META_EPOCH, META_NODE_ID, check_key, check_node_id, data_key, hint_key, hint_prefix,
+    partition_bounds, prefix_bounds, prefix_successor, split_data_key, split_hint_key,
+};
+use crate::options::{Durability, StoreOptions};
+use crate::store::{Hint, LocalWrite, PartitionDigest, Value};
+
+/// First byte of every stored version set.
+const FORMAT_V1: u8 = 1;
+
+/// Entries read per backend scan when a whole partition is walked.
+const SCAN_BATCH: usize = 1024;
+
+/// Stripes of the hint locks.
+const HINT_STRIPES: usize = 64;
+
+/// Per-partition state, behind the partition's lock.
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// The partition's tree once built (lazily, at first use after open).
+    tree: Option<MerkleTree>,
+}
+
+/// A versioned store over a backend.
+pub(crate) struct Engine<B, V> {
+    backend: B,
+    node_id: String,
+    epoch: u64,
+    max_value_bytes: usize,
+    shape: TreeShape,
+    /// One lock per partition: held across read-merge-write of any key of the partition and
+    /// the matching tree update, and while the tree is built from a scan, so the tree always
+    /// equals a rebuild.
+    partitions: Mutex<HashMap<u32, Arc<Mutex<PartitionState>>>>,
+    /// Striped locks for read-merge-write of hints.
+    hint_locks: Vec<Mutex<()>>,
+    _values: PhantomData<fn() -> V>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Encodes a set in the stored format.
+fn encode_set<V: Value>(set: &DvvSet<V>) -> Result<Vec<u8>> {
+    postcard::to_extend(set, vec![FORMAT_V1]).map_err(|e| StorageError::Encode(e.to_string()))
+}
+
+/// Decodes a stored set; `space` and `key` only label the error.
+fn decode_set<V: Value>(space: Space, key: &[u8], bytes: &[u8]) -> Result<DvvSet<V>> {
+    let corrupt = |reason: String| StorageError::Corrupt {
+        space: space.name(),
+        key: key.to_vec(),
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| corrupt(e.to_string())),
+        Some((other, _)) => Err(corrupt(format!("unknown format byte {other}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
+/// The Merkle hash of a key with its stored bytes (format byte excluded).
+fn state_hash(key: &[u8], stored: &[u8]) -> KeyHash {
+    key_hash(key, stored.get(1..).unwrap_or_default())
+}
+
+/// After a failed write the engine may or may not hold it (fjall can fail the fsync after
+/// the memtable took the write), so the kept tree is dropped and rebuilt from a scan.
+fn forget_tree_on_error(state: &mut PartitionState, written: Result<()>) -> Result<()> {
+    if written.is_err() {
+        state.tree = None;
+    }
+    written
+}
+
+fn bound_ref(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(b) => Bound::Included(b.as_slice()),
+        Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl<B: Backend, V: Value> Engine<B, V> {
+    /// Opens the versioning layer over `backend`: checks the node id and sets up the epoch.
+    pub(crate) fn open(backend: B, options: &StoreOptions) -> Result<Self> {
+        check_node_id(&options.node_id)?;
+        let stored_id = backend.get(Space::Meta, META_NODE_ID)?;
+        let stored_epoch = backend.get(Space::Meta, META_EPOCH)?;
+        let corrupt = |reason: &str| StorageError::Corrupt {
+            space: "meta",
+            key: META_EPOCH.to_vec(),
+            reason: reason.to_string(),
+        };
+        let epoch = match (stored_id, stored_epoch) {
+            (Some(id), Some(epoch)) => {
+                let id =
+                    String::from_utf8(id.to_vec()).map_err(|_| corrupt("node id is not UTF-8"))?;
+                if id != options.node_id {
+                    return Err(StorageError::NodeIdMismatch {
+                        stored: id,
+                        requested: options.node_id.clone(),
+                    });
+                }
+                let epoch: [u8; 8] = epoch[..]
+                    .try_into()
+                    .map_err(|_| corrupt("epoch is not 8 bytes"))?;
+                u64::from_be_bytes(epoch)
+            }
+            (None, None) => {
+                // No metadata: a new store, or one that lost its data. Take a time-based
+                // epoch, larger than any epoch this node had before the loss (kv679).
+                let epoch = options.now_ms.max(1);
+                let epoch_bytes = epoch.to_be_bytes();
+                backend.write(
+                    &[
+                        Op::Put(Space::Meta, META_NODE_ID, options.node_id.as_bytes()),
+                        Op::Put(Space::Meta, META_EPOCH, &epoch_bytes),
+                    ],
+                    Durability::Sync,
+                )?;
+                epoch
+            }
+            _ => return Err(corrupt("only one of node id and epoch is recorded")),
+        };
+        Ok(Engine {
+            backend,
+            node_id: options.node_id.clone(),
+            epoch,
+            max_value_bytes: options.max_value_bytes,
+            shape: options.merkle_shape,
+            partitions: Mutex::new(HashMap::new()),
+            hint_locks: (0..HINT_STRIPES).map(|_| Mutex::new(())).collect(),
+            _values: PhantomData,
+        })
+    }
+
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub(crate) fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
+    fn partition(&self, partition: u32) -> Arc<Mutex<PartitionState>> {
+        Arc::clone(lock(&self.partitions).entry(partition).or_default())
+    }
+
+    fn hint_lock(&self, raw_key: &[u8]) -> MutexGuard<'_, ()> {
+        let mut hasher = DefaultHasher::new();
+        raw_key.hash(&mut hasher);
+        let stripe = (hasher.finish() % HINT_STRIPES as u64) as usize;
+        lock(&self.hint_locks[stripe])
+    }
+
+    fn check_value(&self, value: &V) -> Result<()> {
+        let len = postcard::serialize_with_flavor::<V, postcard::ser_flavors::Size, usize>(
+            value,
+            postcard::ser_flavors::Size::default(),
+        )
+        .map_err(|e| StorageError::Encode(e.to_string()))?;
+        if len > self.max_value_bytes {
+            return Err(StorageError::ValueTooLarge {
+                len,
+                max: self.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_set(&self, set: &DvvSet<V>) -> Result<()> {
+        set.values().try_for_each(|v| self.check_value(v))
+    }
+
+    pub(crate) fn get(&self, partition: u32, key: &[u8]) -> Result<Option<DvvSet<V>>> {
+        check_key(key)?;
+        self.backend
+            .get(Space::Data, &data_key(partition, key))?
+            .map(|bytes| decode_set(Space::Data, key, &bytes))
+            .transpose()
+    }
+
+    /// Read-merge-write of one key under its partition's lock, with the tree update.
+    fn modify(
+        &self,
+        partition: u32,
+        key: &[u8],
+        durability: Durability,
+        merge: impl FnOnce(Option<DvvSet<V>>) -> DvvSet<V>,
+    ) -> Result<DvvSet<V>> {
+        let raw = data_key(partition, key);
+        let part = self.partition(partition);
+        let mut state = lock(&part);
+        let old_bytes = self.backend.get(Space::Data, &raw)?;
+        let old = old_bytes
+            .as_deref()
+            .map(|b| decode_set(Space::Data, key, b))
+            .transpose()?;
+        let new = merge(old);
+        if old_bytes.is_none() && new == DvvSet::empty() {
+            // An empty incoming set for an absent key: nothing to store.
+            return Ok(new);
+        }
+        let new_bytes = encode_set(&new)?;
+        if old_bytes.as_deref() == Some(new_bytes.as_slice()) {
+            // Nothing changed; a durable caller still needs earlier buffered writes on disk.
+            if durability == Durability::Sync {
+                self.backend.sync()?;
+            }
+            return Ok(new);
+        }
+        let written = self
+            .backend
+            .write(&[Op::Put(Space::Data, &raw, &new_bytes)], durability);
+        forget_tree_on_error(&mut state, written)?;
+        if let Some(tree) = state.tree.as_mut() {
+            let old_hash = old_bytes.as_deref().map(|b| state_hash(key, b));
+            tree.update(key, old_hash, Some(state_hash(key, &new_bytes)));
+        }
+        Ok(new)
+    }
+
+    pub(crate) fn apply(
+        &self,
+        partition: u32,
+        key: &[u8],
+        incoming: &DvvSet<V>,
+        durability: Durability,
+    ) -> Result<DvvSet<V>> {
+        check_key(key)?;
+        self.check_set(incoming)?;
+        self.modify(partition, key, durability, |stored| match stored {
+            Some(stored) => stored.sync(incoming),
+            None => incoming.clone(),
+        })
+    }
+
+    pub(crate) fn update(
+        &self,
+        partition: u32,
+        key: &[u8],
+        write: LocalWrite<'_, V>,
+        durability: Durability,
+    ) -> Result<DvvSet<V>> {
+        check_key(key)?;
+        self.check_value(&write.value)?;
+        self.modify(partition, key, durability, |stored| {
+            let stored = stored.unwrap_or_default();
+            stored.updated(write.context, write.actor, write.value, write.now)
+        })
+    }
+
+    /// Visits the raw entries of a partition in key order, strictly after `after`.
+    fn visit_partition(
+        &self,
+        partition: u32,
+        after: Option<&[u8]>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<()> {
+        let (lower, upper) = partition_bounds(partition, after);
+        self.backend.scan(
+            Space::Data,
+            bound_ref(&lower),
+            bound_ref(&upper),
+            &mut |raw, value| {
+                let (_, key) = split_data_key(raw)?;
+                visit(key, value)
+            },
+        )
+    }
+
+    pub(crate) fn scan_partition(
+        &self,
+        partition: u32,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, DvvSet<V>)>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.visit_partition(partition, after, &mut |key, value| {
+            out.push((key.to_vec(), decode_set(Space::Data, key, value)?));
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Visits `(key, hash)` of every key of a partition, in batches so that the backend
+    /// never holds a scan open (or its lock) for long.
+    fn for_each_hash(&self, partition: u32, mut visit: impl FnMut(&[u8], KeyHash)) -> Result<()> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let mut batch: Vec<(Vec<u8>, KeyHash)> = Vec::with_capacity(SCAN_BATCH);
+            self.visit_partition(partition, after.as_deref(), &mut |key, value| {
+                batch.push((key.to_vec(), state_hash(key, value)));
+                Ok(batch.len() < SCAN_BATCH)
+            })?;
+            for (key, hash) in &batch {
+                visit(key, *hash);
+            }
+            if batch.len() < SCAN_BATCH {
+                return Ok(());
+            }
+            after = batch.pop().map(|(key, _)| key);
+        }
+    }
+
+    pub(crate) fn remove_if_equal(
+        &self,
+        partition: u32,
+        key: &[u8],
+        expected: &DvvSet<V>,
+        durability: Durability,
+    ) -> Result<bool> {
+        check_key(key)?;
+        let raw = data_key(partition, key);
+        let part = self.partition(partition);
+        let mut state = lock(&part);
+        let Some(old_bytes) = self.backend.get(Space::Data, &raw)? else {
+            return Ok(false);
+        };
+        let stored: DvvSet<V> = decode_set(Space::Data, key, &old_bytes)?;
+        if stored != *expected {
+            return Ok(false);
+        }
+        let written = self
+            .backend
+            .write(&[Op::Delete(Space::Data, &raw)], durability);
+        forget_tree_on_error(&mut state, written)?;
+        if let Some(tree) = state.tree.as_mut() {
+            tree.update(key, Some(state_hash(key, &old_bytes)), None);
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn put_hint(
+        &self,
+        owner: &str,
+        partition: u32,
+        key: &[u8],
+        versions: &DvvSet<V>,
+        durability: Durability,
+    ) -> Result<()> {
+        check_node_id(owner)?;
+        check_key(key)?;
+        self.check_set(versions)?;
+        let raw = hint_key(owner, partition, key);
+        let _guard = self.hint_lock(&raw);
+        let merged = match self.backend.get(Space::Hints, &raw)? {
+            Some(bytes) => decode_set::<V>(Space::Hints, key, &bytes)?.sync(versions),
+            None => versions.clone(),
+        };
+        let bytes = encode_set(&merged)?;
+        self.backend
+            .write(&[Op::Put(Space::Hints, &raw, &bytes)], durability)
+    }
+
+    pub(crate) fn hints_for(&self, owner: &str, limit: usize) -> Result<Vec<Hint<V>>> {
+        check_node_id(owner)?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let (lower, upper) = prefix_bounds(&hint_prefix(owner));
+        self.backend.scan(
+            Space::Hints,
+            bound_ref(&lower),
+            bound_ref(&upper),
+            &mut |raw, value| {
+                let (_, partition, key) = split_hint_key(raw)?;
+                out.push(Hint {
+                    partition,
+                    key: key.to_vec(),
+                    versions: decode_set(Space::Hints, key, value)?,
+                });
+                Ok(out.len() < limit)
+            },
+        )?;
+        Ok(out)
+    }
+
+    pub(crate) fn hint_owners(&self) -> Result<Vec<String>> {
+        let mut owners = Vec::new();
+        let mut lower: Bound<Vec<u8>> = Bound::Unbounded;
+        loop {
+            let mut found: Option<String> = None;
+            self.backend.scan(
+                Space::Hints,
+                bound_ref(&lower),
+                Bound::Unbounded,
+                &mut |raw, _| {
+                    found = Some(split_hint_key(raw)?.0.to_string());
+                    Ok(false)
+                },
+            )?;
+            let Some(owner) = found else {
+                owners.sort_unstable();
+                return Ok(owners);
+            };
+            // Skip the rest of this owner's hints.
+            let next = prefix_successor(&hint_prefix(&owner));
+            owners.push(owner);
+            let Some(next) = next else {
+                owners.sort_unstable();
+                return Ok(owners);
+            };
+            lower = Bound::Included(next);
+        }
+    }
+
+    pub(crate) fn remove_hint_if_covered(
+        &self,
+        owner: &str,
+        partition: u32,
+        key: &[u8],
+        acknowledged: &DvvSet<V>,
+        durability: Durability,
+    ) -> Result<bool> {
+        check_node_id(owner)?;
+        check_key(key)?;
+        let raw = hint_key(owner, partition, key);
+        let _guard = self.hint_lock(&raw);
+        let Some(bytes) = self.backend.get(Space::Hints, &raw)? else {
+            return Ok(false);
+        };
+        let held: DvvSet<V> = decode_set(Space::Hints, key, &bytes)?;
+        if !acknowledged.descends(&held) {
+            return Ok(false);
+        }
+        self.backend
+            .write(&[Op::Delete(Space::Hints, &raw)], durability)?;
+        Ok(true)
+    }
+
+    pub(crate) fn pending_hints(&self, owner: &str) -> Result<usize> {
+        check_node_id(owner)?;
+        let (lower, upper) = prefix_bounds(&hint_prefix(owner));
+        let mut count = 0;
+        self.backend.scan(
+            Space::Hints,
+            bound_ref(&lower),
+            bound_ref(&upper),
+            &mut |_, _| {
+                count += 1;
+                Ok(true)
+            },
+        )?;
+        Ok(count)
+    }
+
+    pub(crate) fn merkle_tree(&self, partition: u32) -> Result<MerkleTree> {
+        let part = self.partition(partition);
+        let mut state = lock(&part);
+        if let Some(tree) = &state.tree {
+            return Ok(tree.clone());
+        }
+        // Built under the partition lock: no write of this partition can slip between the
+        // scan and the moment the tree starts receiving updates.
+        let mut tree = MerkleTree::new(self.shape);
+        self.for_each_hash(partition, |key, hash| tree.insert(key, hash))?;
+        state.tree = Some(tree.clone());
+        Ok(tree)
+    }
+
+    pub(crate) fn partition_digest(&self, partition: u32) -> Result<PartitionDigest> {
+        let mut index = KeyIndex::new(self.shape);
+        self.for_each_hash(partition, |key, hash| {
+            index.set(key, Some(hash));
+        })?;
+        let tree = MerkleTree::from_entries(self.shape, index.iter());
+        Ok(PartitionDigest { tree, index })
+    }
+
+    pub(crate) fn segment_entries(&self, partition: u32, segment: u32) -> Result<Vec<KeyEntry>> {
+        let mut out = Vec::new();
+        self.for_each_hash(partition, |key, hash| {
+            if self.shape.segment_of(key) == segment {
+                out.push(KeyEntry {
+                    key: key.to_vec(),
+                    hash,
+                });
+            }
+        })?;
+        Ok(out)
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.backend.sync()
+    }
+}
+
+/// Implements [`crate::Store`] for a wrapper type with an `engine` field.
+macro_rules! delegate_store {
+    ($ty:ident) => {
+        impl<V: $crate::store::Value> $crate::store::Store<V> for $ty<V> {
+            fn node_id(&self) -> &str {
+                self.engine.node_id()
+            }
+            fn epoch(&self) -> u64 {
+                self.engine.epoch()
+            }
+            fn max_value_bytes(&self) -> usize {
+                self.engine.max_value_bytes()
+            }
+            fn get(
+                &self,
+                partition: u32,
+                key: &[u8],
+            ) -> $crate::Result<Option<dynamo_vclock::DvvSet<V>>> {
+                self.engine.get(partition, key)
+            }
+            fn apply(
+                &self,
+                partition: u32,
+                key: &[u8],
+                incoming: &dynamo_vclock::DvvSet<V>,
+                durability: $crate::Durability,
+            ) -> $crate::Result<dynamo_vclock::DvvSet<V>> {
+                self.engine.apply(partition, key, incoming, durability)
+            }
+            fn update(
+                &self,
+                partition: u32,
+                key: &[u8],
+                write: $crate::LocalWrite<'_, V>,
+                durability: $crate::Durability,
+            ) -> $crate::Result<dynamo_vclock::DvvSet<V>> {
+                self.engine.update(partition, key, write, durability)
+            }
+            fn scan_partition(
+                &self,
+                partition: u32,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> $crate::Result<Vec<(Vec<u8>, dynamo_vclock::DvvSet<V>)>> {
+                self.engine.scan_partition(partition, after, limit)
+            }
+            fn remove_if_equal(
+                &self,
+                partition: u32,
+                key: &[u8],
+                expected: &dynamo_vclock::DvvSet<V>,
+                durability: $crate::Durability,
+            ) -> $crate::Result<bool> {
+                self.engine
+                    .remove_if_equal(partition, key, expected, durability)
+            }
+            fn put_hint(
+                &self,
+                owner: &str,
+                partition: u32,
+                key: &[u8],
+                versions: &dynamo_vclock::DvvSet<V>,
+                durability: $crate::Durability,
+            ) -> $crate::Result<()> {
+                self.engine
+                    .put_hint(owner, partition, key, versions, durability)
+            }
+            fn hints_for(&self, owner: &str, limit: usize) -> $crate::Result<Vec<$crate::Hint<V>>> {
+                self.engine.hints_for(owner, limit)
+            }
+            fn hint_owners(&self) -> $crate::Result<Vec<String>> {
+                self.engine.hint_owners()
+            }
+            fn remove_hint_if_covered(
+                &self,
+                owner: &str,
+                partition: u32,
+                key: &[u8],
+                acknowledged: &dynamo_vclock::DvvSet<V>,
+                durability: $crate::Durability,
+            ) -> $crate::Result<bool> {
+                self.engine
+                    .remove_hint_if_covered(owner, partition, key, acknowledged, durability)
+            }
+            fn pending_hints(&self, owner: &str) -> $crate::Result<usize> {
+                self.engine.pending_hints(owner)
+            }
+            fn merkle_tree(&self, partition: u32) -> $crate::Result<dynamo_merkle::MerkleTree> {
+                self.engine.merkle_tree(partition)
+            }
+            fn partition_digest(&self, partition: u32) -> $crate::Result<$crate::PartitionDigest> {
+                self.engine.partition_digest(partition)
+            }
+            fn segment_entries(
+                &self,
+                partition: u32,
+                segment: u32,
+            ) -> $crate::Result<Vec<dynamo_merkle::KeyEntry>> {
+                self.engine.segment_entries(partition, segment)
+            }
+            fn flush(&self) -> $crate::Result<()> {
+                self.engine.flush()
+            }
+        }
+    };
+}
+pub(crate) use delegate_store;

@@ -1,0 +1,94 @@
+//! Errors of the storage crate.
+//!
+//! Every way a caller's input, the disk or the stored bytes can be wrong maps to one variant,
+//! so the `node` can answer a client or a peer with a clear reason instead of crashing. This
+//! module must not know about the network, rings or quorum logic.
+
+use std::fmt;
+
+/// Everything that can go wrong in a [`crate::Store`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A key longer than [`crate::MAX_KEY_BYTES`].
+    #[error("key of {len} bytes is larger than the limit of {max} bytes")]
+    KeyTooLarge {
+        /// Length of the rejected key.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A sibling value whose postcard encoding is larger than the configured limit
+    /// ([`crate::StoreOptions::max_value_bytes`]).
+    #[error("value of {len} encoded bytes is larger than the limit of {max} bytes")]
+    ValueTooLarge {
+        /// Encoded length of the rejected value.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A node id (ours or a hint owner's) that is empty or longer than
+    /// [`crate::MAX_NODE_ID_BYTES`].
+    #[error("invalid node id {id:?}: {reason}")]
+    InvalidNodeId {
+        /// The rejected id.
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The data directory belongs to another node: opening it would mix two nodes' data.
+    #[error("the store belongs to node {stored:?}, not to {requested:?} (wrong data directory?)")]
+    NodeIdMismatch {
+        /// The node id recorded in the store.
+        stored: String,
+        /// The node id the caller asked for.
+        requested: String,
+    },
+    /// Stored bytes that do not decode (disk corruption or a foreign format).
+    #[error("corrupt {space} entry for key {}: {reason}", Escaped(.key))]
+    Corrupt {
+        /// Which part of the store: `data`, `hints` or `meta`.
+        space: &'static str,
+        /// The user key (or the raw engine key when it cannot be split).
+        key: Vec<u8>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value could not be encoded (a `Serialize` implementation failed).
+    #[error("cannot encode a version set: {0}")]
+    Encode(String),
+    /// An operating-system I/O error (a full disk, a missing directory, permissions...).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Any other error of the storage engine (fjall), for example a poisoned journal after a
+    /// failed fsync: the store refuses writes until it is reopened.
+    #[error("storage engine error: {0}")]
+    Engine(String),
+}
+
+impl From<fjall::Error> for StorageError {
+    fn from(error: fjall::Error) -> Self {
+        match error {
+            fjall::Error::Io(io) => StorageError::Io(io),
+            other => StorageError::Engine(format!("{other:?}")),
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Shows key bytes as escaped ASCII in error messages.
+struct Escaped<'a>(&'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 64;
+        let shown = &self.0[..self.0.len().min(SHOWN)];
+        write!(f, "\"{}\"", shown.escape_ascii())?;
+        if self.0.len() > SHOWN {
+            write!(f, "... ({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
