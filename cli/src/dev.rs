@@ -1,0 +1,346 @@
+//! `dynamo dev`: a local cluster of separate node processes on loopback, with its own CA and
+//! data directories, and the shopping-cart demo the README runs.
+//!
+//! This module must not know how nodes work inside: it starts `dynamo node start` processes and
+//! talks to them through the client library like any user.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Subcommand;
+use dynamo_node::Client;
+use dynamo_node::client::GetOutcome;
+use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
+use dynamo_node::tls::{ClusterCa, Role};
+
+/// Local development commands.
+#[derive(Subcommand)]
+pub(crate) enum DevCommand {
+    /// Start a local cluster of node processes and keep it running until Ctrl-C.
+    Cluster(ClusterArgs),
+    /// Start a local cluster, run the shopping-cart story against it, and stop it.
+    Demo(ClusterArgs),
+}
+
+/// Where and how big the local cluster is.
+#[derive(clap::Args, Clone)]
+pub(crate) struct ClusterArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Directory for certificates, data and logs (created if missing).
+    #[arg(long, default_value = "dynamo-dev")]
+    dir: PathBuf,
+    /// Port of the first node; the others follow.
+    #[arg(long, default_value_t = 7100)]
+    base_port: u16,
+    /// Partitions of the ring.
+    #[arg(long, default_value_t = 64)]
+    partitions: u32,
+}
+
+/// A running local cluster; dropping it stops the processes.
+struct LocalCluster {
+    children: Vec<(String, Child)>,
+    addresses: Vec<SocketAddr>,
+    certs: PathBuf,
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            // SIGTERM first so each node shuts down gracefully.
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (name, child) in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    _ => {
+                        eprintln!("{name} did not stop in time; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(command: DevCommand, log_format: &str) -> Result<ExitCode> {
+    match command {
+        DevCommand::Cluster(args) => {
+            let cluster = start(&args, log_format).await?;
+            let nodes: Vec<String> = cluster.addresses.iter().map(ToString::to_string).collect();
+            println!("local cluster of {} nodes is up:", args.nodes);
+            for ((name, _), address) in cluster.children.iter().zip(&cluster.addresses) {
+                println!(
+                    "  {name} on {address} (log: {})",
+                    args.dir.join(format!("{name}.log")).display()
+                );
+            }
+            println!();
+            println!("talk to it from another shell:");
+            println!(
+                "  export DYNAMO_NODES={} DYNAMO_CERTS_DIR={} DYNAMO_IDENTITY=admin",
+                nodes.join(","),
+                cluster.certs.display()
+            );
+            println!(
+                "  dynamo put default greeting hello && dynamo get default greeting && dynamo status"
+            );
+            println!();
+            println!("Ctrl-C stops the cluster.");
+            super::wait_for_signal().await;
+            println!("stopping...");
+            drop(cluster);
+            Ok(ExitCode::SUCCESS)
+        }
+        DevCommand::Demo(args) => {
+            let cluster = start(&args, log_format).await?;
+            let outcome = demo(&cluster).await;
+            drop(cluster);
+            outcome?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn certs_dir(dir: &Path) -> PathBuf {
+    dir.join("certs")
+}
+
+/// Creates the CA and certificates (once), starts the node processes and waits until every
+/// node is in the ring and up.
+async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
+    if args.nodes == 0 {
+        bail!("a cluster needs at least one node");
+    }
+    let certs = certs_dir(&args.dir);
+    std::fs::create_dir_all(&certs).with_context(|| format!("creating {}", certs.display()))?;
+    let ca = if certs.join("ca.pem").exists() {
+        ClusterCa::load(&certs).context("loading the dev CA")?
+    } else {
+        let ca = ClusterCa::generate("dynamo-dev").context("generating the dev CA")?;
+        ca.save(&certs).context("writing the dev CA")?;
+        ca
+    };
+    let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
+    for name in &names {
+        if !certs.join(format!("{name}.pem")).exists() {
+            ca.issue(Role::Node, name)?.save(&certs)?;
+        }
+    }
+    if !certs.join("admin.pem").exists() {
+        ca.issue(Role::Client, "admin")?.save(&certs)?;
+    }
+    let exe = std::env::current_exe().context("finding the dynamo executable")?;
+    let addresses: Vec<SocketAddr> = (0..args.nodes)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], args.base_port + i as u16)))
+        .collect();
+    let mut cluster = LocalCluster {
+        children: Vec::new(),
+        addresses: addresses.clone(),
+        certs: certs.clone(),
+    };
+    for (i, name) in names.iter().enumerate() {
+        let log_path = args.dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut command = std::process::Command::new(&exe);
+        command
+            .arg("--log-format")
+            .arg(log_format)
+            .args(["node", "start", "--name", name])
+            .arg("--listen")
+            .arg(addresses[i].to_string())
+            .arg("--data-dir")
+            .arg(args.dir.join(name))
+            .arg("--certs-dir")
+            .arg(&certs)
+            .arg("--partitions")
+            .arg(args.partitions.to_string())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if i > 0 {
+            command.arg("--seed").arg(addresses[0].to_string());
+        }
+        for key in [
+            "DYNAMO_SEEDS",
+            "DYNAMO_NAME",
+            "DYNAMO_LISTEN",
+            "DYNAMO_CONFIG",
+            "DYNAMO_DATA_DIR",
+        ] {
+            command.env_remove(key);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        cluster.children.push((name.clone(), child));
+        if i == 0 {
+            // The founder first, so the others join its ring.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    wait_until_ready(&cluster, args.nodes).await?;
+    Ok(cluster)
+}
+
+fn client(cluster: &LocalCluster) -> Result<Client> {
+    let tls = super::load_tls(&cluster.certs, "admin")?;
+    Client::new(&tls, cluster.addresses.clone(), Duration::from_secs(5))
+        .context("creating a client")
+}
+
+async fn wait_until_ready(cluster: &LocalCluster, nodes: usize) -> Result<()> {
+    let client = client(cluster)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut ready = 0;
+        for &address in &cluster.addresses {
+            if let Ok(Response::Status(status)) = client.request_to(address, &Request::Status).await
+            {
+                let in_ring = status.members.iter().filter(|m| m.in_ring && m.up).count();
+                if in_ring == nodes {
+                    ready += 1;
+                }
+            }
+        }
+        if ready == nodes {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the cluster did not form within 60 s; see the node logs");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn show(outcome: &GetOutcome) -> String {
+    match outcome {
+        GetOutcome::Found(reply) => reply
+            .values
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect::<Vec<_>>()
+            .join("  |  "),
+        GetOutcome::NotFound { .. } => "not found".into(),
+    }
+}
+
+/// The paper's shopping cart (sections 4.4 and 6.3) against the running cluster.
+async fn demo(cluster: &LocalCluster) -> Result<()> {
+    let client = client(cluster)?;
+    let options = RequestOptions::default();
+    println!("== a {}-node cluster is up ==", cluster.addresses.len());
+    client
+        .create_bucket(BucketProps {
+            name: "carts".into(),
+            n: 3,
+            r: 2,
+            w: 2,
+            pr: 0,
+            pw: 0,
+        })
+        .await?;
+    println!("created bucket carts (N=3, R=2, W=2)");
+
+    let first = client
+        .put("carts", b"alice", b"book".to_vec(), None, options)
+        .await?;
+    println!(
+        "alice puts [book]                      ({} acks)",
+        first.acknowledged
+    );
+
+    // Two clients read the same version and write concurrently through different nodes.
+    let put = |node: SocketAddr, value: &'static str| {
+        let request = Request::Put {
+            bucket: "carts".into(),
+            key: b"alice".to_vec(),
+            value: Some(value.as_bytes().to_vec()),
+            context: Some(first.context.clone()),
+            options,
+            forwarded: false,
+        };
+        let client = &client;
+        async move { client.request_to(node, &request).await }
+    };
+    let last = cluster.addresses[cluster.addresses.len() - 1];
+    let (a, b) = tokio::join!(
+        put(cluster.addresses[0], "book,pen"),
+        put(last, "book,lamp")
+    );
+    a?;
+    b?;
+    println!("phone adds a pen, laptop adds a lamp   (both from the same context)");
+
+    let read = client.get("carts", b"alice", options).await?;
+    println!("get carts/alice -> {}", show(&read));
+    let GetOutcome::Found(reply) = &read else {
+        bail!("the cart vanished");
+    };
+    if reply.values.len() < 2 {
+        bail!("expected two siblings, got {}", reply.values.len());
+    }
+    let mut items: Vec<String> = reply
+        .values
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    items.sort();
+    items.dedup();
+    let merged = items.join(",");
+    client
+        .put(
+            "carts",
+            b"alice",
+            merged.clone().into_bytes(),
+            Some(reply.context.clone()),
+            options,
+        )
+        .await?;
+    println!("the client merges them and writes [{merged}] with the context");
+    let read = client.get("carts", b"alice", options).await?;
+    println!("get carts/alice -> {}", show(&read));
+
+    let GetOutcome::Found(reply) = &read else {
+        bail!("the cart vanished");
+    };
+    client
+        .delete("carts", b"alice", Some(reply.context.clone()), options)
+        .await?;
+    let read = client.get("carts", b"alice", options).await?;
+    println!("delete, then get -> {}", show(&read));
+
+    let status = client.status().await?;
+    println!();
+    println!(
+        "{:<8} {:<22} {:<6} {:>10} {:>10}",
+        "node", "address", "up", "partitions", "ownership"
+    );
+    for m in &status.members {
+        println!(
+            "{:<8} {:<22} {:<6} {:>10} {:>9.1}%",
+            m.id, m.address, m.up, m.partitions, m.ownership_percent
+        );
+    }
+    Ok(())
+}

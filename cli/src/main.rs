@@ -1,0 +1,710 @@
+//! `dynamo`: run nodes and a local dev cluster, manage certificates, and talk to a cluster.
+//!
+//! Exit codes of data commands: 0 success (for `get`: exactly one value), 1 error, 2 usage,
+//! 3 not found, 4 found with siblings. `--json` prints machine-readable output.
+//!
+//! This binary must not contain store logic: it parses arguments, fills a `NodeConfig` or
+//! builds a `Client`, and prints what comes back.
+
+mod dev;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use dynamo_node::client::GetOutcome;
+use dynamo_node::protocol::{BucketProps, RequestOptions};
+use dynamo_node::tls::{ClusterCa, Identity, Role, TlsConfig};
+use dynamo_node::{Client, DurabilityMode, Node, NodeConfig};
+
+/// A Dynamo-style key-value store (DeCandia et al., SOSP 2007).
+#[derive(Parser)]
+#[command(name = "dynamo", version, about)]
+struct Cli {
+    /// Log format of `node start` and `dev cluster`.
+    #[arg(long, global = true, default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Certificates: a cluster CA and identities signed by it.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Start a node that joins the cluster of SEED (paper 4.8.1).
+    Join {
+        /// Address of a member of the cluster.
+        seed: SocketAddr,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Ask a node to leave the cluster; its partitions move to the others.
+    Leave {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Write a value.
+    Put {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Value (or use --file).
+        value: Option<String>,
+        /// Read the value from a file.
+        #[arg(long, conflicts_with = "value")]
+        file: Option<PathBuf>,
+        /// Context token from the read this write follows.
+        #[arg(long)]
+        context: Option<String>,
+        /// Write quorum for this request.
+        #[arg(long)]
+        w: Option<usize>,
+        /// Primary write quorum for this request.
+        #[arg(long)]
+        pw: Option<usize>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Read a key: every sibling and the context token.
+    Get {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Read quorum for this request.
+        #[arg(long)]
+        r: Option<usize>,
+        /// Primary read quorum for this request.
+        #[arg(long)]
+        pr: Option<usize>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete a key (a tombstone that supersedes what the context saw).
+    Delete {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Context token from the read this delete follows.
+        #[arg(long)]
+        context: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Buckets: namespaces with their own N, R, W.
+    #[command(subcommand)]
+    Bucket(BucketCommand),
+    /// Members, up/down, zone, ownership, partitions and pending hints.
+    Status {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Who owns which partition.
+    Ring {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Local development helpers.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Create a cluster CA in a directory.
+    Init {
+        /// Directory for ca.pem and ca.key.
+        #[arg(long, env = "DYNAMO_CERTS_DIR", default_value = "dynamo-certs")]
+        dir: PathBuf,
+        /// Cluster name written into the CA certificate.
+        #[arg(long, default_value = "dynamo")]
+        cluster: String,
+    },
+    /// Issue a node or client certificate signed by the cluster CA.
+    Issue {
+        /// Directory with the CA; the certificate is written there too.
+        #[arg(long, env = "DYNAMO_CERTS_DIR", default_value = "dynamo-certs")]
+        dir: PathBuf,
+        /// Issue a node certificate with this name.
+        #[arg(long, conflicts_with = "client", required_unless_present = "client")]
+        node: Option<String>,
+        /// Issue a client certificate with this name.
+        #[arg(long)]
+        client: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Start a node and serve until SIGINT or SIGTERM.
+    Start(NodeArgs),
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// Create or change a bucket.
+    Create {
+        /// Bucket name: 1 to 64 characters of a-z 0-9 _ -.
+        name: String,
+        /// Replicas per key.
+        #[arg(long, default_value_t = 3)]
+        n: usize,
+        /// Read quorum.
+        #[arg(long, default_value_t = 2)]
+        r: usize,
+        /// Write quorum.
+        #[arg(long, default_value_t = 2)]
+        w: usize,
+        /// Primary read quorum.
+        #[arg(long, default_value_t = 0)]
+        pr: usize,
+        /// Primary write quorum.
+        #[arg(long, default_value_t = 0)]
+        pw: usize,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List buckets.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// How to reach a cluster.
+#[derive(Args, Clone)]
+struct Connection {
+    /// Node addresses to contact (comma-separated).
+    #[arg(
+        long = "nodes",
+        env = "DYNAMO_NODES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7000"
+    )]
+    nodes: Vec<SocketAddr>,
+    /// Directory with ca.pem and the identity's certificate.
+    #[arg(long, env = "DYNAMO_CERTS_DIR", default_value = "dynamo-certs")]
+    certs_dir: PathBuf,
+    /// Name of the client (or node) certificate to use.
+    #[arg(long, env = "DYNAMO_IDENTITY", default_value = "admin")]
+    identity: String,
+    /// Request timeout in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    timeout_ms: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Node settings: a TOML file, then flags and environment variables on top.
+#[derive(Args, Clone, Default)]
+struct NodeArgs {
+    /// TOML configuration file (the node settings below, by their field names).
+    #[arg(long, env = "DYNAMO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Node name (also its certificate's name).
+    #[arg(long, env = "DYNAMO_NAME")]
+    name: Option<String>,
+    /// UDP address to listen on.
+    #[arg(long, env = "DYNAMO_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long, env = "DYNAMO_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Certificate directory.
+    #[arg(long, env = "DYNAMO_CERTS_DIR")]
+    certs_dir: Option<PathBuf>,
+    /// Seed addresses (comma-separated); none founds a new cluster.
+    #[arg(long = "seed", env = "DYNAMO_SEEDS", value_delimiter = ',')]
+    seeds: Vec<SocketAddr>,
+    /// Failure domain.
+    #[arg(long, env = "DYNAMO_ZONE")]
+    zone: Option<String>,
+    /// Relative capacity.
+    #[arg(long, env = "DYNAMO_CAPACITY")]
+    capacity: Option<u32>,
+    /// Durability of replica writes: sync or buffered.
+    #[arg(long, env = "DYNAMO_DURABILITY", value_parser = ["sync", "buffered"])]
+    durability: Option<String>,
+    /// Partitions of a new ring (power of two).
+    #[arg(long, env = "DYNAMO_PARTITIONS")]
+    partitions: Option<u32>,
+}
+
+impl NodeArgs {
+    fn to_config(&self) -> Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => NodeConfig::default(),
+        };
+        if let Some(name) = &self.name {
+            config.name.clone_from(name);
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(dir) = &self.certs_dir {
+            config.certs_dir.clone_from(dir);
+        }
+        if !self.seeds.is_empty() {
+            config.seeds.clone_from(&self.seeds);
+        }
+        if let Some(zone) = &self.zone {
+            config.zone.clone_from(zone);
+        }
+        if let Some(capacity) = self.capacity {
+            config.capacity = capacity;
+        }
+        if let Some(durability) = &self.durability {
+            config.durability = match durability.as_str() {
+                "buffered" => DurabilityMode::Buffered,
+                _ => DurabilityMode::Sync,
+            };
+        }
+        if let Some(partitions) = self.partitions {
+            config.partitions = partitions;
+        }
+        Ok(config)
+    }
+}
+
+impl Connection {
+    fn client(&self) -> Result<Client> {
+        let tls = load_tls(&self.certs_dir, &self.identity)?;
+        Client::new(
+            &tls,
+            self.nodes.clone(),
+            Duration::from_millis(self.timeout_ms),
+        )
+        .context("creating the client")
+    }
+}
+
+fn load_tls(dir: &Path, name: &str) -> Result<TlsConfig> {
+    let ca_path = dir.join(dynamo_node::tls::CA_CERT_FILE);
+    let ca = std::fs::read_to_string(&ca_path).with_context(|| {
+        format!(
+            "reading the cluster CA certificate {} (run `dynamo cert init`)",
+            ca_path.display()
+        )
+    })?;
+    let identity = Identity::load(dir, name).with_context(|| {
+        format!(
+            "loading identity {name} from {} (run `dynamo cert issue --client {name}`)",
+            dir.display()
+        )
+    })?;
+    TlsConfig::new(&ca, &identity).context("building the TLS configuration")
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Cert(command) => cert(command),
+        Command::Node(NodeCommand::Start(args)) => {
+            init_logging(&cli.log_format);
+            serve(args.to_config()?).await
+        }
+        Command::Join { seed, node } => {
+            init_logging(&cli.log_format);
+            let mut config = node.to_config()?;
+            config.seeds = vec![seed];
+            serve(config).await
+        }
+        Command::Leave { connection } => {
+            let client = connection.client()?;
+            let node = connection.nodes[0];
+            client
+                .request_to(node, &dynamo_node::protocol::Request::Leave)
+                .await
+                .with_context(|| format!("asking {node} to leave"))?;
+            println!("{node} is leaving; its partitions move to the other members");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Put {
+            bucket,
+            key,
+            value,
+            file,
+            context,
+            w,
+            pw,
+            connection,
+        } => {
+            let value = match (value, file) {
+                (Some(value), _) => value.into_bytes(),
+                (None, Some(file)) => {
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
+                }
+                (None, None) => bail!("give a VALUE or --file"),
+            };
+            let options = RequestOptions {
+                w,
+                pw,
+                timeout_ms: Some(connection.timeout_ms),
+                ..RequestOptions::default()
+            };
+            let reply = connection
+                .client()?
+                .put(&bucket, key.as_bytes(), value, context, options)
+                .await
+                .with_context(|| format!("put {bucket}/{key}"))?;
+            if connection.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"context": reply.context, "acknowledged": reply.acknowledged, "warnings": reply.warnings})
+                );
+            } else {
+                println!("ok ({} acknowledgements)", reply.acknowledged);
+                println!("context: {}", reply.context);
+                for warning in &reply.warnings {
+                    println!("warning: {warning}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get {
+            bucket,
+            key,
+            r,
+            pr,
+            connection,
+        } => {
+            let options = RequestOptions {
+                r,
+                pr,
+                timeout_ms: Some(connection.timeout_ms),
+                ..RequestOptions::default()
+            };
+            let outcome = connection
+                .client()?
+                .get(&bucket, key.as_bytes(), options)
+                .await
+                .with_context(|| format!("get {bucket}/{key}"))?;
+            Ok(print_get(&outcome, connection.json))
+        }
+        Command::Delete {
+            bucket,
+            key,
+            context,
+            connection,
+        } => {
+            let options = RequestOptions {
+                timeout_ms: Some(connection.timeout_ms),
+                ..RequestOptions::default()
+            };
+            let reply = connection
+                .client()?
+                .delete(&bucket, key.as_bytes(), context, options)
+                .await
+                .with_context(|| format!("delete {bucket}/{key}"))?;
+            if connection.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"context": reply.context, "acknowledged": reply.acknowledged})
+                );
+            } else {
+                println!("deleted ({} acknowledgements)", reply.acknowledged);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bucket(BucketCommand::Create {
+            name,
+            n,
+            r,
+            w,
+            pr,
+            pw,
+            connection,
+        }) => {
+            let props = BucketProps {
+                name: name.clone(),
+                n,
+                r,
+                w,
+                pr,
+                pw,
+            };
+            connection
+                .client()?
+                .create_bucket(props)
+                .await
+                .with_context(|| format!("creating bucket {name}"))?;
+            println!("bucket {name}: n={n} r={r} w={w} pr={pr} pw={pw}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bucket(BucketCommand::List { connection }) => {
+            let buckets = connection
+                .client()?
+                .list_buckets()
+                .await
+                .context("listing buckets")?;
+            if connection.json {
+                let list: Vec<_> = buckets
+                    .iter()
+                    .map(|b| serde_json::json!({"name": b.name, "n": b.n, "r": b.r, "w": b.w, "pr": b.pr, "pw": b.pw}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                println!(
+                    "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}",
+                    "bucket", "n", "r", "w", "pr", "pw"
+                );
+                for b in buckets {
+                    println!(
+                        "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}",
+                        b.name, b.n, b.r, b.w, b.pr, b.pw
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { connection } => {
+            let status = connection
+                .client()?
+                .status()
+                .await
+                .context("reading the status")?;
+            if connection.json {
+                let members: Vec<_> = status
+                    .members
+                    .iter()
+                    .map(|m| serde_json::json!({
+                        "id": m.id, "address": m.address, "zone": m.zone, "capacity": m.capacity,
+                        "status": m.status, "up": m.up, "in_ring": m.in_ring,
+                        "partitions": m.partitions, "ownership_percent": m.ownership_percent,
+                        "pending_hints": m.pending_hints,
+                    }))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"node": status.node, "ring_version": status.ring_version, "members": members})
+                );
+            } else {
+                println!(
+                    "as seen by {} (ring version {})",
+                    status.node, status.ring_version
+                );
+                println!(
+                    "{:<4} {:<16} {:<22} {:<10} {:<8} {:>10} {:>10} {:>6}",
+                    "", "node", "address", "zone", "status", "partitions", "ownership", "hints"
+                );
+                for m in &status.members {
+                    println!(
+                        "{:<4} {:<16} {:<22} {:<10} {:<8} {:>10} {:>9.1}% {:>6}",
+                        if m.up { "UP" } else { "DOWN" },
+                        m.id,
+                        m.address,
+                        m.zone,
+                        m.status,
+                        m.partitions,
+                        m.ownership_percent,
+                        m.pending_hints
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ring { connection } => {
+            let Some(ring) = connection
+                .client()?
+                .ring()
+                .await
+                .context("reading the ring")?
+            else {
+                bail!("the node has no ring yet");
+            };
+            if connection.json {
+                let owners: Vec<String> = (0..ring.partition_count())
+                    .map(|p| ring.partition_owner(p).to_string())
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"version": ring.version(), "partitions": ring.partition_count(), "owners": owners})
+                );
+            } else {
+                println!(
+                    "ring version {}, {} partitions, target N {}",
+                    ring.version(),
+                    ring.partition_count(),
+                    ring.target_n()
+                );
+                for (node, count) in ring.partition_counts() {
+                    println!("{node:<16} {count:>6} partitions");
+                }
+                let mut out = std::io::stdout().lock();
+                for p in 0..ring.partition_count() {
+                    let range = ring.partition_range(p);
+                    let _ = writeln!(
+                        out,
+                        "{p:>6} {:032x}..{:032x} {}",
+                        range.start,
+                        range.end,
+                        ring.partition_owner(p)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev(command) => dev::run(command, &cli.log_format).await,
+    }
+}
+
+/// Prints a get's outcome and returns its exit code: 0 one value, 3 not found, 4 siblings.
+fn print_get(outcome: &GetOutcome, json: bool) -> ExitCode {
+    match outcome {
+        GetOutcome::Found(reply) => {
+            let texts: Vec<String> = reply
+                .values
+                .iter()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"found": true, "values": texts, "context": reply.context})
+                );
+            } else {
+                if texts.len() > 1 {
+                    println!("{} siblings:", texts.len());
+                }
+                for text in &texts {
+                    println!("{text}");
+                }
+                println!("context: {}", reply.context);
+            }
+            if reply.values.len() > 1 {
+                ExitCode::from(4)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        GetOutcome::NotFound { context } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"found": false, "context": context})
+                );
+            } else {
+                println!("not found");
+            }
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn cert(command: CertCommand) -> Result<ExitCode> {
+    match command {
+        CertCommand::Init { dir, cluster } => {
+            if dir.join("ca.pem").exists() {
+                bail!("{} already holds a cluster CA", dir.display());
+            }
+            let ca = ClusterCa::generate(&cluster).context("generating the cluster CA")?;
+            ca.save(&dir)
+                .with_context(|| format!("writing the CA to {}", dir.display()))?;
+            println!("cluster CA written to {}", dir.display());
+        }
+        CertCommand::Issue { dir, node, client } => {
+            let ca = ClusterCa::load(&dir)
+                .with_context(|| format!("loading the cluster CA from {}", dir.display()))?;
+            let (role, name) = match (node, client) {
+                (Some(name), _) => (Role::Node, name),
+                (None, Some(name)) => (Role::Client, name),
+                (None, None) => bail!("give --node NAME or --client NAME"),
+            };
+            let identity = ca
+                .issue(role, &name)
+                .with_context(|| format!("issuing {name}"))?;
+            identity
+                .save(&dir)
+                .with_context(|| format!("writing {name}'s certificate to {}", dir.display()))?;
+            println!(
+                "{role:?} certificate for {name} written to {}",
+                dir.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
+async fn serve(config: NodeConfig) -> Result<ExitCode> {
+    let node = Node::start(config).await.context("starting the node")?;
+    println!("node {} listening on {}", node.id(), node.address());
+    wait_for_signal().await;
+    node.shutdown(Duration::from_secs(5)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

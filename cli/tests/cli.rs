@@ -1,0 +1,155 @@
+//! The `dynamo` binary end to end: `dynamo dev cluster` starts three node processes, and put,
+//! get, delete and status run through the binary against them (exit codes included).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const DYNAMO: &str = env!("CARGO_BIN_EXE_dynamo");
+
+/// Stops the dev cluster (SIGTERM, so it stops its nodes) even when the test fails.
+struct DevCluster(Child);
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dynamo(args: &[&str], nodes: &str, certs: &Path) -> Output {
+    Command::new(DYNAMO)
+        .args(args)
+        .env("DYNAMO_NODES", nodes)
+        .env("DYNAMO_CERTS_DIR", certs)
+        .env("DYNAMO_IDENTITY", "admin")
+        .output()
+        .expect("run dynamo")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn dev_cluster_then_put_get_delete_and_status() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base_port = 21_000 + (std::process::id() % 20_000) as u16;
+    let mut child = Command::new(DYNAMO)
+        .args(["dev", "cluster", "--nodes", "3", "--base-port"])
+        .arg(base_port.to_string())
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dev cluster");
+    let output = child.stdout.take().expect("stdout");
+    let cluster = DevCluster(child);
+
+    // Wait (bounded) until the cluster says it is up.
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(90))
+            .expect("the dev cluster came up");
+        let done = line.contains("Ctrl-C stops the cluster");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let banner = banner.join("\n");
+    assert!(banner.contains("export DYNAMO_NODES="), "{banner}");
+    let nodes: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", base_port + i))
+        .collect();
+    let nodes = nodes.join(",");
+    let certs = dir.path().join("certs");
+
+    let put = dynamo(&["put", "default", "greeting", "hello"], &nodes, &certs);
+    assert!(put.status.success(), "put: {put:?}");
+    assert!(stdout(&put).contains("ok"), "{}", stdout(&put));
+
+    let get = dynamo(&["get", "default", "greeting"], &nodes, &certs);
+    assert_eq!(get.status.code(), Some(0), "get: {get:?}");
+    assert_eq!(stdout(&get).lines().next(), Some("hello"));
+
+    let missing = dynamo(&["get", "default", "nothing-here"], &nodes, &certs);
+    assert_eq!(
+        missing.status.code(),
+        Some(3),
+        "not found exits 3: {missing:?}"
+    );
+
+    // Two writes from the same context are siblings: exit code 4 and both values.
+    let json = dynamo(&["get", "default", "greeting", "--json"], &nodes, &certs);
+    let read: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let context = read["context"].as_str().expect("context").to_owned();
+    for value in ["hi", "hey"] {
+        let put = dynamo(
+            &["put", "default", "greeting", value, "--context", &context],
+            &nodes,
+            &certs,
+        );
+        assert!(put.status.success(), "{put:?}");
+    }
+    let siblings = dynamo(&["get", "default", "greeting"], &nodes, &certs);
+    assert_eq!(
+        siblings.status.code(),
+        Some(4),
+        "siblings exit 4: {siblings:?}"
+    );
+    assert!(stdout(&siblings).contains("hi") && stdout(&siblings).contains("hey"));
+
+    let json = dynamo(&["get", "default", "greeting", "--json"], &nodes, &certs);
+    let read: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let context = read["context"].as_str().expect("context").to_owned();
+    let delete = dynamo(
+        &["delete", "default", "greeting", "--context", &context],
+        &nodes,
+        &certs,
+    );
+    assert!(delete.status.success(), "{delete:?}");
+    let gone = dynamo(&["get", "default", "greeting"], &nodes, &certs);
+    assert_eq!(gone.status.code(), Some(3));
+
+    let status = dynamo(&["status", "--json"], &nodes, &certs);
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    let members = status["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    assert!(
+        members
+            .iter()
+            .all(|m| m["up"] == true && m["in_ring"] == true)
+    );
+
+    let human = dynamo(&["status"], &nodes, &certs);
+    assert!(stdout(&human).contains("node-1") && stdout(&human).contains("UP"));
+
+    // A usage error is exit code 2, with help a person can act on.
+    let usage = dynamo(&["put", "default"], &nodes, &certs);
+    assert_eq!(usage.status.code(), Some(2));
+    drop(cluster);
+}

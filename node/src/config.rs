@@ -1,0 +1,84 @@
+//! A node's configuration: where it listens, where its data and certificates are, whom it
+//! knows, and how it places and stores data. The CLI fills it from a TOML file, flags and
+//! environment variables; every field has a default that suits a local cluster.
+//!
+//! This module must not know how the configuration is obtained.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How replica writes reach the disk (paper 6.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// fsync before acknowledging every write.
+    #[default]
+    Sync,
+    /// Acknowledge from the write buffer; the coordinator's own write stays durable.
+    Buffered,
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node id: 1 to 63 characters of `[a-z0-9-]`, also the name in its certificate.
+    pub name: String,
+    /// UDP address to listen on (QUIC).
+    pub listen: SocketAddr,
+    /// Data directory (the fjall store and the last ring).
+    pub data_dir: PathBuf,
+    /// Directory with `ca.pem` and this node's `{name}.pem` / `{name}.key`.
+    pub certs_dir: PathBuf,
+    /// Addresses of seed nodes. A node without seeds founds a new cluster.
+    pub seeds: Vec<SocketAddr>,
+    /// Failure domain.
+    pub zone: String,
+    /// Relative capacity.
+    pub capacity: u32,
+    /// Durability of replica writes.
+    pub durability: DurabilityMode,
+    /// Partitions of a new ring (a power of two); only the founding node's value matters.
+    pub partitions: u32,
+    /// Replication target of a new ring's claim.
+    pub target_n: usize,
+    /// Gossip cluster name; nodes of another cluster are ignored.
+    pub cluster: String,
+    /// Default client request timeout, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Largest value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// Time between gossip rounds, in milliseconds (the paper uses one second).
+    pub gossip_interval_ms: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: "node-1".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            data_dir: PathBuf::from("dynamo-data"),
+            certs_dir: PathBuf::from("dynamo-certs"),
+            seeds: Vec::new(),
+            zone: "local".into(),
+            capacity: 1,
+            durability: DurabilityMode::Sync,
+            partitions: 256,
+            target_n: 3,
+            cluster: "dynamo".into(),
+            request_timeout_ms: 5_000,
+            max_value_bytes: 1024 * 1024,
+            gossip_interval_ms: 1_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The default request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}

@@ -1,0 +1,19 @@
+//! A Dynamo node (DeCandia et al. 2007): the one crate with tokio and QUIC. It composes the
+//! sans-IO crates into a running process: [`Node`] drives gossip, quorum coordinators and the
+//! replica side over [`transport`] (quinn with mutual TLS from a cluster CA, see [`tls`]) on a
+//! fjall store; [`Client`] is the partition-aware client library (paper 6.4).
+//!
+//! This crate must not re-implement what the algorithm crates decide: placement is
+//! `dynamo-ring`'s, causality `dynamo-vclock`'s, quorum counting `dynamo-quorum`'s, membership
+//! `dynamo-gossip`'s. It moves their inputs and outputs.
+
+pub mod client;
+pub mod config;
+pub mod node;
+pub mod protocol;
+pub mod tls;
+pub mod transport;
+
+pub use client::{Client, ClientError};
+pub use config::{DurabilityMode, NodeConfig};
+pub use node::{Node, NodeError};

@@ -1,0 +1,306 @@
+//! The messages nodes and clients exchange, one request and one response per QUIC stream.
+//!
+//! Client requests name a bucket and a key; peer requests carry the storage key (bucket and key
+//! encoded together, see [`storage_key`]) and its ring partition. This module must not know how
+//! messages travel (that is [`crate::transport`]) or how they are served.
+
+use dynamo_quorum::{Object, ReplicaReply, ReplicaRequest};
+use dynamo_ring::Ring;
+use serde::{Deserialize, Serialize};
+
+/// Longest bucket name.
+pub const MAX_BUCKET_NAME: usize = 64;
+/// Longest user key, in bytes.
+pub const MAX_KEY_BYTES: usize = 64 * 1024 - MAX_BUCKET_NAME - 1;
+
+/// Per-request overrides of the bucket's quorum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestOptions {
+    /// Read quorum override.
+    pub r: Option<usize>,
+    /// Write quorum override.
+    pub w: Option<usize>,
+    /// Primary read quorum override.
+    pub pr: Option<usize>,
+    /// Primary write quorum override.
+    pub pw: Option<usize>,
+    /// Client timeout override, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A bucket: a namespace with its own replication parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketProps {
+    /// The bucket's name: 1 to 64 characters of `[a-z0-9_-]`.
+    pub name: String,
+    /// Replicas per key.
+    pub n: usize,
+    /// Default read quorum.
+    pub r: usize,
+    /// Default write quorum.
+    pub w: usize,
+    /// Default primary read quorum.
+    pub pr: usize,
+    /// Default primary write quorum.
+    pub pw: usize,
+}
+
+impl BucketProps {
+    /// The bucket every cluster has: (3, 2, 2).
+    pub fn default_bucket() -> Self {
+        Self {
+            name: "default".into(),
+            n: 3,
+            r: 2,
+            w: 2,
+            pr: 0,
+            pw: 0,
+        }
+    }
+}
+
+/// A bucket definition with the stamp that orders concurrent changes (last writer wins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEntry {
+    /// The bucket.
+    pub props: BucketProps,
+    /// When it was created or changed (wall-clock milliseconds).
+    pub stamp_ms: u64,
+    /// The node that recorded the change (breaks ties).
+    pub by: String,
+}
+
+/// A request to a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Read a key.
+    Get {
+        /// Bucket name.
+        bucket: String,
+        /// User key.
+        key: Vec<u8>,
+        /// Quorum overrides.
+        options: RequestOptions,
+    },
+    /// Write (or, with `value: None`, delete) a key.
+    Put {
+        /// Bucket name.
+        bucket: String,
+        /// User key.
+        key: Vec<u8>,
+        /// The new value; `None` writes a tombstone.
+        value: Option<Vec<u8>>,
+        /// The context token of the read this write follows.
+        context: Option<String>,
+        /// Quorum overrides.
+        options: RequestOptions,
+        /// Set by a node that forwards the request to a replica of the key (paper 4.5); a
+        /// forwarded request is never forwarded again.
+        forwarded: bool,
+    },
+    /// Create or change a bucket.
+    CreateBucket(BucketProps),
+    /// List the buckets.
+    ListBuckets,
+    /// Cluster members and their state, as this node sees them.
+    Status,
+    /// The ring this node uses.
+    Ring,
+    /// Ask this node to leave the cluster (paper 4.8.1).
+    Leave,
+    /// Peer: a replica operation for a key of `partition`.
+    Replica {
+        /// Ring partition of the key.
+        partition: u32,
+        /// The operation.
+        request: ReplicaRequest,
+    },
+    /// Peer: the sender's bucket table, merged by the receiver (sent when a bucket is created
+    /// so it is usable at once, before gossip spreads it).
+    Buckets(Vec<BucketEntry>),
+    /// Peer: a gossip message; replies go to `reply_to`.
+    Gossip {
+        /// The sender's listen address.
+        reply_to: String,
+        /// An encoded `dynamo_gossip::Message`.
+        message: Vec<u8>,
+    },
+    /// Peer: versions held as a hint for the receiver (paper 4.6), now delivered.
+    DeliverHint {
+        /// Ring partition of the key.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+        /// The versions.
+        object: Object,
+    },
+    /// Peer: keys of a partition the receiver now replicates (handoff after a ring change).
+    Handoff {
+        /// Ring partition.
+        partition: u32,
+        /// Storage keys and their versions.
+        entries: Vec<(Vec<u8>, Object)>,
+    },
+}
+
+/// The answer to a get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetReply {
+    /// Data siblings (empty when not found or deleted).
+    pub values: Vec<Vec<u8>>,
+    /// The context token to write with.
+    pub context: String,
+    /// Whether every sibling is a tombstone (the key was deleted).
+    pub deleted: bool,
+}
+
+/// The answer to a put or delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReply {
+    /// The context token of the version written.
+    pub context: String,
+    /// Acknowledgements received.
+    pub acknowledged: usize,
+    /// Warnings (for example many siblings).
+    pub warnings: Vec<String>,
+}
+
+/// One member as a node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: String,
+    /// Listen address.
+    pub address: String,
+    /// Zone.
+    pub zone: String,
+    /// Capacity weight.
+    pub capacity: u32,
+    /// Joining, alive, leaving or left.
+    pub status: String,
+    /// Whether the failure detector considers it up.
+    pub up: bool,
+    /// Whether it is in the ring.
+    pub in_ring: bool,
+    /// Partitions it owns as first replica.
+    pub partitions: u32,
+    /// Share of the key space it replicates, in percent of one full copy.
+    pub ownership_percent: f64,
+    /// Hints the answering node holds for it.
+    pub pending_hints: usize,
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The answering node.
+    pub node: String,
+    /// Its ring version (0 if it has none yet).
+    pub ring_version: u64,
+    /// Members, sorted by id.
+    pub members: Vec<MemberStatus>,
+}
+
+/// What kind of failure an error reply reports, so clients can react.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The request is malformed (bad bucket, key, context or quorum).
+    BadRequest,
+    /// Not enough replicas answered.
+    Unavailable,
+    /// The deadline passed.
+    Timeout,
+    /// The node has no ring yet or is not serving.
+    NotReady,
+    /// Anything else.
+    Internal,
+}
+
+/// An error reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// A message a person can act on.
+    pub message: String,
+}
+
+/// A node's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The answer to a get.
+    Get(GetReply),
+    /// The key does not exist (never written, or deleted); the context token lets a write
+    /// supersede a tombstone.
+    NotFound {
+        /// Context token (of a tombstone, or empty).
+        context: String,
+    },
+    /// The answer to a put or delete.
+    Put(PutReply),
+    /// The buckets.
+    Buckets(Vec<BucketProps>),
+    /// The cluster status.
+    Status(ClusterStatus),
+    /// The ring.
+    Ring(Option<Box<Ring>>),
+    /// A replica's answer.
+    Replica(ReplicaReply),
+    /// The versions the receiver stores after applying a delivered hint.
+    Stored(Object),
+    /// Done.
+    Ack,
+    /// The request failed.
+    Error(ErrorReply),
+}
+
+impl Response {
+    /// An error response.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self::Error(ErrorReply {
+            kind,
+            message: message.into(),
+        })
+    }
+}
+
+/// Checks a bucket name: 1 to 64 characters of `[a-z0-9_-]`.
+pub fn valid_bucket_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_BUCKET_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The key the ring and the store see: the bucket name's length, the name, then the user key,
+/// so equal user keys in two buckets are different keys.
+pub fn storage_key(bucket: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + bucket.len() + key.len());
+    out.push(bucket.len() as u8);
+    out.extend_from_slice(bucket.as_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_and_storage_keys() {
+        let cases = [
+            ("default", true),
+            ("carts_2026-eu", true),
+            ("", false),
+            ("Carts", false),
+            ("a/b", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(valid_bucket_name(name), ok, "{name}");
+        }
+        assert!(!valid_bucket_name(&"x".repeat(65)));
+        assert_ne!(storage_key("ab", b"c"), storage_key("a", b"bc"));
+        assert_eq!(storage_key("a", b"k"), b"\x01ak".to_vec());
+    }
+}

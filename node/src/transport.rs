@@ -1,0 +1,726 @@
+//! Typed request/response exchange between mutually authenticated peers over QUIC.
+//!
+//! One [`Endpoint`] per process owns one UDP socket and acts as server and client at once. A
+//! request is one bidirectional QUIC stream carrying exactly one request frame and one response
+//! frame. A frame is a big-endian `u32` length followed by that many bytes of a postcard-encoded
+//! value; lengths above [`TransportOptions::max_frame_bytes`] are refused before anything is
+//! allocated. The dialing side keeps one cached connection per peer address and reconnects
+//! transparently when it has closed; every request is bounded by the caller's timeout. Because a
+//! node dials from the same socket it listens on, a node also adopts a connection another node
+//! dialed to it as its own connection to that node, and serves requests on connections it dialed:
+//! two nodes that talk both ways share one connection.
+//!
+//! The serving side only sees peers the TLS handshake has already authenticated against the
+//! cluster CA (see [`crate::tls`]). A malformed, oversized or too-slow request resets *that
+//! stream* with one of the `STREAM_*` error codes; it never closes the connection, the accept
+//! loop or the node.
+//!
+//! This module must NOT know what the requests mean: no gets, puts, gossip, hinted handoff or
+//! anti-entropy. It moves typed frames between authenticated peers and says who the peer is.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::tls::{NODE_SERVER_NAME, PeerIdentity, Role, TlsConfig, TlsError};
+
+/// Default largest frame payload accepted or sent, in bytes (8 MiB).
+pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+
+/// Stream reset code: the request frame did not decode.
+pub const STREAM_MALFORMED: u32 = 1;
+/// Stream reset code: the frame length is over the limit.
+pub const STREAM_TOO_LARGE: u32 = 2;
+/// Stream reset code: the request did not arrive within the server's read timeout.
+pub const STREAM_READ_TIMEOUT: u32 = 3;
+/// Stream reset code: the stream ended before a whole frame arrived.
+pub const STREAM_TRUNCATED: u32 = 4;
+/// Stream reset code: the server could not encode its response within the frame limit.
+pub const STREAM_RESPONSE_FAILED: u32 = 5;
+
+/// Connection close code: orderly shutdown.
+pub const CLOSE_SHUTDOWN: u32 = 0;
+/// Connection close code: the peer certificate carries no dynamo identity.
+pub const CLOSE_NO_IDENTITY: u32 = 1;
+
+/// Tunables of an [`Endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// Largest frame payload accepted or sent, in bytes (at most `u32::MAX`).
+    pub max_frame_bytes: usize,
+    /// How long the server waits for a whole request frame on a new stream.
+    pub read_timeout: Duration,
+    /// How long [`Endpoint::close`] waits for connections to drain.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            max_frame_bytes: MAX_FRAME_BYTES,
+            read_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Errors seen by the requesting side (the serving side only logs).
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The UDP socket could not be opened.
+    #[error("cannot bind QUIC endpoint on {addr}: {source}")]
+    Bind {
+        /// The requested local address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// No connection to the peer could be established (unreachable, or the TLS handshake failed:
+    /// check that both sides use certificates from the same cluster CA).
+    #[error("cannot connect to {peer}: {reason}")]
+    Connect {
+        /// The peer address.
+        peer: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The request did not complete within its timeout.
+    #[error("request to {peer} timed out after {timeout:?}")]
+    Timeout {
+        /// The peer address.
+        peer: SocketAddr,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// A frame was larger than the limit (raise `max_frame_bytes` on both sides, or send less).
+    #[error("frame of {len} bytes to/from {peer} exceeds the limit of {limit} bytes")]
+    FrameTooLarge {
+        /// The peer address.
+        peer: SocketAddr,
+        /// The frame length.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The peer's response did not decode as the expected type (version mismatch?).
+    #[error("cannot decode response from {peer}: {reason}")]
+    Decode {
+        /// The peer address.
+        peer: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The request could not be encoded.
+    #[error("cannot encode request for {peer}: {source}")]
+    Encode {
+        /// The peer address.
+        peer: SocketAddr,
+        /// The underlying error.
+        source: postcard::Error,
+    },
+    /// The connection or stream closed before the response arrived. This includes a peer that
+    /// refused our certificate: with TLS 1.3 the dialer's side of the handshake completes before
+    /// the acceptor has checked the dialer's certificate, so the refusal arrives as a close
+    /// ("the cryptographic handshake failed ... `UnknownIssuer`" / "... 116" for a missing one).
+    #[error("connection or stream to {peer} closed: {reason}")]
+    Closed {
+        /// The peer address.
+        peer: SocketAddr,
+        /// What closed it.
+        reason: String,
+    },
+    /// Certificates or TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A frame-level failure, before the peer address is attached.
+#[derive(Debug)]
+enum FrameError {
+    TooLarge { len: usize, limit: usize },
+    Decode(String),
+    Truncated,
+    Reset(quinn::VarInt),
+    Lost(String),
+}
+
+impl FrameError {
+    /// The reset code the server uses for this failure.
+    fn stream_code(&self) -> u32 {
+        match self {
+            FrameError::TooLarge { .. } => STREAM_TOO_LARGE,
+            FrameError::Decode(_) => STREAM_MALFORMED,
+            FrameError::Truncated | FrameError::Reset(_) | FrameError::Lost(_) => STREAM_TRUNCATED,
+        }
+    }
+
+    fn into_transport(self, peer: SocketAddr) -> TransportError {
+        match self {
+            FrameError::TooLarge { len, limit } => {
+                TransportError::FrameTooLarge { peer, len, limit }
+            }
+            FrameError::Decode(reason) => TransportError::Decode { peer, reason },
+            FrameError::Truncated => TransportError::Closed {
+                peer,
+                reason: "stream ended before a whole response frame arrived".to_owned(),
+            },
+            FrameError::Reset(code) => TransportError::Closed {
+                peer,
+                reason: format!("peer reset the stream: {}", describe_code(code)),
+            },
+            FrameError::Lost(reason) => TransportError::Closed { peer, reason },
+        }
+    }
+}
+
+fn describe_code(code: quinn::VarInt) -> String {
+    let meaning = match u32::try_from(code.into_inner()) {
+        Ok(STREAM_MALFORMED) => "our request did not decode (protocol mismatch?)",
+        Ok(STREAM_TOO_LARGE) => "our request exceeded the peer's frame limit",
+        Ok(STREAM_READ_TIMEOUT) => "our request arrived too slowly",
+        Ok(STREAM_TRUNCATED) => "our request was cut short",
+        Ok(STREAM_RESPONSE_FAILED) => "the peer could not encode its response",
+        _ => "unknown code",
+    };
+    format!("code {code} ({meaning})")
+}
+
+/// Payload buffer capacity reserved before any payload byte has arrived.
+const INITIAL_READ_CAPACITY: usize = 64 * 1024;
+
+/// Encodes `value` as one frame: `u32` big-endian length, then the postcard bytes.
+fn encode_frame<T: Serialize + ?Sized>(value: &T, limit: usize) -> Result<Vec<u8>, EncodeError> {
+    let payload = postcard::to_stdvec(value).map_err(EncodeError::Postcard)?;
+    let len = payload.len();
+    let Some(len32) = u32::try_from(len).ok().filter(|_| len <= limit) else {
+        return Err(EncodeError::TooLarge { len, limit });
+    };
+    let mut frame = Vec::with_capacity(4 + len);
+    frame.extend_from_slice(&len32.to_be_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
+#[derive(Debug)]
+enum EncodeError {
+    Postcard(postcard::Error),
+    TooLarge { len: usize, limit: usize },
+}
+
+impl EncodeError {
+    fn into_transport(self, peer: SocketAddr) -> TransportError {
+        match self {
+            EncodeError::Postcard(source) => TransportError::Encode { peer, source },
+            EncodeError::TooLarge { len, limit } => {
+                TransportError::FrameTooLarge { peer, len, limit }
+            }
+        }
+    }
+}
+
+/// Reads one whole frame and decodes it; trailing bytes inside the frame count as malformed.
+async fn read_frame<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<T, FrameError> {
+    let mut header = [0u8; 4];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(read_exact_error)?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    // Grow with the data actually received, so a peer cannot make us allocate the whole limit
+    // on every stream just by announcing a large length.
+    let mut payload = Vec::with_capacity(len.min(INITIAL_READ_CAPACITY));
+    while payload.len() < len {
+        match recv.read_chunk(len - payload.len(), true).await {
+            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(FrameError::Truncated),
+            Err(error) => {
+                return Err(read_exact_error(quinn::ReadExactError::ReadError(error)));
+            }
+        }
+    }
+    match postcard::take_from_bytes::<T>(&payload) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(FrameError::Decode(format!(
+            "{} trailing bytes after the value",
+            rest.len()
+        ))),
+        Err(e) => Err(FrameError::Decode(e.to_string())),
+    }
+}
+
+fn read_exact_error(error: quinn::ReadExactError) -> FrameError {
+    match error {
+        quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
+        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) => FrameError::Reset(code),
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(e)) => {
+            FrameError::Lost(e.to_string())
+        }
+        quinn::ReadExactError::ReadError(e) => FrameError::Lost(e.to_string()),
+    }
+}
+
+/// Describes a write failure, with the connection's own reason when it was lost.
+fn write_error(error: quinn::WriteError) -> String {
+    match error {
+        quinn::WriteError::ConnectionLost(e) => e.to_string(),
+        quinn::WriteError::Stopped(code) => {
+            format!("peer stopped the stream: {}", describe_code(code))
+        }
+        e => e.to_string(),
+    }
+}
+
+/// The cached connection to one peer address; the async mutex makes concurrent requesters wait
+/// for a single dial instead of each dialing.
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+struct Cached {
+    connection: quinn::Connection,
+    /// Whether the streams the peer opens on this connection are being served.
+    served: bool,
+}
+
+/// Serves the request streams a peer opens on one connection (set by [`Endpoint::serve`]).
+type StreamServer = Arc<dyn Fn(quinn::Connection, PeerIdentity) + Send + Sync>;
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    identity: PeerIdentity,
+    options: TransportOptions,
+    connections: Mutex<HashMap<SocketAddr, Slot>>,
+    server: OnceLock<StreamServer>,
+}
+
+impl Inner {
+    fn slot(&self, peer: SocketAddr) -> Slot {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(peer)
+            .or_default()
+            .clone()
+    }
+
+    /// Caches a connection a node dialed to us as our connection to that node too (a node's
+    /// endpoint dials from the address it listens on), unless we already have a live one or are
+    /// dialing it right now.
+    fn adopt(&self, remote: SocketAddr, connection: &quinn::Connection) {
+        let slot = self.slot(remote);
+        let Ok(mut cached) = slot.try_lock() else {
+            return;
+        };
+        if cached
+            .as_ref()
+            .is_none_or(|c| c.connection.close_reason().is_some())
+        {
+            *cached = Some(Cached {
+                connection: connection.clone(),
+                served: true, // by `accept_connection`
+            });
+        }
+    }
+
+    /// Starts serving the streams a peer opens on a connection we dialed, once [`Endpoint::serve`]
+    /// has been called. Runs under the slot lock, so each connection is served exactly once.
+    fn serve_dialed(&self, peer: SocketAddr, cached: &mut Cached) {
+        if cached.served {
+            return;
+        }
+        let Some(server) = self.server.get() else {
+            return;
+        };
+        cached.served = true;
+        match identify(&cached.connection) {
+            Ok(identity) => server(cached.connection.clone(), identity),
+            Err(error) => debug!(%peer, %error, "dialed peer has no identity; not serving it"),
+        }
+    }
+}
+
+/// A QUIC endpoint: serves requests from authenticated peers and sends requests to them.
+/// Cloning is cheap and shares the socket and the connection cache.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("identity", &self.inner.identity)
+            .field("local_addr", &self.inner.endpoint.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Opens the UDP socket at `addr` (port 0 picks a free port). A node identity also accepts
+    /// connections; a client identity only dials. Must be called inside a tokio runtime.
+    pub fn bind(
+        addr: SocketAddr,
+        tls: &TlsConfig,
+        options: TransportOptions,
+    ) -> Result<Endpoint, TransportError> {
+        let bound = match tls.identity().role {
+            Role::Node => quinn::Endpoint::server(tls.server_config(), addr),
+            Role::Client => quinn::Endpoint::client(addr),
+        };
+        let mut endpoint = bound.map_err(|source| TransportError::Bind { addr, source })?;
+        endpoint.set_default_client_config(tls.client_config());
+        Ok(Endpoint {
+            inner: Arc::new(Inner {
+                endpoint,
+                identity: tls.identity().clone(),
+                options,
+                connections: Mutex::new(HashMap::new()),
+                server: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> Result<SocketAddr, TransportError> {
+        self.inner
+            .endpoint
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })
+    }
+
+    /// The identity this endpoint presents.
+    pub fn identity(&self) -> &PeerIdentity {
+        &self.inner.identity
+    }
+
+    /// How many QUIC connections (incoming and outgoing) are open right now.
+    pub fn open_connections(&self) -> usize {
+        self.inner.endpoint.open_connections()
+    }
+
+    /// Sends `request` to the node at `peer` and waits for its response, all within `timeout`.
+    ///
+    /// Reuses the cached connection to `peer` (dialing or redialing it if needed) and opens one
+    /// bidirectional stream for this request. Safe to call from many tasks at once.
+    pub async fn request<Req, Resp>(
+        &self,
+        peer: SocketAddr,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, TransportError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let frame = encode_frame(request, self.inner.options.max_frame_bytes)
+            .map_err(|e| e.into_transport(peer))?;
+        match tokio::time::timeout(timeout, self.exchange(peer, &frame)).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout { peer, timeout }),
+        }
+    }
+
+    async fn exchange<Resp: DeserializeOwned>(
+        &self,
+        peer: SocketAddr,
+        frame: &[u8],
+    ) -> Result<Resp, TransportError> {
+        let connection = self.connection(peer).await?;
+        let (mut send, mut recv) = match connection.open_bi().await {
+            Ok(streams) => streams,
+            Err(error) => {
+                // The cached connection died since we checked it; nothing was sent, so dial
+                // again once.
+                debug!(%peer, %error, "cached connection unusable, redialing");
+                self.connection(peer).await?.open_bi().await.map_err(|e| {
+                    TransportError::Closed {
+                        peer,
+                        reason: e.to_string(),
+                    }
+                })?
+            }
+        };
+        let closed = |reason: String| TransportError::Closed { peer, reason };
+        send.write_all(frame)
+            .await
+            .map_err(|e| closed(write_error(e)))?;
+        send.finish().map_err(|e| closed(e.to_string()))?;
+        read_frame(&mut recv, self.inner.options.max_frame_bytes)
+            .await
+            .map_err(|e| e.into_transport(peer))
+    }
+
+    /// The live cached connection to `peer`, dialing if there is none.
+    async fn connection(&self, peer: SocketAddr) -> Result<quinn::Connection, TransportError> {
+        let slot = self.inner.slot(peer);
+        let mut cached = slot.lock().await;
+        if let Some(entry) = cached.as_mut() {
+            if entry.connection.close_reason().is_none() {
+                self.inner.serve_dialed(peer, entry);
+                return Ok(entry.connection.clone());
+            }
+            debug!(%peer, "cached connection closed, redialing");
+        }
+        let connect_error = |reason: String| TransportError::Connect { peer, reason };
+        let connection = self
+            .inner
+            .endpoint
+            .connect(peer, NODE_SERVER_NAME)
+            .map_err(|e| connect_error(e.to_string()))?
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        // The peer may send us requests over this connection too.
+        let mut entry = Cached {
+            connection: connection.clone(),
+            served: false,
+        };
+        self.inner.serve_dialed(peer, &mut entry);
+        *cached = Some(entry);
+        Ok(connection)
+    }
+
+    /// Serves requests with `handler` until the endpoint is closed. Call it once per endpoint;
+    /// later calls log a warning and do nothing.
+    ///
+    /// Requests arrive on connections peers dial to us and on connections we dialed to nodes, so
+    /// two nodes that talk both ways share one connection whenever a node is dialed at the
+    /// address it dials from. Each connection is handled by its own task and each request stream
+    /// by another, so a slow or misbehaving peer holds up nobody else. Connections whose
+    /// certificate names no dynamo identity are closed with [`CLOSE_NO_IDENTITY`]. A request that
+    /// is malformed, oversized or slower than [`TransportOptions::read_timeout`] gets its stream
+    /// reset (see the `STREAM_*` codes) without calling `handler`.
+    pub fn serve<Req, Resp, H, Fut>(&self, handler: H) -> JoinHandle<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+        H: Fn(PeerIdentity, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Resp> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let options = self.inner.options.clone();
+        let server: StreamServer = Arc::new(move |connection, peer| {
+            tokio::spawn(serve_streams(
+                connection,
+                peer,
+                handler.clone(),
+                options.clone(),
+            ));
+        });
+        if self.inner.server.set(server).is_err() {
+            warn!("Endpoint::serve called twice; ignoring the second handler");
+            return tokio::spawn(async {});
+        }
+        // Connections dialed before this call start being served too (in the background: a
+        // slot may be held by a dial that is still in progress).
+        let sweep = self.inner.clone();
+        tokio::spawn(async move {
+            let slots: Vec<(SocketAddr, Slot)> = sweep
+                .connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(peer, slot)| (*peer, slot.clone()))
+                .collect();
+            for (peer, slot) in slots {
+                if let Some(entry) = slot.lock().await.as_mut() {
+                    sweep.serve_dialed(peer, entry);
+                }
+            }
+        });
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = inner.endpoint.accept().await {
+                tokio::spawn(accept_connection(incoming, inner.clone()));
+            }
+            debug!("endpoint closed, accept loop ends");
+        })
+    }
+
+    /// Stops accepting, closes every connection and waits (at most
+    /// [`TransportOptions::shutdown_timeout`]) for peers to be told.
+    pub async fn close(&self) {
+        self.inner.endpoint.close(
+            quinn::VarInt::from_u32(CLOSE_SHUTDOWN),
+            b"node shutting down",
+        );
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        if tokio::time::timeout(
+            self.inner.options.shutdown_timeout,
+            self.inner.endpoint.wait_idle(),
+        )
+        .await
+        .is_err()
+        {
+            debug!("connections did not drain before the shutdown timeout");
+        }
+    }
+}
+
+/// The verified identity in a connection's peer certificate.
+fn identify(connection: &quinn::Connection) -> Result<PeerIdentity, TlsError> {
+    let certs = connection
+        .peer_identity()
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or(TlsError::NoIdentity("no certificate"))?;
+    match certs.first() {
+        Some(cert) => PeerIdentity::from_certificate(cert),
+        None => Err(TlsError::NoIdentity("no certificate")),
+    }
+}
+
+/// Completes the handshake of one incoming connection and serves its streams.
+async fn accept_connection(incoming: quinn::Incoming, inner: Arc<Inner>) {
+    let remote = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(error) => {
+            // Includes peers without a certificate from the cluster CA.
+            debug!(%remote, %error, "handshake refused");
+            return;
+        }
+    };
+    let peer = match identify(&connection) {
+        Ok(peer) => peer,
+        Err(error) => {
+            warn!(%remote, %error, "closing connection: no usable identity");
+            connection.close(
+                quinn::VarInt::from_u32(CLOSE_NO_IDENTITY),
+                b"certificate carries no dynamo identity",
+            );
+            return;
+        }
+    };
+    debug!(%remote, %peer, "connection accepted");
+    if peer.role == Role::Node {
+        inner.adopt(remote, &connection);
+    }
+    if let Some(server) = inner.server.get() {
+        server(connection, peer);
+    }
+}
+
+/// Serves every request stream the peer opens on `connection` until it closes.
+async fn serve_streams<Req, Resp, H, Fut>(
+    connection: quinn::Connection,
+    peer: PeerIdentity,
+    handler: Arc<H>,
+    options: TransportOptions,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    H: Fn(PeerIdentity, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let remote = connection.remote_address();
+    loop {
+        match connection.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(serve_stream(
+                    remote,
+                    peer.clone(),
+                    send,
+                    recv,
+                    handler.clone(),
+                    options.clone(),
+                ));
+            }
+            Err(error) => {
+                debug!(%remote, %peer, %error, "connection ended");
+                return;
+            }
+        }
+    }
+}
+
+async fn serve_stream<Req, Resp, H, Fut>(
+    remote: SocketAddr,
+    peer: PeerIdentity,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    handler: Arc<H>,
+    options: TransportOptions,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    H: Fn(PeerIdentity, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let read = tokio::time::timeout(
+        options.read_timeout,
+        read_frame::<Req>(&mut recv, options.max_frame_bytes),
+    )
+    .await;
+    let request = match read {
+        Ok(Ok(request)) => request,
+        Ok(Err(error)) => {
+            warn!(%remote, %peer, ?error, "bad request frame, resetting stream");
+            reset(&mut send, &mut recv, error.stream_code());
+            return;
+        }
+        Err(_) => {
+            warn!(%remote, %peer, "request frame not received in time, resetting stream");
+            reset(&mut send, &mut recv, STREAM_READ_TIMEOUT);
+            return;
+        }
+    };
+    let response = handler(peer.clone(), request).await;
+    let frame = match encode_frame(&response, options.max_frame_bytes) {
+        Ok(frame) => frame,
+        Err(error) => {
+            warn!(%remote, %peer, ?error, "cannot encode response, resetting stream");
+            reset(&mut send, &mut recv, STREAM_RESPONSE_FAILED);
+            return;
+        }
+    };
+    if let Err(error) = send.write_all(&frame).await {
+        // Usually the requester timed out and went away.
+        debug!(%remote, %peer, %error, "cannot send response");
+        return;
+    }
+    // Already finished or reset by the peer: nothing left to do.
+    let _ = send.finish();
+}
+
+/// Abandons a stream in both directions with `code`; errors mean it is already gone.
+fn reset(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, code: u32) {
+    let code = quinn::VarInt::from_u32(code);
+    let _ = recv.stop(code);
+    let _ = send.reset(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_layout_is_length_then_postcard() {
+        let frame = encode_frame(&(7u8, "hi"), MAX_FRAME_BYTES).expect("encode");
+        assert_eq!(frame, vec![0, 0, 0, 4, 7, 2, b'h', b'i']);
+    }
+
+    #[test]
+    fn encode_refuses_frames_over_the_limit() {
+        let err = encode_frame(&vec![0u8; 100], 10).expect_err("too large");
+        assert!(matches!(err, EncodeError::TooLarge { limit: 10, .. }));
+    }
+}

@@ -1,0 +1,167 @@
+//! Test support for cross-crate integration tests: in-process clusters of real nodes on
+//! 127.0.0.1 (ports chosen by the OS), each with its own data directory and a certificate from
+//! one throwaway cluster CA.
+//!
+//! This crate must not reach into node internals: it starts nodes and talks to them through the
+//! public client library, like a user.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dynamo_node::protocol::{Request, RequestOptions, Response};
+use dynamo_node::tls::{ClusterCa, Identity, Role, TlsConfig};
+use dynamo_node::{Client, Node, NodeConfig};
+
+/// A cluster of in-process nodes sharing a temporary directory.
+pub struct TestCluster {
+    /// The running nodes, by index; `None` once stopped.
+    pub nodes: Vec<Option<Node>>,
+    dir: tempfile::TempDir,
+    ca: ClusterCa,
+    partitions: u32,
+}
+
+/// How long tests wait for a cluster to settle.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+impl TestCluster {
+    /// Starts `count` nodes: the first founds the cluster, the others join through it, and the
+    /// call returns once every node reports all of them in the ring and up.
+    pub async fn start(count: usize) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca = ClusterCa::generate("test").expect("CA");
+        ca.save(&dir.path().join("certs")).expect("save CA");
+        ca.issue(Role::Client, "tester")
+            .expect("client certificate")
+            .save(&dir.path().join("certs"))
+            .expect("save client certificate");
+        let mut cluster = TestCluster {
+            nodes: Vec::new(),
+            dir,
+            ca,
+            partitions: 64,
+        };
+        for _ in 0..count {
+            cluster.add_node().await;
+        }
+        cluster.wait_for_members(count).await;
+        cluster
+    }
+
+    /// The certificate directory.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// Starts one more node that joins through the first running node.
+    pub async fn add_node(&mut self) -> usize {
+        let index = self.nodes.len();
+        let name = format!("node-{}", index + 1);
+        self.ca
+            .issue(Role::Node, &name)
+            .expect("node certificate")
+            .save(&self.certs_dir())
+            .expect("save node certificate");
+        let seeds = self.addresses().into_iter().take(1).collect();
+        let config = NodeConfig {
+            name: name.clone(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: self.dir.path().join(&name),
+            certs_dir: self.certs_dir(),
+            seeds,
+            partitions: self.partitions,
+            gossip_interval_ms: 200,
+            request_timeout_ms: 3_000,
+            ..NodeConfig::default()
+        };
+        let node = Node::start(config).await.expect("node starts");
+        self.nodes.push(Some(node));
+        index
+    }
+
+    /// Addresses of the running nodes.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().flatten().map(Node::address).collect()
+    }
+
+    /// A client with the cluster's client certificate.
+    pub fn client(&self) -> Client {
+        let tls = tls_for(&self.certs_dir(), "tester");
+        Client::new(&tls, self.addresses(), Duration::from_secs(5)).expect("client")
+    }
+
+    /// A client that talks to one node only (no routing), to check what that node answers.
+    pub fn client_of(&self, address: SocketAddr) -> Client {
+        let tls = tls_for(&self.certs_dir(), "tester");
+        Client::new(&tls, vec![address], Duration::from_secs(5)).expect("client")
+    }
+
+    /// Writes `count` keys `{prefix}{i}` with values `v{i}` to the default bucket.
+    pub async fn write_keys(&self, prefix: &str, count: usize) {
+        let client = self.client();
+        for i in 0..count {
+            client
+                .put(
+                    "default",
+                    format!("{prefix}{i}").as_bytes(),
+                    format!("v{i}").into_bytes(),
+                    None,
+                    RequestOptions::default(),
+                )
+                .await
+                .expect("put");
+        }
+    }
+
+    /// Stops node `index` (graceful shutdown).
+    pub async fn stop(&mut self, index: usize) {
+        if let Some(node) = self.nodes[index].take() {
+            node.shutdown(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Waits until every running node sees `count` ring members, all up, on the same ring
+    /// version; panics after [`SETTLE`].
+    pub async fn wait_for_members(&self, count: usize) {
+        let client = self.client();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let mut versions = Vec::new();
+            for address in self.addresses() {
+                if let Ok(Response::Status(status)) =
+                    client.request_to(address, &Request::Status).await
+                {
+                    let ready = status.members.iter().filter(|m| m.in_ring && m.up).count();
+                    if ready == count {
+                        versions.push(status.ring_version);
+                    }
+                }
+            }
+            let running = self.addresses().len();
+            if versions.len() == running && versions.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not settle on {count} members"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Shuts every node down.
+    pub async fn shutdown(mut self) {
+        for index in 0..self.nodes.len() {
+            self.stop(index).await;
+        }
+    }
+}
+
+/// The TLS configuration of identity `name` in `dir`.
+pub fn tls_for(dir: &Path, name: &str) -> TlsConfig {
+    let ca =
+        std::fs::read_to_string(dir.join(dynamo_node::tls::CA_CERT_FILE)).expect("CA certificate");
+    let identity = Identity::load(dir, name).expect("identity");
+    TlsConfig::new(&ca, &identity).expect("TLS configuration")
+}

@@ -1,0 +1,288 @@
+//! Real clusters on 127.0.0.1 over QUIC with mutual TLS: the paper's operations end to end
+//! (sections 4.4 to 4.8).
+
+use std::time::Duration;
+
+use dynamo_node::Client;
+use dynamo_node::client::{ClientError, GetOutcome};
+use dynamo_node::protocol::{BucketProps, ErrorKind, RequestOptions};
+use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
+use dynamo_tests::{TestCluster, tls_for};
+
+fn values(outcome: &GetOutcome) -> Vec<String> {
+    let mut values: Vec<String> = match outcome {
+        GetOutcome::Found(reply) => reply
+            .values
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect(),
+        GetOutcome::NotFound { .. } => Vec::new(),
+    };
+    values.sort();
+    values
+}
+
+fn context(outcome: &GetOutcome) -> String {
+    match outcome {
+        GetOutcome::Found(reply) => reply.context.clone(),
+        GetOutcome::NotFound { context } => context.clone(),
+    }
+}
+
+const OPTIONS: RequestOptions = RequestOptions {
+    r: None,
+    w: None,
+    pr: None,
+    pw: None,
+    timeout_ms: None,
+};
+
+/// Paper 4.4 and 6.3 on a 3-node cluster with (3,2,2): round trips, siblings from concurrent
+/// writes, a write with the read's context superseding them, and a delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_put_get_siblings_and_delete() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+
+    let written = client
+        .put("default", b"cart", b"book".to_vec(), None, OPTIONS)
+        .await
+        .expect("put");
+    assert!(written.acknowledged >= 2);
+    let read = client.get("default", b"cart", OPTIONS).await.expect("get");
+    assert_eq!(values(&read), ["book"]);
+
+    // Two writers with the same (now stale) context: both survive as siblings.
+    client
+        .put(
+            "default",
+            b"cart",
+            b"book,pen".to_vec(),
+            Some(written.context.clone()),
+            OPTIONS,
+        )
+        .await
+        .expect("first concurrent put");
+    client
+        .put(
+            "default",
+            b"cart",
+            b"book,lamp".to_vec(),
+            Some(written.context.clone()),
+            OPTIONS,
+        )
+        .await
+        .expect("second concurrent put");
+    let read = client
+        .get("default", b"cart", OPTIONS)
+        .await
+        .expect("get siblings");
+    assert_eq!(values(&read), ["book,lamp", "book,pen"]);
+
+    // A write with the read's context supersedes both.
+    client
+        .put(
+            "default",
+            b"cart",
+            b"book,lamp,pen".to_vec(),
+            Some(context(&read)),
+            OPTIONS,
+        )
+        .await
+        .expect("resolving put");
+    let read = client
+        .get("default", b"cart", OPTIONS)
+        .await
+        .expect("get resolved");
+    assert_eq!(values(&read), ["book,lamp,pen"]);
+
+    // Every node answers the same.
+    for address in cluster.addresses() {
+        let read = cluster
+            .client_of(address)
+            .get("default", b"cart", OPTIONS)
+            .await
+            .expect("get via one node");
+        assert_eq!(values(&read), ["book,lamp,pen"], "via {address}");
+    }
+
+    // A context from another key is refused.
+    let error = client
+        .put(
+            "default",
+            b"other",
+            b"x".to_vec(),
+            Some(context(&read)),
+            OPTIONS,
+        )
+        .await
+        .expect_err("foreign context");
+    assert!(
+        matches!(&error, ClientError::Server(e) if e.kind == ErrorKind::BadRequest),
+        "{error}"
+    );
+
+    // Delete with the context: not found afterwards.
+    client
+        .delete("default", b"cart", Some(context(&read)), OPTIONS)
+        .await
+        .expect("delete");
+    let read = client
+        .get("default", b"cart", OPTIONS)
+        .await
+        .expect("get deleted");
+    assert!(matches!(read, GetOutcome::NotFound { .. }));
+    cluster.shutdown().await;
+}
+
+/// Buckets carry their own N, R, W; requests may override R and W; with a node down a W=3
+/// write fails with a clear error while W=2 still succeeds (paper 4.5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_quorums_are_honoured() {
+    let mut cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    for (name, n, w) in [("single", 1, 1), ("all", 3, 3)] {
+        client
+            .create_bucket(BucketProps {
+                name: name.into(),
+                n,
+                r: 1,
+                w,
+                pr: 0,
+                pw: 0,
+            })
+            .await
+            .expect("create bucket");
+    }
+    // Bucket tables travel by gossip: give them a moment to reach every node.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let buckets = client.list_buckets().await.expect("list");
+    assert!(buckets.iter().any(|b| b.name == "single" && b.n == 1));
+
+    let single = client
+        .put("single", b"k", b"v".to_vec(), None, OPTIONS)
+        .await
+        .expect("put n=1");
+    assert_eq!(single.acknowledged, 1);
+    let all = client
+        .put("all", b"k", b"v".to_vec(), None, OPTIONS)
+        .await
+        .expect("put w=3");
+    assert_eq!(all.acknowledged, 3);
+    let missing = client.put("nope", b"k", b"v".to_vec(), None, OPTIONS).await;
+    assert!(matches!(missing, Err(ClientError::Server(e)) if e.message.contains("does not exist")));
+
+    cluster.stop(2).await;
+    let strict = client.put("all", b"k2", b"v".to_vec(), None, OPTIONS).await;
+    match strict {
+        Err(ClientError::Server(e)) => {
+            assert!(
+                matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout),
+                "{e:?}"
+            );
+        }
+        other => panic!("a W=3 write with a node down must fail, got {other:?}"),
+    }
+    let relaxed = RequestOptions {
+        w: Some(2),
+        ..OPTIONS
+    };
+    client
+        .put("all", b"k3", b"v".to_vec(), None, relaxed)
+        .await
+        .expect("W=2 override with one node down");
+    cluster.shutdown().await;
+}
+
+/// Five nodes: every key written is readable through every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_serve_every_key_from_every_node() {
+    let cluster = TestCluster::start(5).await;
+    cluster.write_keys("key-", 40).await;
+    for address in cluster.addresses() {
+        let single = cluster.client_of(address);
+        for i in (0..40).step_by(7) {
+            let read = single
+                .get("default", format!("key-{i}").as_bytes(), OPTIONS)
+                .await
+                .expect("get");
+            assert_eq!(values(&read), [format!("v{i}")], "key-{i} via {address}");
+        }
+    }
+    cluster.shutdown().await;
+}
+
+/// Mutual TLS: a client whose certificate comes from another CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_another_ca_are_refused() {
+    let cluster = TestCluster::start(1).await;
+    let other = tempfile::tempdir().expect("dir");
+    let ca = ClusterCa::generate("intruders").expect("CA");
+    ca.save(other.path()).expect("save");
+    ca.issue(Role::Client, "mallory")
+        .expect("issue")
+        .save(other.path())
+        .expect("save");
+    let tls: TlsConfig = tls_for(other.path(), "mallory");
+    let client = Client::new(&tls, cluster.addresses(), Duration::from_secs(2)).expect("client");
+    let refused = client
+        .put("default", b"k", b"v".to_vec(), None, OPTIONS)
+        .await;
+    assert!(
+        matches!(refused, Err(ClientError::Transport(_))),
+        "{refused:?}"
+    );
+    // The cluster still serves its own clients (one node: W=1).
+    let one = RequestOptions {
+        w: Some(1),
+        ..OPTIONS
+    };
+    cluster
+        .client()
+        .put("default", b"k", b"v".to_vec(), None, one)
+        .await
+        .expect("legitimate put");
+    cluster.shutdown().await;
+}
+
+/// Paper 4.8.1 and 4.9: a fourth node joins, one leaves; every node ends on the same ring and
+/// all data is still readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_and_leave_keep_data_readable() {
+    let mut cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    cluster.write_keys("k", 30).await;
+    cluster.add_node().await;
+    cluster.wait_for_members(4).await;
+
+    let leaver = cluster.addresses()[1];
+    client
+        .request_to(leaver, &dynamo_node::protocol::Request::Leave)
+        .await
+        .expect("leave accepted");
+    // Let the handoff run, then drop the leaver.
+    let client_after = cluster.client_of(cluster.addresses()[0]);
+    let deadline = std::time::Instant::now() + dynamo_tests::SETTLE;
+    loop {
+        let status = client_after.status().await.expect("status");
+        if status.members.iter().filter(|m| m.in_ring).count() == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leave did not complete"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.stop(1).await;
+    cluster.wait_for_members(3).await;
+    for i in 0..30 {
+        let read = client_after
+            .get("default", format!("k{i}").as_bytes(), OPTIONS)
+            .await
+            .expect("get");
+        assert_eq!(values(&read), [format!("v{i}")], "k{i}");
+    }
+    cluster.shutdown().await;
+}
