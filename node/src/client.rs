@@ -1,7 +1,8 @@
 //! The client library: partition-aware routing (paper section 6.4, client-driven coordination).
 //!
 //! A [`Client`] keeps the ring and the members' addresses, refreshed every 10 seconds and
-//! whenever a request fails, and sends each request straight to a member of the key's
+//! whenever a node is unreachable or answers that replicas are unavailable or it has no ring
+//! (signs that membership moved), and sends each request straight to a member of the key's
 //! preference list, so most requests skip the forwarding hop. Any node still accepts any
 //! request, so a stale ring costs a hop, never a wrong answer.
 //!
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 use dynamo_ring::{NodeId, Ring};
 
 use crate::protocol::{
-    BucketProps, ClusterStatus, ErrorReply, GetReply, PutReply, Request, RequestOptions, Response,
-    storage_key,
+    BucketProps, ClusterStatus, ErrorKind, ErrorReply, GetReply, PutReply, Request, RequestOptions,
+    Response, storage_key,
 };
 use crate::tls::TlsConfig;
 use crate::transport::{Endpoint, TransportError, TransportOptions};
@@ -227,6 +228,17 @@ impl Client {
         if let Some(address) = preferred {
             match self.request_to(address, request).await {
                 Err(ClientError::Transport(_)) => self.invalidate(),
+                Err(ClientError::Server(error)) => {
+                    // Membership may have moved under the cached ring (a stale-ring answer):
+                    // fetch it again before the next request.
+                    if matches!(
+                        error.kind,
+                        ErrorKind::NotReady | ErrorKind::Unavailable | ErrorKind::Timeout
+                    ) {
+                        self.invalidate();
+                    }
+                    return Err(ClientError::Server(error));
+                }
                 outcome => return outcome,
             }
         }

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -108,6 +109,8 @@ struct Inner {
     state: Mutex<State>,
     directory: Mutex<BTreeMap<NodeId, SocketAddr>>,
     shutdown: watch::Sender<bool>,
+    /// Requests being served, so a shutdown can let them finish.
+    in_flight: AtomicUsize,
 }
 
 struct State {
@@ -222,6 +225,7 @@ impl Node {
             }),
             directory: Mutex::new(BTreeMap::new()),
             shutdown,
+            in_flight: AtomicUsize::new(0),
             config,
         });
         let serve = {
@@ -257,12 +261,20 @@ impl Node {
         self.inner.lock().ring.clone()
     }
 
-    /// Stops serving: in-flight requests get up to `grace` to finish, then the endpoint closes
-    /// and the store is flushed.
+    /// Stops serving: new client requests are refused with a "try another node" error,
+    /// in-flight requests get up to `grace` to finish, then the endpoint closes and the store is
+    /// flushed.
     pub async fn shutdown(self, grace: Duration) {
+        // New client requests are refused from here on; those in flight get `grace` to finish.
         let _ = self.inner.shutdown.send(true);
-        // In-flight requests get `grace` to finish before the endpoint closes.
-        tokio::time::sleep(grace.min(Duration::from_millis(200))).await;
+        let deadline = Instant::now() + grace;
+        while self.inner.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let unfinished = self.inner.in_flight.load(Ordering::Acquire);
+        if unfinished > 0 {
+            tracing::warn!(node = %self.inner.me, unfinished, "closing with requests in flight");
+        }
         self.inner.endpoint.close().await;
         for task in &self.tasks {
             task.abort();
@@ -378,6 +390,22 @@ fn ring_rank(ring: &Ring) -> (u64, u128) {
     (ring.version(), digest)
 }
 
+/// Counts a request as in flight until dropped (also when its future is cancelled).
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn enter(inner: &Arc<Inner>) -> Self {
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(inner.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A quorum machine the driver runs.
 enum Machine {
     Put(PutCoordinator),
@@ -472,6 +500,21 @@ impl Inner {
     }
 
     async fn handle(self: Arc<Self>, peer: PeerIdentity, request: Request) -> Response {
+        let client_request = matches!(
+            request,
+            Request::Get { .. } | Request::Put { .. } | Request::CreateBucket(_) | Request::Leave
+        );
+        if client_request && *self.shutdown.borrow() {
+            return Response::error(
+                ErrorKind::NotReady,
+                format!("{} is shutting down; try another node", self.me),
+            );
+        }
+        let _guard = InFlight::enter(&self);
+        self.clone().dispatch(peer, request).await
+    }
+
+    async fn dispatch(self: Arc<Self>, peer: PeerIdentity, request: Request) -> Response {
         let peer_only = matches!(
             request,
             Request::Replica { .. }
