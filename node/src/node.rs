@@ -229,12 +229,19 @@ impl Node {
             config,
         });
         let serve = {
-            let handler_state = inner.clone();
+            // The endpoint keeps the handler, and the node keeps the endpoint: a weak reference
+            // breaks the cycle so a shut-down node releases its store.
+            let handler_state = Arc::downgrade(&inner);
             inner
                 .endpoint
                 .serve(move |peer: PeerIdentity, request: Request| {
-                    let inner = handler_state.clone();
-                    async move { inner.handle(peer, request).await }
+                    let inner = handler_state.upgrade();
+                    async move {
+                        match inner {
+                            Some(inner) => inner.handle(peer, request).await,
+                            None => Response::error(ErrorKind::NotReady, "the node has stopped"),
+                        }
+                    }
                 })
         };
         let gossip_task = tokio::spawn(inner.clone().gossip_loop());

@@ -314,8 +314,9 @@ impl Inner {
     }
 
     /// Caches a connection a node dialed to us as our connection to that node too (a node's
-    /// endpoint dials from the address it listens on), unless we already have a live one or are
-    /// dialing it right now.
+    /// endpoint dials from the address it listens on), unless we are dialing it right now. A new
+    /// connection from an address replaces the cached one: the peer may have restarted, and a
+    /// connection to its old process would otherwise look alive until the idle timeout.
     fn adopt(&self, remote: SocketAddr, connection: &quinn::Connection) {
         let slot = self.slot(remote);
         let Ok(mut cached) = slot.try_lock() else {
@@ -323,7 +324,7 @@ impl Inner {
         };
         if cached
             .as_ref()
-            .is_none_or(|c| c.connection.close_reason().is_some())
+            .is_none_or(|c| c.connection.stable_id() != connection.stable_id())
         {
             *cached = Some(Cached {
                 connection: connection.clone(),

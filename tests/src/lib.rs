@@ -17,6 +17,7 @@ use dynamo_node::{Client, Node, NodeConfig};
 pub struct TestCluster {
     /// The running nodes, by index; `None` once stopped.
     pub nodes: Vec<Option<Node>>,
+    configs: Vec<NodeConfig>,
     dir: tempfile::TempDir,
     ca: ClusterCa,
     partitions: u32,
@@ -38,6 +39,7 @@ impl TestCluster {
             .expect("save client certificate");
         let mut cluster = TestCluster {
             nodes: Vec::new(),
+            configs: Vec::new(),
             dir,
             ca,
             partitions: 64,
@@ -75,9 +77,20 @@ impl TestCluster {
             request_timeout_ms: 3_000,
             ..NodeConfig::default()
         };
-        let node = Node::start(config).await.expect("node starts");
+        let node = Node::start(config.clone()).await.expect("node starts");
         self.nodes.push(Some(node));
+        self.configs.push(config);
         index
+    }
+
+    /// Starts stopped node `index` again on its data directory (a restart after a crash or
+    /// maintenance), joining through the first running node.
+    pub async fn restart(&mut self, index: usize) {
+        assert!(self.nodes[index].is_none(), "node {index} is running");
+        let mut config = self.configs[index].clone();
+        config.seeds = self.addresses().into_iter().take(1).collect();
+        let node = Node::start(config).await.expect("node restarts");
+        self.nodes[index] = Some(node);
     }
 
     /// Addresses of the running nodes.

@@ -286,3 +286,69 @@ async fn join_and_leave_keep_data_readable() {
     }
     cluster.shutdown().await;
 }
+
+/// Paper 4.6: while a replica is down, writes go to fallbacks with hints; when it comes back
+/// the hints are delivered and dropped, and the replica serves the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_reach_a_replica_that_comes_back() {
+    let mut cluster = TestCluster::start(4).await;
+    let client = cluster.client_of(cluster.addresses()[0]);
+    cluster.stop(3).await;
+    // Wait until the others consider node-4 down, so writes pick fallbacks.
+    let deadline = std::time::Instant::now() + dynamo_tests::SETTLE;
+    loop {
+        let status = client.status().await.expect("status");
+        if status.members.iter().any(|m| m.id == "node-4" && !m.up) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node-4 never marked down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.write_keys("h", 20).await;
+    let pending = |status: &dynamo_node::protocol::ClusterStatus| {
+        status
+            .members
+            .iter()
+            .filter(|m| m.id == "node-4")
+            .map(|m| m.pending_hints)
+            .sum::<usize>()
+    };
+    let mut held = 0;
+    for address in cluster.addresses() {
+        held += pending(&cluster.client_of(address).status().await.expect("status"));
+    }
+    assert!(held > 0, "some writes for node-4 are held as hints");
+
+    cluster.restart(3).await;
+    let deadline = std::time::Instant::now() + dynamo_tests::SETTLE;
+    loop {
+        let mut held = 0;
+        for address in cluster.addresses() {
+            held += pending(&cluster.client_of(address).status().await.expect("status"));
+        }
+        if held == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{held} hints never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // With every hint delivered, all three replicas answer: R = 3 reads succeed.
+    let all = RequestOptions {
+        r: Some(3),
+        ..OPTIONS
+    };
+    for i in 0..20 {
+        let read = client
+            .get("default", format!("h{i}").as_bytes(), all)
+            .await
+            .expect("R=3 read");
+        assert_eq!(values(&read), [format!("v{i}")], "h{i}");
+    }
+    cluster.shutdown().await;
+}
