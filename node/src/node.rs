@@ -26,7 +26,7 @@ use dynamo_quorum::{
     ClientContext, Command, GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum,
     QuorumError, ReplicaReply, ReplicaRequest, Value,
 };
-use dynamo_ring::{Member, NodeId, Ring, Target, TransferPlan, key_position};
+use dynamo_ring::{Member, NodeId, Ring, Role as ReplicaRole, Target, TransferPlan, key_position};
 use dynamo_storage::{Durability, FjallStore, LocalWrite, Store, StoreOptions};
 use dynamo_vclock::Actor;
 use serde::Serialize;
@@ -49,6 +49,10 @@ const BUCKETS_KEY: &str = "buckets";
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often hints are offered to their owners.
 const HINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest timeout a client may ask for.
+const MAX_CLIENT_TIMEOUT_MS: u64 = 60_000;
+/// The largest N a bucket may have (preference lists are walked per request).
+const MAX_BUCKET_N: usize = 16;
 /// Keys per handoff or hint batch.
 const BATCH: usize = 128;
 
@@ -107,7 +111,9 @@ struct Inner {
     actor: Actor,
     started: Instant,
     state: Mutex<State>,
-    directory: Mutex<BTreeMap<NodeId, SocketAddr>>,
+    directory: Arc<Mutex<BTreeMap<NodeId, SocketAddr>>>,
+    /// Handoffs still running; a leaving node waits for them before announcing `Left`.
+    handoffs_pending: Arc<AtomicUsize>,
     shutdown: watch::Sender<bool>,
     /// Requests being served, so a shutdown can let them finish.
     in_flight: AtomicUsize,
@@ -223,7 +229,8 @@ impl Node {
                 ring,
                 buckets,
             }),
-            directory: Mutex::new(BTreeMap::new()),
+            directory: Arc::new(Mutex::new(BTreeMap::new())),
+            handoffs_pending: Arc::new(AtomicUsize::new(0)),
             shutdown,
             in_flight: AtomicUsize::new(0),
             config,
@@ -354,6 +361,30 @@ fn publish<T: Serialize + ?Sized>(gossip: &mut Gossip, key: &str, value: &T) {
     }
 }
 
+/// Checks a bucket definition: a valid name, 1 <= N <= `max_n`, and a valid quorum.
+fn check_bucket(props: &BucketProps, max_n: usize) -> Result<(), String> {
+    if !valid_bucket_name(&props.name) {
+        return Err(format!(
+            "invalid bucket name {:?}: use 1 to 64 characters of a-z 0-9 _ -",
+            props.name
+        ));
+    }
+    if props.n > max_n.min(MAX_BUCKET_N) {
+        return Err(format!(
+            "n = {} is more than the ring spreads replicas for ({}); use n <= {}",
+            props.n,
+            max_n,
+            max_n.min(MAX_BUCKET_N)
+        ));
+    }
+    let quorum = Quorum {
+        pr: props.pr,
+        pw: props.pw,
+        ..Quorum::new(props.n, props.r, props.w)
+    };
+    quorum.validate().map_err(|e| e.to_string())
+}
+
 /// Merges bucket entries into `buckets`, the later stamp winning; returns whether anything
 /// changed.
 fn merge_bucket_entries(
@@ -365,7 +396,7 @@ fn merge_bucket_entries(
         let newer = buckets
             .get(&entry.props.name)
             .is_none_or(|current| (entry.stamp_ms, &entry.by) > (current.stamp_ms, &current.by));
-        if newer && valid_bucket_name(&entry.props.name) {
+        if newer && check_bucket(&entry.props, MAX_BUCKET_N).is_ok() {
             buckets.insert(entry.props.name.clone(), entry);
             changed = true;
         }
@@ -395,6 +426,90 @@ where
 fn ring_rank(ring: &Ring) -> (u64, u128) {
     let digest = postcard::to_allocvec(ring).map_or(0, |b| key_position(&b));
     (ring.version(), digest)
+}
+
+/// Largest encoded size of one handoff batch: well under the transport's frame limit.
+const HANDOFF_BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// Attempts per handoff batch before giving up on the partition.
+const HANDOFF_ATTEMPTS: u32 = 6;
+
+/// Copies one partition to `to` in batches; returns whether every batch was acknowledged.
+async fn hand_off_partition(
+    store: &Arc<FjallStore<Value>>,
+    endpoint: &Endpoint,
+    directory: &Mutex<BTreeMap<NodeId, SocketAddr>>,
+    partition: u32,
+    to: &NodeId,
+) -> bool {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let scan_store = store.clone();
+        let cursor = after.clone();
+        let scanned = tokio::task::spawn_blocking(move || {
+            scan_store.scan_partition(partition, cursor.as_deref(), BATCH)
+        })
+        .await;
+        let Ok(Ok(entries)) = scanned else {
+            tracing::warn!(partition, "handoff could not scan the partition");
+            return false;
+        };
+        let done = entries.len() < BATCH;
+        after = entries.last().map(|(k, _)| k.clone());
+        // Split by encoded size so a batch of large values still fits a frame.
+        let mut batches: Vec<Vec<(Vec<u8>, dynamo_quorum::Object)>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for (key, object) in entries {
+            let size = key.len() + postcard::to_allocvec(&object).map_or(0, |b| b.len());
+            if bytes + size > HANDOFF_BATCH_BYTES && batches.last().is_some_and(|b| !b.is_empty()) {
+                batches.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            if let Some(batch) = batches.last_mut() {
+                batch.push((key, object));
+            }
+        }
+        for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+            let request = Request::Handoff {
+                partition,
+                entries: batch,
+            };
+            if !send_with_retry(endpoint, directory, to, &request).await {
+                tracing::warn!(%to, partition, "handoff batch failed after retries");
+                return false;
+            }
+        }
+        if done {
+            return true;
+        }
+    }
+}
+
+/// Sends a peer request until it is acknowledged, looking the peer's address up before each
+/// attempt and backing off between attempts.
+async fn send_with_retry(
+    endpoint: &Endpoint,
+    directory: &Mutex<BTreeMap<NodeId, SocketAddr>>,
+    to: &NodeId,
+    request: &Request,
+) -> bool {
+    let mut backoff = Duration::from_millis(250);
+    for _ in 0..HANDOFF_ATTEMPTS {
+        let address = directory.lock().ok().and_then(|d| d.get(to).copied());
+        if let Some(address) = address {
+            match endpoint
+                .request::<Request, Response>(address, request, PEER_TIMEOUT * 5)
+                .await
+            {
+                Ok(Response::Ack) => return true,
+                Ok(other) => tracing::debug!(%to, ?other, "handoff batch refused"),
+                Err(error) => tracing::debug!(%to, %error, "handoff batch not delivered"),
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(8));
+    }
+    false
 }
 
 /// Counts a request as in flight until dropped (also when its future is cancelled).
@@ -600,7 +715,8 @@ impl Inner {
                 object,
             } => {
                 let store = self.store.clone();
-                let durability = self.replica_durability();
+                // The sender deletes its copy on our answer: it must be on disk.
+                let durability = Durability::Sync;
                 let stored = tokio::task::spawn_blocking(move || {
                     store.apply(partition, &key, &object, durability)
                 })
@@ -613,7 +729,7 @@ impl Inner {
             }
             Request::Handoff { partition, entries } => {
                 let store = self.store.clone();
-                let durability = self.replica_durability();
+                let durability = Durability::Sync;
                 let applied = tokio::task::spawn_blocking(move || {
                     for (key, object) in &entries {
                         store.apply(partition, key, object, durability)?;
@@ -703,6 +819,14 @@ impl Inner {
     }
 
     /// The ring's view of a key: its partition and its extended preference list.
+    /// The request's timeout: the client's choice, capped at a minute, or the node's default.
+    fn client_timeout_ms(&self, options: RequestOptions) -> u64 {
+        options
+            .timeout_ms
+            .unwrap_or(self.config.request_timeout_ms)
+            .clamp(1, MAX_CLIENT_TIMEOUT_MS)
+    }
+
     /// The key's partition, its extended preference list, and the primaries that are down.
     fn placement(&self, key: &[u8], n: usize) -> Result<(u32, Vec<Target>, Vec<NodeId>), Response> {
         let state = self.lock();
@@ -757,7 +881,7 @@ impl Inner {
             Ok(p) => p,
             Err(response) => return response,
         };
-        let timeout_ms = options.timeout_ms.unwrap_or(self.config.request_timeout_ms);
+        let timeout_ms = self.client_timeout_ms(options);
         let request = GetRequest {
             key: key.clone(),
             targets,
@@ -819,18 +943,29 @@ impl Inner {
             Ok(p) => p,
             Err(response) => return response,
         };
-        if !targets.iter().any(|t| t.node == self.me) {
-            // Paper 4.5: a put is coordinated by a node of the key's preference list.
+        let primary_here = targets
+            .iter()
+            .any(|t| t.node == self.me && t.role == ReplicaRole::Primary);
+        let target_here = targets.iter().any(|t| t.node == self.me);
+        // Paper 4.5: a put is coordinated by one of the key's replicas, preferably a primary
+        // (a fallback coordinator would keep its copy outside the hint space). A forwarded put
+        // is coordinated here if this node is any target, so forwarding never loops.
+        let coordinate_here = primary_here || (forwarded && target_here);
+        if !coordinate_here {
             if forwarded {
                 return Response::error(
-                    ErrorKind::Internal,
+                    ErrorKind::NotReady,
                     format!(
-                        "{} received a forwarded put for a key it does not replicate",
+                        "{} does not replicate this key under its ring; the ring is changing, retry",
                         self.me
                     ),
                 );
             }
-            let Some(first) = targets.first() else {
+            let first = targets
+                .iter()
+                .find(|t| t.role == ReplicaRole::Primary)
+                .or_else(|| targets.first());
+            let Some(first) = first else {
                 return Response::error(ErrorKind::Unavailable, "no replica of this key is up");
             };
             let address = self.address_of(&self.lock(), &first.node);
@@ -848,9 +983,8 @@ impl Inner {
                 options,
                 forwarded: true,
             };
-            let timeout = Duration::from_millis(
-                options.timeout_ms.unwrap_or(self.config.request_timeout_ms) + 500,
-            );
+            let timeout =
+                Duration::from_millis(self.client_timeout_ms(options).saturating_add(500));
             return match self.endpoint.request(address, &request, timeout).await {
                 Ok(response) => response,
                 Err(error) => Response::error(
@@ -872,7 +1006,7 @@ impl Inner {
             actor: self.actor.clone(),
             targets,
             quorum,
-            timeout_ms: options.timeout_ms.unwrap_or(self.config.request_timeout_ms),
+            timeout_ms: self.client_timeout_ms(options),
         };
         let machine = match PutCoordinator::new(wall_ms(), request) {
             Ok(m) => m,
@@ -1015,28 +1149,21 @@ impl Inner {
     /// Records a bucket and pushes the table to every member before answering, so the bucket
     /// is usable through any node at once; gossip carries it to members that missed the push.
     async fn create_bucket(self: &Arc<Self>, props: BucketProps) -> Response {
-        if !valid_bucket_name(&props.name) {
-            return Response::error(
-                ErrorKind::BadRequest,
-                format!(
-                    "invalid bucket name {:?}: use 1 to 64 characters of a-z 0-9 _ -",
-                    props.name
-                ),
-            );
-        }
-        let quorum = Quorum {
-            pr: props.pr,
-            pw: props.pw,
-            ..Quorum::new(props.n, props.r, props.w)
-        };
-        if let Err(error) = quorum.validate() {
-            return Response::error(ErrorKind::BadRequest, error.to_string());
-        }
         let (transmits, table, peers) = {
             let mut state = self.lock();
+            let max_n = state.ring.as_ref().map_or(MAX_BUCKET_N, Ring::target_n);
+            if let Err(message) = check_bucket(&props, max_n) {
+                return Response::error(ErrorKind::BadRequest, message);
+            }
+            // Later than what is there even if this node's clock is behind.
+            let stamp_ms = state
+                .buckets
+                .get(&props.name)
+                .map_or(0, |e| e.stamp_ms.saturating_add(1))
+                .max(wall_ms());
             let entry = BucketEntry {
                 props,
-                stamp_ms: wall_ms(),
+                stamp_ms,
                 by: self.me.to_string(),
             };
             state.buckets.insert(entry.props.name.clone(), entry);
@@ -1170,10 +1297,11 @@ impl Inner {
         if let Some(plan) = self.claim(state) {
             plans.push(plan);
         }
-        self.update_own_status(state, !plans.is_empty());
+        // Handoffs first: a leaving node must not announce `Left` before they are done.
         for plan in &plans {
             self.start_handoff(plan);
         }
+        self.update_own_status(state);
         std::iter::from_fn(|| state.gossip.poll_transmit()).collect()
     }
 
@@ -1265,7 +1393,10 @@ impl Inner {
         }
         for view in state.gossip.members() {
             let id = NodeId::from(view.id().as_str());
-            if view.status() == Status::Joining && view.is_live() && ring.member(&id).is_none() {
+            // Joining members, and alive ones a racing claim left out (a status never goes
+            // back to joining), are added.
+            let wants_in = matches!(view.status(), Status::Joining | Status::Alive);
+            if wants_in && view.is_live() && ring.member(&id).is_none() {
                 let identity = view.identity();
                 desired.push(Member::new(
                     id,
@@ -1289,8 +1420,8 @@ impl Inner {
     }
 
     /// A joining node becomes alive once the ring includes it; a leaving node is done once
-    /// the ring no longer includes it and its handoff was started.
-    fn update_own_status(&self, state: &mut State, _ring_changed: bool) {
+    /// the ring no longer includes it and its handoffs have finished.
+    fn update_own_status(&self, state: &mut State) {
         let Some(me) = state.gossip.member(&gossip_id(&self.me)) else {
             return;
         };
@@ -1301,7 +1432,13 @@ impl Inner {
             .is_some_and(|r| r.member(&self.me).is_some());
         let next = match status {
             Status::Joining if in_ring => Some(Status::Alive),
-            Status::Leaving if !in_ring && state.ring.is_some() => Some(Status::Left),
+            Status::Leaving
+                if !in_ring
+                    && state.ring.is_some()
+                    && self.handoffs_pending.load(Ordering::Acquire) == 0 =>
+            {
+                Some(Status::Left)
+            }
             _ => None,
         };
         if let Some(next) = next
@@ -1311,7 +1448,10 @@ impl Inner {
         }
     }
 
-    /// Sends, in the background, every partition this node must hand to a new replica.
+    /// Sends, in the background, every partition this node must hand to a new replica. Batches
+    /// stay well under the frame limit, anything but an acknowledgement is a failure that is
+    /// retried with backoff (the target's address is looked up again each time), and a leaving
+    /// node announces `Left` only once every transfer is done.
     fn start_handoff(&self, plan: &TransferPlan) {
         let outgoing: Vec<(u32, NodeId)> = plan
             .outgoing(&self.me)
@@ -1321,53 +1461,26 @@ impl Inner {
             return;
         }
         tracing::info!(node = %self.me, transfers = outgoing.len(), to_version = plan.to_version, "handoff started");
+        self.handoffs_pending.fetch_add(1, Ordering::AcqRel);
         let store = self.store.clone();
         let endpoint = self.endpoint.clone();
         let me = self.me.clone();
-        let directory = self.directory_snapshot();
+        let directory = self.directory.clone();
+        let pending = self.handoffs_pending.clone();
         tokio::spawn(async move {
+            let mut failed = 0;
             for (partition, to) in outgoing {
-                let Some(address) = directory.get(&to).copied() else {
-                    tracing::warn!(%to, "handoff target has no known address");
-                    continue;
-                };
-                let mut after: Option<Vec<u8>> = None;
-                loop {
-                    let store = store.clone();
-                    let cursor = after.clone();
-                    let batch = tokio::task::spawn_blocking(move || {
-                        store.scan_partition(partition, cursor.as_deref(), BATCH)
-                    })
-                    .await;
-                    let Ok(Ok(batch)) = batch else { break };
-                    let done = batch.len() < BATCH;
-                    after = batch.last().map(|(k, _)| k.clone());
-                    if !batch.is_empty() {
-                        let request = Request::Handoff {
-                            partition,
-                            entries: batch,
-                        };
-                        if let Err(error) = endpoint
-                            .request::<Request, Response>(address, &request, PEER_TIMEOUT * 5)
-                            .await
-                        {
-                            tracing::warn!(%error, %to, partition, "handoff batch failed");
-                            break;
-                        }
-                    }
-                    if done {
-                        break;
-                    }
+                if !hand_off_partition(&store, &endpoint, &directory, partition, &to).await {
+                    failed += 1;
                 }
             }
-            tracing::info!(node = %me, "handoff finished");
+            pending.fetch_sub(1, Ordering::AcqRel);
+            if failed == 0 {
+                tracing::info!(node = %me, "handoff finished");
+            } else {
+                tracing::warn!(node = %me, failed, "handoff gave up on some partitions; read repair and hints must cover them");
+            }
         });
-    }
-
-    /// Addresses of every member gossip knows, for background tasks. Kept apart from the
-    /// state (refreshed by the gossip loop) because `after_gossip` runs with the state locked.
-    fn directory_snapshot(&self) -> BTreeMap<NodeId, SocketAddr> {
-        self.directory.lock().map(|d| d.clone()).unwrap_or_default()
     }
 
     fn send_transmits(self: &Arc<Self>, transmits: Vec<Transmit>) {

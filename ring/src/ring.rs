@@ -341,7 +341,7 @@ impl Ring {
         n: usize,
         mut is_up: impl FnMut(&NodeId) -> bool,
     ) -> Vec<Target> {
-        let mut targets = Vec::with_capacity(n);
+        let mut targets = Vec::with_capacity(n.min(self.members.len()));
         let mut primaries_seen = 0;
         let mut down: std::collections::VecDeque<NodeId> = std::collections::VecDeque::new();
         self.walk_distinct(self.partition_of_key(key), |index| {

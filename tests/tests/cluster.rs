@@ -154,6 +154,23 @@ async fn bucket_quorums_are_honoured() {
             .await
             .expect("create bucket");
     }
+    // N beyond what the ring spreads replicas for (and absurd N) is refused, not gossiped.
+    for n in [4, usize::MAX] {
+        let refused = client
+            .create_bucket(BucketProps {
+                name: "wide".into(),
+                n,
+                r: 1,
+                w: 1,
+                pr: 0,
+                pw: 0,
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(ClientError::Server(e)) if e.kind == ErrorKind::BadRequest),
+            "n = {n}: {refused:?}"
+        );
+    }
     // Bucket tables travel by gossip: give them a moment to reach every node.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let buckets = client.list_buckets().await.expect("list");
