@@ -49,6 +49,8 @@ const BUCKETS_KEY: &str = "buckets";
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often hints are offered to their owners.
 const HINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The most partitions a ring may have: the ring must fit one gossip value.
+const MAX_PARTITIONS: u32 = 4096;
 /// The longest timeout a client may ask for.
 const MAX_CLIENT_TIMEOUT_MS: u64 = 60_000;
 /// The largest N a bucket may have (preference lists are walked per request).
@@ -141,6 +143,13 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         if config.name.is_empty() {
             return Err(NodeError::Config("the node name is empty".into()));
+        }
+        if config.partitions > MAX_PARTITIONS {
+            // The ring travels in one gossip value, which has a size budget.
+            return Err(NodeError::Config(format!(
+                "partitions = {} is more than {MAX_PARTITIONS}",
+                config.partitions
+            )));
         }
         let tls = load_tls(&config.certs_dir, &config.name)?;
         let store_dir = config.data_dir.join("store");
@@ -1590,10 +1599,16 @@ impl Inner {
                         key: hint.key.clone(),
                         object: hint.versions.clone(),
                     };
-                    let Ok(Response::Stored(stored)) =
-                        self.endpoint.request(address, &request, PEER_TIMEOUT).await
-                    else {
-                        break;
+                    let stored = match self.endpoint.request(address, &request, PEER_TIMEOUT).await
+                    {
+                        Ok(Response::Stored(stored)) => stored,
+                        // The owner refused this one hint: skip it so it does not block the rest.
+                        Ok(other) => {
+                            tracing::warn!(%owner, ?other, "hint refused by its owner");
+                            continue;
+                        }
+                        // The owner is unreachable: try again next round.
+                        Err(_) => break,
                     };
                     let store = self.store.clone();
                     let owner = owner.clone();
