@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dynamo_gossip::{
-    Config as GossipConfig, Gossip, Identity as GossipIdentity, NodeId as GossipId, Status,
+    Config as GossipConfig, Event, Gossip, Identity as GossipIdentity, NodeId as GossipId, Status,
     Transmit,
 };
 use dynamo_quorum::{
@@ -124,6 +124,8 @@ struct Inner {
 struct State {
     gossip: Gossip,
     ring: Option<Ring>,
+    /// [`ring_rank`] of `ring`, kept so a gossiped ring is compared without re-encoding ours.
+    ring_rank: Option<(u64, u128)>,
     buckets: BTreeMap<String, BucketEntry>,
 }
 
@@ -184,7 +186,7 @@ impl Node {
                 let member = Member::new(me.clone(), config.zone.clone(), config.capacity);
                 let ring = Ring::equal_partitions(config.partitions, config.target_n, vec![member])
                     .map_err(|e| NodeError::Config(e.to_string()))?;
-                save_ring(&config.data_dir, &ring)?;
+                save_ring(&config.data_dir, &encode_ring(&ring)?)?;
                 Some(ring)
             }
             None => None,
@@ -216,8 +218,11 @@ impl Node {
                 by: String::new(),
             },
         );
+        let mut ring_rank = None;
         if let Some(ring) = &ring {
-            publish(&mut gossip, RING_KEY, ring);
+            let bytes = encode_ring(ring)?;
+            ring_rank = Some(rank_of(ring, &bytes));
+            set_in_gossip(&mut gossip, RING_KEY, bytes);
         }
         publish(
             &mut gossip,
@@ -236,6 +241,7 @@ impl Node {
             state: Mutex::new(State {
                 gossip,
                 ring,
+                ring_rank,
                 buckets,
             }),
             directory: Arc::new(Mutex::new(BTreeMap::new())),
@@ -346,14 +352,18 @@ fn load_ring(data_dir: &Path) -> Result<Option<Ring>, NodeError> {
     }
 }
 
-fn save_ring(data_dir: &Path, ring: &Ring) -> Result<(), NodeError> {
+fn encode_ring(ring: &Ring) -> Result<Vec<u8>, NodeError> {
+    postcard::to_allocvec(ring).map_err(|e| NodeError::Config(e.to_string()))
+}
+
+/// Writes an encoded ring atomically (temporary file, then rename).
+fn save_ring(data_dir: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let path = ring_path(data_dir);
     let io = |source| NodeError::Io {
         path: path.display().to_string(),
         source,
     };
     std::fs::create_dir_all(data_dir).map_err(io)?;
-    let bytes = postcard::to_allocvec(ring).map_err(|e| NodeError::Config(e.to_string()))?;
     let temporary = path.with_extension("tmp");
     std::fs::write(&temporary, bytes).map_err(io)?;
     std::fs::rename(&temporary, &path).map_err(io)
@@ -361,12 +371,14 @@ fn save_ring(data_dir: &Path, ring: &Ring) -> Result<(), NodeError> {
 
 fn publish<T: Serialize + ?Sized>(gossip: &mut Gossip, key: &str, value: &T) {
     match postcard::to_allocvec(value) {
-        Ok(bytes) => {
-            if let Err(error) = gossip.set(key, bytes) {
-                tracing::warn!(%error, key, "could not publish in gossip");
-            }
-        }
+        Ok(bytes) => set_in_gossip(gossip, key, bytes),
         Err(error) => tracing::warn!(%error, key, "could not encode for gossip"),
+    }
+}
+
+fn set_in_gossip(gossip: &mut Gossip, key: &str, bytes: Vec<u8>) {
+    if let Err(error) = gossip.set(key, bytes) {
+        tracing::warn!(%error, key, "could not publish in gossip");
     }
 }
 
@@ -413,28 +425,10 @@ fn merge_bucket_entries(
     changed
 }
 
-/// Runs futures concurrently and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future + Send + 'static>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<JoinHandle<F::Output>> = futures.into_iter().map(tokio::spawn).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    for handle in handles {
-        if let Ok(output) = handle.await {
-            outputs.push(output);
-        }
-    }
-    outputs
-}
-
-/// Orders rings: higher version first, then a digest of the bytes so two claimants that raced
-/// during a partition still agree once it heals.
-fn ring_rank(ring: &Ring) -> (u64, u128) {
-    let digest = postcard::to_allocvec(ring).map_or(0, |b| key_position(&b));
-    (ring.version(), digest)
+/// Orders rings: higher version first, then a digest of the encoded ring so two claimants that
+/// raced during a partition still agree once it heals. `bytes` is `ring` encoded, as gossiped.
+fn rank_of(ring: &Ring, bytes: &[u8]) -> (u64, u128) {
+    (ring.version(), key_position(bytes))
 }
 
 /// Largest encoded size of one handoff batch: well under the transport's frame limit.
@@ -1187,17 +1181,19 @@ impl Inner {
             (self.after_gossip(&mut state), table, peers)
         };
         self.send_transmits(transmits);
-        let pushes = peers.into_iter().map(|address| {
-            let request = Request::Buckets(table.clone());
+        let request = Request::Buckets(table);
+        let mut pushes = tokio::task::JoinSet::new();
+        for address in peers {
+            let request = request.clone();
             let endpoint = self.endpoint.clone();
-            async move {
+            pushes.spawn(async move {
                 endpoint
                     .request::<Request, Response>(address, &request, PEER_TIMEOUT)
                     .await
-            }
-        });
-        for outcome in futures_join_all(pushes).await {
-            if let Err(error) = outcome {
+            });
+        }
+        while let Some(outcome) = pushes.join_next().await {
+            if let Ok(Err(error)) = outcome {
                 tracing::debug!(%error, "bucket table push failed; gossip will carry it");
             }
         }
@@ -1297,10 +1293,22 @@ impl Inner {
     /// After any gossip input: react to what changed (rings, buckets, claims, statuses) and
     /// collect the messages to send.
     fn after_gossip(self: &Inner, state: &mut State) -> Vec<Transmit> {
-        while state.gossip.poll_event().is_some() {}
-        Self::merge_buckets(state);
+        // Only members whose ring or bucket table changed are decoded: this runs on every
+        // gossip message.
+        let mut rings_from = Vec::new();
+        let mut buckets_from = Vec::new();
+        while let Some(event) = state.gossip.poll_event() {
+            if let Event::StateChanged { node, key } = event {
+                match key.as_str() {
+                    RING_KEY => rings_from.push(node),
+                    BUCKETS_KEY => buckets_from.push(node),
+                    _ => {}
+                }
+            }
+        }
+        Self::merge_buckets(state, &buckets_from);
         let mut plans = Vec::new();
-        if let Some(plan) = self.adopt_best_ring(state) {
+        if let Some(plan) = self.adopt_best_ring(state, &rings_from) {
             plans.push(plan);
         }
         if let Some(plan) = self.claim(state) {
@@ -1314,11 +1322,11 @@ impl Inner {
         std::iter::from_fn(|| state.gossip.poll_transmit()).collect()
     }
 
-    fn merge_buckets(state: &mut State) {
-        let tables: Vec<Vec<BucketEntry>> = state
-            .gossip
-            .members()
-            .filter_map(|m| m.get(BUCKETS_KEY))
+    /// Merges the bucket tables of `changed` members into ours.
+    fn merge_buckets(state: &mut State, changed: &[GossipId]) {
+        let tables: Vec<Vec<BucketEntry>> = changed
+            .iter()
+            .filter_map(|id| state.gossip.member(id)?.get(BUCKETS_KEY))
             .filter_map(|bytes| postcard::from_bytes(bytes).ok())
             .collect();
         if merge_bucket_entries(&mut state.buckets, tables.into_iter().flatten().collect()) {
@@ -1327,39 +1335,40 @@ impl Inner {
         }
     }
 
-    /// Adopts the best ring any member publishes; returns the transfers this node must send.
-    fn adopt_best_ring(&self, state: &mut State) -> Option<TransferPlan> {
-        let mut best: Option<Ring> = None;
-        for member in state.gossip.members() {
-            let Some(bytes) = member.get(RING_KEY) else {
+    /// Adopts the best ring that one of the `changed` members publishes, if it beats ours;
+    /// returns the transfers this node must send.
+    fn adopt_best_ring(&self, state: &mut State, changed: &[GossipId]) -> Option<TransferPlan> {
+        let mut best: Option<(Ring, (u64, u128))> = None;
+        for id in changed {
+            let Some(bytes) = state.gossip.member(id).and_then(|m| m.get(RING_KEY)) else {
                 continue;
             };
             let Ok(ring) = postcard::from_bytes::<Ring>(bytes) else {
                 continue;
             };
-            if best
-                .as_ref()
-                .is_none_or(|b| ring_rank(&ring) > ring_rank(b))
-            {
-                best = Some(ring);
+            let rank = rank_of(&ring, bytes);
+            if best.as_ref().is_none_or(|(_, b)| rank > *b) {
+                best = Some((ring, rank));
             }
         }
-        let best = best?;
-        if state
-            .ring
-            .as_ref()
-            .is_some_and(|current| ring_rank(current) >= ring_rank(&best))
-        {
+        let (best, rank) = best?;
+        if state.ring_rank.is_some_and(|current| current >= rank) {
             return None;
         }
         Some(self.adopt(state, best))
     }
 
     fn adopt(&self, state: &mut State, ring: Ring) -> TransferPlan {
-        if let Err(error) = save_ring(&self.config.data_dir, &ring) {
-            tracing::warn!(%error, "could not save the ring");
+        match encode_ring(&ring) {
+            Ok(bytes) => {
+                if let Err(error) = save_ring(&self.config.data_dir, &bytes) {
+                    tracing::warn!(%error, "could not save the ring");
+                }
+                state.ring_rank = Some(rank_of(&ring, &bytes));
+                set_in_gossip(&mut state.gossip, RING_KEY, bytes);
+            }
+            Err(error) => tracing::warn!(%error, "could not encode the ring"),
         }
-        publish(&mut state.gossip, RING_KEY, &ring);
         tracing::info!(node = %self.me, version = ring.version(), members = ring.members().len(), "ring adopted");
         let plan = match &state.ring {
             Some(old) => TransferPlan::between(old, &ring),

@@ -89,18 +89,7 @@ impl GetCoordinator {
         let quorum = request.quorum;
         quorum.validate()?;
         let tally = Tally::new(request.targets);
-        if tally.targets().len() < quorum.r {
-            return Err(QuorumError::Unavailable {
-                available: tally.targets().len(),
-                required: quorum.r,
-            });
-        }
-        if tally.primaries() < quorum.pr {
-            return Err(QuorumError::Unavailable {
-                available: tally.primaries(),
-                required: quorum.pr,
-            });
-        }
+        tally.check_available(quorum.r, quorum.pr)?;
         let commands = tally
             .targets()
             .iter()

@@ -106,18 +106,7 @@ impl PutCoordinator {
             });
         }
         let tally = Tally::new(request.targets);
-        if tally.targets().len() < quorum.w {
-            return Err(QuorumError::Unavailable {
-                available: tally.targets().len(),
-                required: quorum.w,
-            });
-        }
-        if tally.primaries() < quorum.pw {
-            return Err(QuorumError::Unavailable {
-                available: tally.primaries(),
-                required: quorum.pw,
-            });
-        }
+        tally.check_available(quorum.w, quorum.pw)?;
         let mut commands = VecDeque::new();
         commands.push_back(Command::ReadLocal {
             key: request.key.clone(),

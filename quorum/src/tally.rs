@@ -5,6 +5,8 @@
 
 use dynamo_ring::{NodeId, Role, Target};
 
+use crate::error::QuorumError;
+
 /// How one target's request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answer {
@@ -99,6 +101,27 @@ impl Tally {
             .iter()
             .filter(|t| t.role == Role::Primary)
             .count()
+    }
+
+    /// Fails at once when there are fewer targets than `required`, or fewer primaries than
+    /// `required_primaries`: the quorum could never be reached.
+    pub(crate) fn check_available(
+        &self,
+        required: usize,
+        required_primaries: usize,
+    ) -> Result<(), QuorumError> {
+        for (available, required) in [
+            (self.targets.len(), required),
+            (self.primaries(), required_primaries),
+        ] {
+            if available < required {
+                return Err(QuorumError::Unavailable {
+                    available,
+                    required,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether `required` successes (and `required_primaries` from primaries) are reached.

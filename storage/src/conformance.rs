@@ -363,28 +363,12 @@ const WRITES_PER_THREAD: usize = 25;
 /// No lost update when writes of one key race (atomic read-merge-write).
 fn racing_updates_of_one_key_lose_nothing<H: Harness>(h: &mut H) -> Result<(), String> {
     let store = h.open_fresh(options()).ctx("open")?;
-    let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let store = &store;
-                scope.spawn(move || {
-                    for i in 0..WRITES_PER_THREAD {
-                        let value = format!("t{t}-{i}");
-                        put(store, 5, b"hot", &VClock::new(), value.as_bytes()).ctx("update")?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("writer thread panicked".into()))
-            })
-            .collect()
-    });
-    results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    race_writers(|t, i| {
+        let value = format!("t{t}-{i}");
+        put(&store, 5, b"hot", &VClock::new(), value.as_bytes())
+            .map(drop)
+            .ctx("update")
+    })?;
     let set = stored(&store, 5, b"hot")?;
     ensure!(
         set.values().count() == THREADS * WRITES_PER_THREAD,
@@ -395,33 +379,31 @@ fn racing_updates_of_one_key_lose_nothing<H: Harness>(h: &mut H) -> Result<(), S
     Ok(())
 }
 
+/// Runs `write(thread, i)` for `i` in `0..WRITES_PER_THREAD` on `THREADS` threads at once;
+/// the first error (or a panicked thread) fails the check.
+fn race_writers(write: impl Fn(usize, usize) -> Result<(), String> + Sync) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        let write = &write;
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| scope.spawn(move || (0..WRITES_PER_THREAD).try_for_each(|i| write(t, i))))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("writer thread panicked".into()))
+        })
+    })
+}
+
 /// No lost update when replica writes (applies) of one key race.
 fn racing_applies_of_one_key_lose_nothing<H: Harness>(h: &mut H) -> Result<(), String> {
     let store = h.open_fresh(options()).ctx("open")?;
-    let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let store = &store;
-                scope.spawn(move || {
-                    for i in 0..WRITES_PER_THREAD {
-                        let set = fresh(&format!("w{t}-{i}"), b"v");
-                        store
-                            .apply(5, b"hot", &set, Durability::Buffered)
-                            .ctx("apply")?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("writer thread panicked".into()))
-            })
-            .collect()
-    });
-    results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    race_writers(|t, i| {
+        let set = fresh(&format!("w{t}-{i}"), b"v");
+        store
+            .apply(5, b"hot", &set, Durability::Buffered)
+            .map(drop)
+            .ctx("apply")
+    })?;
     let set = stored(&store, 5, b"hot")?;
     ensure!(
         set.values().count() == THREADS * WRITES_PER_THREAD,

@@ -5,6 +5,7 @@
 //! This crate must not reach into node internals: it starts nodes and talks to them through the
 //! public client library, like a user.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -137,30 +138,39 @@ impl TestCluster {
     /// Waits until every running node sees `count` ring members, all up, on the same ring
     /// version; panics after [`SETTLE`].
     pub async fn wait_for_members(&self, count: usize) {
+        let what = format!("the cluster settling on {count} members");
+        eventually(&what, || self.settled_on(count)).await;
+    }
+
+    /// Whether every running node sees `count` ring members, all up, on the same ring version.
+    async fn settled_on(&self, count: usize) -> bool {
         let client = self.client();
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let mut versions = Vec::new();
-            for address in self.addresses() {
-                if let Ok(Response::Status(status)) =
-                    client.request_to(address, &Request::Status).await
-                {
-                    let ready = status.members.iter().filter(|m| m.in_ring && m.up).count();
-                    if ready == count {
-                        versions.push(status.ring_version);
-                    }
+        let mut versions = Vec::new();
+        for address in self.addresses() {
+            if let Ok(Response::Status(status)) = client.request_to(address, &Request::Status).await
+            {
+                let ready = status.members.iter().filter(|m| m.in_ring && m.up).count();
+                if ready == count {
+                    versions.push(status.ring_version);
                 }
             }
-            let running = self.addresses().len();
-            if versions.len() == running && versions.windows(2).all(|w| w[0] == w[1]) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not settle on {count} members"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        versions.len() == self.addresses().len() && versions.windows(2).all(|w| w[0] == w[1])
+    }
+
+    /// Hints held for node `id` on all running nodes together.
+    pub async fn hints_held_for(&self, id: &str) -> usize {
+        let mut held = 0;
+        for address in self.addresses() {
+            let status = self.client_of(address).status().await.expect("status");
+            held += status
+                .members
+                .iter()
+                .filter(|m| m.id == id)
+                .map(|m| m.pending_hints)
+                .sum::<usize>();
+        }
+        held
     }
 
     /// Shuts every node down.
@@ -168,6 +178,19 @@ impl TestCluster {
         for index in 0..self.nodes.len() {
             self.stop(index).await;
         }
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; panics naming `what` after [`SETTLE`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + SETTLE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

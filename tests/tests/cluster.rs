@@ -7,7 +7,7 @@ use dynamo_node::Client;
 use dynamo_node::client::{ClientError, GetOutcome};
 use dynamo_node::protocol::{BucketProps, ErrorKind, RequestOptions};
 use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
-use dynamo_tests::{TestCluster, tls_for};
+use dynamo_tests::{TestCluster, eventually, tls_for};
 
 fn values(outcome: &GetOutcome) -> Vec<String> {
     let mut values: Vec<String> = match outcome {
@@ -279,18 +279,11 @@ async fn join_and_leave_keep_data_readable() {
         .expect("leave accepted");
     // Let the handoff run, then drop the leaver.
     let client_after = cluster.client_of(cluster.addresses()[0]);
-    let deadline = std::time::Instant::now() + dynamo_tests::SETTLE;
-    loop {
+    eventually("the leave to complete", || async {
         let status = client_after.status().await.expect("status");
-        if status.members.iter().filter(|m| m.in_ring).count() == 3 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the leave did not complete"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        status.members.iter().filter(|m| m.in_ring).count() == 3
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.stop(1).await;
     cluster.wait_for_members(3).await;
@@ -312,49 +305,22 @@ async fn hints_reach_a_replica_that_comes_back() {
     let client = cluster.client_of(cluster.addresses()[0]);
     cluster.stop(3).await;
     // Wait until the others consider node-4 down, so writes pick fallbacks.
-    let deadline = std::time::Instant::now() + dynamo_tests::SETTLE;
-    loop {
+    eventually("node-4 marked down", || async {
         let status = client.status().await.expect("status");
-        if status.members.iter().any(|m| m.id == "node-4" && !m.up) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node-4 never marked down"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        status.members.iter().any(|m| m.id == "node-4" && !m.up)
+    })
+    .await;
     cluster.write_keys("h", 20).await;
-    let pending = |status: &dynamo_node::protocol::ClusterStatus| {
-        status
-            .members
-            .iter()
-            .filter(|m| m.id == "node-4")
-            .map(|m| m.pending_hints)
-            .sum::<usize>()
-    };
-    let mut held = 0;
-    for address in cluster.addresses() {
-        held += pending(&cluster.client_of(address).status().await.expect("status"));
-    }
-    assert!(held > 0, "some writes for node-4 are held as hints");
+    assert!(
+        cluster.hints_held_for("node-4").await > 0,
+        "some writes for node-4 are held as hints"
+    );
 
     cluster.restart(3).await;
-    let deadline = std::time::Instant::now() + dynamo_tests::SETTLE;
-    loop {
-        let mut held = 0;
-        for address in cluster.addresses() {
-            held += pending(&cluster.client_of(address).status().await.expect("status"));
-        }
-        if held == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{held} hints never delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("every hint delivered", || async {
+        cluster.hints_held_for("node-4").await == 0
+    })
+    .await;
     // With every hint delivered, all three replicas answer: R = 3 reads succeed.
     let all = RequestOptions {
         r: Some(3),

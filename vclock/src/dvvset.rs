@@ -20,7 +20,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::vclock::{Actor, Causality, Entry, VClock};
+use crate::vclock::{Actor, Causality, Entry, VClock, merge_by_actor};
 
 /// One actor's part of a [`DvvSet`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -243,29 +243,8 @@ impl<V: Clone> DvvSet<V> {
     /// never seen its dot. Commutative, associative and idempotent.
     #[must_use]
     pub fn sync(&self, other: &Self) -> Self {
-        let (a, b) = (&self.entries, &other.entries);
-        let mut out = Vec::with_capacity(a.len().max(b.len()));
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].actor.cmp(&b[j].actor) {
-                Ordering::Less => {
-                    out.push(a[i].clone());
-                    i += 1;
-                }
-                Ordering::Greater => {
-                    out.push(b[j].clone());
-                    j += 1;
-                }
-                Ordering::Equal => {
-                    out.push(sync_entry(&a[i], &b[j]));
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
-        Self { entries: out }
+        let entries = merge_by_actor(&self.entries, &other.entries, |e| &e.actor, sync_entry);
+        Self { entries }
     }
 }
 

@@ -194,29 +194,13 @@ impl VClock {
     /// The least upper bound of two clocks (per actor: the higher counter).
     #[must_use]
     pub fn merged(&self, other: &VClock) -> VClock {
-        let (a, b) = (&self.entries, &other.entries);
-        let mut out = Vec::with_capacity(a.len().max(b.len()));
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                Ordering::Less => {
-                    out.push(a[i].clone());
-                    i += 1;
-                }
-                Ordering::Greater => {
-                    out.push(b[j].clone());
-                    j += 1;
-                }
-                Ordering::Equal => {
-                    out.push((a[i].0.clone(), a[i].1.join(b[j].1)));
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
-        VClock { entries: out }
+        let entries = merge_by_actor(
+            &self.entries,
+            &other.entries,
+            |(actor, _)| actor,
+            |(actor, x), (_, y)| (actor.clone(), x.join(*y)),
+        );
+        VClock { entries }
     }
 
     /// The causal relation of `self` to `other` (timestamps are ignored).
@@ -436,6 +420,39 @@ impl PruneConfig {
             old_vclock_ms: u64::MAX,
         }
     }
+}
+
+/// Merges two lists sorted by actor (each actor at most once per list) into one sorted list:
+/// an entry found in one list is copied, entries of the same actor are combined with `join`.
+/// Shared by [`VClock::merged`] and `DvvSet::sync`.
+pub(crate) fn merge_by_actor<T: Clone>(
+    a: &[T],
+    b: &[T],
+    actor: impl Fn(&T) -> &Actor,
+    join: impl Fn(&T, &T) -> T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match actor(&a[i]).cmp(actor(&b[j])) {
+            Ordering::Less => {
+                out.push(a[i].clone());
+                i += 1;
+            }
+            Ordering::Greater => {
+                out.push(b[j].clone());
+                j += 1;
+            }
+            Ordering::Equal => {
+                out.push(join(&a[i], &b[j]));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 #[cfg(test)]
