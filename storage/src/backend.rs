@@ -4,8 +4,13 @@
 //! Both [`crate::MemoryStore`] and [`crate::FjallStore`] run the same versioning code on top
 //! of a backend, so they cannot drift apart. A backend knows bytes, three key spaces, atomic
 //! multi-key writes and durability; it must not know version sets, partitions or Merkle trees.
+//!
+//! The in-memory backend models durability for the deterministic cluster simulator: next to
+//! what reads see it keeps a durable copy, what a power loss would leave, which a
+//! [`Durability::Sync`] write or a sync brings up to date (fjall's journal is fsynced in
+//! order, so a durable write also makes every earlier buffered one durable).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Mutex;
 
@@ -19,7 +24,7 @@ pub(crate) enum Space {
     Data,
     /// Hinted-handoff versions held for other nodes.
     Hints,
-    /// Node id and epoch.
+    /// Node id, epoch and node state.
     Meta,
 }
 
@@ -107,42 +112,98 @@ pub(crate) fn bounds_empty(lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> bool {
     }
 }
 
-/// Three `BTreeMap`s under one mutex: deterministic, for tests and the simulation.
+/// One ordered map per space.
+type Maps = [BTreeMap<Vec<u8>, Vec<u8>>; 3];
+
+/// The state of a [`MemBackend`], under its mutex.
+#[derive(Debug, Default)]
+struct MemState {
+    /// What reads see: every write so far.
+    live: Maps,
+    /// What survives a power loss: `live` as it was at the last durable write or sync.
+    durable: Maps,
+    /// Per space, the keys written (put or deleted) since then: where `live` and `durable`
+    /// may differ.
+    dirty: [BTreeSet<Vec<u8>>; 3],
+}
+
+impl MemState {
+    /// Makes every write so far durable: copies the dirty keys from `live` to `durable`.
+    fn persist(&mut self) {
+        for ((live, durable), dirty) in self
+            .live
+            .iter()
+            .zip(self.durable.iter_mut())
+            .zip(self.dirty.iter_mut())
+        {
+            for key in std::mem::take(dirty) {
+                match live.get(&key) {
+                    Some(value) => {
+                        durable.insert(key, value.clone());
+                    }
+                    None => {
+                        durable.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Ordered maps under one mutex: deterministic, for tests and the simulation.
+///
+/// It remembers what a power loss would leave (see the module docs): [`MemBackend::crash`]
+/// goes back to that.
 #[derive(Debug, Default)]
 pub(crate) struct MemBackend {
-    spaces: Mutex<[BTreeMap<Vec<u8>, Vec<u8>>; 3]>,
+    state: Mutex<MemState>,
 }
 
 impl MemBackend {
-    fn lock(&self) -> std::sync::MutexGuard<'_, [BTreeMap<Vec<u8>, Vec<u8>>; 3]> {
-        self.spaces
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemState> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A power loss: every write since the last durable write or sync is lost.
+    pub(crate) fn crash(&self) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.live.clone_from(&state.durable);
+        state.dirty = Default::default();
     }
 }
 
 impl Backend for MemBackend {
     type Bytes = Vec<u8>;
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.lock()[space.index()].get(key).cloned())
+        Ok(self.lock().live[space.index()].get(key).cloned())
     }
 
-    fn write(&self, ops: &[Op<'_>], _durability: Durability) -> Result<()> {
-        let mut spaces = self.lock();
+    fn write(&self, ops: &[Op<'_>], durability: Durability) -> Result<()> {
+        let mut state = self.lock();
         for op in ops {
-            match *op {
+            let (space, key) = match *op {
                 Op::Put(space, key, value) => {
-                    spaces[space.index()].insert(key.to_vec(), value.to_vec());
+                    state.live[space.index()].insert(key.to_vec(), value.to_vec());
+                    (space, key)
                 }
                 Op::Delete(space, key) => {
-                    spaces[space.index()].remove(key);
+                    state.live[space.index()].remove(key);
+                    (space, key)
                 }
-            }
+            };
+            state.dirty[space.index()].insert(key.to_vec());
+        }
+        if durability == Durability::Sync {
+            state.persist();
         }
         Ok(())
     }
 
     fn sync(&self) -> Result<()> {
+        self.lock().persist();
         Ok(())
     }
 
@@ -156,8 +217,8 @@ impl Backend for MemBackend {
         if bounds_empty(lower, upper) {
             return Ok(());
         }
-        let spaces = self.lock();
-        for (key, value) in spaces[space.index()].range::<[u8], _>((lower, upper)) {
+        let state = self.lock();
+        for (key, value) in state.live[space.index()].range::<[u8], _>((lower, upper)) {
             if !visit(key, value)? {
                 break;
             }
@@ -187,5 +248,67 @@ mod tests {
         for (lower, upper, want) in cases {
             assert_eq!(bounds_empty(lower, upper), want, "{lower:?} {upper:?}");
         }
+    }
+
+    fn all(backend: &MemBackend, space: Space) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        backend
+            .scan(space, Bound::Unbounded, Bound::Unbounded, &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                Ok(true)
+            })
+            .expect("scan");
+        out
+    }
+
+    fn entries(pairs: &[(&[u8], &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
+    }
+
+    /// Section 6.1 durability, as fjall's journal gives it: a crash keeps exactly the writes
+    /// up to the last durable write or sync, in every space, puts and deletes alike.
+    #[test]
+    fn a_crash_keeps_exactly_the_writes_up_to_the_last_durable_one() {
+        use Durability::{Buffered, Sync};
+        let b = MemBackend::default();
+        b.write(&[Op::Put(Space::Data, b"a", b"1")], Sync)
+            .expect("write");
+        b.write(&[Op::Put(Space::Data, b"b", b"1")], Buffered)
+            .expect("write");
+        b.write(&[Op::Delete(Space::Data, b"a")], Buffered)
+            .expect("write");
+        // A durable write of another space makes the buffered ones durable too.
+        b.write(&[Op::Put(Space::Meta, b"m", b"1")], Sync)
+            .expect("write");
+        // Lost: an overwrite, a delete and a new key in an atomic batch, all buffered.
+        b.write(
+            &[
+                Op::Put(Space::Data, b"b", b"2"),
+                Op::Delete(Space::Meta, b"m"),
+                Op::Put(Space::Hints, b"h", b"1"),
+            ],
+            Buffered,
+        )
+        .expect("write");
+        assert_eq!(all(&b, Space::Data), entries(&[(b"b", b"2")]));
+        b.crash();
+        assert_eq!(all(&b, Space::Data), entries(&[(b"b", b"1")]));
+        assert_eq!(all(&b, Space::Meta), entries(&[(b"m", b"1")]));
+        assert_eq!(all(&b, Space::Hints), entries(&[]));
+        // After a crash, writing goes on from the durable state; sync makes buffered durable.
+        b.write(&[Op::Put(Space::Hints, b"h", b"2")], Buffered)
+            .expect("write");
+        b.sync().expect("sync");
+        b.write(&[Op::Put(Space::Hints, b"h", b"3")], Buffered)
+            .expect("write");
+        b.crash();
+        assert_eq!(all(&b, Space::Hints), entries(&[(b"h", b"2")]));
+        // A crash with nothing pending changes nothing.
+        b.crash();
+        assert_eq!(all(&b, Space::Hints), entries(&[(b"h", b"2")]));
+        assert_eq!(b.get(Space::Data, b"b").expect("get"), Some(b"1".to_vec()));
     }
 }

@@ -12,7 +12,7 @@ use dynamo_vclock::{Actor, DvvSet, VClock};
 
 use crate::error::{Result, StorageError};
 use crate::fjall_store::FjallStore;
-use crate::keys::MAX_KEY_BYTES;
+use crate::keys::{MAX_KEY_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
 use crate::memory::MemoryStore;
 use crate::options::{Durability, StoreOptions};
 use crate::store::{LocalWrite, Store};
@@ -56,6 +56,14 @@ impl Harness for MemoryHarness {
 
     fn reopen(&mut self, store: Self::Store, options: StoreOptions) -> Result<Self::Store> {
         store.reopen(&options)
+    }
+
+    fn wipe_and_reopen(
+        &mut self,
+        store: Self::Store,
+        options: StoreOptions,
+    ) -> Result<Self::Store> {
+        store.wipe(&options)
     }
 }
 
@@ -139,6 +147,9 @@ pub fn checks<H: Harness>() -> Vec<Check<H>> {
         check!(epoch_is_kept_on_reopen_and_new_after_a_wipe),
         check!(another_nodes_store_is_refused),
         check!(sync_and_buffered_writes_are_both_readable),
+        check!(node_state_round_trips_and_is_overwritten),
+        check!(node_state_survives_a_reopen_but_not_a_wipe),
+        check!(bad_node_state_names_and_oversized_state_are_rejected),
     ]
 }
 
@@ -977,6 +988,153 @@ fn sync_and_buffered_writes_are_both_readable<H: Harness>(h: &mut H) -> Result<(
     ensure!(
         Durability::default() == Durability::Sync,
         "default durability is not sync"
+    );
+    Ok(())
+}
+
+/// The node keeps its ring, bucket table and status as named state: what was saved is read
+/// back, a save replaces the previous one, and a name never saved reads as `None`.
+fn node_state_round_trips_and_is_overwritten<H: Harness>(h: &mut H) -> Result<(), String> {
+    let store = h.open_fresh(options()).ctx("open")?;
+    ensure!(
+        store.node_state("ring").ctx("read")?.is_none(),
+        "a new store has node state"
+    );
+    store.save_node_state("ring", b"ring v1").ctx("save")?;
+    store.save_node_state("buckets", b"table").ctx("save")?;
+    ensure!(
+        store.node_state("ring").ctx("read")?.as_deref() == Some(&b"ring v1"[..]),
+        "ring not read back"
+    );
+    store.save_node_state("ring", b"ring v2").ctx("overwrite")?;
+    ensure!(
+        store.node_state("ring").ctx("read")?.as_deref() == Some(&b"ring v2"[..]),
+        "ring not overwritten"
+    );
+    ensure!(
+        store.node_state("buckets").ctx("read")?.as_deref() == Some(&b"table"[..]),
+        "an overwrite of one name changed another"
+    );
+    ensure!(
+        store.node_state("status").ctx("read")?.is_none(),
+        "a name never saved has state"
+    );
+    // Empty state is still state, distinct from none; a prefix of a name is another name.
+    store.save_node_state("status", b"").ctx("save empty")?;
+    ensure!(
+        store.node_state("status").ctx("read")?.as_deref() == Some(&b""[..]),
+        "empty state not read back"
+    );
+    ensure!(
+        store.node_state("rin").ctx("read")?.is_none(),
+        "a prefix of a name has state"
+    );
+    // Names live apart from the store's own metadata, and from data and hints.
+    store.save_node_state("epoch", b"x").ctx("save")?;
+    store.save_node_state("node_id", b"y").ctx("save")?;
+    ensure!(
+        store.node_state("epoch").ctx("read")?.as_deref() == Some(&b"x"[..]),
+        "state named epoch not read back"
+    );
+    let longest = "n".repeat(MAX_NODE_STATE_NAME_BYTES);
+    store
+        .save_node_state(&longest, b"z")
+        .ctx("save longest name")?;
+    ensure!(
+        store.node_state(&longest).ctx("read")?.as_deref() == Some(&b"z"[..]),
+        "state under the longest name not read back"
+    );
+    let store = h
+        .reopen(store, StoreOptions::new(NODE, T0 + 1_000))
+        .ctx("reopen")?;
+    ensure!(
+        store.epoch() == T0 && store.node_id() == NODE,
+        "node state named epoch or node_id changed the metadata: {} {}",
+        store.node_id(),
+        store.epoch()
+    );
+    ensure!(
+        store.get(0, b"ring").ctx("get")?.is_none()
+            && store.hint_owners().ctx("owners")?.is_empty(),
+        "node state is visible as data or hints"
+    );
+    Ok(())
+}
+
+/// A node reloads its ring at start (it must not forget the ring it adopted), but a node that
+/// lost its disk starts over with none, like its epoch (Riak kv679).
+fn node_state_survives_a_reopen_but_not_a_wipe<H: Harness>(h: &mut H) -> Result<(), String> {
+    let store = h.open_fresh(options()).ctx("open")?;
+    store.save_node_state("ring", b"ring v1").ctx("save")?;
+    store.save_node_state("ring", b"ring v2").ctx("overwrite")?;
+    store.save_node_state("status", b"alive").ctx("save")?;
+    let store = h.reopen(store, options()).ctx("reopen")?;
+    ensure!(
+        store.node_state("ring").ctx("read")?.as_deref() == Some(&b"ring v2"[..]),
+        "ring lost or stale across reopen"
+    );
+    ensure!(
+        store.node_state("status").ctx("read")?.as_deref() == Some(&b"alive"[..]),
+        "status lost across reopen"
+    );
+    let store = h
+        .wipe_and_reopen(store, StoreOptions::new(NODE, T0 + 9_000))
+        .ctx("wipe")?;
+    ensure!(
+        store.node_state("ring").ctx("read")?.is_none()
+            && store.node_state("status").ctx("read")?.is_none(),
+        "node state survived a lost disk"
+    );
+    Ok(())
+}
+
+/// Bad input is an error, never a panic: names are 1 to 64 bytes, state at most 16 MiB, and
+/// a refused save writes nothing.
+fn bad_node_state_names_and_oversized_state_are_rejected<H: Harness>(
+    h: &mut H,
+) -> Result<(), String> {
+    let store = h.open_fresh(options()).ctx("open")?;
+    let too_long = "n".repeat(MAX_NODE_STATE_NAME_BYTES + 1);
+    // 33 two-byte characters: 66 bytes, though only 33 characters.
+    let too_long_utf8 = "é".repeat(33);
+    for name in ["", too_long.as_str(), too_long_utf8.as_str()] {
+        match store.save_node_state(name, b"v") {
+            Err(StorageError::InvalidStateName { .. }) => {}
+            other => return Err(format!("save under {name:?} gave {other:?}")),
+        }
+        match store.node_state(name) {
+            Err(StorageError::InvalidStateName { .. }) => {}
+            other => return Err(format!("read of {name:?} gave {other:?}")),
+        }
+    }
+    let message = store
+        .save_node_state("", b"v")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(
+        message.contains("node state name") && message.contains("empty"),
+        "unclear message {message:?}"
+    );
+
+    store.save_node_state("ring", b"small").ctx("save")?;
+    let big = vec![0u8; MAX_NODE_STATE_BYTES + 1];
+    match store.save_node_state("ring", &big) {
+        Err(StorageError::NodeStateTooLarge { len, max, .. })
+            if len == MAX_NODE_STATE_BYTES + 1 && max == MAX_NODE_STATE_BYTES => {}
+        other => return Err(format!("oversized state gave {other:?}")),
+    }
+    ensure!(
+        store.node_state("ring").ctx("read")?.as_deref() == Some(&b"small"[..]),
+        "a refused save changed the state"
+    );
+    let largest = vec![7u8; MAX_NODE_STATE_BYTES];
+    store
+        .save_node_state("ring", &largest)
+        .ctx("save at the limit")?;
+    ensure!(
+        store.node_state("ring").ctx("read")?.as_deref() == Some(largest.as_slice()),
+        "state at the limit not read back"
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The versioning logic shared by every store: atomic read-merge-write per key, limits, hints,
-//! node metadata and the per-partition Merkle trees, written once over a [`Backend`].
+//! node metadata and node state, and the per-partition Merkle trees, written once over a
+//! [`Backend`].
 //!
 //! Stored values are one format byte followed by the postcard encoding of the key's
 //! `DvvSet`; a key's Merkle hash covers the key and those postcard bytes. This module must not
@@ -18,8 +19,9 @@ use dynamo_vclock::DvvSet;
 use crate::backend::{Backend, Op, Space, Visitor};
 use crate::error::{Result, StorageError};
 use crate::keys::{
-    META_EPOCH, META_NODE_ID, check_key, check_node_id, data_key, hint_key, hint_prefix,
-    partition_bounds, prefix_bounds, prefix_successor, split_data_key, split_hint_key,
+    MAX_NODE_STATE_BYTES, META_EPOCH, META_NODE_ID, META_STATE_PREFIX, check_key, check_node_id,
+    check_state_name, data_key, hint_key, hint_prefix, partition_bounds, prefix_bounds,
+    prefix_successor, split_data_key, split_hint_key, state_key,
 };
 use crate::options::{Durability, StoreOptions};
 use crate::store::{Hint, LocalWrite, PartitionDigest, Value};
@@ -101,6 +103,22 @@ fn bound_ref(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
+/// The meta keys of every saved node state.
+fn stale_node_state<B: Backend>(backend: &B) -> Result<Vec<Vec<u8>>> {
+    let (lower, upper) = prefix_bounds(META_STATE_PREFIX);
+    let mut keys = Vec::new();
+    backend.scan(
+        Space::Meta,
+        bound_ref(&lower),
+        bound_ref(&upper),
+        &mut |key, _| {
+            keys.push(key.to_vec());
+            Ok(true)
+        },
+    )?;
+    Ok(keys)
+}
+
 impl<B: Backend, V: Value> Engine<B, V> {
     /// Opens the versioning layer over `backend`: checks the node id and sets up the epoch.
     pub(crate) fn open(backend: B, options: &StoreOptions) -> Result<Self> {
@@ -132,13 +150,15 @@ impl<B: Backend, V: Value> Engine<B, V> {
                 // epoch, larger than any epoch this node had before the loss (kv679).
                 let epoch = options.now_ms.max(1);
                 let epoch_bytes = epoch.to_be_bytes();
-                backend.write(
-                    &[
-                        Op::Put(Space::Meta, META_NODE_ID, options.node_id.as_bytes()),
-                        Op::Put(Space::Meta, META_EPOCH, &epoch_bytes),
-                    ],
-                    Durability::Sync,
-                )?;
+                // Node state belongs to the lost data: drop any left behind, in the same
+                // atomic write, so a store without its data never has node state.
+                let stale = stale_node_state(&backend)?;
+                let mut ops = vec![
+                    Op::Put(Space::Meta, META_NODE_ID, options.node_id.as_bytes()),
+                    Op::Put(Space::Meta, META_EPOCH, &epoch_bytes),
+                ];
+                ops.extend(stale.iter().map(|key| Op::Delete(Space::Meta, key)));
+                backend.write(&ops, Durability::Sync)?;
                 epoch
             }
             _ => return Err(corrupt("only one of node id and epoch is recorded")),
@@ -517,6 +537,31 @@ impl<B: Backend, V: Value> Engine<B, V> {
     pub(crate) fn flush(&self) -> Result<()> {
         self.backend.sync()
     }
+
+    pub(crate) fn node_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        check_state_name(name)?;
+        Ok(self
+            .backend
+            .get(Space::Meta, &state_key(name))?
+            .map(|bytes| bytes.to_vec()))
+    }
+
+    pub(crate) fn save_node_state(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        check_state_name(name)?;
+        if bytes.len() > MAX_NODE_STATE_BYTES {
+            return Err(StorageError::NodeStateTooLarge {
+                name: name.to_string(),
+                len: bytes.len(),
+                max: MAX_NODE_STATE_BYTES,
+            });
+        }
+        // One put is atomic in every backend; Sync makes it (and every earlier buffered
+        // write) durable before returning.
+        self.backend.write(
+            &[Op::Put(Space::Meta, &state_key(name), bytes)],
+            Durability::Sync,
+        )
+    }
 }
 
 /// Implements [`crate::Store`] for a wrapper type with an `engine` field.
@@ -622,7 +667,46 @@ macro_rules! delegate_store {
             fn flush(&self) -> $crate::Result<()> {
                 self.engine.flush()
             }
+            fn node_state(&self, name: &str) -> $crate::Result<Option<Vec<u8>>> {
+                self.engine.node_state(name)
+            }
+            fn save_node_state(&self, name: &str, bytes: &[u8]) -> $crate::Result<()> {
+                self.engine.save_node_state(name, bytes)
+            }
         }
     };
 }
 pub(crate) use delegate_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemBackend;
+
+    /// Riak kv679 and the epoch rule: a store opened without its data (no node id, no epoch)
+    /// starts with no node state, even if some was left behind in the meta space.
+    #[test]
+    fn a_store_opened_without_its_metadata_has_no_node_state() {
+        let backend = Arc::new(MemBackend::default());
+        backend
+            .write(
+                &[Op::Put(Space::Meta, &state_key("ring"), b"stale")],
+                Durability::Sync,
+            )
+            .expect("write");
+        let engine: Engine<_, Vec<u8>> =
+            Engine::open(Arc::clone(&backend), &StoreOptions::new("n1", 7)).expect("open");
+        assert_eq!(engine.epoch(), 7);
+        assert_eq!(engine.node_state("ring").expect("read"), None);
+        engine.save_node_state("ring", b"fresh").expect("save");
+        drop(engine);
+        // With its metadata, the state is kept.
+        let engine: Engine<_, Vec<u8>> =
+            Engine::open(backend, &StoreOptions::new("n1", 9)).expect("reopen");
+        assert_eq!(engine.epoch(), 7);
+        assert_eq!(
+            engine.node_state("ring").expect("read").as_deref(),
+            Some(&b"fresh"[..])
+        );
+    }
+}

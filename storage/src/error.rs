@@ -36,6 +36,26 @@ pub enum StorageError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A node-state name ([`crate::Store::save_node_state`]) that is empty or longer than
+    /// [`crate::MAX_NODE_STATE_NAME_BYTES`].
+    #[error("invalid node state name {name:?}: {reason}")]
+    InvalidStateName {
+        /// The rejected name (cut to its first 64 characters).
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// Node state ([`crate::Store::save_node_state`]) larger than
+    /// [`crate::MAX_NODE_STATE_BYTES`].
+    #[error("node state {name:?} of {len} bytes is larger than the limit of {max} bytes")]
+    NodeStateTooLarge {
+        /// The name it was to be saved under.
+        name: String,
+        /// Length of the rejected state.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The data directory belongs to another node: opening it would mix two nodes' data.
     #[error("the store belongs to node {stored:?}, not to {requested:?} (wrong data directory?)")]
     NodeIdMismatch {

@@ -4,7 +4,8 @@
 //!   range and a partition scan is one range scan in key order;
 //! * hints: `len(owner) (u8) ++ owner ++ partition (u32 big-endian) ++ user key`, so the hints
 //!   held for one owner are one range;
-//! * meta: fixed names.
+//! * meta: fixed names for the node id and the epoch, and `state/ ++ name` for the node state
+//!   saved by [`crate::Store::save_node_state`] (no fixed name starts with `state/`).
 //!
 //! This module must not know the version types, rings or the network.
 
@@ -32,6 +33,14 @@ pub const MAX_KEY_BYTES: usize = ENGINE_MAX_KEY - HINT_OVERHEAD;
 pub(crate) const META_NODE_ID: &[u8] = b"node_id";
 /// Meta key holding the epoch (u64 big-endian).
 pub(crate) const META_EPOCH: &[u8] = b"epoch";
+/// Prefix of the meta keys holding node state; the fixed names above never start with it.
+pub(crate) const META_STATE_PREFIX: &[u8] = b"state/";
+
+/// Longest name of a piece of node state ([`crate::Store::save_node_state`]), in bytes.
+pub const MAX_NODE_STATE_NAME_BYTES: usize = 64;
+
+/// Largest piece of node state ([`crate::Store::save_node_state`]): 16 MiB.
+pub const MAX_NODE_STATE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Rejects keys over [`MAX_KEY_BYTES`].
 pub(crate) fn check_key(key: &[u8]) -> Result<()> {
@@ -57,6 +66,29 @@ pub(crate) fn check_node_id(id: &str) -> Result<()> {
         id: id.chars().take(MAX_NODE_ID_BYTES).collect(),
         reason,
     })
+}
+
+/// Rejects empty node-state names and names over [`MAX_NODE_STATE_NAME_BYTES`].
+pub(crate) fn check_state_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name.len() > MAX_NODE_STATE_NAME_BYTES {
+        "longer than 64 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(StorageError::InvalidStateName {
+        name: name.chars().take(MAX_NODE_STATE_NAME_BYTES).collect(),
+        reason,
+    })
+}
+
+/// The meta-space key of the node state called `name`.
+pub(crate) fn state_key(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(META_STATE_PREFIX.len() + name.len());
+    out.extend_from_slice(META_STATE_PREFIX);
+    out.extend_from_slice(name.as_bytes());
+    out
 }
 
 /// The data-space key of `key` in `partition`.
@@ -226,6 +258,24 @@ mod tests {
         assert!(check_key(&vec![0; 64 * 1024 + 1]).is_err());
         let longest = hint_key(&"o".repeat(MAX_NODE_ID_BYTES), 0, &vec![0; MAX_KEY_BYTES]);
         assert_eq!(longest.len(), ENGINE_MAX_KEY);
+    }
+
+    #[test]
+    fn state_names_are_checked_and_never_collide_with_fixed_meta_keys() {
+        assert!(check_state_name("ring").is_ok());
+        assert!(check_state_name(&"s".repeat(MAX_NODE_STATE_NAME_BYTES)).is_ok());
+        assert!(check_state_name("").is_err());
+        assert!(check_state_name(&"s".repeat(MAX_NODE_STATE_NAME_BYTES + 1)).is_err());
+        // A multi-byte name is measured in bytes, and the error keeps the message short.
+        match check_state_name(&"é".repeat(40)) {
+            Err(StorageError::InvalidStateName { name, .. }) => assert!(name.len() <= 2 * 64),
+            other => panic!("80-byte name gave {other:?}"),
+        }
+        for fixed in [META_NODE_ID, META_EPOCH] {
+            assert!(!fixed.starts_with(META_STATE_PREFIX));
+        }
+        assert_eq!(state_key("epoch"), b"state/epoch");
+        assert_eq!(state_key("node_id"), b"state/node_id");
     }
 
     #[test]

@@ -16,22 +16,25 @@
 //! * data: key = partition (u32 big-endian) ++ user key, so a partition is one range scan;
 //!   value = one format byte ++ postcard of the `DvvSet`.
 //! * hints: key = owner length (u8) ++ owner id ++ partition (u32 big-endian) ++ user key.
-//! * meta: the node id and the epoch.
+//! * meta: the node id and the epoch under fixed names, and the node's own state (its ring,
+//!   bucket table, membership status: opaque bytes) under `state/ ++ name`.
 //!
 //! # Epoch (Riak kv679)
 //!
 //! A store opened without metadata (new, or its disk was lost) records the caller's wall-clock
 //! milliseconds as its epoch; otherwise it keeps the recorded one. The node writes under the
 //! actor [`actor_for`]`(node_id, epoch)`, so after a data loss it never reuses a vector-clock
-//! counter it had handed out before.
+//! counter it had handed out before. The node state goes with the data: a store opened without
+//! its data has none.
 //!
 //! # Limits
 //!
 //! Keys longer than [`MAX_KEY_BYTES`] (just under 64 KiB) and sibling values whose postcard
 //! encoding is longer than [`StoreOptions::max_value_bytes`] (default 1 MiB) are rejected with
 //! an error. The store is generic over the value type, so it measures the encoded size of each
-//! value. Engine and I/O failures (a full disk) are errors, never panics, and a key is never
-//! half written: every write is one atomic engine write.
+//! value. Node-state names must be 1 to [`MAX_NODE_STATE_NAME_BYTES`] bytes and node state at
+//! most [`MAX_NODE_STATE_BYTES`]. Engine and I/O failures (a full disk) are errors, never
+//! panics, and a key is never half written: every write is one atomic engine write.
 //!
 //! This crate must not know: the ring (callers pass each key's partition), the network,
 //! quorum rules, or what a tombstone means (it is just another sibling value).
@@ -48,7 +51,7 @@ mod store;
 
 pub use error::{Result, StorageError};
 pub use fjall_store::FjallStore;
-pub use keys::{MAX_KEY_BYTES, MAX_NODE_ID_BYTES};
+pub use keys::{MAX_KEY_BYTES, MAX_NODE_ID_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
 pub use memory::MemoryStore;
 pub use options::{DEFAULT_MAX_VALUE_BYTES, Durability, StoreOptions};
 pub use store::{Hint, LocalWrite, PartitionDigest, Store, Value, actor_for};

@@ -2,7 +2,8 @@
 //!
 //! A store keeps, per `(partition, key)`, the key's DVV set of siblings (tombstones included:
 //! to the store a tombstone is just another value), a separate space of hinted-handoff
-//! versions held for other nodes, the node's id and epoch, and one Merkle tree per partition.
+//! versions held for other nodes, the node's id and epoch, the node's own state (named opaque
+//! bytes: its ring, bucket table, membership status), and one Merkle tree per partition.
 //! It must not know the ring (the caller passes the partition of every key), the network,
 //! quorum rules or what a tombstone means.
 
@@ -182,4 +183,24 @@ pub trait Store<V: Value>: Send + Sync {
 
     /// Makes every write so far durable (after [`Durability::Buffered`] writes).
     fn flush(&self) -> Result<()>;
+
+    /// The node state last saved under `name` with [`Store::save_node_state`], `None` if
+    /// nothing was ever saved under it (or the store was opened without its data: a new store
+    /// or a lost disk has no node state).
+    ///
+    /// Fails with [`crate::StorageError::InvalidStateName`] for a name that is empty or longer
+    /// than [`crate::MAX_NODE_STATE_NAME_BYTES`].
+    fn node_state(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Saves `bytes` as the node state called `name` (the node keeps its ring, bucket table and
+    /// membership status under names such as `"ring"`, `"buckets"`, `"status"`), replacing what
+    /// was saved under it before. The write is atomic and durable (fsynced, as
+    /// [`Durability::Sync`]) when the call returns. Names live apart from the store's own
+    /// metadata, so any valid name is safe.
+    ///
+    /// Fails with [`crate::StorageError::InvalidStateName`] for a name that is empty or longer
+    /// than [`crate::MAX_NODE_STATE_NAME_BYTES`], and with
+    /// [`crate::StorageError::NodeStateTooLarge`] for more than
+    /// [`crate::MAX_NODE_STATE_BYTES`] bytes; nothing is written then.
+    fn save_node_state(&self, name: &str, bytes: &[u8]) -> Result<()>;
 }
