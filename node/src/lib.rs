@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod config;
+pub mod core;
 pub mod node;
 pub mod protocol;
 pub mod tls;

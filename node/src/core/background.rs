@@ -1,0 +1,384 @@
+//! Work the core does on its own schedule: delivering hints to owners that are up again (paper
+//! 4.6) and handing partitions to their new replicas after a ring change.
+//!
+//! Hint delivery runs in rounds every [`HINT_INTERVAL_MS`]: the owners of held hints that are
+//! up get a batch each, one hint at a time, and a hint is dropped only once its owner stored a
+//! set that covers it. Handoff sends one partition at a time in size-bounded batches; a batch
+//! that is not acknowledged is retried with backoff, and a partition is given up after
+//! [`HANDOFF_ATTEMPTS`]. A leaving node announces `Left` only when no transfer is queued. This
+//! module must not know how calls travel or how the store runs.
+
+use std::collections::VecDeque;
+
+use dynamo_quorum::{Object, Value};
+use dynamo_ring::{NodeId, TransferPlan};
+use dynamo_storage::Hint;
+
+use super::requests::Pending;
+use super::{
+    BATCH, CoreEvent, HANDOFF_TIMEOUT_MS, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp,
+    StoreResult,
+};
+use crate::protocol::{Request, Response};
+
+/// Largest encoded size of one handoff batch: well under the transport's frame limit.
+const HANDOFF_BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// Attempts per handoff batch before giving up on the partition.
+const HANDOFF_ATTEMPTS: u32 = 6;
+/// First pause before a handoff batch is retried; it doubles up to [`MAX_BACKOFF_MS`].
+const FIRST_BACKOFF_MS: u64 = 250;
+/// Longest pause between handoff attempts.
+const MAX_BACKOFF_MS: u64 = 8_000;
+
+/// A hint sent to its owner, kept to drop it once acknowledged.
+#[derive(Debug)]
+pub(super) struct HintInFlight {
+    owner: String,
+    hint: Hint<Value>,
+}
+
+/// The state of hint delivery.
+#[derive(Debug)]
+pub(super) struct HintDelivery {
+    /// When the next round starts, if none is running.
+    next_round: Option<u64>,
+    /// Owners still to serve in this round.
+    owners: VecDeque<String>,
+    /// Hints of the owner being served.
+    queue: VecDeque<Hint<Value>>,
+    /// The owner being served.
+    owner: Option<String>,
+}
+
+impl HintDelivery {
+    pub(super) fn new(now: u64) -> Self {
+        Self {
+            next_round: Some(now + HINT_INTERVAL_MS),
+            owners: VecDeque::new(),
+            queue: VecDeque::new(),
+            owner: None,
+        }
+    }
+
+    pub(super) fn next_due(&self) -> Option<u64> {
+        self.next_round
+    }
+}
+
+/// One partition to copy to a new replica.
+#[derive(Debug, Clone)]
+struct Transfer {
+    partition: u32,
+    to: NodeId,
+}
+
+/// The transfer being sent.
+#[derive(Debug)]
+struct Running {
+    transfer: Transfer,
+    /// The last key scanned.
+    after: Option<Vec<u8>>,
+    /// Whether the scan reached the end of the partition.
+    scanned_all: bool,
+    /// Batches scanned and not acknowledged yet.
+    batches: VecDeque<Vec<(Vec<u8>, Object)>>,
+    /// Failed attempts of the front batch.
+    attempts: u32,
+    backoff_ms: u64,
+    /// When to retry the front batch, after a failure.
+    retry_at: Option<u64>,
+}
+
+/// The state of handoff.
+#[derive(Debug, Default)]
+pub(super) struct Handoffs {
+    queue: VecDeque<Transfer>,
+    running: Option<Running>,
+    failed: usize,
+}
+
+impl Handoffs {
+    /// Whether any transfer is queued or running.
+    pub(super) fn pending(&self) -> bool {
+        self.running.is_some() || !self.queue.is_empty()
+    }
+
+    pub(super) fn next_due(&self) -> Option<u64> {
+        self.running.as_ref().and_then(|r| r.retry_at)
+    }
+}
+
+/// Splits scanned entries into batches whose encoded size stays under the frame limit.
+fn split_batches(entries: Vec<(Vec<u8>, Object)>) -> VecDeque<Vec<(Vec<u8>, Object)>> {
+    let mut batches: VecDeque<Vec<(Vec<u8>, Object)>> = VecDeque::new();
+    let mut bytes = 0;
+    for (key, object) in entries {
+        let size = key.len() + postcard::to_allocvec(&object).map_or(0, |b| b.len());
+        let full = bytes + size > HANDOFF_BATCH_BYTES;
+        match batches.back_mut() {
+            Some(batch) if !full || batch.is_empty() => {
+                bytes += size;
+                batch.push((key, object));
+            }
+            _ => {
+                bytes = size;
+                batches.push_back(vec![(key, object)]);
+            }
+        }
+    }
+    batches
+}
+
+impl NodeCore {
+    /// Starts a hint round when one is due.
+    pub(super) fn hints_tick(&mut self, now: u64) {
+        if self.hints.next_round.is_some_and(|at| at <= now) {
+            self.hints.next_round = None;
+            self.store(StoreOp::HintOwners, Pending::HintOwners);
+        }
+    }
+
+    pub(super) fn hint_owners_read(&mut self, now: u64, result: Result<StoreResult, String>) {
+        match result {
+            Ok(StoreResult::Owners(owners)) => {
+                self.hints.owners = owners.into();
+            }
+            Ok(_) | Err(_) => self.hints.owners.clear(),
+        }
+        self.next_hint_owner(now);
+    }
+
+    /// Moves to the next owner that is up, or ends the round.
+    fn next_hint_owner(&mut self, now: u64) {
+        self.hints.owner = None;
+        self.hints.queue.clear();
+        while let Some(owner) = self.hints.owners.pop_front() {
+            let id = NodeId::from(owner.as_str());
+            if id != self.me && self.is_up(&id) && self.address_of(&id).is_some() {
+                self.hints.owner = Some(owner.clone());
+                let op = StoreOp::HintsFor {
+                    owner,
+                    limit: BATCH,
+                };
+                self.store(op, Pending::HintsRead);
+                return;
+            }
+        }
+        self.hints.next_round = Some(now + HINT_INTERVAL_MS);
+    }
+
+    pub(super) fn hints_read(&mut self, now: u64, result: Result<StoreResult, String>) {
+        if let Ok(StoreResult::Hints(hints)) = result {
+            self.hints.queue = hints.into();
+        }
+        self.deliver_next_hint(now);
+    }
+
+    fn deliver_next_hint(&mut self, now: u64) {
+        let (Some(owner), Some(hint)) = (self.hints.owner.clone(), self.hints.queue.pop_front())
+        else {
+            return self.next_hint_owner(now);
+        };
+        let request = Request::DeliverHint {
+            partition: hint.partition,
+            key: hint.key.clone(),
+            object: hint.versions.clone(),
+        };
+        let to = NodeId::from(owner.as_str());
+        let pending = Pending::HintDelivered(HintInFlight { owner, hint });
+        self.call(now, &to, request, PEER_TIMEOUT_MS, pending);
+    }
+
+    pub(super) fn hint_delivered(
+        &mut self,
+        now: u64,
+        sent: HintInFlight,
+        result: Result<Response, String>,
+    ) {
+        match result {
+            Ok(Response::Stored(stored)) => {
+                let op = StoreOp::RemoveHintIfCovered {
+                    owner: sent.owner,
+                    partition: sent.hint.partition,
+                    key: sent.hint.key,
+                    acknowledged: stored,
+                    durability: self.config.replica_durability,
+                };
+                self.store(op, Pending::HintRemoved);
+            }
+            // The owner refused this one hint: skip it so it does not block the rest.
+            Ok(other) => {
+                self.event(CoreEvent::HintRefused {
+                    owner: sent.owner,
+                    reason: format!("{other:?}"),
+                });
+                self.deliver_next_hint(now);
+            }
+            // The owner is unreachable: try it again next round.
+            Err(_) => self.next_hint_owner(now),
+        }
+    }
+
+    pub(super) fn hint_removed(&mut self, now: u64, result: Result<StoreResult, String>) {
+        if let Err(error) = result {
+            self.problem(format!("could not drop a delivered hint: {error}"));
+        }
+        self.deliver_next_hint(now);
+    }
+
+    /// Queues every partition this node must hand to a new replica under `plan`.
+    pub(super) fn start_handoff(&mut self, now: u64, plan: &TransferPlan) {
+        let outgoing: Vec<Transfer> = plan
+            .outgoing(&self.me)
+            .map(|t| Transfer {
+                partition: t.partition,
+                to: t.to.clone(),
+            })
+            .collect();
+        self.queue_transfers(now, outgoing);
+    }
+
+    /// Queues a copy of every partition to each of its current replicas: for a node that was
+    /// leaving when it restarted and cannot know what it had handed off.
+    pub(super) fn hand_off_everything(&mut self, now: u64) {
+        let Some(ring) = &self.ring else { return };
+        let mut transfers = Vec::new();
+        for partition in 0..ring.partition_count() {
+            for node in ring.replicas_of_partition(partition, ring.target_n()) {
+                if *node != self.me {
+                    transfers.push(Transfer {
+                        partition,
+                        to: node.clone(),
+                    });
+                }
+            }
+        }
+        self.queue_transfers(now, transfers);
+    }
+
+    fn queue_transfers(&mut self, now: u64, transfers: Vec<Transfer>) {
+        if transfers.is_empty() {
+            return;
+        }
+        self.event(CoreEvent::HandoffStarted {
+            transfers: transfers.len(),
+        });
+        self.handoffs.queue.extend(transfers);
+        if self.handoffs.running.is_none() {
+            self.next_transfer(now);
+        }
+    }
+
+    /// Starts the next queued transfer, or reports that all are done.
+    fn next_transfer(&mut self, now: u64) {
+        let Some(transfer) = self.handoffs.queue.pop_front() else {
+            self.handoffs.running = None;
+            let failed = std::mem::take(&mut self.handoffs.failed);
+            self.event(CoreEvent::HandoffFinished { failed });
+            // A leaving node may now announce `Left`.
+            self.update_own_status(now);
+            self.flush_gossip();
+            return;
+        };
+        self.handoffs.running = Some(Running {
+            transfer,
+            after: None,
+            scanned_all: false,
+            batches: VecDeque::new(),
+            attempts: 0,
+            backoff_ms: FIRST_BACKOFF_MS,
+            retry_at: None,
+        });
+        self.scan_more();
+    }
+
+    fn scan_more(&mut self) {
+        let Some(running) = &self.handoffs.running else {
+            return;
+        };
+        let op = StoreOp::Scan {
+            partition: running.transfer.partition,
+            after: running.after.clone(),
+            limit: BATCH,
+        };
+        self.store(op, Pending::HandoffScanned);
+    }
+
+    pub(super) fn handoff_scanned(&mut self, now: u64, result: Result<StoreResult, String>) {
+        let Some(running) = &mut self.handoffs.running else {
+            return;
+        };
+        match result {
+            Ok(StoreResult::Scanned(entries)) => {
+                running.scanned_all = entries.len() < BATCH;
+                running.after = entries.last().map(|(k, _)| k.clone());
+                running.batches = split_batches(entries);
+                self.send_batch(now);
+            }
+            other => {
+                let partition = running.transfer.partition;
+                self.problem(format!(
+                    "handoff could not scan partition {partition}: {other:?}"
+                ));
+                self.handoffs.failed += 1;
+                self.next_transfer(now);
+            }
+        }
+    }
+
+    /// Sends the front batch, scans more, or ends the transfer.
+    fn send_batch(&mut self, now: u64) {
+        let Some(running) = &mut self.handoffs.running else {
+            return;
+        };
+        running.retry_at = None;
+        let Some(batch) = running.batches.front() else {
+            if running.scanned_all {
+                return self.next_transfer(now);
+            }
+            return self.scan_more();
+        };
+        let request = Request::Handoff {
+            partition: running.transfer.partition,
+            entries: batch.clone(),
+        };
+        let to = running.transfer.to.clone();
+        self.call(now, &to, request, HANDOFF_TIMEOUT_MS, Pending::HandoffSent);
+    }
+
+    pub(super) fn handoff_sent(&mut self, now: u64, result: &Result<Response, String>) {
+        let Some(running) = &mut self.handoffs.running else {
+            return;
+        };
+        if let Ok(Response::Ack) = result {
+            running.batches.pop_front();
+            running.attempts = 0;
+            running.backoff_ms = FIRST_BACKOFF_MS;
+            return self.send_batch(now);
+        }
+        running.attempts += 1;
+        if running.attempts >= HANDOFF_ATTEMPTS {
+            let (partition, to) = (running.transfer.partition, running.transfer.to.clone());
+            self.problem(format!(
+                "handoff of partition {partition} to {to} gave up after {HANDOFF_ATTEMPTS} attempts ({result:?}); read repair and hints must cover it"
+            ));
+            self.handoffs.failed += 1;
+            return self.next_transfer(now);
+        }
+        running.retry_at = Some(now + running.backoff_ms);
+        running.backoff_ms = (running.backoff_ms * 2).min(MAX_BACKOFF_MS);
+    }
+
+    /// Retries a failed batch once its backoff passed.
+    pub(super) fn handoff_tick(&mut self, now: u64) {
+        let due = self
+            .handoffs
+            .running
+            .as_ref()
+            .and_then(|r| r.retry_at)
+            .is_some_and(|at| at <= now);
+        if due {
+            self.send_batch(now);
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! The node's decisions as a sans-IO state machine (shaped like quinn-proto's `Endpoint`).
+//!
+//! [`NodeCore`] owns everything one node decides: gossip membership and failure detection, the
+//! ring and which ring to adopt, the claimant's changes to it, the bucket table, placement and
+//! put forwarding (paper 4.5), the quorum coordinators, hint delivery (4.6), handoff after ring
+//! changes, and what must be remembered across restarts. It is driven by calls that carry `now`
+//! (milliseconds on a clock that never goes back) and produces [`Output`]s drained with
+//! [`NodeCore::poll_output`]:
+//!
+//! | input | output |
+//! |---|---|
+//! | [`NodeCore::handle_request`]: a client or peer request arrived | [`Output::Respond`] exactly once per request |
+//! | [`NodeCore::handle_call_result`]: a peer answered (or did not) | [`Output::Call`]: send a request to a peer |
+//! | [`NodeCore::handle_store_result`]: a store operation finished | [`Output::Store`]: run a [`StoreOp`] |
+//! | [`NodeCore::handle_timeout`]: the time [`NodeCore::poll_timeout`] named came | [`Output::Event`]: for logs and metrics |
+//!
+//! The async runtime ([`crate::node`]) and the whole-cluster simulator (`dynamo-tests`) are
+//! two drivers of the same core. This module must not know tokio, quinn, TLS handshakes,
+//! fjall, the wall clock or a thread RNG: randomness comes from the seed given to
+//! [`NodeCore::new`], time from the callers, and the store only through [`StoreOp`]s.
+
+mod background;
+mod membership;
+mod requests;
+mod store_ops;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use dynamo_gossip::{Config as GossipConfig, Gossip, Identity as GossipIdentity, Status};
+use dynamo_quorum::ReplicaReply;
+use dynamo_ring::{Member, NodeId, Ring};
+use dynamo_storage::Durability;
+use dynamo_vclock::Actor;
+
+pub use store_ops::{StoreOp, StoreResult, execute, load_saved_state};
+
+use crate::protocol::{BucketEntry, BucketProps, Request, Response};
+use crate::tls::PeerIdentity;
+use background::{Handoffs, HintDelivery};
+use requests::Coordinator;
+
+/// Node-state name of the adopted ring (postcard of [`Ring`]).
+pub const STATE_RING: &str = "ring";
+/// Node-state name of the bucket table (postcard of `Vec<BucketEntry>`).
+pub const STATE_BUCKETS: &str = "buckets";
+/// Node-state name of this node's own membership status (`joining`, `alive`, `leaving`, `left`).
+pub const STATE_STATUS: &str = "status";
+
+/// Timeout of one peer request (replica operations, gossip, hints), in milliseconds.
+pub const PEER_TIMEOUT_MS: u64 = 2_000;
+/// Timeout of one handoff batch, in milliseconds.
+pub const HANDOFF_TIMEOUT_MS: u64 = 10_000;
+/// How often hints are offered to their owners, in milliseconds.
+pub const HINT_INTERVAL_MS: u64 = 1_000;
+/// The most partitions a ring may have: the ring must fit one gossip value.
+pub const MAX_PARTITIONS: u32 = 4096;
+/// The longest timeout a client may ask for.
+pub const MAX_CLIENT_TIMEOUT_MS: u64 = 60_000;
+/// The largest N a bucket may have (preference lists are walked per request).
+pub const MAX_BUCKET_N: usize = 16;
+/// Keys per handoff scan or hint batch.
+pub const BATCH: usize = 128;
+
+/// What a core needs to know about its node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreConfig {
+    /// Node id.
+    pub name: String,
+    /// The address peers reach this node at (opaque to the core; gossip carries it).
+    pub address: String,
+    /// Failure domain.
+    pub zone: String,
+    /// Relative capacity.
+    pub capacity: u32,
+    /// Seed addresses; none, and no saved ring, founds a new cluster.
+    pub seeds: Vec<String>,
+    /// Gossip cluster name.
+    pub cluster: String,
+    /// Partitions of a new ring.
+    pub partitions: u32,
+    /// Replication target of a new ring's claim.
+    pub target_n: usize,
+    /// Default client request timeout, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Largest value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// Time between gossip rounds, in milliseconds.
+    pub gossip_interval_ms: u64,
+    /// Durability of replica writes (paper 6.1); coordinators' own writes, delivered hints,
+    /// handoff and node state are always synced.
+    pub replica_durability: Durability,
+}
+
+/// Node state a restarted node reads back from its store before it builds its core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavedState {
+    /// [`STATE_RING`].
+    pub ring: Option<Vec<u8>>,
+    /// [`STATE_BUCKETS`].
+    pub buckets: Option<Vec<u8>>,
+    /// [`STATE_STATUS`].
+    pub status: Option<Vec<u8>>,
+}
+
+/// Why a core could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Saved node state could not be decoded.
+    #[error("saved {name} is unreadable: {reason}")]
+    Saved {
+        /// Which state.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Identifies a request the core must answer; chosen by the driver, unique among open ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// Identifies a call or store operation the core started; the driver hands it back with the
+/// result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u64);
+
+/// An effect for the driver to carry out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send `request` to the peer at `address`. With an `id`, report the answer (or the
+    /// failure to get one within `timeout_ms`) through [`NodeCore::handle_call_result`];
+    /// without, the answer is not needed (gossip).
+    Call {
+        /// The call, if its answer is wanted.
+        id: Option<OpId>,
+        /// The peer's address.
+        address: String,
+        /// What to send.
+        request: Request,
+        /// How long to wait for the answer.
+        timeout_ms: u64,
+    },
+    /// Run `op` on the store and report through [`NodeCore::handle_store_result`].
+    Store {
+        /// The operation.
+        id: OpId,
+        /// What to do.
+        op: StoreOp,
+    },
+    /// Answer request `id`.
+    Respond {
+        /// The request.
+        id: RequestId,
+        /// The answer.
+        response: Response,
+    },
+    /// Something worth logging or counting.
+    Event(CoreEvent),
+}
+
+/// What happened inside the core, for logs and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreEvent {
+    /// This node adopted a ring.
+    RingAdopted {
+        /// Its version.
+        version: u64,
+        /// Its member count.
+        members: usize,
+    },
+    /// This node announced a new membership status.
+    StatusChanged(String),
+    /// Partitions must be handed to new replicas.
+    HandoffStarted {
+        /// Partition transfers queued.
+        transfers: usize,
+    },
+    /// Every queued transfer ended.
+    HandoffFinished {
+        /// Transfers given up after retries.
+        failed: usize,
+    },
+    /// A hint owner refused a hint.
+    HintRefused {
+        /// The owner.
+        owner: String,
+        /// Its answer.
+        reason: String,
+    },
+    /// Something went wrong that the core worked around (a warning).
+    Problem(String),
+    /// A detail worth a debug line (a refused peer message, a push gossip will repeat).
+    Detail(String),
+}
+
+/// One node's decisions. See the [module documentation](self).
+pub struct NodeCore {
+    config: CoreConfig,
+    me: NodeId,
+    actor: Actor,
+    gossip: Gossip,
+    ring: Option<Ring>,
+    /// `(version, digest)` of `ring`, so a gossiped ring is compared without re-encoding ours.
+    ring_rank: Option<(u64, u128)>,
+    buckets: BTreeMap<String, BucketEntry>,
+    /// The status last saved, so it is saved only when it changes.
+    saved_status: Option<Status>,
+    shutting_down: bool,
+    next_op: u64,
+    /// Requests not answered yet.
+    open_requests: BTreeSet<RequestId>,
+    /// What to do with the result of each call and store operation in flight.
+    pending: BTreeMap<OpId, requests::Pending>,
+    coordinators: BTreeMap<u64, Coordinator>,
+    /// `(deadline, coordinator)` for every coordinator waiting on a timeout.
+    coordinator_timers: BTreeSet<(u64, u64)>,
+    /// Bucket pushes waiting for peers: request and calls still out.
+    bucket_pushes: BTreeMap<u64, (RequestId, usize)>,
+    hints: HintDelivery,
+    handoffs: Handoffs,
+    outputs: VecDeque<Output>,
+}
+
+impl NodeCore {
+    /// A core for a node starting at `now`: it resumes the ring, buckets and status it saved,
+    /// or founds a cluster (no seeds and no saved ring), or waits to be added through its seeds.
+    /// `actor` is the store's vclock actor; `seed` drives every random choice.
+    pub fn new(
+        config: CoreConfig,
+        saved: &SavedState,
+        actor: Actor,
+        now: u64,
+        seed: u64,
+    ) -> Result<NodeCore, CoreError> {
+        if config.name.is_empty() {
+            return Err(CoreError::Config("the node name is empty".into()));
+        }
+        if config.partitions > MAX_PARTITIONS {
+            return Err(CoreError::Config(format!(
+                "partitions = {} is more than {MAX_PARTITIONS}",
+                config.partitions
+            )));
+        }
+        let me = NodeId::from(config.name.as_str());
+        let mut outputs = VecDeque::new();
+        let mut next_op = 0;
+        let ring = match &saved.ring {
+            Some(bytes) => {
+                Some(
+                    postcard::from_bytes::<Ring>(bytes).map_err(|e| CoreError::Saved {
+                        name: STATE_RING,
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            None if config.seeds.is_empty() => {
+                let member = Member::new(me.clone(), config.zone.clone(), config.capacity.max(1));
+                let ring = Ring::equal_partitions(config.partitions, config.target_n, vec![member])
+                    .map_err(|e| CoreError::Config(e.to_string()))?;
+                Some(ring)
+            }
+            None => None,
+        };
+        let in_ring = ring.as_ref().is_some_and(|r| r.member(&me).is_some());
+        let saved_status = match &saved.status {
+            Some(bytes) => Some(decode_status(bytes).ok_or_else(|| CoreError::Saved {
+                name: STATE_STATUS,
+                reason: format!("{:?} is not a status", String::from_utf8_lossy(bytes)),
+            })?),
+            None => None,
+        };
+        // A node that was leaving goes on leaving (and has its data handed off again below);
+        // otherwise membership of the ring decides.
+        let status = match saved_status {
+            Some(Status::Leaving | Status::Left) if in_ring => Status::Leaving,
+            Some(Status::Leaving | Status::Left) => saved_status.unwrap_or(Status::Leaving),
+            _ if in_ring => Status::Alive,
+            _ => Status::Joining,
+        };
+        let gossip_config = GossipConfig {
+            cluster: config.cluster.clone(),
+            seeds: config.seeds.clone(),
+            gossip_interval: Duration::from_millis(config.gossip_interval_ms.max(10)),
+            ..GossipConfig::default()
+        };
+        let identity = GossipIdentity::new(config.name.as_str(), now, config.address.clone())
+            .with_zone(config.zone.clone())
+            .with_capacity(config.capacity);
+        let gossip = Gossip::new(
+            gossip_config,
+            identity,
+            status,
+            Duration::from_millis(now),
+            seed,
+        );
+        let mut buckets = BTreeMap::new();
+        let default = BucketProps::default_bucket();
+        buckets.insert(
+            default.name.clone(),
+            BucketEntry {
+                props: default,
+                stamp_ms: 0,
+                by: String::new(),
+            },
+        );
+        if let Some(bytes) = &saved.buckets {
+            let entries: Vec<BucketEntry> =
+                postcard::from_bytes(bytes).map_err(|e| CoreError::Saved {
+                    name: STATE_BUCKETS,
+                    reason: e.to_string(),
+                })?;
+            membership::merge_bucket_entries(&mut buckets, entries);
+        }
+        if saved.ring.is_none()
+            && let Some(ring) = &ring
+            && let Ok(bytes) = postcard::to_allocvec(ring)
+        {
+            // A founder saves its first ring at once.
+            let id = OpId(next_op);
+            next_op += 1;
+            outputs.push_back(Output::Store {
+                id,
+                op: StoreOp::SaveState {
+                    name: STATE_RING,
+                    bytes,
+                },
+            });
+        }
+        let mut core = NodeCore {
+            me,
+            actor,
+            gossip,
+            ring: None,
+            ring_rank: None,
+            buckets,
+            saved_status,
+            shutting_down: false,
+            next_op,
+            open_requests: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            coordinators: BTreeMap::new(),
+            coordinator_timers: BTreeSet::new(),
+            bucket_pushes: BTreeMap::new(),
+            hints: HintDelivery::new(now),
+            handoffs: Handoffs::default(),
+            outputs,
+            config,
+        };
+        if let Some(ring) = ring {
+            core.install_ring(ring);
+        }
+        core.publish_buckets();
+        if status == Status::Leaving && !in_ring {
+            // Restarted while leaving, after the ring dropped this node: what was handed off
+            // before the restart is unknown, so every partition goes to its replicas again.
+            core.hand_off_everything(now);
+        }
+        core.update_own_status(now);
+        Ok(core)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// The ring in use, if any.
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
+    }
+
+    /// The bucket table.
+    pub fn buckets(&self) -> impl Iterator<Item = &BucketProps> {
+        self.buckets.values().map(|e| &e.props)
+    }
+
+    /// This node's announced membership status.
+    pub fn status(&self) -> Option<Status> {
+        self.gossip.member(self.gossip.id()).map(|m| m.status())
+    }
+
+    /// Whether this node's failure detector considers `node` up (itself always).
+    pub fn is_up(&self, node: &NodeId) -> bool {
+        *node == self.me
+            || self
+                .gossip
+                .is_live(&dynamo_gossip::NodeId::new(node.as_str()))
+    }
+
+    /// Requests received and not answered yet.
+    pub fn open_requests(&self) -> usize {
+        self.open_requests.len()
+    }
+
+    /// Whether partitions are still being handed off.
+    pub fn handoff_pending(&self) -> bool {
+        self.handoffs.pending()
+    }
+
+    /// From now on client requests are refused with "try another node"; peer requests are
+    /// still served so the rest of the cluster is not disturbed while in-flight work ends.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// A request arrived from `from` (whose identity the transport verified).
+    pub fn handle_request(
+        &mut self,
+        now: u64,
+        id: RequestId,
+        from: &PeerIdentity,
+        request: Request,
+    ) {
+        if !self.open_requests.insert(id) {
+            self.problem(format!("request id {id:?} reused while open; ignored"));
+            return;
+        }
+        self.dispatch(now, id, from, request);
+    }
+
+    /// The answer to call `id` (or why there is none).
+    pub fn handle_call_result(&mut self, now: u64, id: OpId, result: Result<Response, String>) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        self.on_call_result(now, pending, result);
+    }
+
+    /// The result of store operation `id`.
+    pub fn handle_store_result(&mut self, now: u64, id: OpId, result: Result<StoreResult, String>) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        self.on_store_result(now, pending, result);
+    }
+
+    /// Time passed: run whatever was due by `now` (gossip rounds, coordinator deadlines, hint
+    /// rounds, handoff retries).
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.gossip.handle_timeout(Duration::from_millis(now));
+        self.after_gossip(now);
+        let due: Vec<u64> = self
+            .coordinator_timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            self.coordinator_timeout(now, id);
+        }
+        self.hints_tick(now);
+        self.handoff_tick(now);
+    }
+
+    /// The next time [`NodeCore::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let gossip = self
+            .gossip
+            .poll_timeout()
+            .map(|at| u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
+        [
+            gossip,
+            self.coordinator_timers.first().map(|(at, _)| *at),
+            self.hints.next_due(),
+            self.handoffs.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next effect to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn next_id(&mut self) -> OpId {
+        let id = OpId(self.next_op);
+        self.next_op += 1;
+        id
+    }
+
+    fn store(&mut self, op: StoreOp, pending: requests::Pending) {
+        let id = self.next_id();
+        self.pending.insert(id, pending);
+        self.outputs.push_back(Output::Store { id, op });
+    }
+
+    /// A call whose answer goes to `pending`; an unknown address fails it at once.
+    fn call(
+        &mut self,
+        now: u64,
+        to: &NodeId,
+        request: Request,
+        timeout_ms: u64,
+        pending: requests::Pending,
+    ) {
+        let Some(address) = self.address_of(to) else {
+            self.on_call_result(now, pending, Err(format!("the address of {to} is unknown")));
+            return;
+        };
+        let id = self.next_id();
+        self.pending.insert(id, pending);
+        self.outputs.push_back(Output::Call {
+            id: Some(id),
+            address,
+            request,
+            timeout_ms,
+        });
+    }
+
+    fn respond(&mut self, id: RequestId, response: Response) {
+        if self.open_requests.remove(&id) {
+            self.outputs.push_back(Output::Respond { id, response });
+        }
+    }
+
+    fn event(&mut self, event: CoreEvent) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    fn problem(&mut self, message: String) {
+        self.event(CoreEvent::Problem(message));
+    }
+
+    fn address_of(&self, node: &NodeId) -> Option<String> {
+        if *node == self.me {
+            return Some(self.config.address.clone());
+        }
+        self.gossip
+            .member(&dynamo_gossip::NodeId::new(node.as_str()))
+            .map(|m| m.identity().address.clone())
+    }
+
+    fn save_state(&mut self, name: &'static str, bytes: Vec<u8>) {
+        self.store(
+            StoreOp::SaveState { name, bytes },
+            requests::Pending::StateSaved(name),
+        );
+    }
+}
+
+/// A replica reply for a failed store operation.
+fn failed(error: impl Into<String>) -> ReplicaReply {
+    ReplicaReply::Failed(error.into())
+}
+
+fn encode_status(status: Status) -> &'static [u8] {
+    match status {
+        Status::Joining => b"joining",
+        Status::Alive => b"alive",
+        Status::Leaving => b"leaving",
+        Status::Left => b"left",
+    }
+}
+
+fn decode_status(bytes: &[u8]) -> Option<Status> {
+    match bytes {
+        b"joining" => Some(Status::Joining),
+        b"alive" => Some(Status::Alive),
+        b"leaving" => Some(Status::Leaving),
+        b"left" => Some(Status::Left),
+        _ => None,
+    }
+}

@@ -1,0 +1,847 @@
+//! Requests the core serves: client reads and writes through quorum coordinators (paper 4.5),
+//! put forwarding to a primary, the replica side of quorum operations, bucket and cluster
+//! administration, and the peer requests of gossip, hints and handoff.
+//!
+//! Every request is answered exactly once, through [`NodeCore::respond`]. This module must not
+//! know how requests arrive or how store operations are run.
+
+use dynamo_quorum::{
+    ClientContext, Command, GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum,
+    QuorumError, ReplicaReply, ReplicaRequest, Value,
+};
+use dynamo_ring::{NodeId, Ring, Role as ReplicaRole, Target};
+use dynamo_storage::Durability;
+
+use super::background::HintInFlight;
+use super::{
+    MAX_CLIENT_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult, failed,
+};
+use crate::protocol::{
+    BucketEntry, ClusterStatus, ErrorKind, GetReply, MAX_KEY_BYTES, MemberStatus, PutReply,
+    Request, RequestOptions, Response, storage_key, valid_bucket_name,
+};
+use crate::tls::{PeerIdentity, Role};
+
+/// What to do with the result of a call or store operation the core started.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// A coordinator's `ReadLocal`.
+    CoordinatorRead(u64),
+    /// A coordinator's `WriteLocal`.
+    CoordinatorWrite(u64),
+    /// A replica request a coordinator sent to `from` (this node or a peer).
+    CoordinatorReply { coordinator: u64, from: NodeId },
+    /// Serving a peer's replica request.
+    ServeReplica(RequestId),
+    /// Applying a delivered hint; the answer is the stored set.
+    HintApplied(RequestId),
+    /// Applying a handoff batch.
+    HandoffApplied(RequestId),
+    /// Hint counts for a status answer.
+    StatusHints(RequestId, ClusterStatus),
+    /// A put forwarded to a replica of its key.
+    Forwarded { request: RequestId, to: NodeId },
+    /// One peer's answer to a bucket-table push.
+    BucketPush(u64),
+    /// Node state saved.
+    StateSaved(&'static str),
+    /// The owners of held hints, at the start of a delivery round.
+    HintOwners,
+    /// Hints read for an owner.
+    HintsRead,
+    /// A hint sent to its owner.
+    HintDelivered(HintInFlight),
+    /// A delivered hint checked for removal.
+    HintRemoved,
+    /// A handoff scan.
+    HandoffScanned,
+    /// A handoff batch sent.
+    HandoffSent,
+}
+
+/// A quorum machine the core runs.
+pub(super) enum Machine {
+    Put(PutCoordinator),
+    Get(GetCoordinator),
+}
+
+impl Machine {
+    fn poll_command(&mut self) -> Option<Command> {
+        match self {
+            Machine::Put(m) => m.poll_command(),
+            Machine::Get(m) => m.poll_command(),
+        }
+    }
+    fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
+        match self {
+            Machine::Put(m) => m.handle_reply(now, from, reply),
+            Machine::Get(m) => m.handle_reply(now, from, reply),
+        }
+    }
+    fn handle_timeout(&mut self, now: u64) {
+        match self {
+            Machine::Put(m) => m.handle_timeout(now),
+            Machine::Get(m) => m.handle_timeout(now),
+        }
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        match self {
+            Machine::Put(m) => m.poll_timeout(),
+            Machine::Get(m) => m.poll_timeout(),
+        }
+    }
+    fn is_finished(&self) -> bool {
+        match self {
+            Machine::Put(m) => m.is_finished(),
+            Machine::Get(m) => m.is_finished(),
+        }
+    }
+}
+
+/// A running coordinator and whom it answers.
+pub(super) struct Coordinator {
+    machine: Machine,
+    partition: u32,
+    /// The client's request; read repair goes on after it is answered.
+    request: RequestId,
+    /// The storage key (contexts are bound to it).
+    key: Vec<u8>,
+    /// Primaries that were down when it started, named in availability errors.
+    down: Vec<NodeId>,
+    /// Its deadline in `coordinator_timers`.
+    deadline: Option<u64>,
+}
+
+/// The error reply for a failed quorum operation; availability errors name the primaries down.
+fn quorum_error(error: &QuorumError, down: &[NodeId]) -> Response {
+    let kind = match error {
+        QuorumError::NotEnoughReplicas { .. } | QuorumError::Unavailable { .. } => {
+            ErrorKind::Unavailable
+        }
+        QuorumError::Timeout { .. } => ErrorKind::Timeout,
+        QuorumError::Config(_)
+        | QuorumError::ContextForAnotherKey
+        | QuorumError::TooManySiblings { .. } => ErrorKind::BadRequest,
+        QuorumError::NotACoordinator { .. } | QuorumError::Local(_) => ErrorKind::Internal,
+    };
+    let mut message = error.to_string();
+    if matches!(kind, ErrorKind::Unavailable | ErrorKind::Timeout) && !down.is_empty() {
+        let names: Vec<&str> = down.iter().map(NodeId::as_str).collect();
+        message.push_str("; down: ");
+        message.push_str(&names.join(", "));
+    }
+    Response::error(kind, message)
+}
+
+/// The store operation that serves a replica request on this node.
+fn replica_op(partition: u32, request: ReplicaRequest, durability: Durability) -> StoreOp {
+    match request {
+        ReplicaRequest::Read { key } => StoreOp::Get { partition, key },
+        ReplicaRequest::Write {
+            key,
+            object,
+            hint: None,
+        } => StoreOp::Apply {
+            partition,
+            key,
+            object,
+            durability,
+        },
+        ReplicaRequest::Write {
+            key,
+            object,
+            hint: Some(owner),
+        } => StoreOp::PutHint {
+            owner: owner.to_string(),
+            partition,
+            key,
+            object,
+            durability,
+        },
+        ReplicaRequest::Reap { key, expected } => StoreOp::RemoveIfEqual {
+            partition,
+            key,
+            expected,
+            durability,
+        },
+    }
+}
+
+/// The replica reply for the result of [`replica_op`].
+fn replica_reply(result: Result<StoreResult, String>) -> ReplicaReply {
+    match result {
+        Ok(StoreResult::Found(Some(object))) => ReplicaReply::Found(object),
+        Ok(StoreResult::Found(None)) => ReplicaReply::NotFound,
+        Ok(StoreResult::Stored(_) | StoreResult::Done) => ReplicaReply::Written,
+        Ok(StoreResult::Reaped(reaped)) => ReplicaReply::Reaped(reaped),
+        Ok(other) => failed(format!("unexpected store result {other:?}")),
+        Err(error) => failed(error),
+    }
+}
+
+fn internal(message: impl Into<String>) -> Response {
+    Response::error(ErrorKind::Internal, message)
+}
+
+impl NodeCore {
+    pub(super) fn dispatch(
+        &mut self,
+        now: u64,
+        id: RequestId,
+        from: &PeerIdentity,
+        request: Request,
+    ) {
+        let client_request = matches!(
+            request,
+            Request::Get { .. } | Request::Put { .. } | Request::CreateBucket(_) | Request::Leave
+        );
+        if client_request && self.shutting_down {
+            let message = format!("{} is shutting down; try another node", self.me);
+            self.respond(id, Response::error(ErrorKind::NotReady, message));
+            return;
+        }
+        let peer_only = matches!(
+            request,
+            Request::Replica { .. }
+                | Request::Gossip { .. }
+                | Request::DeliverHint { .. }
+                | Request::Handoff { .. }
+                | Request::Buckets(_)
+        );
+        if peer_only && from.role != Role::Node {
+            let message = format!(
+                "{} is a client; only nodes may send peer requests",
+                from.name
+            );
+            self.respond(id, Response::error(ErrorKind::BadRequest, message));
+            return;
+        }
+        match request {
+            Request::Get {
+                bucket,
+                key,
+                options,
+            } => self.client_get(now, id, &bucket, &key, options),
+            Request::Put {
+                bucket,
+                key,
+                value,
+                context,
+                options,
+                forwarded,
+            } => self.client_put(now, id, &bucket, key, value, context, options, forwarded),
+            Request::CreateBucket(props) => match self.record_bucket(now, props) {
+                Ok(table) => self.push_buckets(now, id, &table),
+                Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
+            },
+            Request::Buckets(entries) => {
+                self.merge_buckets(entries);
+                self.flush_gossip();
+                self.respond(id, Response::Ack);
+            }
+            Request::ListBuckets => {
+                let buckets = self.buckets().cloned().collect();
+                self.respond(id, Response::Buckets(buckets));
+            }
+            Request::Status => self.status_request(id),
+            Request::Ring => {
+                let ring = self.ring.clone().map(Box::new);
+                self.respond(id, Response::Ring(ring));
+            }
+            Request::Leave => match self.leave(now) {
+                Ok(()) => self.respond(id, Response::Ack),
+                Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
+            },
+            Request::Replica { partition, request } => {
+                let op = replica_op(partition, request, self.config.replica_durability);
+                self.store(op, Pending::ServeReplica(id));
+            }
+            Request::Gossip { reply_to, message } => {
+                if let Err(error) = self.gossip.handle_datagram(
+                    std::time::Duration::from_millis(now),
+                    &reply_to,
+                    &message,
+                ) {
+                    let detail = format!("gossip message from {} refused: {error}", from.name);
+                    self.event(super::CoreEvent::Detail(detail));
+                }
+                self.after_gossip(now);
+                self.respond(id, Response::Ack);
+            }
+            Request::DeliverHint {
+                partition,
+                key,
+                object,
+            } => {
+                // The sender deletes its copy on our answer: it must be on disk.
+                let op = StoreOp::Apply {
+                    partition,
+                    key,
+                    object,
+                    durability: Durability::Sync,
+                };
+                self.store(op, Pending::HintApplied(id));
+            }
+            Request::Handoff { partition, entries } => {
+                let op = StoreOp::ApplyBatch {
+                    partition,
+                    entries,
+                    durability: Durability::Sync,
+                };
+                self.store(op, Pending::HandoffApplied(id));
+            }
+        }
+    }
+
+    /// Routes the answer to a call.
+    pub(super) fn on_call_result(
+        &mut self,
+        now: u64,
+        pending: Pending,
+        result: Result<Response, String>,
+    ) {
+        match pending {
+            Pending::CoordinatorReply { coordinator, from } => {
+                let reply = match result {
+                    Ok(Response::Replica(reply)) => reply,
+                    Ok(other) => failed(format!("unexpected answer {other:?}")),
+                    Err(error) => failed(error),
+                };
+                self.coordinator_reply(now, coordinator, &from, reply);
+            }
+            Pending::Forwarded { request, to } => {
+                let response = result.unwrap_or_else(|error| {
+                    Response::error(
+                        ErrorKind::Unavailable,
+                        format!("forwarding to {to}: {error}"),
+                    )
+                });
+                self.respond(request, response);
+            }
+            Pending::BucketPush(push) => {
+                if let Err(error) = result {
+                    let detail =
+                        format!("bucket table push failed ({error}); gossip will carry it");
+                    self.event(super::CoreEvent::Detail(detail));
+                }
+                if let Some((request, remaining)) = self.bucket_pushes.get_mut(&push) {
+                    *remaining = remaining.saturating_sub(1);
+                    if *remaining == 0 {
+                        let request = *request;
+                        self.bucket_pushes.remove(&push);
+                        self.respond(request, Response::Ack);
+                    }
+                }
+            }
+            Pending::HintDelivered(hint) => self.hint_delivered(now, hint, result),
+            Pending::HandoffSent => self.handoff_sent(now, &result),
+            other => self.problem(format!("a call answered a store operation: {other:?}")),
+        }
+    }
+
+    /// Routes the result of a store operation.
+    pub(super) fn on_store_result(
+        &mut self,
+        now: u64,
+        pending: Pending,
+        result: Result<StoreResult, String>,
+    ) {
+        match pending {
+            Pending::CoordinatorRead(coordinator) => {
+                let read = match result {
+                    Ok(StoreResult::Found(found)) => Ok(found),
+                    Ok(other) => Err(format!("unexpected store result {other:?}")),
+                    Err(error) => Err(error),
+                };
+                self.with_coordinator(now, coordinator, |machine| {
+                    if let Machine::Put(put) = machine {
+                        put.handle_local_read(now, read);
+                    }
+                });
+            }
+            Pending::CoordinatorWrite(coordinator) => {
+                let written = match result {
+                    Ok(StoreResult::Stored(object)) => Ok(object),
+                    Ok(other) => Err(format!("unexpected store result {other:?}")),
+                    Err(error) => Err(error),
+                };
+                self.with_coordinator(now, coordinator, |machine| {
+                    if let Machine::Put(put) = machine {
+                        put.handle_local_write(now, written);
+                    }
+                });
+            }
+            Pending::CoordinatorReply { coordinator, from } => {
+                self.coordinator_reply(now, coordinator, &from, replica_reply(result));
+            }
+            Pending::ServeReplica(request) => {
+                self.respond(request, Response::Replica(replica_reply(result)));
+            }
+            Pending::HintApplied(request) => {
+                let response = match result {
+                    Ok(StoreResult::Stored(object)) => Response::Stored(object),
+                    Ok(other) => internal(format!("unexpected store result {other:?}")),
+                    Err(error) => internal(error),
+                };
+                self.respond(request, response);
+            }
+            Pending::HandoffApplied(request) => {
+                let response = match result {
+                    Ok(_) => Response::Ack,
+                    Err(error) => internal(error),
+                };
+                self.respond(request, response);
+            }
+            Pending::StatusHints(request, mut status) => {
+                if let Ok(StoreResult::Counts(counts)) = result {
+                    for (member, pending) in status.members.iter_mut().zip(counts) {
+                        member.pending_hints = pending;
+                    }
+                }
+                self.respond(request, Response::Status(status));
+            }
+            Pending::StateSaved(name) => {
+                if let Err(error) = result {
+                    self.problem(format!("could not save the {name}: {error}"));
+                }
+            }
+            Pending::HintOwners => self.hint_owners_read(now, result),
+            Pending::HintsRead => self.hints_read(now, result),
+            Pending::HintRemoved => self.hint_removed(now, result),
+            Pending::HandoffScanned => self.handoff_scanned(now, result),
+            other => self.problem(format!("a store operation answered a call: {other:?}")),
+        }
+    }
+
+    /// The bucket's quorum with the request's overrides, checked.
+    fn quorum_for(&self, bucket: &str, options: RequestOptions) -> Result<Quorum, Response> {
+        if !valid_bucket_name(bucket) {
+            return Err(Response::error(
+                ErrorKind::BadRequest,
+                format!("invalid bucket name {bucket:?}: use 1 to 64 characters of a-z 0-9 _ -"),
+            ));
+        }
+        let props = self.buckets.get(bucket).map(|e| e.props.clone()).ok_or_else(|| {
+            Response::error(
+                ErrorKind::BadRequest,
+                format!(
+                    "bucket {bucket} does not exist; create it with `dynamo bucket create {bucket}`"
+                ),
+            )
+        })?;
+        let quorum = Quorum {
+            n: props.n,
+            r: options.r.unwrap_or(props.r),
+            w: options.w.unwrap_or(props.w),
+            pr: options.pr.unwrap_or(props.pr),
+            pw: options.pw.unwrap_or(props.pw),
+            ..Quorum::default()
+        };
+        quorum
+            .validate()
+            .map_err(|e| Response::error(ErrorKind::BadRequest, e.to_string()))?;
+        Ok(quorum)
+    }
+
+    /// The request's timeout: the client's choice, capped at a minute, or the node's default.
+    fn client_timeout_ms(&self, options: RequestOptions) -> u64 {
+        options
+            .timeout_ms
+            .unwrap_or(self.config.request_timeout_ms)
+            .clamp(1, MAX_CLIENT_TIMEOUT_MS)
+    }
+
+    /// The key's partition, its extended preference list, and the primaries that are down.
+    fn placement(&self, key: &[u8], n: usize) -> Result<(u32, Vec<Target>, Vec<NodeId>), Response> {
+        let Some(ring) = &self.ring else {
+            return Err(Response::error(
+                ErrorKind::NotReady,
+                format!(
+                    "{} has not received the ring yet; try another node",
+                    self.me
+                ),
+            ));
+        };
+        let partition = ring.partition_of_key(key);
+        let targets = ring.extended_preference_list(key, n, |node| self.is_up(node));
+        let down = ring
+            .preference_list(key, n)
+            .into_iter()
+            .filter(|node| !self.is_up(node))
+            .cloned()
+            .collect();
+        Ok((partition, targets, down))
+    }
+
+    /// The bucket's quorum for a request on `key`, once the key's size is checked.
+    fn checked_request(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        options: RequestOptions,
+    ) -> Result<Quorum, Response> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(Response::error(
+                ErrorKind::BadRequest,
+                format!("keys must be 1 to {MAX_KEY_BYTES} bytes, got {}", key.len()),
+            ));
+        }
+        self.quorum_for(bucket, options)
+    }
+
+    fn client_get(
+        &mut self,
+        now: u64,
+        id: RequestId,
+        bucket: &str,
+        key: &[u8],
+        options: RequestOptions,
+    ) {
+        let prepared = self
+            .checked_request(bucket, key, options)
+            .and_then(|quorum| {
+                let key = storage_key(bucket, key);
+                let (partition, targets, down) = self.placement(&key, quorum.n)?;
+                let request = GetRequest {
+                    key: key.clone(),
+                    targets,
+                    quorum,
+                    timeout_ms: self.client_timeout_ms(options),
+                };
+                let machine =
+                    GetCoordinator::new(now, request).map_err(|e| quorum_error(&e, &down))?;
+                Ok(Coordinator {
+                    machine: Machine::Get(machine),
+                    partition,
+                    request: id,
+                    key,
+                    down,
+                    deadline: None,
+                })
+            });
+        match prepared {
+            Ok(coordinator) => self.start_coordinator(now, coordinator),
+            Err(response) => self.respond(id, response),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn client_put(
+        &mut self,
+        now: u64,
+        id: RequestId,
+        bucket: &str,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<String>,
+        options: RequestOptions,
+        forwarded: bool,
+    ) {
+        let quorum = match self.checked_request(bucket, &key, options) {
+            Ok(q) => q,
+            Err(response) => return self.respond(id, response),
+        };
+        if let Some(value) = &value
+            && value.len() > self.config.max_value_bytes
+        {
+            let message = format!(
+                "the value is {} bytes; the limit is {} bytes",
+                value.len(),
+                self.config.max_value_bytes
+            );
+            return self.respond(id, Response::error(ErrorKind::BadRequest, message));
+        }
+        let skey = storage_key(bucket, &key);
+        let (partition, targets, down) = match self.placement(&skey, quorum.n) {
+            Ok(p) => p,
+            Err(response) => return self.respond(id, response),
+        };
+        let primary_here = targets
+            .iter()
+            .any(|t| t.node == self.me && t.role == ReplicaRole::Primary);
+        let target_here = targets.iter().any(|t| t.node == self.me);
+        // Paper 4.5: a put is coordinated by one of the key's replicas, preferably a primary
+        // (a fallback coordinator would keep its copy outside the hint space). A forwarded put
+        // is coordinated here if this node is any target, so forwarding never loops.
+        if !(primary_here || (forwarded && target_here)) {
+            if forwarded {
+                let message = format!(
+                    "{} does not replicate this key under its ring; the ring is changing, retry",
+                    self.me
+                );
+                return self.respond(id, Response::error(ErrorKind::NotReady, message));
+            }
+            let first = targets
+                .iter()
+                .find(|t| t.role == ReplicaRole::Primary)
+                .or_else(|| targets.first())
+                .map(|t| t.node.clone());
+            let Some(first) = first else {
+                let message = "no replica of this key is up";
+                return self.respond(id, Response::error(ErrorKind::Unavailable, message));
+            };
+            let request = Request::Put {
+                bucket: bucket.to_owned(),
+                key,
+                value,
+                context,
+                options,
+                forwarded: true,
+            };
+            let timeout = self.client_timeout_ms(options).saturating_add(500);
+            let pending = Pending::Forwarded {
+                request: id,
+                to: first.clone(),
+            };
+            return self.call(now, &first, request, timeout, pending);
+        }
+        let context = match context.as_deref().map(ClientContext::from_text) {
+            None => None,
+            Some(Ok(context)) => Some(context),
+            Some(Err(error)) => {
+                return self.respond(
+                    id,
+                    Response::error(ErrorKind::BadRequest, error.to_string()),
+                );
+            }
+        };
+        let request = PutRequest {
+            key: skey.clone(),
+            context,
+            value: value.map_or(Value::Tombstone, Value::Data),
+            coordinator: self.me.clone(),
+            actor: self.actor.clone(),
+            targets,
+            quorum,
+            timeout_ms: self.client_timeout_ms(options),
+        };
+        match PutCoordinator::new(now, request) {
+            Ok(machine) => self.start_coordinator(
+                now,
+                Coordinator {
+                    machine: Machine::Put(machine),
+                    partition,
+                    request: id,
+                    key: skey,
+                    down,
+                    deadline: None,
+                },
+            ),
+            Err(error) => self.respond(id, quorum_error(&error, &down)),
+        }
+    }
+
+    fn start_coordinator(&mut self, now: u64, coordinator: Coordinator) {
+        let id = self.next_id().0;
+        self.coordinators.insert(id, coordinator);
+        self.with_coordinator(now, id, |_| {});
+    }
+
+    /// Feeds a replica's reply to a coordinator.
+    fn coordinator_reply(&mut self, now: u64, id: u64, from: &NodeId, reply: ReplicaReply) {
+        self.with_coordinator(now, id, |machine| machine.handle_reply(now, from, reply));
+    }
+
+    pub(super) fn coordinator_timeout(&mut self, now: u64, id: u64) {
+        self.with_coordinator(now, id, |machine| machine.handle_timeout(now));
+    }
+
+    /// Gives coordinator `id` an input, then carries out its commands until it waits again.
+    fn with_coordinator(&mut self, now: u64, id: u64, input: impl FnOnce(&mut Machine)) {
+        let Some(mut coordinator) = self.coordinators.remove(&id) else {
+            return; // finished already: a late reply
+        };
+        if let Some(deadline) = coordinator.deadline.take() {
+            self.coordinator_timers.remove(&(deadline, id));
+        }
+        input(&mut coordinator.machine);
+        while let Some(command) = coordinator.machine.poll_command() {
+            match command {
+                Command::ReadLocal { key } => {
+                    let op = StoreOp::Get {
+                        partition: coordinator.partition,
+                        key,
+                    };
+                    self.store(op, Pending::CoordinatorRead(id));
+                }
+                Command::WriteLocal {
+                    key,
+                    context,
+                    value,
+                } => {
+                    // The coordinator's copy is the durable one (paper 6.1).
+                    let op = StoreOp::Update {
+                        partition: coordinator.partition,
+                        key,
+                        context,
+                        actor: self.actor.clone(),
+                        value,
+                        now,
+                        durability: Durability::Sync,
+                    };
+                    self.store(op, Pending::CoordinatorWrite(id));
+                }
+                Command::Send { to, request } => {
+                    let partition = coordinator.partition;
+                    let pending = Pending::CoordinatorReply {
+                        coordinator: id,
+                        from: to.clone(),
+                    };
+                    if to == self.me {
+                        let op = replica_op(partition, request, self.config.replica_durability);
+                        self.store(op, pending);
+                    } else if let Some(address) = self.address_of(&to) {
+                        let call = self.next_id();
+                        self.pending.insert(call, pending);
+                        self.outputs.push_back(super::Output::Call {
+                            id: Some(call),
+                            address,
+                            request: Request::Replica { partition, request },
+                            timeout_ms: PEER_TIMEOUT_MS,
+                        });
+                    } else {
+                        let reply = failed(format!("the address of {to} is unknown"));
+                        coordinator.machine.handle_reply(now, &to, reply);
+                    }
+                }
+                Command::Respond(response) => {
+                    let answer = Self::client_answer(&coordinator, response);
+                    self.respond(coordinator.request, answer);
+                }
+            }
+        }
+        if coordinator.machine.is_finished() {
+            return;
+        }
+        coordinator.deadline = coordinator.machine.poll_timeout();
+        if let Some(deadline) = coordinator.deadline {
+            self.coordinator_timers.insert((deadline, id));
+        }
+        self.coordinators.insert(id, coordinator);
+    }
+
+    /// The protocol answer for a coordinator's response.
+    fn client_answer(
+        coordinator: &Coordinator,
+        response: dynamo_quorum::Response,
+    ) -> Response {
+        let key = &coordinator.key;
+        match response {
+            dynamo_quorum::Response::Get(Ok(ok)) => {
+                let context = ClientContext::new(key, ok.context()).to_text();
+                if ok.found() {
+                    Response::Get(GetReply {
+                        values: ok.values().into_iter().map(<[u8]>::to_vec).collect(),
+                        context,
+                        deleted: false,
+                    })
+                } else {
+                    Response::NotFound { context }
+                }
+            }
+            dynamo_quorum::Response::Put(Ok(ok)) => Response::Put(PutReply {
+                context: ClientContext::new(key, ok.context).to_text(),
+                acknowledged: ok.acknowledged,
+                warnings: ok
+                    .warnings
+                    .iter()
+                    .map(|w| match w {
+                        dynamo_quorum::Warning::ManySiblings(n) => {
+                            format!("the key has {n} siblings; read it and resolve them")
+                        }
+                    })
+                    .collect(),
+            }),
+            dynamo_quorum::Response::Get(Err(error)) | dynamo_quorum::Response::Put(Err(error)) => {
+                quorum_error(&error, &coordinator.down)
+            }
+            dynamo_quorum::Response::Reap(_) => internal("a reap answered a client request"),
+        }
+    }
+
+    /// Pushes the bucket table to every live member and answers once each push ended, so the
+    /// bucket is usable through any node at once; gossip carries it to members that missed it.
+    fn push_buckets(&mut self, now: u64, id: RequestId, table: &[BucketEntry]) {
+        let peers = self.live_peers();
+        if peers.is_empty() {
+            return self.respond(id, Response::Ack);
+        }
+        let push = self.next_id().0;
+        self.bucket_pushes.insert(push, (id, peers.len()));
+        for peer in peers {
+            let request = Request::Buckets(table.to_vec());
+            self.call(
+                now,
+                &peer,
+                request,
+                PEER_TIMEOUT_MS,
+                Pending::BucketPush(push),
+            );
+        }
+    }
+
+    /// The cluster as this node sees it; hint counts come from the store.
+    fn status_request(&mut self, id: RequestId) {
+        let mut members: Vec<MemberStatus> = self
+            .gossip
+            .members()
+            .map(|m| {
+                let node = NodeId::from(m.id().as_str());
+                MemberStatus {
+                    id: node.to_string(),
+                    address: m.identity().address.clone(),
+                    zone: m.identity().zone.clone(),
+                    capacity: m.identity().capacity,
+                    status: format!("{:?}", m.status()).to_lowercase(),
+                    up: self.is_up(&node),
+                    in_ring: false,
+                    partitions: 0,
+                    ownership_percent: 0.0,
+                    pending_hints: 0,
+                }
+            })
+            .collect();
+        if let Some(ring) = &self.ring {
+            add_ring_view(ring, &mut members);
+        }
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        let owners = members.iter().map(|m| m.id.clone()).collect();
+        let status = ClusterStatus {
+            node: self.me.to_string(),
+            ring_version: self.ring.as_ref().map_or(0, Ring::version),
+            members,
+        };
+        self.store(
+            StoreOp::PendingHints { owners },
+            Pending::StatusHints(id, status),
+        );
+    }
+}
+
+/// Adds what the ring says of each member (and members gossip has not heard of yet).
+fn add_ring_view(ring: &Ring, members: &mut Vec<MemberStatus>) {
+    let counts = ring.partition_counts();
+    let shares = ring.replica_shares(ring.target_n());
+    for (i, member) in ring.members().iter().enumerate() {
+        if !members.iter().any(|m| m.id == member.id.as_str()) {
+            members.push(MemberStatus {
+                id: member.id.to_string(),
+                address: String::new(),
+                zone: member.zone.clone(),
+                capacity: member.capacity,
+                status: "unknown".into(),
+                up: false,
+                in_ring: true,
+                partitions: 0,
+                ownership_percent: 0.0,
+                pending_hints: 0,
+            });
+        }
+        let Some(entry) = members.iter_mut().find(|m| m.id == member.id.as_str()) else {
+            continue;
+        };
+        entry.in_ring = true;
+        entry.partitions = counts[i].1;
+        entry.ownership_percent = shares[i].1 * 100.0;
+    }
+}

@@ -1,0 +1,251 @@
+//! The store operations the core asks its runtime to carry out, their results, and
+//! [`execute`], the one function both the async runtime and the simulator use to run them.
+//!
+//! An operation is a plain value (owned keys and version sets), so the core can emit it and the
+//! runtime can move it to a blocking thread. This module must not know where the store lives
+//! (fjall on disk or memory), which thread runs it, or why the core asked.
+
+use dynamo_quorum::{Object, Value};
+use dynamo_storage::{Durability, Hint, LocalWrite, Store};
+use dynamo_vclock::{Actor, VClock};
+
+/// One operation on the node's store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreOp {
+    /// The stored versions of a key ([`StoreResult::Found`]).
+    Get {
+        /// Ring partition.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+    },
+    /// Merges versions into a key ([`StoreResult::Stored`] with the merged set).
+    Apply {
+        /// Ring partition.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+        /// The versions.
+        object: Object,
+        /// How durable the write must be before it is answered.
+        durability: Durability,
+    },
+    /// Merges many keys of one partition ([`StoreResult::Done`]); a handoff batch.
+    ApplyBatch {
+        /// Ring partition.
+        partition: u32,
+        /// Storage keys and their versions.
+        entries: Vec<(Vec<u8>, Object)>,
+        /// How durable the writes must be.
+        durability: Durability,
+    },
+    /// The coordinator's write (paper 4.4): a new dot over `context` ([`StoreResult::Stored`]).
+    Update {
+        /// Ring partition.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+        /// What the client had read.
+        context: VClock,
+        /// The actor that makes the dot.
+        actor: Actor,
+        /// The new value or a tombstone.
+        value: Value,
+        /// Milliseconds recorded in the clock entry.
+        now: u64,
+        /// How durable the write must be.
+        durability: Durability,
+    },
+    /// Up to `limit` keys of a partition after `after` ([`StoreResult::Scanned`]).
+    Scan {
+        /// Ring partition.
+        partition: u32,
+        /// Continue after this key.
+        after: Option<Vec<u8>>,
+        /// Most keys returned.
+        limit: usize,
+    },
+    /// Deletes a key if its set is still `expected` ([`StoreResult::Reaped`]).
+    RemoveIfEqual {
+        /// Ring partition.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+        /// The set the reaper checked.
+        expected: Object,
+        /// How durable the delete must be.
+        durability: Durability,
+    },
+    /// Keeps versions for `owner` as a hint ([`StoreResult::Done`]).
+    PutHint {
+        /// The primary the versions belong to.
+        owner: String,
+        /// Ring partition.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+        /// The versions.
+        object: Object,
+        /// How durable the write must be.
+        durability: Durability,
+    },
+    /// Every node hints are held for ([`StoreResult::Owners`]).
+    HintOwners,
+    /// Up to `limit` hints held for `owner` ([`StoreResult::Hints`]).
+    HintsFor {
+        /// The owner.
+        owner: String,
+        /// Most hints returned.
+        limit: usize,
+    },
+    /// Drops a delivered hint if the owner's set covers it ([`StoreResult::Done`]).
+    RemoveHintIfCovered {
+        /// The owner.
+        owner: String,
+        /// Ring partition.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+        /// The set the owner stores after applying the hint.
+        acknowledged: Object,
+        /// How durable the delete must be.
+        durability: Durability,
+    },
+    /// How many hints are held for each of `owners` ([`StoreResult::Counts`]).
+    PendingHints {
+        /// The owners, in the order the counts come back.
+        owners: Vec<String>,
+    },
+    /// Saves a piece of node state durably ([`StoreResult::Done`]). Saves of one name must
+    /// be carried out in the order they were emitted.
+    SaveState {
+        /// Which state (see the `STATE_*` names in [`crate::core`]).
+        name: &'static str,
+        /// Its encoding.
+        bytes: Vec<u8>,
+    },
+}
+
+/// What a [`StoreOp`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreResult {
+    /// The versions read, `None` if the key is absent.
+    Found(Option<Object>),
+    /// The stored set after a write.
+    Stored(Object),
+    /// Keys and versions of a scan.
+    Scanned(Vec<(Vec<u8>, Object)>),
+    /// Whether a reap deleted the key.
+    Reaped(bool),
+    /// Owners of held hints.
+    Owners(Vec<String>),
+    /// Held hints.
+    Hints(Vec<Hint<Value>>),
+    /// Hint counts, one per owner asked.
+    Counts(Vec<usize>),
+    /// Done.
+    Done,
+}
+
+/// Runs `op` on `store`. A store error becomes its message: the core reports it and never
+/// panics on it.
+pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<StoreResult, String> {
+    let result = match op {
+        StoreOp::Get { partition, key } => store.get(partition, &key).map(StoreResult::Found),
+        StoreOp::Apply {
+            partition,
+            key,
+            object,
+            durability,
+        } => store
+            .apply(partition, &key, &object, durability)
+            .map(StoreResult::Stored),
+        StoreOp::ApplyBatch {
+            partition,
+            entries,
+            durability,
+        } => entries
+            .iter()
+            .try_for_each(|(key, object)| {
+                store.apply(partition, key, object, durability).map(|_| ())
+            })
+            .map(|()| StoreResult::Done),
+        StoreOp::Update {
+            partition,
+            key,
+            context,
+            actor,
+            value,
+            now,
+            durability,
+        } => {
+            let write = LocalWrite {
+                context: &context,
+                actor: &actor,
+                value,
+                now,
+            };
+            store
+                .update(partition, &key, write, durability)
+                .map(StoreResult::Stored)
+        }
+        StoreOp::Scan {
+            partition,
+            after,
+            limit,
+        } => store
+            .scan_partition(partition, after.as_deref(), limit)
+            .map(StoreResult::Scanned),
+        StoreOp::RemoveIfEqual {
+            partition,
+            key,
+            expected,
+            durability,
+        } => store
+            .remove_if_equal(partition, &key, &expected, durability)
+            .map(StoreResult::Reaped),
+        StoreOp::PutHint {
+            owner,
+            partition,
+            key,
+            object,
+            durability,
+        } => store
+            .put_hint(&owner, partition, &key, &object, durability)
+            .map(|()| StoreResult::Done),
+        StoreOp::HintOwners => store.hint_owners().map(StoreResult::Owners),
+        StoreOp::HintsFor { owner, limit } => {
+            store.hints_for(&owner, limit).map(StoreResult::Hints)
+        }
+        StoreOp::RemoveHintIfCovered {
+            owner,
+            partition,
+            key,
+            acknowledged,
+            durability,
+        } => store
+            .remove_hint_if_covered(&owner, partition, &key, &acknowledged, durability)
+            .map(|_| StoreResult::Done),
+        StoreOp::PendingHints { owners } => owners
+            .iter()
+            .map(|owner| store.pending_hints(owner))
+            .collect::<Result<Vec<_>, _>>()
+            .map(StoreResult::Counts),
+        StoreOp::SaveState { name, bytes } => store
+            .save_node_state(name, &bytes)
+            .map(|()| StoreResult::Done),
+    };
+    result.map_err(|error| error.to_string())
+}
+
+/// Reads the node state a core starts from (see [`crate::core::SavedState`]).
+pub fn load_saved_state<S: Store<Value> + ?Sized>(
+    store: &S,
+) -> Result<crate::core::SavedState, String> {
+    let read = |name| store.node_state(name).map_err(|e| e.to_string());
+    Ok(crate::core::SavedState {
+        ring: read(crate::core::STATE_RING)?,
+        buckets: read(crate::core::STATE_BUCKETS)?,
+        status: read(crate::core::STATE_STATUS)?,
+    })
+}
