@@ -5,6 +5,8 @@
 //! This crate must not reach into node internals: it starts nodes and talks to them through the
 //! public client library, like a user.
 
+pub mod sim;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

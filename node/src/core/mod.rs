@@ -458,10 +458,12 @@ impl NodeCore {
 
     /// The next time [`NodeCore::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<u64> {
+        // Rounded up: gossip keeps sub-millisecond phases, and a wake-up before its round would
+        // find nothing due and ask for the same instant again.
         let gossip = self
             .gossip
             .poll_timeout()
-            .map(|at| u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
+            .map(|at| u64::try_from(at.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX));
         [
             gossip,
             self.coordinator_timers.first().map(|(at, _)| *at),

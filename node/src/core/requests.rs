@@ -29,6 +29,12 @@ pub(super) enum Pending {
     CoordinatorRead(u64),
     /// A coordinator's `WriteLocal`.
     CoordinatorWrite(u64),
+    /// A fallback coordinator's copy of its write, kept as a hint for the primary it stands in
+    /// for; the write is reported to the coordinator once the hint is stored.
+    CoordinatorHint {
+        coordinator: u64,
+        written: dynamo_quorum::Object,
+    },
     /// A replica request a coordinator sent to `from` (this node or a peer).
     CoordinatorReply { coordinator: u64, from: NodeId },
     /// Serving a peer's replica request.
@@ -110,6 +116,10 @@ pub(super) struct Coordinator {
     down: Vec<NodeId>,
     /// Its deadline in `coordinator_timers`.
     deadline: Option<u64>,
+    /// Set when this node coordinates a put as a fallback: the primary it stands in for, whose
+    /// hint must hold the coordinator's own copy (else that copy would stay in this node's
+    /// main store, where no read or handoff looks for it).
+    hint_for: Option<NodeId>,
 }
 
 /// The error reply for a failed quorum operation; availability errors name the primaries down.
@@ -360,11 +370,42 @@ impl NodeCore {
                 });
             }
             Pending::CoordinatorWrite(coordinator) => {
+                let hint_for = self
+                    .coordinators
+                    .get(&coordinator)
+                    .and_then(|c| Some((c.hint_for.clone()?, c.partition, c.key.clone())));
+                if let (Some((owner, partition, key)), Ok(StoreResult::Stored(written))) =
+                    (hint_for, &result)
+                {
+                    let op = StoreOp::PutHint {
+                        owner: owner.to_string(),
+                        partition,
+                        key,
+                        object: written.clone(),
+                        durability: Durability::Sync,
+                    };
+                    let pending = Pending::CoordinatorHint {
+                        coordinator,
+                        written: written.clone(),
+                    };
+                    return self.store(op, pending);
+                }
                 let written = match result {
                     Ok(StoreResult::Stored(object)) => Ok(object),
                     Ok(other) => Err(format!("unexpected store result {other:?}")),
                     Err(error) => Err(error),
                 };
+                self.with_coordinator(now, coordinator, |machine| {
+                    if let Machine::Put(put) = machine {
+                        put.handle_local_write(now, written);
+                    }
+                });
+            }
+            Pending::CoordinatorHint {
+                coordinator,
+                written,
+            } => {
+                let written = result.map(|_| written);
                 self.with_coordinator(now, coordinator, |machine| {
                     if let Machine::Put(put) = machine {
                         put.handle_local_write(now, written);
@@ -517,6 +558,7 @@ impl NodeCore {
                     key,
                     down,
                     deadline: None,
+                    hint_for: None,
                 })
             });
         match prepared {
@@ -605,6 +647,10 @@ impl NodeCore {
                 );
             }
         };
+        let hint_for = targets.iter().find_map(|t| match &t.role {
+            ReplicaRole::Fallback { for_node } if t.node == self.me => Some(for_node.clone()),
+            _ => None,
+        });
         let request = PutRequest {
             key: skey.clone(),
             context,
@@ -625,6 +671,7 @@ impl NodeCore {
                     key: skey,
                     down,
                     deadline: None,
+                    hint_for,
                 },
             ),
             Err(error) => self.respond(id, quorum_error(&error, &down)),
@@ -721,10 +768,7 @@ impl NodeCore {
     }
 
     /// The protocol answer for a coordinator's response.
-    fn client_answer(
-        coordinator: &Coordinator,
-        response: dynamo_quorum::Response,
-    ) -> Response {
+    fn client_answer(coordinator: &Coordinator, response: dynamo_quorum::Response) -> Response {
         let key = &coordinator.key;
         match response {
             dynamo_quorum::Response::Get(Ok(ok)) => {

@@ -1,0 +1,114 @@
+//! `sim`: runs the whole-cluster simulator over a range of seeds, or replays one seed.
+//!
+//! ```text
+//! sim --seeds 0..200          # run seeds 0 to 199; exit 1 if an invariant fails
+//! sim --reproduce 42          # replay seed 42 and print its trace tail and violations
+//! ```
+//!
+//! `cargo xtask sim` runs it in release mode. A failing seed prints the seed, the violations
+//! and the last events of its trace; `--reproduce SEED` replays it exactly (same trace hash).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use dynamo_tests::sim::{Sim, SimConfig, SimReport, invariants};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["--seeds", range] => match parse_range(range) {
+            Some((from, to)) => run_range(from, to),
+            None => usage(&format!("seeds must look like A..B, got {range:?}")),
+        },
+        ["--reproduce", seed] => match seed.parse::<u64>() {
+            Ok(seed) => reproduce(seed),
+            Err(_) => usage(&format!("the seed must be a number, got {seed:?}")),
+        },
+        _ => usage("expected --seeds A..B or --reproduce SEED"),
+    }
+}
+
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("sim: {problem}\nusage: sim --seeds A..B | sim --reproduce SEED");
+    ExitCode::from(2)
+}
+
+fn parse_range(range: &str) -> Option<(u64, u64)> {
+    let (from, to) = range.split_once("..")?;
+    let (from, to) = (from.parse().ok()?, to.parse().ok()?);
+    (from < to).then_some((from, to))
+}
+
+fn run_range(from: u64, to: u64) -> ExitCode {
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    let mut expected = 0;
+    let mut events = 0;
+    let mut acknowledged = 0;
+    for seed in from..to {
+        let report = Sim::new(SimConfig::random(seed)).run();
+        events += report.events;
+        acknowledged += report.acknowledged;
+        expected += report.violations.len() - report.failures().len();
+        if !report.failures().is_empty() {
+            print_failure(&report);
+            failed.push(seed);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let seeds = to - from;
+    println!(
+        "{seeds} seeds in {seconds:.1} s ({:.1} seeds/s, {events} events, {acknowledged} acknowledged writes)",
+        seeds as f64 / seconds
+    );
+    for (name, why) in invariants::EXPECTED_TO_FAIL {
+        println!("expected to fail: {name} ({why}); {expected} such violations in all");
+    }
+    if failed.is_empty() {
+        println!("{seeds} passed, 0 failed");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{} passed, {} failed: seeds {failed:?}",
+            seeds - failed.len() as u64,
+            failed.len()
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn reproduce(seed: u64) -> ExitCode {
+    let report = Sim::new(SimConfig::random(seed)).run();
+    println!("{:#?}", report.config);
+    for line in &report.trace_tail {
+        println!("{line}");
+    }
+    for violation in &report.violations {
+        println!("{violation}");
+    }
+    println!(
+        "seed {seed}: trace hash {:016x}, {} events, {} ms virtual, {} acknowledged writes",
+        report.trace_hash, report.events, report.virtual_ms, report.acknowledged
+    );
+    if report.failures().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_failure(report: &SimReport) {
+    println!("seed {} FAILED ({:?})", report.seed, report.config);
+    for line in report.trace_tail.iter().rev().take(40).rev() {
+        println!("    {line}");
+    }
+    for violation in report.failures() {
+        println!("  {violation}");
+    }
+    println!("  replay: cargo xtask sim --reproduce {}", report.seed);
+}

@@ -1,0 +1,311 @@
+//! What the simulator remembers for the invariant checks, and the run's trace.
+//!
+//! [`History`] records every write attempt (its unique value, the context it was written with,
+//! whether it was acknowledged), the dot each coordinated write got (seen on the coordinator's
+//! store result), and every read a client completed. [`Trace`] hashes every event and keeps the
+//! last ones for a failure report. This module must not decide what is a violation; the
+//! [`super::invariants`] modules do.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use dynamo_node::protocol::{BucketProps, Response};
+use dynamo_quorum::{ClientContext, Object, Value};
+use dynamo_vclock::{Actor, VClock};
+
+/// Events kept for a failure report.
+const TRACE_TAIL: usize = 120;
+
+/// A dot: the actor that coordinated a write and its counter.
+pub type Dot = (Actor, u64);
+
+/// A broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Which invariant (its module's name).
+    pub invariant: &'static str,
+    /// The user key concerned, if any.
+    pub key: Option<String>,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl Violation {
+    /// A violation of `invariant` on `key`.
+    pub fn on_key(invariant: &'static str, key: &[u8], message: String) -> Violation {
+        Violation {
+            invariant,
+            key: Some(String::from_utf8_lossy(key).into_owned()),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "[{}] key {key}: {}", self.invariant, self.message),
+            None => write!(f, "[{}] {}", self.invariant, self.message),
+        }
+    }
+}
+
+/// One write attempt.
+#[derive(Debug, Clone)]
+pub struct WriteRecord {
+    /// The user key.
+    pub key: Vec<u8>,
+    /// The value; `None` for a delete.
+    pub value: Option<Vec<u8>>,
+    /// The context it was written with (empty for a blind write).
+    pub context: VClock,
+    /// Whether a node acknowledged it.
+    pub acknowledged: bool,
+    /// The dots it got (more than one if a duplicated message made two coordinators write it).
+    pub dots: Vec<Dot>,
+    /// The set the coordinator stored with it, the first time.
+    pub stored: Option<Object>,
+}
+
+impl WriteRecord {
+    /// Whether `clock` has seen this write (any of its dots).
+    pub fn seen_by(&self, clock: &VClock) -> bool {
+        self.dots.iter().any(|(actor, n)| clock.get(actor) >= *n)
+    }
+
+    /// Whether `clock` has seen every dot of this write.
+    pub fn fully_seen_by(&self, clock: &VClock) -> bool {
+        !self.dots.is_empty() && self.dots.iter().all(|(actor, n)| clock.get(actor) >= *n)
+    }
+}
+
+/// A completed read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Data values returned.
+    pub values: Vec<Vec<u8>>,
+    /// The causal context returned.
+    pub clock: VClock,
+    /// The context token, to write with.
+    pub token: Option<String>,
+}
+
+impl ReadResult {
+    /// The read in a get's answer (found or not found); `None` for an error.
+    pub fn from_response(_key: &[u8], response: &Response) -> Option<ReadResult> {
+        let (values, token) = match response {
+            Response::Get(reply) => (reply.values.clone(), reply.context.clone()),
+            Response::NotFound { context } => (Vec::new(), context.clone()),
+            _ => return None,
+        };
+        let clock = ClientContext::from_text(&token)
+            .map(|c| c.clock)
+            .unwrap_or_default();
+        let token = (!token.is_empty()).then_some(token);
+        Some(ReadResult {
+            values,
+            clock,
+            token,
+        })
+    }
+}
+
+/// Everything the checks need to know about a run.
+#[derive(Debug, Default)]
+pub struct History {
+    writes: Vec<WriteRecord>,
+    by_value: BTreeMap<Vec<u8>, usize>,
+    /// Tombstone dots per key, from coordinated deletes.
+    tombstones: BTreeMap<Vec<u8>, Vec<Dot>>,
+    reads: Vec<(Vec<u8>, ReadResult)>,
+    keys: BTreeSet<Vec<u8>>,
+    buckets: Vec<BucketProps>,
+    problems: Vec<String>,
+}
+
+impl History {
+    /// A write attempt starts; returns its index.
+    pub fn begin_write(
+        &mut self,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+        context: Option<VClock>,
+    ) -> usize {
+        let index = self.writes.len();
+        if let Some(value) = &value {
+            self.by_value.insert(value.clone(), index);
+        }
+        self.keys.insert(key.to_vec());
+        self.writes.push(WriteRecord {
+            key: key.to_vec(),
+            value,
+            context: context.unwrap_or_default(),
+            acknowledged: false,
+            dots: Vec::new(),
+            stored: None,
+        });
+        index
+    }
+
+    /// The value of write `index`.
+    pub fn value_of(&self, index: usize) -> Option<Vec<u8>> {
+        self.writes.get(index).and_then(|w| w.value.clone())
+    }
+
+    /// A coordinator stored `value` for storage key `skey` (as `stored` shows, with its dot).
+    pub fn observe_coordinated_write(
+        &mut self,
+        skey: &[u8],
+        actor: &Actor,
+        value: &Value,
+        stored: &Object,
+    ) {
+        let counter = stored.context().get(actor);
+        let key = user_key(skey);
+        match value {
+            Value::Data(bytes) => {
+                if let Some(&index) = self.by_value.get(bytes)
+                    && let Some(write) = self.writes.get_mut(index)
+                {
+                    write.dots.push((actor.clone(), counter));
+                    if write.stored.is_none() {
+                        write.stored = Some(stored.clone());
+                    }
+                }
+            }
+            Value::Tombstone => {
+                self.tombstones
+                    .entry(key.to_vec())
+                    .or_default()
+                    .push((actor.clone(), counter));
+            }
+        }
+    }
+
+    /// Write `index` was acknowledged with context `clock`.
+    pub fn acknowledge(&mut self, index: usize, clock: &VClock) {
+        let tombstones = self.tombstones.clone();
+        let Some(write) = self.writes.get_mut(index) else {
+            return;
+        };
+        write.acknowledged = true;
+        if write.value.is_none() && write.dots.is_empty() {
+            // A delete: its dot is the tombstone dot the acknowledged context names exactly.
+            if let Some(dots) = tombstones.get(&write.key) {
+                write.dots = dots
+                    .iter()
+                    .filter(|(actor, n)| clock.get(actor) == *n)
+                    .cloned()
+                    .collect();
+            }
+        }
+    }
+
+    /// A client completed a read.
+    pub fn record_read(&mut self, key: &[u8], read: ReadResult) {
+        self.reads.push((key.to_vec(), read));
+    }
+
+    /// A bucket was created.
+    pub fn bucket_created(&mut self, props: BucketProps) {
+        self.buckets.push(props);
+    }
+
+    /// Something that kept the run from doing what it meant to (reported, not a violation).
+    pub fn problem(&mut self, message: String) {
+        self.problems.push(message);
+    }
+
+    /// Every write attempt.
+    pub fn writes(&self) -> &[WriteRecord] {
+        &self.writes
+    }
+
+    /// The write that carried `value`.
+    pub fn write_of_value(&self, value: &[u8]) -> Option<&WriteRecord> {
+        self.by_value.get(value).and_then(|&i| self.writes.get(i))
+    }
+
+    /// Reads clients completed during the run.
+    pub fn reads(&self) -> &[(Vec<u8>, ReadResult)] {
+        &self.reads
+    }
+
+    /// Every key written.
+    pub fn keys(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.keys.iter()
+    }
+
+    /// Buckets created.
+    pub fn buckets(&self) -> &[BucketProps] {
+        &self.buckets
+    }
+
+    /// Problems met.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// Writes acknowledged.
+    pub fn acknowledged(&self) -> usize {
+        self.writes.iter().filter(|w| w.acknowledged).count()
+    }
+
+    /// Whether some write attempt's context has seen every dot of `write` (it was overwritten
+    /// on purpose by a client that read it).
+    pub fn superseded(&self, write: &WriteRecord) -> bool {
+        self.writes
+            .iter()
+            .any(|other| other.key == write.key && write.fully_seen_by(&other.context))
+    }
+}
+
+/// The user key inside a storage key (bucket length, bucket, key).
+fn user_key(skey: &[u8]) -> &[u8] {
+    let prefix = 1 + usize::from(skey.first().copied().unwrap_or(0));
+    skey.get(prefix..).unwrap_or_default()
+}
+
+/// Every event of a run, hashed, and the last ones kept.
+#[derive(Debug)]
+pub(super) struct Trace {
+    hash: u64,
+    tail: VecDeque<String>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace {
+            hash: 0xcbf2_9ce4_8422_2325,
+            tail: VecDeque::new(),
+        }
+    }
+}
+
+impl Trace {
+    /// Records one event at `now`.
+    pub(super) fn record(&mut self, now: u64, line: impl FnOnce() -> String) {
+        let line = format!("{now:>9} {}", line());
+        // FNV-1a: stable across builds and platforms.
+        for byte in line.bytes().chain([b'\n']) {
+            self.hash ^= u64::from(byte);
+            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // Gossip chatter is hashed but not kept: the tail is for reading.
+        if line.ends_with(" gossip") {
+            return;
+        }
+        if self.tail.len() == TRACE_TAIL {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
+    }
+
+    pub(super) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    pub(super) fn tail(&self) -> Vec<String> {
+        self.tail.iter().cloned().collect()
+    }
+}

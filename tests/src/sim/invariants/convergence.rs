@@ -1,0 +1,54 @@
+//! Invariant 3, convergence (paper 4.7: replicas are synchronised in the background): after the
+//! faults stop and the cluster had time to heal, every replica of every key holds an identical
+//! version set. Checked before the final reads, so read repair cannot hide a replica that only
+//! anti-entropy would have brought up to date.
+
+use std::collections::BTreeMap;
+
+use dynamo_quorum::Object;
+
+use crate::sim::check::Violation;
+
+/// This invariant's name in reports.
+pub const NAME: &str = "convergence";
+
+/// Each key's stored set on each of its replicas (`None`: the replica holds nothing).
+#[derive(Debug, Default)]
+pub struct ReplicaView {
+    keys: BTreeMap<Vec<u8>, Vec<(String, Option<Object>)>>,
+}
+
+impl ReplicaView {
+    /// Records what `replica` holds of `key`.
+    pub fn add(&mut self, key: Vec<u8>, replica: String, stored: Option<Object>) {
+        self.keys.entry(key).or_default().push((replica, stored));
+    }
+}
+
+/// Checks that the replicas of every key agree.
+pub fn check(view: &ReplicaView) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (key, replicas) in &view.keys {
+        let Some((first_name, first)) = replicas.first() else {
+            continue;
+        };
+        for (name, stored) in &replicas[1..] {
+            let same = match (first, stored) {
+                (Some(a), Some(b)) => a.descends(b) && b.descends(a),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                let count = |s: &Option<Object>| s.as_ref().map_or(0, Object::len);
+                let message = format!(
+                    "replicas disagree: {first_name} holds {} versions, {name} holds {}",
+                    count(first),
+                    count(stored)
+                );
+                violations.push(Violation::on_key(NAME, key, message));
+                break;
+            }
+        }
+    }
+    violations
+}

@@ -1,0 +1,33 @@
+//! The invariants every simulated run must satisfy, one module each (the issue's numbering):
+//!
+//! 1. [`durability`]: every acknowledged write is, after healing, returned by a read (itself or
+//!    a causal successor a client wrote after reading it).
+//! 2. [`concurrency`]: no read hides a version it has seen that nobody overwrote on purpose, so
+//!    two concurrent acknowledged writes both appear as siblings.
+//! 3. [`convergence`]: after healing, every replica of every key holds the same version set.
+//! 4. [`deletes`]: a value an acknowledged delete covered never comes back.
+//! 5. [`siblings`]: a read's siblings are pairwise concurrent writes, each at most once, so
+//!    their number never exceeds the number of truly concurrent writers.
+//! 6. [`metadata`]: the ring and the bucket table converge to one value on every node, and every
+//!    bucket created survives every restart.
+//!
+//! Each check returns the violations it found; [`expected_to_fail`] names the invariants that
+//! wait on work not built yet.
+
+pub mod concurrency;
+pub mod convergence;
+pub mod deletes;
+pub mod durability;
+pub mod metadata;
+pub mod siblings;
+
+/// Invariants allowed to fail today, with the reason.
+pub const EXPECTED_TO_FAIL: &[(&str, &str)] = &[(
+    convergence::NAME,
+    "replicas that missed writes are repaired only by reads until Merkle anti-entropy lands (issue 11)",
+)];
+
+/// Whether violations of `invariant` are expected today (see [`EXPECTED_TO_FAIL`]).
+pub fn expected_to_fail(invariant: &str) -> bool {
+    EXPECTED_TO_FAIL.iter().any(|(name, _)| *name == invariant)
+}

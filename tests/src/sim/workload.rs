@@ -1,0 +1,271 @@
+//! The simulated clients: each performs a number of operations one after another, against a
+//! node picked at random (clients do not know which nodes are down): read-modify-write with the
+//! context it read (paper 4.4), blind writes, deletes after a read, and plain reads. A write
+//! that fails or times out is retried up to twice, as a new attempt with a new value. Every
+//! value is unique, so the checks can tell every write apart.
+//!
+//! This module must not know how nodes serve requests; it sees only answers.
+
+use std::collections::BTreeMap;
+
+use dynamo_node::protocol::{Request, RequestOptions, Response};
+use dynamo_quorum::ClientContext;
+use dynamo_vclock::VClock;
+use rand::Rng;
+
+use super::check::ReadResult;
+use super::{Event, SIM_BUCKET, Sim};
+
+/// How long a client waits for an answer before it gives up.
+pub(super) const CLIENT_TIMEOUT_MS: u64 = 5_000;
+/// Retries of a failed write.
+const WRITE_RETRIES: u32 = 2;
+
+/// What a client does after a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Nothing,
+    Write,
+    Delete,
+}
+
+/// The request a client waits on.
+#[derive(Debug, Clone)]
+enum Step {
+    Read {
+        key: Vec<u8>,
+        then: Then,
+    },
+    Write {
+        key: Vec<u8>,
+        delete: bool,
+        context: Option<String>,
+        retries_left: u32,
+        write: usize,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    ops_left: usize,
+    waiting: Option<(u64, Step)>,
+    written: u64,
+}
+
+/// Every client's state.
+pub(super) struct Clients {
+    each: Vec<Client>,
+    keys: usize,
+    next_attempt: u64,
+    stopped: bool,
+    /// Answers to administrator requests, by attempt.
+    admin: BTreeMap<u64, Option<Response>>,
+}
+
+impl Clients {
+    pub(super) fn new(count: usize, ops: usize, keys: usize) -> Clients {
+        Clients {
+            each: (0..count)
+                .map(|_| Client {
+                    ops_left: ops,
+                    ..Client::default()
+                })
+                .collect(),
+            keys: keys.max(1),
+            next_attempt: 0,
+            stopped: false,
+            admin: BTreeMap::new(),
+        }
+    }
+
+    /// The client number administrator requests use.
+    pub(super) fn admin_slot(&self) -> usize {
+        self.each.len()
+    }
+
+    /// A new administrator request; its answer is kept for [`Clients::take_admin_answer`].
+    pub(super) fn begin_admin(&mut self) -> u64 {
+        let attempt = self.attempt();
+        self.admin.insert(attempt, None);
+        attempt
+    }
+
+    pub(super) fn take_admin_answer(&mut self, attempt: u64) -> Option<Response> {
+        match self.admin.get(&attempt) {
+            Some(Some(_)) => self.admin.remove(&attempt).flatten(),
+            _ => None,
+        }
+    }
+
+    /// No client starts a new operation from now on.
+    pub(super) fn stop_new_operations(&mut self) {
+        self.stopped = true;
+    }
+
+    fn attempt(&mut self) -> u64 {
+        self.next_attempt += 1;
+        self.next_attempt
+    }
+}
+
+fn context_clock(context: Option<&str>) -> VClock {
+    context
+        .and_then(|token| ClientContext::from_text(token).ok())
+        .map(|c| c.clock)
+        .unwrap_or_default()
+}
+
+impl Sim {
+    pub(super) fn client_wake(&mut self, client: usize) {
+        let clients = &mut self.clients;
+        if clients.stopped || clients.each[client].ops_left == 0 {
+            return;
+        }
+        let key = format!("k{}", self.rng.random_range(0..clients.keys)).into_bytes();
+        let roll = self.rng.random_range(0..100);
+        let step = match roll {
+            0..35 => Step::Read {
+                key,
+                then: Then::Write,
+            },
+            35..60 => {
+                let value = self.next_value(client);
+                let write = self.history.begin_write(&key, Some(value), None);
+                Step::Write {
+                    key,
+                    delete: false,
+                    context: None,
+                    retries_left: WRITE_RETRIES,
+                    write,
+                }
+            }
+            60..75 => Step::Read {
+                key,
+                then: Then::Delete,
+            },
+            _ => Step::Read {
+                key,
+                then: Then::Nothing,
+            },
+        };
+        self.send_step(client, step);
+    }
+
+    /// A unique value for `client`'s next write.
+    fn next_value(&mut self, client: usize) -> Vec<u8> {
+        let state = &mut self.clients.each[client];
+        state.written += 1;
+        format!("c{client}-{}", state.written).into_bytes()
+    }
+
+    fn send_step(&mut self, client: usize, step: Step) {
+        let request = match &step {
+            Step::Read { key, .. } => Request::Get {
+                bucket: SIM_BUCKET.into(),
+                key: key.clone(),
+                options: RequestOptions::default(),
+            },
+            Step::Write {
+                key,
+                delete,
+                context,
+                write,
+                ..
+            } => Request::Put {
+                bucket: SIM_BUCKET.into(),
+                key: key.clone(),
+                value: if *delete {
+                    None
+                } else {
+                    self.history.value_of(*write)
+                },
+                context: context.clone(),
+                options: RequestOptions::default(),
+                forwarded: false,
+            },
+        };
+        let attempt = self.clients.attempt();
+        self.clients.each[client].waiting = Some((attempt, step));
+        let target = self.rng.random_range(0..self.nodes.len());
+        self.send_client_request(client, attempt, target, request);
+    }
+
+    pub(super) fn client_reply(&mut self, client: usize, attempt: u64, response: Option<Response>) {
+        if client == self.clients.admin_slot() {
+            if let (Some(slot), Some(response)) = (self.clients.admin.get_mut(&attempt), response)
+                && slot.is_none()
+            {
+                *slot = Some(response);
+            }
+            return;
+        }
+        let waiting = &mut self.clients.each[client].waiting;
+        if waiting.as_ref().is_none_or(|(a, _)| *a != attempt) {
+            return; // a late answer, or the timeout of an answered request
+        }
+        let Some((_, step)) = waiting.take() else {
+            return;
+        };
+        match step {
+            Step::Read { key, then } => {
+                let read = response
+                    .as_ref()
+                    .and_then(|r| ReadResult::from_response(&key, r));
+                let Some(read) = read else {
+                    return self.operation_done(client);
+                };
+                let context = read.token.clone();
+                self.history.record_read(&key, read);
+                if then == Then::Nothing {
+                    return self.operation_done(client);
+                }
+                let delete = then == Then::Delete;
+                let value = (!delete).then(|| self.next_value(client));
+                let clock = context_clock(context.as_deref());
+                let write = self.history.begin_write(&key, value, Some(clock));
+                let step = Step::Write {
+                    key,
+                    delete,
+                    context,
+                    retries_left: WRITE_RETRIES,
+                    write,
+                };
+                self.send_step(client, step);
+            }
+            Step::Write {
+                key,
+                delete,
+                context,
+                retries_left,
+                write,
+            } => match response {
+                Some(Response::Put(reply)) => {
+                    self.history
+                        .acknowledge(write, &context_clock(Some(&reply.context)));
+                    self.operation_done(client);
+                }
+                _ if retries_left > 0 => {
+                    let value = (!delete).then(|| self.next_value(client));
+                    let clock = context_clock(context.as_deref());
+                    let write = self.history.begin_write(&key, value, Some(clock));
+                    let step = Step::Write {
+                        key,
+                        delete,
+                        context,
+                        retries_left: retries_left - 1,
+                        write,
+                    };
+                    self.send_step(client, step);
+                }
+                _ => self.operation_done(client),
+            },
+        }
+    }
+
+    fn operation_done(&mut self, client: usize) {
+        let state = &mut self.clients.each[client];
+        state.ops_left = state.ops_left.saturating_sub(1);
+        let think = self.rng.random_range(50..1_500);
+        self.schedule(self.now + think, Event::ClientWake { client });
+    }
+}
