@@ -335,3 +335,62 @@ async fn hints_reach_a_replica_that_comes_back() {
     }
     cluster.shutdown().await;
 }
+
+/// Issue 10: a graceful restart of every node keeps every bucket with its N/R/W (the table is
+/// saved in each node's store, not only gossiped) and every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_and_keys_survive_a_full_cluster_restart() {
+    let mut cluster = TestCluster::start(3).await;
+    let carts = BucketProps {
+        name: "carts".into(),
+        n: 3,
+        r: 1,
+        w: 3,
+        pr: 0,
+        pw: 0,
+    };
+    let client = cluster.client();
+    client.create_bucket(carts.clone()).await.expect("create");
+    for i in 0..10 {
+        let key = format!("k{i}");
+        let value = format!("v{i}").into_bytes();
+        client
+            .put(
+                "carts",
+                key.as_bytes(),
+                value,
+                None,
+                RequestOptions::default(),
+            )
+            .await
+            .expect("put");
+    }
+    for index in 0..3 {
+        cluster.stop(index).await;
+    }
+    for index in 0..3 {
+        cluster.restart(index).await;
+    }
+    cluster.wait_for_members(3).await;
+    for address in cluster.addresses() {
+        let buckets = cluster
+            .client_of(address)
+            .list_buckets()
+            .await
+            .expect("list");
+        assert!(buckets.contains(&carts), "{address}: {buckets:?}");
+    }
+    let client = cluster.client();
+    for i in 0..10 {
+        let got = client
+            .get(
+                "carts",
+                format!("k{i}").as_bytes(),
+                RequestOptions::default(),
+            )
+            .await
+            .expect("get");
+        assert_eq!(values(&got), vec![format!("v{i}")]);
+    }
+    cluster.shutdown().await;
+}

@@ -6,6 +6,9 @@
 //! * `cargo xtask demo`: the main job of README.md: a local 3-node cluster (separate processes
 //!   on loopback, QUIC with mutual TLS, fjall stores) and the paper's shopping-cart story
 //!   against it.
+//! * `cargo xtask sim --seeds A..B` / `cargo xtask sim --reproduce SEED`: the deterministic
+//!   whole-cluster simulator (`dynamo-tests`' `sim` binary) in release mode, over a range of
+//!   seeds or replaying one.
 //!
 //! It has no dependencies so it compiles in a second. It must not know how the crates work; it
 //! only runs cargo.
@@ -17,7 +20,22 @@ const TEST_COMMAND: &[&str] = &["test", "--workspace"];
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
+    let rest: Vec<String> = std::env::args().skip(2).collect();
     match task.as_deref() {
+        Some("sim") => {
+            let mut args = vec![
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "dynamo-tests",
+                "--bin",
+                "sim",
+                "--",
+            ];
+            args.extend(rest.iter().map(String::as_str));
+            run_all(&[&args])
+        }
         Some("ci") => run_all(&[
             &["fmt", "--all", "--", "--check"],
             &[
@@ -60,6 +78,7 @@ fn main() -> ExitCode {
             eprintln!();
             eprintln!("  ci    cargo fmt --check, clippy -D warnings, then the test command");
             eprintln!("  demo  a local 3-node cluster and the shopping-cart story against it");
+            eprintln!("  sim   --seeds A..B | --reproduce SEED: the whole-cluster simulator");
             ExitCode::from(2)
         }
     }
