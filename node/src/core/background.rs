@@ -238,19 +238,23 @@ impl NodeCore {
         self.queue_transfers(now, outgoing);
     }
 
-    /// Queues a copy of every partition to each of its current replicas: for a node that was
-    /// leaving when it restarted and cannot know what it had handed off.
-    pub(super) fn hand_off_everything(&mut self, now: u64) {
+    /// Queues a copy of every partition this node does not replicate under its ring to each of
+    /// that partition's replicas. Run at start: a node that stopped in the middle of a handoff
+    /// (or of leaving) cannot know what it had sent, and its copy of a partition it no longer
+    /// replicates is where no read looks. Empty partitions cost one empty scan.
+    pub(super) fn hand_off_unowned(&mut self, now: u64) {
         let Some(ring) = &self.ring else { return };
         let mut transfers = Vec::new();
         for partition in 0..ring.partition_count() {
-            for node in ring.replicas_of_partition(partition, ring.target_n()) {
-                if *node != self.me {
-                    transfers.push(Transfer {
-                        partition,
-                        to: node.clone(),
-                    });
-                }
+            let replicas = ring.replicas_of_partition(partition, ring.target_n());
+            if replicas.contains(&&self.me) {
+                continue;
+            }
+            for node in replicas {
+                transfers.push(Transfer {
+                    partition,
+                    to: node.clone(),
+                });
             }
         }
         self.queue_transfers(now, transfers);

@@ -273,7 +273,7 @@ impl NodeCore {
             })?),
             None => None,
         };
-        // A node that was leaving goes on leaving (and has its data handed off again below);
+        // A node that was leaving goes on leaving (what it holds is handed off again below);
         // otherwise membership of the ring decides.
         let status = match saved_status {
             Some(Status::Leaving | Status::Left) if in_ring => Status::Leaving,
@@ -354,10 +354,9 @@ impl NodeCore {
             core.install_ring(ring);
         }
         core.publish_buckets();
-        if status == Status::Leaving && !in_ring {
-            // Restarted while leaving, after the ring dropped this node: what was handed off
-            // before the restart is unknown, so every partition goes to its replicas again.
-            core.hand_off_everything(now);
+        if saved.ring.is_some() {
+            // A restart: handoffs that were running are lost with the process.
+            core.hand_off_unowned(now);
         }
         core.update_own_status(now);
         Ok(core)
