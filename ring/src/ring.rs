@@ -117,6 +117,11 @@ impl TryFrom<RingRepr> for Ring {
         if repr.target_n == 0 {
             return Err(RingError::ZeroReplicas);
         }
+        // Owners are indices into the member list as sent: a list out of order would be sorted
+        // below and silently give partitions to other nodes.
+        if repr.members.windows(2).any(|w| w[0].id > w[1].id) {
+            return Err(RingError::Malformed("members are not sorted by id"));
+        }
         let members = validate_members(repr.members)?;
         let member_count = members.len();
         let in_range = |owner: u32| (owner as usize) < member_count;
@@ -466,7 +471,7 @@ impl Ring {
         let spacing = Spacing::new(self.target_n, &members);
         let owners = claim::rebalance(q, &spacing, &members, &previous);
         let next = Ring {
-            version: self.version + 1,
+            version: self.next_version()?,
             target_n: self.target_n,
             members,
             layout: Layout::EqualPartitions { owners },
@@ -489,13 +494,21 @@ impl Ring {
             return Ok((self.clone(), TransferPlan::between(self, self)));
         }
         let next = Ring {
-            version: self.version + 1,
+            version: self.next_version()?,
             target_n: self.target_n,
             members: self.members.clone(),
             layout: Layout::EqualPartitions { owners },
         };
         let plan = TransferPlan::between(self, &next);
         Ok((next, plan))
+    }
+
+    /// The version of the next ring; a ring at the last version cannot change (a peer could send
+    /// one, and an overflow must not panic or wrap to a ring everybody ignores).
+    fn next_version(&self) -> Result<u64, RingError> {
+        self.version
+            .checked_add(1)
+            .ok_or(RingError::Malformed("the ring is at the last version"))
     }
 
     /// Paper 4.8.1: an explicit join. Fails if the id is already a member.
