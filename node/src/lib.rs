@@ -1,7 +1,8 @@
 //! A Dynamo node (DeCandia et al. 2007): the one crate with tokio and QUIC. It composes the
-//! sans-IO crates into a running process: [`Node`] drives gossip, quorum coordinators and the
-//! replica side over [`transport`] (quinn with mutual TLS from a cluster CA, see [`tls`]) on a
-//! fjall store; [`Client`] is the partition-aware client library (paper 6.4).
+//! sans-IO crates in two halves: [`core::NodeCore`] makes every decision of one node (gossip,
+//! ring, buckets, placement, quorum coordinators, hints, handoff) as a sans-IO state machine,
+//! and [`Node`] runs it over [`transport`] (quinn with mutual TLS from a cluster CA, see [`tls`])
+//! on a fjall store; [`Client`] is the partition-aware client library (paper 6.4).
 //!
 //! This crate must not re-implement what the algorithm crates decide: placement is
 //! `dynamo-ring`'s, causality `dynamo-vclock`'s, quorum counting `dynamo-quorum`'s, membership
