@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use dynamo_tests::sim::{Faults, Sabotage, Sim, SimConfig, SimReport, invariants};
+use dynamo_tests::sim::{Faults, Sabotage, Sim, SimConfig, SimReport, invariants, shrink};
 
 /// Seeds the test command runs (about a second each batch of a hundred in release builds).
 const SEEDS: u64 = 300;
@@ -125,4 +125,24 @@ fn every_invariant_catches_its_sabotage() {
             "{sabotage:?} was not caught by the {invariant} check"
         );
     }
+}
+
+/// Shrinking a failure keeps it failing and drops what it does not need: a sabotage that breaks
+/// every run shrinks to a run without any fault.
+#[test]
+fn shrinking_drops_the_faults_a_failure_does_not_need() {
+    let config = (0..20)
+        .map(|seed| SimConfig {
+            sabotage: Sabotage::DropAcknowledgedWrite,
+            ..SimConfig::random(seed)
+        })
+        .find(|c| c.fault_schedule().len() >= 3)
+        .expect("a seed with faults");
+    let (smallest, report) = shrink(config);
+    assert!(!report.failures().is_empty());
+    assert!(
+        smallest.fault_schedule().is_empty(),
+        "{:?}",
+        smallest.fault_schedule()
+    );
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! sim --seeds 0..200          # run seeds 0 to 199; exit 1 if an invariant fails
 //! sim --reproduce 42          # replay seed 42 and print its trace tail and violations
+//! sim --shrink 42             # the smallest fault schedule of seed 42 that still fails
 //! ```
 //!
 //! `cargo xtask sim` runs it in release mode. A failing seed prints the seed, the violations
@@ -11,7 +12,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use dynamo_tests::sim::{Sim, SimConfig, SimReport, invariants};
+use dynamo_tests::sim::{Sim, SimConfig, SimReport, invariants, shrink};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,12 +30,16 @@ fn main() -> ExitCode {
             Ok(seed) => reproduce(seed),
             Err(_) => usage(&format!("the seed must be a number, got {seed:?}")),
         },
-        _ => usage("expected --seeds A..B or --reproduce SEED"),
+        ["--shrink", seed] => match seed.parse::<u64>() {
+            Ok(seed) => shrink_seed(seed),
+            Err(_) => usage(&format!("the seed must be a number, got {seed:?}")),
+        },
+        _ => usage("expected --seeds A..B, --reproduce SEED or --shrink SEED"),
     }
 }
 
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("sim: {problem}\nusage: sim --seeds A..B | sim --reproduce SEED");
+    eprintln!("sim: {problem}\nusage: sim --seeds A..B | sim --reproduce SEED | sim --shrink SEED");
     ExitCode::from(2)
 }
 
@@ -102,6 +107,26 @@ fn reproduce(seed: u64) -> ExitCode {
     }
 }
 
+fn shrink_seed(seed: u64) -> ExitCode {
+    let original = SimConfig::random(seed);
+    let faults = original.fault_schedule().len();
+    let (smallest, report) = shrink(original);
+    if report.failures().is_empty() {
+        println!("seed {seed} does not fail; nothing to shrink");
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "seed {seed} still fails with {} of its {faults} faults and {} operations per client:",
+        smallest.fault_schedule().len(),
+        smallest.ops_per_client
+    );
+    for (at, fault) in smallest.fault_schedule() {
+        println!("  at +{at} ms: {fault:?}");
+    }
+    print_failure(&report);
+    ExitCode::FAILURE
+}
+
 fn print_failure(report: &SimReport) {
     println!("seed {} FAILED ({:?})", report.seed, report.config);
     for line in report.trace_tail.iter().rev().take(40).rev() {
@@ -110,5 +135,8 @@ fn print_failure(report: &SimReport) {
     for violation in report.failures() {
         println!("  {violation}");
     }
-    println!("  replay: cargo xtask sim --reproduce {}", report.seed);
+    println!(
+        "  replay: cargo xtask sim --reproduce {0}; smallest failing run: cargo xtask sim --shrink {0}",
+        report.seed
+    );
 }

@@ -28,8 +28,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use check::{History, Violation};
-pub use network::Faults;
 use network::Network;
+pub use network::{Fault, Faults};
 use workload::Clients;
 
 /// Virtual time at which every run starts (milliseconds; far from zero like a wall clock).
@@ -88,6 +88,9 @@ pub struct SimConfig {
     pub full_restart: bool,
     /// What to break on purpose.
     pub sabotage: Sabotage,
+    /// The faults to inject, at offsets into the fault window; `None` draws them from the
+    /// seed (see [`SimConfig::fault_schedule`]). Shrinking a failure edits this list.
+    pub schedule: Option<Vec<(u64, Fault)>>,
 }
 
 impl SimConfig {
@@ -115,8 +118,60 @@ impl SimConfig {
             },
             full_restart: rng.random_bool(0.15),
             sabotage: Sabotage::None,
+            schedule: None,
         }
     }
+
+    /// The faults this run injects: the explicit schedule, or one drawn from the seed with an
+    /// RNG of its own (so removing a fault while shrinking leaves the other draws alone).
+    pub fn fault_schedule(&self) -> Vec<(u64, Fault)> {
+        if let Some(schedule) = &self.schedule {
+            return schedule.clone();
+        }
+        let mut rng = StdRng::seed_from_u64(self.seed ^ 0xFA17_5EED);
+        network::schedule(&mut rng, self, self.nodes, self.fault_window_ms)
+    }
+}
+
+/// Looks for a smaller run that still breaks an invariant that must hold: faults are removed
+/// one at a time, then clients' operations halved, while the failure remains. Returns the
+/// smallest configuration found and its report (the original run if it did not fail).
+pub fn shrink(config: SimConfig) -> (SimConfig, SimReport) {
+    let fails = |config: &SimConfig| {
+        let report = Sim::new(config.clone()).run();
+        (!report.failures().is_empty()).then_some(report)
+    };
+    let mut best = config.clone();
+    let Some(mut report) = fails(&best) else {
+        let report = Sim::new(config.clone()).run();
+        return (config, report);
+    };
+    best.schedule = Some(best.fault_schedule());
+    let mut progress = true;
+    while progress {
+        progress = false;
+        let faults = best.fault_schedule();
+        for i in 0..faults.len() {
+            let mut smaller = best.clone();
+            let mut schedule = faults.clone();
+            schedule.remove(i);
+            smaller.schedule = Some(schedule);
+            if let Some(found) = fails(&smaller) {
+                (best, report, progress) = (smaller, found, true);
+                break;
+            }
+        }
+        if !progress && best.ops_per_client > 1 {
+            let smaller = SimConfig {
+                ops_per_client: best.ops_per_client / 2,
+                ..best.clone()
+            };
+            if let Some(found) = fails(&smaller) {
+                (best, report, progress) = (smaller, found, true);
+            }
+        }
+    }
+    (best, report)
 }
 
 /// Where an answer to a request a node received goes.
@@ -276,8 +331,7 @@ impl Sim {
         self.settle_and_create_bucket();
         let start = self.now;
         let window = self.config.fault_window_ms;
-        let schedule = network::schedule(&mut self.rng, &self.config, self.nodes.len(), window);
-        for (at, fault) in schedule {
+        for (at, fault) in self.config.fault_schedule() {
             self.schedule(start + at, Event::Fault(fault));
         }
         for client in 0..self.config.clients {
