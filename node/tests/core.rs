@@ -1,0 +1,282 @@
+//! The sans-IO node core driven by hand, without a network or a runtime: one founding node over
+//! a `MemoryStore`, its store operations run at once. Checks the request rules (roles, shutdown),
+//! that every request is answered exactly once, and that buckets and the ring are saved through
+//! the store and come back in a new core (issue 10: custom buckets survive restarts).
+
+use dynamo_node::core::{
+    CoreConfig, NodeCore, Output, RequestId, SavedState, execute, load_saved_state,
+};
+use dynamo_node::protocol::{BucketProps, ErrorKind, Request, RequestOptions, Response};
+use dynamo_node::tls::{PeerIdentity, Role};
+use dynamo_quorum::Value;
+use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};
+
+const NOW: u64 = 1_000_000;
+
+fn config() -> CoreConfig {
+    CoreConfig {
+        name: "n1".into(),
+        address: "sim-1".into(),
+        zone: "z".into(),
+        capacity: 1,
+        seeds: Vec::new(),
+        cluster: "test".into(),
+        partitions: 8,
+        target_n: 3,
+        request_timeout_ms: 1_000,
+        max_value_bytes: 1024,
+        gossip_interval_ms: 1_000,
+        replica_durability: Durability::Sync,
+    }
+}
+
+fn identity(role: Role) -> PeerIdentity {
+    PeerIdentity {
+        role,
+        name: "someone".into(),
+    }
+}
+
+/// A core and its store, with store operations carried out as soon as they appear.
+struct Harness {
+    core: NodeCore,
+    store: MemoryStore<Value>,
+    next: u64,
+}
+
+impl Harness {
+    fn found() -> Harness {
+        let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+        Harness::on(store)
+    }
+
+    fn on(store: MemoryStore<Value>) -> Harness {
+        let saved = load_saved_state(&store).expect("saved state");
+        let core = NodeCore::new(config(), &saved, store.actor(), NOW, 7).expect("core");
+        let mut harness = Harness {
+            core,
+            store,
+            next: 0,
+        };
+        harness.settle();
+        harness
+    }
+
+    /// Runs store operations until the core waits; returns the answers it gave.
+    fn settle(&mut self) -> Vec<(RequestId, Response)> {
+        let mut answers = Vec::new();
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Store { id, op } => {
+                    let result = execute(&self.store, op);
+                    self.core.handle_store_result(NOW, id, result);
+                }
+                Output::Respond { id, response } => answers.push((id, response)),
+                Output::Call { .. } | Output::Event(_) => {}
+            }
+        }
+        answers
+    }
+
+    /// Sends one request and returns the one answer it must get.
+    fn ask(&mut self, role: Role, request: Request) -> Response {
+        self.next += 1;
+        let id = RequestId(self.next);
+        self.core.handle_request(NOW, id, &identity(role), request);
+        let answers = self.settle();
+        assert_eq!(answers.len(), 1, "exactly one answer: {answers:?}");
+        assert_eq!(answers[0].0, id);
+        assert_eq!(self.core.open_requests(), 0);
+        answers.into_iter().next().map(|(_, r)| r).expect("answer")
+    }
+}
+
+fn error_kind(response: &Response) -> Option<ErrorKind> {
+    match response {
+        Response::Error(error) => Some(error.kind),
+        _ => None,
+    }
+}
+
+fn bucket(name: &str, n: usize) -> BucketProps {
+    BucketProps {
+        name: name.into(),
+        n,
+        r: 1,
+        w: 1,
+        pr: 0,
+        pw: 0,
+    }
+}
+
+/// Peer requests need a node certificate; a client's is refused with an error naming why.
+#[test]
+fn peer_requests_from_a_client_are_refused() {
+    let mut node = Harness::found();
+    let table = [
+        Request::Replica {
+            partition: 0,
+            request: dynamo_quorum::ReplicaRequest::Read { key: b"k".to_vec() },
+        },
+        Request::Gossip {
+            reply_to: "x".into(),
+            message: vec![1, 2, 3],
+        },
+        Request::Handoff {
+            partition: 0,
+            entries: Vec::new(),
+        },
+        Request::Buckets(Vec::new()),
+    ];
+    for request in table {
+        let answer = node.ask(Role::Client, request.clone());
+        assert_eq!(
+            error_kind(&answer),
+            Some(ErrorKind::BadRequest),
+            "{request:?}"
+        );
+        let Response::Error(error) = answer else {
+            unreachable!()
+        };
+        assert!(error.message.contains("only nodes"), "{}", error.message);
+    }
+}
+
+/// Paper 4.5 on one node: a put is coordinated, stored and acknowledged; a get reads it back.
+#[test]
+fn a_single_node_writes_and_reads() {
+    let mut node = Harness::found();
+    assert_eq!(
+        node.ask(Role::Client, Request::CreateBucket(bucket("solo", 1))),
+        Response::Ack
+    );
+    let put = Request::Put {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        value: Some(b"book".to_vec()),
+        context: None,
+        options: RequestOptions::default(),
+        forwarded: false,
+    };
+    assert!(matches!(node.ask(Role::Client, put), Response::Put(reply) if reply.acknowledged == 1));
+    let get = Request::Get {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        options: RequestOptions::default(),
+    };
+    match node.ask(Role::Client, get) {
+        Response::Get(reply) => assert_eq!(reply.values, vec![b"book".to_vec()]),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Bad requests get a clear error and nothing else: unknown buckets, empty keys, oversized
+/// values, garbage contexts, impossible quorums.
+#[test]
+fn bad_client_requests_get_errors() {
+    let mut node = Harness::found();
+    node.ask(Role::Client, Request::CreateBucket(bucket("solo", 1)));
+    let put = |bucket: &str, key: &[u8], value: usize, context: Option<&str>| Request::Put {
+        bucket: bucket.into(),
+        key: key.to_vec(),
+        value: Some(vec![b'x'; value]),
+        context: context.map(String::from),
+        options: RequestOptions::default(),
+        forwarded: false,
+    };
+    let table = [
+        (
+            "unknown bucket",
+            put("nosuch", b"k", 1, None),
+            "does not exist",
+        ),
+        (
+            "invalid bucket",
+            put("No/Such", b"k", 1, None),
+            "invalid bucket name",
+        ),
+        ("empty key", put("solo", b"", 1, None), "keys must be"),
+        (
+            "huge value",
+            put("solo", b"k", 4096, None),
+            "the limit is 1024",
+        ),
+        (
+            "garbage context",
+            put("solo", b"k", 1, Some("!!")),
+            "context",
+        ),
+        (
+            "N above the ring's",
+            Request::CreateBucket(bucket("wide", 9)),
+            "more than the ring",
+        ),
+    ];
+    for (what, request, expected) in table {
+        match node.ask(Role::Client, request) {
+            Response::Error(error) => {
+                assert_eq!(error.kind, ErrorKind::BadRequest, "{what}");
+                assert!(
+                    error.message.contains(expected),
+                    "{what}: {}",
+                    error.message
+                );
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+/// A node shutting down refuses new client work ("try another node") but still serves peers.
+#[test]
+fn shutting_down_refuses_clients_only() {
+    let mut node = Harness::found();
+    node.core.begin_shutdown();
+    let get = Request::Get {
+        bucket: "default".into(),
+        key: b"k".to_vec(),
+        options: RequestOptions::default(),
+    };
+    assert_eq!(
+        error_kind(&node.ask(Role::Client, get)),
+        Some(ErrorKind::NotReady)
+    );
+    let read = Request::Replica {
+        partition: 0,
+        request: dynamo_quorum::ReplicaRequest::Read { key: b"k".to_vec() },
+    };
+    assert!(matches!(node.ask(Role::Node, read), Response::Replica(_)));
+}
+
+/// Issue 10: the ring and the bucket table are saved through the store, and a core built on
+/// that store after a crash has both (before, buckets lived only in gossip).
+#[test]
+fn buckets_and_ring_come_back_from_the_store() {
+    let mut node = Harness::found();
+    let carts = bucket("carts", 3);
+    node.ask(Role::Client, Request::CreateBucket(carts.clone()));
+    let version = node.core.ring().map(dynamo_ring::Ring::version);
+    let saved = load_saved_state(&node.store).expect("state");
+    assert!(saved.ring.is_some() && saved.buckets.is_some() && saved.status.is_some());
+
+    let store = node
+        .store
+        .crash(&StoreOptions::new("n1", NOW))
+        .expect("crash");
+    let restarted = Harness::on(store);
+    assert!(restarted.core.buckets().any(|b| *b == carts));
+    assert_eq!(
+        restarted.core.ring().map(dynamo_ring::Ring::version),
+        version
+    );
+
+    let unreadable = SavedState {
+        ring: Some(vec![0xff; 3]),
+        ..SavedState::default()
+    };
+    let refused = NodeCore::new(config(), &unreadable, restarted.store.actor(), NOW, 1);
+    assert!(
+        refused.is_err(),
+        "a corrupt saved ring is an error, not a new cluster"
+    );
+}
