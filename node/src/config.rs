@@ -53,6 +53,11 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     /// Time between gossip rounds, in milliseconds (the paper uses one second).
     pub gossip_interval_ms: u64,
+    /// Time between anti-entropy sweeps, in milliseconds: every partition this node replicates
+    /// is compared with each other replica once per sweep (paper 4.7); 0 turns it off.
+    pub anti_entropy_interval_ms: u64,
+    /// Anti-entropy exchanges a node runs at once.
+    pub anti_entropy_sessions: usize,
 }
 
 impl Default for NodeConfig {
@@ -72,6 +77,8 @@ impl Default for NodeConfig {
             request_timeout_ms: 5_000,
             max_value_bytes: 1024 * 1024,
             gossip_interval_ms: 1_000,
+            anti_entropy_interval_ms: 30_000,
+            anti_entropy_sessions: 2,
         }
     }
 }

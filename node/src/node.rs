@@ -199,6 +199,8 @@ impl Node {
                 DurabilityMode::Sync => Durability::Sync,
                 DurabilityMode::Buffered => Durability::Buffered,
             },
+            anti_entropy_interval_ms: config.anti_entropy_interval_ms,
+            anti_entropy_sessions: config.anti_entropy_sessions,
         };
         let now = clock.now();
         let seed = now ^ u64::from(key_position(config.name.as_bytes()) as u32);

@@ -4,6 +4,7 @@
 //! encoded together, see [`storage_key`]) and its ring partition. This module must not know how
 //! messages travel (that is [`crate::transport`]) or how they are served.
 
+use dynamo_merkle::{DiffReply, DiffRequest};
 use dynamo_quorum::{Object, ReplicaReply, ReplicaRequest};
 use dynamo_ring::Ring;
 use serde::{Deserialize, Serialize};
@@ -134,12 +135,28 @@ pub enum Request {
         /// The versions.
         object: Object,
     },
-    /// Peer: keys of a partition the receiver now replicates (handoff after a ring change).
+    /// Peer: keys of a partition the receiver now replicates (handoff after a ring change), or
+    /// versions an anti-entropy exchange pushes; the receiver merges them.
     Handoff {
         /// Ring partition.
         partition: u32,
         /// Storage keys and their versions.
         entries: Vec<(Vec<u8>, Object)>,
+    },
+    /// Peer: one step of an anti-entropy diff of `partition`'s Merkle trees (paper 4.7).
+    Diff {
+        /// Ring partition.
+        partition: u32,
+        /// The initiator's request.
+        request: DiffRequest,
+    },
+    /// Peer: the receiver's versions of these keys of `partition` (anti-entropy pulls what
+    /// differs); answered with [`Response::Entries`].
+    Fetch {
+        /// Ring partition.
+        partition: u32,
+        /// Storage keys.
+        keys: Vec<Vec<u8>>,
     },
 }
 
@@ -252,6 +269,13 @@ pub enum Response {
     Ack,
     /// The request failed.
     Error(ErrorReply),
+    // New variants go last: postcard numbers variants by position.
+    /// The answer to a [`Request::Diff`] step.
+    Diff(DiffReply),
+    /// The answer to a [`Request::Fetch`]: the keys the receiver holds, with their versions
+    /// (keys it lacks are left out; a long answer stops early and the rest waits for the next
+    /// exchange).
+    Entries(Vec<(Vec<u8>, Object)>),
 }
 
 impl Response {

@@ -27,6 +27,8 @@ fn config() -> CoreConfig {
         max_value_bytes: 1024,
         gossip_interval_ms: 1_000,
         replica_durability: Durability::Sync,
+        anti_entropy_interval_ms: 0,
+        anti_entropy_sessions: 1,
     }
 }
 

@@ -78,6 +78,7 @@ impl TestCluster {
             partitions: self.partitions,
             gossip_interval_ms: 200,
             request_timeout_ms: 3_000,
+            anti_entropy_interval_ms: 1_000,
             ..NodeConfig::default()
         };
         let node = Node::start(config.clone()).await.expect("node starts");
@@ -94,6 +95,11 @@ impl TestCluster {
         config.seeds = self.addresses().into_iter().take(1).collect();
         let node = Node::start(config).await.expect("node restarts");
         self.nodes[index] = Some(node);
+    }
+
+    /// The data directory of node `index`.
+    pub fn data_dir(&self, index: usize) -> PathBuf {
+        self.configs[index].data_dir.clone()
     }
 
     /// Addresses of the running nodes.

@@ -19,6 +19,7 @@
 //! fjall, the wall clock or a thread RNG: randomness comes from the seed given to
 //! [`NodeCore::new`], time from the callers, and the store only through [`StoreOp`]s.
 
+mod anti_entropy;
 mod background;
 mod membership;
 mod requests;
@@ -33,10 +34,11 @@ use dynamo_ring::{Member, NodeId, Ring};
 use dynamo_storage::Durability;
 use dynamo_vclock::Actor;
 
-pub use store_ops::{StoreOp, StoreResult, execute, load_saved_state};
+pub use store_ops::{GET_MANY_MAX_BYTES, StoreOp, StoreResult, execute, load_saved_state};
 
 use crate::protocol::{BucketEntry, BucketProps, Request, Response};
 use crate::tls::PeerIdentity;
+use anti_entropy::AntiEntropy;
 use background::{Handoffs, HintDelivery};
 use requests::Coordinator;
 
@@ -90,6 +92,11 @@ pub struct CoreConfig {
     /// Durability of replica writes (paper 6.1); coordinators' own writes, delivered hints,
     /// handoff and node state are always synced.
     pub replica_durability: Durability,
+    /// Time between anti-entropy sweeps over every (partition, replica) pair, in milliseconds
+    /// (paper 4.7); 0 turns anti-entropy off.
+    pub anti_entropy_interval_ms: u64,
+    /// Anti-entropy exchanges run at once.
+    pub anti_entropy_sessions: usize,
 }
 
 /// Node state a restarted node reads back from its store before it builds its core.
@@ -129,7 +136,7 @@ pub struct RequestId(pub u64);
 pub struct OpId(pub u64);
 
 /// An effect for the driver to carry out.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Output {
     /// Send `request` to the peer at `address`. With an `id`, report the answer (or the
     /// failure to get one within `timeout_ms`) through [`NodeCore::handle_call_result`];
@@ -222,6 +229,7 @@ pub struct NodeCore {
     bucket_pushes: BTreeMap<u64, (RequestId, usize)>,
     hints: HintDelivery,
     handoffs: Handoffs,
+    anti_entropy: AntiEntropy,
     outputs: VecDeque<Output>,
 }
 
@@ -347,6 +355,7 @@ impl NodeCore {
             bucket_pushes: BTreeMap::new(),
             hints: HintDelivery::new(now),
             handoffs: Handoffs::default(),
+            anti_entropy: AntiEntropy::new(now, config.anti_entropy_interval_ms),
             outputs,
             config,
         };
@@ -438,7 +447,7 @@ impl NodeCore {
     }
 
     /// Time passed: run whatever was due by `now` (gossip rounds, coordinator deadlines, hint
-    /// rounds, handoff retries).
+    /// rounds, handoff retries, anti-entropy sweeps).
     pub fn handle_timeout(&mut self, now: u64) {
         self.gossip.handle_timeout(Duration::from_millis(now));
         self.after_gossip(now);
@@ -453,6 +462,7 @@ impl NodeCore {
         }
         self.hints_tick(now);
         self.handoff_tick(now);
+        self.anti_entropy_tick(now);
     }
 
     /// The next time [`NodeCore::handle_timeout`] must be called.
@@ -468,6 +478,7 @@ impl NodeCore {
             self.coordinator_timers.first().map(|(at, _)| *at),
             self.hints.next_due(),
             self.handoffs.next_due(),
+            self.anti_entropy.next_due(),
         ]
         .into_iter()
         .flatten()

@@ -63,7 +63,29 @@ pub(super) enum Pending {
     HandoffScanned,
     /// A handoff batch sent.
     HandoffSent,
+    /// Serving a peer's anti-entropy diff step.
+    ServeDiff(RequestId),
+    /// Serving a peer's anti-entropy fetch.
+    ServeFetch(RequestId),
+    /// An anti-entropy diff session started or moved (store).
+    AeDiff(u64),
+    /// A peer's answer to an anti-entropy diff step.
+    AeDiffReply {
+        id: u64,
+        session: Box<dynamo_merkle::DiffInitiator>,
+    },
+    /// A peer's versions of differing keys.
+    AeFetched(u64),
+    /// Fetched versions merged here.
+    AeApplied(u64),
+    /// Merged versions read, to push.
+    AeRead(u64),
+    /// Pushed versions merged by the peer.
+    AePushed(u64),
 }
+
+/// Most keys a peer may fetch in one request.
+const MAX_FETCH_KEYS: usize = 4 * super::BATCH;
 
 /// A quorum machine the core runs.
 pub(super) enum Machine {
@@ -217,6 +239,8 @@ impl NodeCore {
                 | Request::DeliverHint { .. }
                 | Request::Handoff { .. }
                 | Request::Buckets(_)
+                | Request::Diff { .. }
+                | Request::Fetch { .. }
         );
         if peer_only && from.role != Role::Node {
             let message = format!(
@@ -300,6 +324,23 @@ impl NodeCore {
                 };
                 self.store(op, Pending::HandoffApplied(id));
             }
+            Request::Diff { partition, request } => {
+                let op = StoreOp::DiffAnswer { partition, request };
+                self.store(op, Pending::ServeDiff(id));
+            }
+            Request::Fetch { partition, keys } => {
+                if keys.len() > MAX_FETCH_KEYS {
+                    let message = format!(
+                        "a fetch may name at most {MAX_FETCH_KEYS} keys, got {}",
+                        keys.len()
+                    );
+                    return self.respond(id, Response::error(ErrorKind::BadRequest, message));
+                }
+                self.store(
+                    StoreOp::GetMany { partition, keys },
+                    Pending::ServeFetch(id),
+                );
+            }
         }
     }
 
@@ -345,6 +386,11 @@ impl NodeCore {
             }
             Pending::HintDelivered(hint) => self.hint_delivered(now, hint, result),
             Pending::HandoffSent => self.handoff_sent(now, &result),
+            Pending::AeDiffReply { id, session } => {
+                self.anti_entropy_diff_reply(now, id, session, result);
+            }
+            Pending::AeFetched(id) => self.anti_entropy_fetched(now, id, result),
+            Pending::AePushed(id) => self.anti_entropy_pushed(now, id, &result),
             other => self.problem(format!("a call answered a store operation: {other:?}")),
         }
     }
@@ -450,6 +496,25 @@ impl NodeCore {
             Pending::HintsRead => self.hints_read(now, result),
             Pending::HintRemoved => self.hint_removed(now, result),
             Pending::HandoffScanned => self.handoff_scanned(now, result),
+            Pending::ServeDiff(request) => {
+                let response = match result {
+                    Ok(StoreResult::DiffAnswer(reply)) => Response::Diff(reply),
+                    Ok(other) => internal(format!("unexpected store result {other:?}")),
+                    Err(error) => Response::error(ErrorKind::BadRequest, error),
+                };
+                self.respond(request, response);
+            }
+            Pending::ServeFetch(request) => {
+                let response = match result {
+                    Ok(StoreResult::Scanned(entries)) => Response::Entries(entries),
+                    Ok(other) => internal(format!("unexpected store result {other:?}")),
+                    Err(error) => internal(error),
+                };
+                self.respond(request, response);
+            }
+            Pending::AeDiff(id) => self.anti_entropy_diff(now, id, result),
+            Pending::AeApplied(id) => self.anti_entropy_applied(now, id, result),
+            Pending::AeRead(id) => self.anti_entropy_read(now, id, result),
             other => self.problem(format!("a store operation answered a call: {other:?}")),
         }
     }

@@ -5,12 +5,16 @@
 //! runtime can move it to a blocking thread. This module must not know where the store lives
 //! (fjall on disk or memory), which thread runs it, or why the core asked.
 
+use dynamo_merkle::{DiffInitiator, DiffReply, DiffRequest, KeyEntry, Step};
 use dynamo_quorum::{Object, Value};
 use dynamo_storage::{Durability, Hint, LocalWrite, Store};
 use dynamo_vclock::{Actor, VClock};
 
+/// Most bytes of versions one [`StoreOp::GetMany`] returns (well under the frame limit).
+pub const GET_MANY_MAX_BYTES: usize = 4 * 1024 * 1024;
+
 /// One operation on the node's store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum StoreOp {
     /// The stored versions of a key ([`StoreResult::Found`]).
     Get {
@@ -116,6 +120,37 @@ pub enum StoreOp {
         /// The owners, in the order the counts come back.
         owners: Vec<String>,
     },
+    /// The stored versions of many keys of a partition, absent keys left out, stopping once
+    /// [`GET_MANY_MAX_BYTES`] of versions are collected ([`StoreResult::Scanned`]).
+    GetMany {
+        /// Ring partition.
+        partition: u32,
+        /// Storage keys.
+        keys: Vec<Vec<u8>>,
+    },
+    /// Starts an anti-entropy diff on the partition's kept Merkle tree
+    /// ([`StoreResult::DiffStarted`]).
+    DiffStart {
+        /// Ring partition.
+        partition: u32,
+    },
+    /// Feeds a peer's diff reply to a session ([`StoreResult::DiffStepped`]).
+    DiffStep {
+        /// Ring partition.
+        partition: u32,
+        /// The session.
+        session: Box<DiffInitiator>,
+        /// The peer's reply.
+        reply: DiffReply,
+    },
+    /// Answers a peer's diff request from this replica's tree and keys
+    /// ([`StoreResult::DiffAnswer`]).
+    DiffAnswer {
+        /// Ring partition.
+        partition: u32,
+        /// The peer's request.
+        request: DiffRequest,
+    },
     /// Saves a piece of node state durably ([`StoreResult::Done`]). Saves of one name must
     /// be carried out in the order they were emitted.
     SaveState {
@@ -127,7 +162,7 @@ pub enum StoreOp {
 }
 
 /// What a [`StoreOp`] produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum StoreResult {
     /// The versions read, `None` if the key is absent.
     Found(Option<Object>),
@@ -143,6 +178,12 @@ pub enum StoreResult {
     Hints(Vec<Hint<Value>>),
     /// Hint counts, one per owner asked.
     Counts(Vec<usize>),
+    /// A diff session and its first request.
+    DiffStarted(Box<DiffInitiator>, DiffRequest),
+    /// A diff session after a reply, and what to do next.
+    DiffStepped(Box<DiffInitiator>, Step),
+    /// The answer to a peer's diff request.
+    DiffAnswer(DiffReply),
     /// Done.
     Done,
 }
@@ -234,8 +275,84 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
         StoreOp::SaveState { name, bytes } => store
             .save_node_state(name, &bytes)
             .map(|()| StoreResult::Done),
+        StoreOp::GetMany { partition, keys } => get_many(store, partition, &keys),
+        StoreOp::DiffStart { partition } => store.merkle_tree(partition).map(|tree| {
+            let (session, request) = DiffInitiator::start(&tree);
+            StoreResult::DiffStarted(Box::new(session), request)
+        }),
+        StoreOp::DiffStep {
+            partition,
+            mut session,
+            reply,
+        } => {
+            // Only segment and bucket replies need the keys: one scan gives tree and keys.
+            let needs_keys = matches!(reply, DiffReply::Segments(_) | DiffReply::Buckets(_));
+            return with_tree_and_keys(store, partition, needs_keys, |tree, keys| {
+                session
+                    .on_reply(tree, keys, reply)
+                    .map_err(|e| e.to_string())
+            })
+            .map(|step| StoreResult::DiffStepped(session, step));
+        }
+        StoreOp::DiffAnswer { partition, request } => {
+            let needs_keys = matches!(
+                request,
+                DiffRequest::Segments { .. } | DiffRequest::Buckets { .. }
+            );
+            return with_tree_and_keys(store, partition, needs_keys, |tree, keys| {
+                dynamo_merkle::DiffResponder::new()
+                    .handle(tree, keys, &request)
+                    .map_err(|e| e.to_string())
+            })
+            .map(StoreResult::DiffAnswer);
+        }
     };
     result.map_err(|error| error.to_string())
+}
+
+/// Runs `step` on the partition's tree and, when `needs_keys`, its `(key, hash)` index from one
+/// scan; otherwise on the kept tree (no scan) with no keys.
+fn with_tree_and_keys<S, T>(
+    store: &S,
+    partition: u32,
+    needs_keys: bool,
+    step: impl FnOnce(
+        &dynamo_merkle::MerkleTree,
+        &dyn dynamo_merkle::SegmentSource,
+    ) -> Result<T, String>,
+) -> Result<T, String>
+where
+    S: Store<Value> + ?Sized,
+{
+    if needs_keys {
+        let digest = store
+            .partition_digest(partition)
+            .map_err(|e| e.to_string())?;
+        step(&digest.tree, &digest.index)
+    } else {
+        let tree = store.merkle_tree(partition).map_err(|e| e.to_string())?;
+        let no_keys = |_segment: u32| -> Vec<KeyEntry> { Vec::new() };
+        step(&tree, &no_keys)
+    }
+}
+
+fn get_many<S: Store<Value> + ?Sized>(
+    store: &S,
+    partition: u32,
+    keys: &[Vec<u8>],
+) -> dynamo_storage::Result<StoreResult> {
+    let mut entries = Vec::new();
+    let mut bytes = 0;
+    for key in keys {
+        if bytes >= GET_MANY_MAX_BYTES {
+            break;
+        }
+        if let Some(object) = store.get(partition, key)? {
+            bytes += key.len() + postcard::to_allocvec(&object).map_or(0, |b| b.len());
+            entries.push((key.clone(), object));
+        }
+    }
+    Ok(StoreResult::Scanned(entries))
 }
 
 /// Reads the node state a core starts from (see [`crate::core::SavedState`]).

@@ -86,6 +86,8 @@ pub struct SimConfig {
     pub replica_durability: Durability,
     /// Whether every node is stopped and restarted at once, once, mid-run.
     pub full_restart: bool,
+    /// Time between anti-entropy sweeps (0: off).
+    pub anti_entropy_interval_ms: u64,
     /// What to break on purpose.
     pub sabotage: Sabotage,
     /// The faults to inject, at offsets into the fault window; `None` draws them from the
@@ -117,6 +119,7 @@ impl SimConfig {
                 Durability::Sync
             },
             full_restart: rng.random_bool(0.15),
+            anti_entropy_interval_ms: 10_000,
             sabotage: Sabotage::None,
             schedule: None,
         }
@@ -713,6 +716,8 @@ impl Sim {
             max_value_bytes: 1024,
             gossip_interval_ms: 1_000,
             replica_durability: self.config.replica_durability,
+            anti_entropy_interval_ms: self.config.anti_entropy_interval_ms,
+            anti_entropy_sessions: 2,
         }
     }
 

@@ -12,7 +12,7 @@
 //!    bucket created survives every restart.
 //!
 //! Each check returns the violations it found; [`expected_to_fail`] names the invariants that
-//! wait on work not built yet.
+//! wait on work not built yet (none today).
 
 pub mod concurrency;
 pub mod convergence;
@@ -21,11 +21,9 @@ pub mod durability;
 pub mod metadata;
 pub mod siblings;
 
-/// Invariants allowed to fail today, with the reason.
-pub const EXPECTED_TO_FAIL: &[(&str, &str)] = &[(
-    convergence::NAME,
-    "replicas that missed writes are repaired only by reads until Merkle anti-entropy lands (issue 11)",
-)];
+/// Invariants allowed to fail today, with the reason. Empty: convergence was listed here
+/// until Merkle anti-entropy landed (issue 11).
+pub const EXPECTED_TO_FAIL: &[(&str, &str)] = &[];
 
 /// Whether violations of `invariant` are expected today (see [`EXPECTED_TO_FAIL`]).
 pub fn expected_to_fail(invariant: &str) -> bool {
