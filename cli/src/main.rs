@@ -360,6 +360,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             init_logging(&cli.log_format);
             let mut config = node.to_config()?;
             config.seeds = vec![seed];
+            // An explicit join: a node that had left the cluster joins it again.
+            config.rejoin = true;
             serve(config).await
         }
         Command::Leave { connection } => {

@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub anti_entropy_interval_ms: u64,
     /// Anti-entropy exchanges a node runs at once.
     pub anti_entropy_sessions: usize,
+    /// An explicit join (`dynamo join`): a node that had left the cluster joins it again. A
+    /// plain restart of a node that left keeps it out.
+    pub rejoin: bool,
 }
 
 impl Default for NodeConfig {
@@ -79,6 +82,7 @@ impl Default for NodeConfig {
             gossip_interval_ms: 1_000,
             anti_entropy_interval_ms: 30_000,
             anti_entropy_sessions: 2,
+            rejoin: false,
         }
     }
 }

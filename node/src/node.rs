@@ -88,6 +88,8 @@ pub struct Node {
     ring: watch::Receiver<Option<Ring>>,
     control: mpsc::UnboundedSender<Completion>,
     driver: JoinHandle<()>,
+    /// The task that saves node state; it ends once the driver is gone.
+    saver: JoinHandle<()>,
     serve: JoinHandle<()>,
 }
 
@@ -132,10 +134,14 @@ impl Clock {
         self.wall_at_start + self.started.elapsed().as_millis() as u64
     }
 
-    /// The instant at which `now()` reaches `at`.
+    /// The instant at which `now()` reaches `at` (an hour from now for times beyond what an
+    /// `Instant` holds; the core is asked again well before).
     fn instant_of(self, at: u64) -> tokio::time::Instant {
         let offset = Duration::from_millis(at.saturating_sub(self.wall_at_start));
-        tokio::time::Instant::from_std(self.started + offset)
+        self.started.checked_add(offset).map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            tokio::time::Instant::from_std,
+        )
     }
 }
 
@@ -201,6 +207,7 @@ impl Node {
             },
             anti_entropy_interval_ms: config.anti_entropy_interval_ms,
             anti_entropy_sessions: config.anti_entropy_sessions,
+            rejoin: config.rejoin,
         };
         let now = clock.now();
         let seed = now ^ u64::from(key_position(config.name.as_bytes()) as u32);
@@ -211,6 +218,7 @@ impl Node {
         let (requests_tx, requests_rx) = mpsc::channel::<Incoming>(REQUEST_QUEUE);
         let (control, completions) = mpsc::unbounded_channel();
         let (ring_tx, ring) = watch::channel(core.ring().cloned());
+        let (saves, saver) = spawn_saver(store.clone(), control.clone());
         let driver = Driver {
             core,
             clock,
@@ -219,8 +227,9 @@ impl Node {
             answers: BTreeMap::new(),
             next_request: 0,
             completions_tx: control.clone(),
-            saves: spawn_saver(store.clone(), control.clone()),
+            saves,
             ring: ring_tx,
+            ring_generation: 0,
         };
         let driver = tokio::spawn(driver.run(requests_rx, completions));
         let serve = endpoint.serve(move |from: PeerIdentity, request: Request| {
@@ -249,6 +258,7 @@ impl Node {
             ring,
             control,
             driver,
+            saver,
             serve,
         })
     }
@@ -281,6 +291,8 @@ impl Node {
             let _ = finished.await;
         }
         self.driver.abort();
+        // The driver is gone, and with it the saver's queue: let queued saves reach the disk.
+        let _ = self.saver.await;
         self.endpoint.close().await;
         self.serve.abort();
         let store = self.store.clone();
@@ -293,9 +305,10 @@ impl Node {
 fn spawn_saver(
     store: Arc<FjallStore<Value>>,
     completions: mpsc::UnboundedSender<Completion>,
-) -> mpsc::UnboundedSender<(OpId, StoreOp)> {
+) -> (mpsc::UnboundedSender<(OpId, StoreOp)>, JoinHandle<()>) {
+    // Unbounded but small: the core keeps at most one save in flight per kind of state.
     let (tx, mut rx) = mpsc::unbounded_channel::<(OpId, StoreOp)>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Some((id, op)) = rx.recv().await {
             let store = store.clone();
             let result = tokio::task::spawn_blocking(move || core::execute(&*store, op))
@@ -304,7 +317,7 @@ fn spawn_saver(
             let _ = completions.send(Completion::Store(id, result));
         }
     });
-    tx
+    (tx, task)
 }
 
 /// The task that owns the core.
@@ -318,6 +331,8 @@ struct Driver {
     completions_tx: mpsc::UnboundedSender<Completion>,
     saves: mpsc::UnboundedSender<(OpId, StoreOp)>,
     ring: watch::Sender<Option<Ring>>,
+    /// The core's ring generation last published on `ring`.
+    ring_generation: u64,
 }
 
 impl Driver {
@@ -391,8 +406,8 @@ impl Driver {
                 Output::Event(event) => log_event(self.core.id(), event),
             }
         }
-        let version = self.core.ring().map(Ring::version);
-        if self.ring.borrow().as_ref().map(Ring::version) != version {
+        if self.core.ring_generation() != self.ring_generation {
+            self.ring_generation = self.core.ring_generation();
             self.ring.send_replace(self.core.ring().cloned());
         }
     }

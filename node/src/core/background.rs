@@ -65,17 +65,31 @@ impl HintDelivery {
     }
 }
 
-/// One partition to copy to a new replica.
+/// Where a transfer goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Destination {
+    /// A new replica named by a ring change's plan.
+    Node(NodeId),
+    /// Any replica of the partition that is up; what it acknowledges is then dropped here,
+    /// since this node does not replicate the partition (the restart sweep).
+    AnyReplica,
+}
+
+/// One partition to copy.
 #[derive(Debug, Clone)]
 struct Transfer {
     partition: u32,
-    to: NodeId,
+    to: Destination,
+    /// Not started before this time (a transfer put back after its peer failed it).
+    not_before: u64,
 }
 
 /// The transfer being sent.
 #[derive(Debug)]
 struct Running {
     transfer: Transfer,
+    /// The node it goes to (resolved when it started).
+    to: NodeId,
     /// The last key scanned.
     after: Option<Vec<u8>>,
     /// Whether the scan reached the end of the partition.
@@ -92,9 +106,12 @@ struct Running {
 /// The state of handoff.
 #[derive(Debug, Default)]
 pub(super) struct Handoffs {
+    /// Plan transfers first, in plan order; restart-sweep transfers after them.
     queue: VecDeque<Transfer>,
     running: Option<Running>,
     failed: usize,
+    /// When to look at the queue again while no queued transfer can start (peers down).
+    idle_until: Option<u64>,
 }
 
 impl Handoffs {
@@ -104,9 +121,18 @@ impl Handoffs {
     }
 
     pub(super) fn next_due(&self) -> Option<u64> {
-        self.running.as_ref().and_then(|r| r.retry_at)
+        match &self.running {
+            Some(running) => running.retry_at,
+            None => self.idle_until,
+        }
     }
 }
+
+/// How long a transfer that cannot start (its peer is down) waits before the queue is looked
+/// at again.
+const IDLE_RECHECK_MS: u64 = 1_000;
+/// How long a leaving node waits before it tries again a transfer that failed every attempt.
+const LEAVING_RETRY_MS: u64 = 30_000;
 
 /// Splits scanned entries into batches whose encoded size stays under the frame limit.
 fn split_batches(entries: Vec<(Vec<u8>, Object)>) -> VecDeque<Vec<(Vec<u8>, Object)>> {
@@ -226,66 +252,120 @@ impl NodeCore {
         self.deliver_next_hint(now);
     }
 
-    /// Queues every partition this node must hand to a new replica under `plan`.
+    /// Queues every partition this node must hand to a new replica under `plan`, ahead of
+    /// any restart-sweep transfer.
     pub(super) fn start_handoff(&mut self, now: u64, plan: &TransferPlan) {
         let outgoing: Vec<Transfer> = plan
             .outgoing(&self.me)
             .map(|t| Transfer {
                 partition: t.partition,
-                to: t.to.clone(),
+                to: Destination::Node(t.to.clone()),
+                not_before: now,
             })
             .collect();
-        self.queue_transfers(now, outgoing);
-    }
-
-    /// Queues a copy of every partition this node does not replicate under its ring to each of
-    /// that partition's replicas. Run at start: a node that stopped in the middle of a handoff
-    /// (or of leaving) cannot know what it had sent, and its copy of a partition it no longer
-    /// replicates is where no read looks. Empty partitions cost one empty scan.
-    pub(super) fn hand_off_unowned(&mut self, now: u64) {
-        let Some(ring) = &self.ring else { return };
-        let mut transfers = Vec::new();
-        for partition in 0..ring.partition_count() {
-            let replicas = ring.replicas_of_partition(partition, ring.target_n());
-            if replicas.contains(&&self.me) {
-                continue;
-            }
-            for node in replicas {
-                transfers.push(Transfer {
-                    partition,
-                    to: node.clone(),
-                });
-            }
-        }
-        self.queue_transfers(now, transfers);
-    }
-
-    fn queue_transfers(&mut self, now: u64, transfers: Vec<Transfer>) {
-        if transfers.is_empty() {
+        if outgoing.is_empty() {
             return;
         }
         self.event(CoreEvent::HandoffStarted {
-            transfers: transfers.len(),
+            transfers: outgoing.len(),
         });
+        let sweep_at = self
+            .handoffs
+            .queue
+            .iter()
+            .position(|t| t.to == Destination::AnyReplica)
+            .unwrap_or(self.handoffs.queue.len());
+        for (i, transfer) in outgoing.into_iter().enumerate() {
+            self.handoffs.queue.insert(sweep_at + i, transfer);
+        }
+        self.start_transfers(now);
+    }
+
+    /// Queues every partition this node does not replicate under its ring, to be copied to one
+    /// of its replicas that is up and then dropped here. Run at start: a node that stopped in
+    /// the middle of a handoff (or of leaving) cannot know what it had sent, and its copy of a
+    /// partition it no longer replicates is where no read or anti-entropy looks. Empty
+    /// partitions cost one empty scan, and a second restart finds nothing left to send.
+    pub(super) fn hand_off_unowned(&mut self, now: u64) {
+        let Some(ring) = &self.ring else { return };
+        let transfers: Vec<Transfer> = (0..ring.partition_count())
+            .filter(|&p| {
+                !ring
+                    .replicas_of_partition(p, ring.target_n())
+                    .contains(&&self.me)
+            })
+            .map(|partition| Transfer {
+                partition,
+                to: Destination::AnyReplica,
+                not_before: now,
+            })
+            .collect();
         self.handoffs.queue.extend(transfers);
-        if self.handoffs.running.is_none() {
-            self.next_transfer(now);
+        self.start_transfers(now);
+    }
+
+    /// The node a queued transfer can go to now, if any.
+    fn destination(&self, now: u64, transfer: &Transfer) -> Option<NodeId> {
+        if transfer.not_before > now {
+            return None;
+        }
+        let reachable =
+            |node: &NodeId| *node != self.me && self.is_up(node) && self.address_of(node).is_some();
+        match &transfer.to {
+            Destination::Node(node) => reachable(node).then(|| node.clone()),
+            Destination::AnyReplica => {
+                let ring = self.ring.as_ref()?;
+                let replicas = ring.replicas_of_partition(transfer.partition, ring.target_n());
+                if replicas.contains(&&self.me) {
+                    return None; // the ring changed: this node replicates it again
+                }
+                replicas.into_iter().find(|n| reachable(n)).cloned()
+            }
         }
     }
 
-    /// Starts the next queued transfer, or reports that all are done.
-    fn next_transfer(&mut self, now: u64) {
-        let Some(transfer) = self.handoffs.queue.pop_front() else {
-            self.handoffs.running = None;
+    /// Starts the first queued transfer whose peer is reachable; with none, looks again later;
+    /// with an empty queue, reports that handoff is done.
+    fn start_transfers(&mut self, now: u64) {
+        if self.handoffs.running.is_some() {
+            return;
+        }
+        // A sweep transfer whose partition this node replicates again is dropped.
+        let ring = self.ring.clone();
+        let me = self.me.clone();
+        self.handoffs.queue.retain(|t| {
+            t.to != Destination::AnyReplica
+                || ring.as_ref().is_some_and(|r| {
+                    !r.replicas_of_partition(t.partition, r.target_n())
+                        .contains(&&me)
+                })
+        });
+        if self.handoffs.queue.is_empty() {
+            self.handoffs.idle_until = None;
             let failed = std::mem::take(&mut self.handoffs.failed);
             self.event(CoreEvent::HandoffFinished { failed });
             // A leaving node may now announce `Left`.
             self.update_own_status(now);
             self.flush_gossip();
             return;
+        }
+        let ready = self
+            .handoffs
+            .queue
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| Some((i, self.destination(now, t)?)));
+        let Some((index, to)) = ready else {
+            self.handoffs.idle_until = Some(now + IDLE_RECHECK_MS);
+            return;
         };
+        let Some(transfer) = self.handoffs.queue.remove(index) else {
+            return;
+        };
+        self.handoffs.idle_until = None;
         self.handoffs.running = Some(Running {
             transfer,
+            to,
             after: None,
             scanned_all: false,
             batches: VecDeque::new(),
@@ -294,6 +374,12 @@ impl NodeCore {
             retry_at: None,
         });
         self.scan_more();
+    }
+
+    /// The running transfer ended (done or given up): on to the next.
+    fn next_transfer(&mut self, now: u64) {
+        self.handoffs.running = None;
+        self.start_transfers(now);
     }
 
     fn scan_more(&mut self) {
@@ -346,43 +432,80 @@ impl NodeCore {
             partition: running.transfer.partition,
             entries: batch.clone(),
         };
-        let to = running.transfer.to.clone();
+        let to = running.to.clone();
         self.call(now, &to, request, HANDOFF_TIMEOUT_MS, Pending::HandoffSent);
     }
 
     pub(super) fn handoff_sent(&mut self, now: u64, result: &Result<Response, String>) {
+        let leaving = self.status() == Some(dynamo_gossip::Status::Leaving);
         let Some(running) = &mut self.handoffs.running else {
             return;
         };
         if let Ok(Response::Ack) = result {
-            running.batches.pop_front();
+            let sent = running.batches.pop_front();
             running.attempts = 0;
             running.backoff_ms = FIRST_BACKOFF_MS;
+            // The restart sweep drops what a replica acknowledged, unless the set changed since
+            // it was read (compare-and-delete) or this node replicates the partition again.
+            let partition = running.transfer.partition;
+            let drop_sent = running.transfer.to == Destination::AnyReplica
+                && self.ring.as_ref().is_some_and(|r| {
+                    !r.replicas_of_partition(partition, r.target_n())
+                        .contains(&&self.me)
+                });
+            if let (true, Some(entries)) = (drop_sent, sent) {
+                let op = StoreOp::RemoveManyIfEqual {
+                    partition,
+                    entries,
+                    durability: self.config.replica_durability,
+                };
+                return self.store(op, Pending::HandoffDropped);
+            }
             return self.send_batch(now);
         }
         running.attempts += 1;
         if running.attempts >= HANDOFF_ATTEMPTS {
-            let (partition, to) = (running.transfer.partition, running.transfer.to.clone());
-            self.problem(format!(
-                "handoff of partition {partition} to {to} gave up after {HANDOFF_ATTEMPTS} attempts ({result:?}); read repair and hints must cover it"
-            ));
-            self.handoffs.failed += 1;
+            let (partition, to) = (running.transfer.partition, running.to.clone());
+            if leaving {
+                // A leaving node never gives a partition up: it may not say `Left` before every
+                // partition was handed off, so the transfer goes back in the queue.
+                let mut transfer = running.transfer.clone();
+                transfer.not_before = now + LEAVING_RETRY_MS;
+                self.handoffs.queue.push_back(transfer);
+                let detail = format!(
+                    "handoff of partition {partition} to {to} failed {HANDOFF_ATTEMPTS} times ({result:?}); retrying later"
+                );
+                self.event(CoreEvent::Detail(detail));
+            } else {
+                self.problem(format!(
+                    "handoff of partition {partition} to {to} gave up after {HANDOFF_ATTEMPTS} attempts ({result:?}); anti-entropy and read repair must cover it"
+                ));
+                self.handoffs.failed += 1;
+            }
             return self.next_transfer(now);
         }
         running.retry_at = Some(now + running.backoff_ms);
         running.backoff_ms = (running.backoff_ms * 2).min(MAX_BACKOFF_MS);
     }
 
-    /// Retries a failed batch once its backoff passed.
+    /// Acknowledged keys of a sweep transfer were dropped: on to the next batch.
+    pub(super) fn handoff_dropped(&mut self, now: u64, result: &Result<StoreResult, String>) {
+        if let Err(error) = result {
+            self.problem(format!("could not drop handed-off keys: {error}"));
+        }
+        self.send_batch(now);
+    }
+
+    /// Retries a failed batch once its backoff passed, or looks at the queue again.
     pub(super) fn handoff_tick(&mut self, now: u64) {
-        let due = self
-            .handoffs
-            .running
-            .as_ref()
-            .and_then(|r| r.retry_at)
-            .is_some_and(|at| at <= now);
-        if due {
+        let due = self.handoffs.next_due().is_some_and(|at| at <= now);
+        if !due {
+            return;
+        }
+        if self.handoffs.running.is_some() {
             self.send_batch(now);
+        } else {
+            self.start_transfers(now);
         }
     }
 }

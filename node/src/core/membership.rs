@@ -13,8 +13,8 @@ use dynamo_quorum::Quorum;
 use dynamo_ring::{Member, NodeId, Ring, TransferPlan, key_position};
 
 use super::{
-    CoreEvent, MAX_BUCKET_N, NodeCore, Output, STATE_BUCKETS, STATE_RING, STATE_STATUS,
-    encode_status,
+    CoreEvent, MAX_BUCKET_N, MAX_BUCKETS, NodeCore, Output, STATE_BUCKETS, STATE_RING,
+    STATE_STATUS, encode_status,
 };
 use crate::protocol::{BucketEntry, BucketProps, Request, valid_bucket_name};
 
@@ -64,10 +64,11 @@ pub(super) fn merge_bucket_entries(
 ) -> bool {
     let mut changed = false;
     for entry in entries {
-        let newer = buckets
-            .get(&entry.props.name)
+        let current = buckets.get(&entry.props.name);
+        let newer = current
             .is_none_or(|current| (entry.stamp_ms, &entry.by) > (current.stamp_ms, &current.by));
-        if newer && check_bucket(&entry.props, MAX_BUCKET_N).is_ok() {
+        let room = current.is_some() || buckets.len() < MAX_BUCKETS;
+        if newer && room && check_bucket(&entry.props, MAX_BUCKET_N).is_ok() {
             buckets.insert(entry.props.name.clone(), entry);
             changed = true;
         }
@@ -158,7 +159,7 @@ impl NodeCore {
     pub(super) fn save_buckets(&mut self) {
         let table: Vec<&BucketEntry> = self.buckets.values().collect();
         match postcard::to_allocvec(&table) {
-            Ok(bytes) => self.save_state(STATE_BUCKETS, bytes),
+            Ok(bytes) => self.save_state(STATE_BUCKETS, bytes, None),
             Err(error) => self.problem(format!("could not encode the bucket table: {error}")),
         }
     }
@@ -193,7 +194,7 @@ impl NodeCore {
             None => TransferPlan::default(),
         };
         if let Some(bytes) = self.install_ring(ring) {
-            self.save_state(STATE_RING, bytes);
+            self.save_state(STATE_RING, bytes, None);
         }
         plan
     }
@@ -216,6 +217,7 @@ impl NodeCore {
             }
         };
         self.ring = Some(ring);
+        self.ring_generation += 1;
         self.event(CoreEvent::RingAdopted { version, members });
         encoded
     }
@@ -312,13 +314,14 @@ impl NodeCore {
         if current.is_some() && current != self.saved_status {
             self.saved_status = current;
             if let Some(status) = current {
-                self.save_state(STATE_STATUS, encode_status(status).to_vec());
+                self.save_state(STATE_STATUS, encode_status(status).to_vec(), None);
             }
         }
     }
 
-    /// Paper 4.8.1: an administrator asked this node to leave.
-    pub(super) fn leave(&mut self, now: u64) -> Result<(), String> {
+    /// Paper 4.8.1: an administrator asked this node to leave; `request` is answered once the
+    /// new status is saved.
+    pub(super) fn leave(&mut self, now: u64, request: super::RequestId) -> Result<(), String> {
         if self.ring.as_ref().is_some_and(|r| r.members().len() <= 1) {
             return Err("the last member of a cluster cannot leave it".into());
         }
@@ -326,6 +329,12 @@ impl NodeCore {
             .set_status(Status::Leaving)
             .map_err(|e| e.to_string())?;
         self.event(CoreEvent::StatusChanged("leaving".into()));
+        self.saved_status = Some(Status::Leaving);
+        self.save_state(
+            STATE_STATUS,
+            encode_status(Status::Leaving).to_vec(),
+            Some(request),
+        );
         self.update_own_status(now);
         self.flush_gossip();
         Ok(())
@@ -339,6 +348,12 @@ impl NodeCore {
     ) -> Result<Vec<BucketEntry>, String> {
         let max_n = self.ring.as_ref().map_or(MAX_BUCKET_N, Ring::target_n);
         check_bucket(&props, max_n)?;
+        if !self.buckets.contains_key(&props.name) && self.buckets.len() >= MAX_BUCKETS {
+            return Err(format!(
+                "a cluster holds at most {MAX_BUCKETS} buckets; {} exist",
+                self.buckets.len()
+            ));
+        }
         // Later than what is there even if this node's clock is behind.
         let stamp_ms = self
             .buckets

@@ -61,6 +61,9 @@ pub const MAX_PARTITIONS: u32 = 4096;
 pub const MAX_CLIENT_TIMEOUT_MS: u64 = 60_000;
 /// The largest N a bucket may have (preference lists are walked per request).
 pub const MAX_BUCKET_N: usize = 16;
+/// The most buckets a cluster holds: the table travels in one gossip value (at most about 90
+/// bytes an entry, within gossip's 32 KiB messages) and is saved whole.
+pub const MAX_BUCKETS: usize = 256;
 /// Keys per handoff scan or hint batch.
 pub const BATCH: usize = 128;
 
@@ -97,6 +100,10 @@ pub struct CoreConfig {
     pub anti_entropy_interval_ms: u64,
     /// Anti-entropy exchanges run at once.
     pub anti_entropy_sessions: usize,
+    /// The operator asked this node to join (again): a node that had left joins anew. Without
+    /// it, a node that left stays out when restarted (a process supervisor's restart must not
+    /// undo a decommission).
+    pub rejoin: bool,
 }
 
 /// Node state a restarted node reads back from its store before it builds its core.
@@ -230,7 +237,22 @@ pub struct NodeCore {
     hints: HintDelivery,
     handoffs: Handoffs,
     anti_entropy: AntiEntropy,
+    /// Node-state saves by name: at most one in flight and one waiting (the latest) each.
+    saves: BTreeMap<&'static str, SaveSlot>,
+    /// Bumped whenever the ring in use changes.
+    ring_generation: u64,
     outputs: VecDeque<Output>,
+}
+
+/// The saves of one piece of node state.
+#[derive(Debug, Default)]
+struct SaveSlot {
+    in_flight: bool,
+    /// Requests answered when the save in flight is done.
+    in_flight_waiters: Vec<RequestId>,
+    /// The latest bytes to save once the one in flight is done.
+    next: Option<Vec<u8>>,
+    next_waiters: Vec<RequestId>,
 }
 
 impl NodeCore {
@@ -254,8 +276,6 @@ impl NodeCore {
             )));
         }
         let me = NodeId::from(config.name.as_str());
-        let mut outputs = VecDeque::new();
-        let mut next_op = 0;
         let ring = match &saved.ring {
             Some(bytes) => {
                 Some(
@@ -281,11 +301,13 @@ impl NodeCore {
             })?),
             None => None,
         };
-        // A node that was leaving goes on leaving (what it holds is handed off again below);
-        // otherwise membership of the ring decides.
+        // A node that was leaving goes on leaving (what it holds is handed off again below); a
+        // node that had left stays out unless asked to join again; otherwise membership of the
+        // ring decides.
         let status = match saved_status {
             Some(Status::Leaving | Status::Left) if in_ring => Status::Leaving,
-            Some(Status::Leaving | Status::Left) => saved_status.unwrap_or(Status::Leaving),
+            Some(Status::Leaving) => Status::Leaving,
+            Some(Status::Left) if !config.rejoin => Status::Left,
             _ if in_ring => Status::Alive,
             _ => Status::Joining,
         };
@@ -323,21 +345,7 @@ impl NodeCore {
                 })?;
             membership::merge_bucket_entries(&mut buckets, entries);
         }
-        if saved.ring.is_none()
-            && let Some(ring) = &ring
-            && let Ok(bytes) = postcard::to_allocvec(ring)
-        {
-            // A founder saves its first ring at once.
-            let id = OpId(next_op);
-            next_op += 1;
-            outputs.push_back(Output::Store {
-                id,
-                op: StoreOp::SaveState {
-                    name: STATE_RING,
-                    bytes,
-                },
-            });
-        }
+        let founding = saved.ring.is_none() && ring.is_some();
         let mut core = NodeCore {
             me,
             actor,
@@ -347,7 +355,7 @@ impl NodeCore {
             buckets,
             saved_status,
             shutting_down: false,
-            next_op,
+            next_op: 0,
             open_requests: BTreeSet::new(),
             pending: BTreeMap::new(),
             coordinators: BTreeMap::new(),
@@ -356,16 +364,28 @@ impl NodeCore {
             hints: HintDelivery::new(now),
             handoffs: Handoffs::default(),
             anti_entropy: AntiEntropy::new(now, config.anti_entropy_interval_ms),
-            outputs,
+            saves: BTreeMap::new(),
+            ring_generation: 0,
+            outputs: VecDeque::new(),
             config,
         };
-        if let Some(ring) = ring {
-            core.install_ring(ring);
+        if let Some(ring) = ring
+            && let Some(bytes) = core.install_ring(ring)
+            && founding
+        {
+            // A founder saves its first ring at once.
+            core.save_state(STATE_RING, bytes, None);
         }
         core.publish_buckets();
         if saved.ring.is_some() {
             // A restart: handoffs that were running are lost with the process.
             core.hand_off_unowned(now);
+        }
+        if status == Status::Left {
+            core.problem(format!(
+                "{} left the cluster; it serves no data until it joins again (`dynamo join`)",
+                core.me
+            ));
         }
         core.update_own_status(now);
         Ok(core)
@@ -379,6 +399,12 @@ impl NodeCore {
     /// The ring in use, if any.
     pub fn ring(&self) -> Option<&Ring> {
         self.ring.as_ref()
+    }
+
+    /// A number that changes whenever the ring in use changes (also to another ring of the
+    /// same version, after two claimants raced).
+    pub fn ring_generation(&self) -> u64 {
+        self.ring_generation
     }
 
     /// The bucket table.
@@ -548,11 +574,56 @@ impl NodeCore {
             .map(|m| m.identity().address.clone())
     }
 
-    fn save_state(&mut self, name: &'static str, bytes: Vec<u8>) {
+    /// Saves node state `name`. Saves of one name are carried out in order, one at a time; a
+    /// save asked for while one is in flight replaces any other waiting one (only the latest
+    /// state matters). `waiter` is answered once these bytes (or later ones) are on disk.
+    fn save_state(&mut self, name: &'static str, bytes: Vec<u8>, waiter: Option<RequestId>) {
+        let slot = self.saves.entry(name).or_default();
+        if slot.in_flight {
+            slot.next = Some(bytes);
+            slot.next_waiters.extend(waiter);
+            return;
+        }
+        slot.in_flight = true;
+        slot.in_flight_waiters.extend(waiter);
         self.store(
             StoreOp::SaveState { name, bytes },
             requests::Pending::StateSaved(name),
         );
+    }
+
+    /// A save of `name` finished: answer its waiters, then start the waiting save, if any.
+    fn state_saved(&mut self, name: &'static str, result: Result<StoreResult, String>) {
+        let Some(slot) = self.saves.get_mut(name) else {
+            return;
+        };
+        let waiters = std::mem::take(&mut slot.in_flight_waiters);
+        slot.in_flight = false;
+        let next = slot.next.take();
+        let next_waiters = std::mem::take(&mut slot.next_waiters);
+        let response = match &result {
+            Ok(_) => Response::Ack,
+            Err(error) => Response::error(
+                crate::protocol::ErrorKind::Internal,
+                format!("could not save the {name}: {error}"),
+            ),
+        };
+        for waiter in waiters {
+            self.respond(waiter, response.clone());
+        }
+        if let Err(error) = result {
+            self.problem(format!("could not save the {name}: {error}"));
+            if name == STATE_STATUS {
+                // Saved again at the next status check.
+                self.saved_status = None;
+            }
+        }
+        if let Some(bytes) = next {
+            self.save_state(name, bytes, None);
+            if let Some(slot) = self.saves.get_mut(name) {
+                slot.in_flight_waiters.extend(next_waiters);
+            }
+        }
     }
 }
 

@@ -63,6 +63,8 @@ pub(super) enum Pending {
     HandoffScanned,
     /// A handoff batch sent.
     HandoffSent,
+    /// Keys a replica acknowledged dropped after a restart-sweep batch.
+    HandoffDropped,
     /// Serving a peer's anti-entropy diff step.
     ServeDiff(RequestId),
     /// Serving a peer's anti-entropy fetch.
@@ -282,10 +284,12 @@ impl NodeCore {
                 let ring = self.ring.clone().map(Box::new);
                 self.respond(id, Response::Ring(ring));
             }
-            Request::Leave => match self.leave(now) {
-                Ok(()) => self.respond(id, Response::Ack),
-                Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
-            },
+            // Answered once "leaving" is on disk, so a crash cannot undo an acknowledged leave.
+            Request::Leave => {
+                if let Err(message) = self.leave(now, id) {
+                    self.respond(id, Response::error(ErrorKind::BadRequest, message));
+                }
+            }
             Request::Replica { partition, request } => {
                 let op = replica_op(partition, request, self.config.replica_durability);
                 self.store(op, Pending::ServeReplica(id));
@@ -487,15 +491,12 @@ impl NodeCore {
                 }
                 self.respond(request, Response::Status(status));
             }
-            Pending::StateSaved(name) => {
-                if let Err(error) = result {
-                    self.problem(format!("could not save the {name}: {error}"));
-                }
-            }
+            Pending::StateSaved(name) => self.state_saved(name, result),
             Pending::HintOwners => self.hint_owners_read(now, result),
             Pending::HintsRead => self.hints_read(now, result),
             Pending::HintRemoved => self.hint_removed(now, result),
             Pending::HandoffScanned => self.handoff_scanned(now, result),
+            Pending::HandoffDropped => self.handoff_dropped(now, &result),
             Pending::ServeDiff(request) => {
                 let response = match result {
                     Ok(StoreResult::DiffAnswer(reply)) => Response::Diff(reply),
@@ -823,6 +824,10 @@ impl NodeCore {
             }
         }
         if coordinator.machine.is_finished() {
+            // A coordinator answers before it finishes; should one not, its client still gets
+            // an answer (a no-op when it was answered).
+            let message = "the coordinator stopped without an answer";
+            self.respond(coordinator.request, internal(message));
             return;
         }
         coordinator.deadline = coordinator.machine.poll_timeout();

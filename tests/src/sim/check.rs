@@ -266,11 +266,13 @@ fn user_key(skey: &[u8]) -> &[u8] {
     skey.get(prefix..).unwrap_or_default()
 }
 
-/// Every event of a run, hashed, and the last ones kept.
+/// Every event of a run, hashed, and the last ones kept. With `SIM_TRACE` set in the
+/// environment every event is also printed to standard error as it happens.
 #[derive(Debug)]
 pub(super) struct Trace {
     hash: u64,
     tail: VecDeque<String>,
+    print: bool,
 }
 
 impl Default for Trace {
@@ -278,6 +280,7 @@ impl Default for Trace {
         Trace {
             hash: 0xcbf2_9ce4_8422_2325,
             tail: VecDeque::new(),
+            print: std::env::var_os("SIM_TRACE").is_some(),
         }
     }
 }
@@ -290,6 +293,9 @@ impl Trace {
         for byte in line.bytes().chain([b'\n']) {
             self.hash ^= u64::from(byte);
             self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        if self.print {
+            eprintln!("{line}");
         }
         // Gossip chatter is hashed but not kept: the tail is for reading.
         if line.ends_with(" gossip") {

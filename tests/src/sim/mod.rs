@@ -302,6 +302,8 @@ pub struct Sim {
     events: u64,
     /// The event that was repeating when virtual time stopped moving.
     livelock: Option<String>,
+    /// Leave requests sent: (admin attempt, node).
+    leaves: Vec<(u64, usize)>,
 }
 
 impl Sim {
@@ -322,6 +324,7 @@ impl Sim {
             trace: check::Trace::default(),
             events: 0,
             livelock: None,
+            leaves: Vec::new(),
             config,
         }
     }
@@ -718,6 +721,7 @@ impl Sim {
             replica_durability: self.config.replica_durability,
             anti_entropy_interval_ms: self.config.anti_entropy_interval_ms,
             anti_entropy_sessions: 2,
+            rejoin: false,
         }
     }
 
@@ -880,6 +884,8 @@ impl Sim {
             network::Fault::Wipe { node } => {
                 if self.nodes.get(node).is_some_and(|n| n.core.is_some()) {
                     self.crash_node(node, true);
+                    // A node that lost its disk forgot that it left; it comes back as new.
+                    self.leaves.retain(|(_, left)| *left != node);
                 }
             }
             network::Fault::Restart { node } => {
@@ -917,6 +923,7 @@ impl Sim {
                     let client = self.clients.admin_slot();
                     let attempt = self.clients.begin_admin();
                     self.send_client_request(client, attempt, target, Request::Leave);
+                    self.leaves.push((attempt, target));
                 }
             }
             other => self.network.apply(other),
@@ -950,16 +957,23 @@ impl Sim {
     }
 
     /// What every running node holds of the cluster metadata.
-    fn metadata_view(&self) -> invariants::metadata::MetadataView {
+    fn metadata_view(&mut self) -> invariants::metadata::MetadataView {
         let mut view = invariants::metadata::MetadataView {
             created: self.history.buckets().to_vec(),
             nodes: Vec::new(),
+            left: Vec::new(),
         };
+        for (attempt, node) in self.leaves.clone() {
+            if matches!(self.clients.take_admin_answer(attempt), Some(Response::Ack)) {
+                view.left.push(self.nodes[node].name.clone());
+            }
+        }
         for node in &self.nodes {
             if let Some(core) = &node.core {
                 let in_ring = core.ring().is_some_and(|r| r.member(core.id()).is_some());
                 view.nodes.push(invariants::metadata::NodeMetadata {
                     name: node.name.clone(),
+                    status: core.status().map(|s| format!("{s:?}")),
                     in_ring,
                     ring: core.ring().map(|r| (r.version(), postcard_digest(r))),
                     buckets: core.buckets().cloned().collect(),

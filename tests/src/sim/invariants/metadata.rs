@@ -1,6 +1,7 @@
 //! Invariant 6, cluster metadata: after healing, every running node uses the same ring and the
-//! same bucket table, and every bucket a client created is there with its N, R and W, however
-//! many nodes restarted (paper 4.8: membership and configuration are persisted and gossiped).
+//! same bucket table, every bucket a client created is there with its N, R and W, however many
+//! nodes restarted, and every node whose leave was acknowledged has left the ring and announced
+//! `Left` (paper 4.8: membership and configuration are persisted and gossiped).
 
 use dynamo_node::protocol::BucketProps;
 
@@ -14,6 +15,8 @@ pub const NAME: &str = "metadata";
 pub struct NodeMetadata {
     /// The node.
     pub name: String,
+    /// Its announced status.
+    pub status: Option<String>,
     /// Whether its ring includes it.
     pub in_ring: bool,
     /// `(version, digest)` of its ring.
@@ -29,6 +32,8 @@ pub struct MetadataView {
     pub created: Vec<BucketProps>,
     /// Every running node.
     pub nodes: Vec<NodeMetadata>,
+    /// Nodes whose leave was acknowledged.
+    pub left: Vec<String>,
 }
 
 /// Checks that metadata converged and kept every bucket.
@@ -39,6 +44,22 @@ pub fn check(view: &MetadataView) -> Vec<Violation> {
         key: None,
         message,
     };
+    for name in &view.left {
+        let Some(node) = view.nodes.iter().find(|n| n.name == *name) else {
+            continue;
+        };
+        if node.in_ring || node.status.as_deref() != Some("Left") {
+            violations.push(violation(format!(
+                "{name} was asked to leave but is {:?}{}",
+                node.status,
+                if node.in_ring {
+                    " and still in the ring"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
     // Nodes that left the ring no longer take part.
     let members: Vec<&NodeMetadata> = view.nodes.iter().filter(|n| n.in_ring).collect();
     let Some(first) = members.first() else {
