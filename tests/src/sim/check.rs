@@ -226,9 +226,12 @@ impl History {
         self.by_value.get(value).and_then(|&i| self.writes.get(i))
     }
 
-    /// Reads clients completed during the run.
-    pub fn reads(&self) -> &[(Vec<u8>, ReadResult)] {
-        &self.reads
+    /// Reads clients completed during the run, then the final reads after healing.
+    pub fn all_reads<'a>(
+        &'a self,
+        finals: &'a BTreeMap<Vec<u8>, ReadResult>,
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a ReadResult)> + 'a {
+        self.reads.iter().map(|(k, r)| (k, r)).chain(finals.iter())
     }
 
     /// Every key written.

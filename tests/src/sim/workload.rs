@@ -219,17 +219,8 @@ impl Sim {
                 if then == Then::Nothing {
                     return self.operation_done(client);
                 }
-                let delete = then == Then::Delete;
-                let value = (!delete).then(|| self.next_value(client));
-                let clock = context_clock(context.as_deref());
-                let write = self.history.begin_write(&key, value, Some(clock));
-                let step = Step::Write {
-                    key,
-                    delete,
-                    context,
-                    retries_left: WRITE_RETRIES,
-                    write,
-                };
+                let step =
+                    self.write_step(client, key, then == Then::Delete, context, WRITE_RETRIES);
                 self.send_step(client, step);
             }
             Step::Write {
@@ -245,20 +236,32 @@ impl Sim {
                     self.operation_done(client);
                 }
                 _ if retries_left > 0 => {
-                    let value = (!delete).then(|| self.next_value(client));
-                    let clock = context_clock(context.as_deref());
-                    let write = self.history.begin_write(&key, value, Some(clock));
-                    let step = Step::Write {
-                        key,
-                        delete,
-                        context,
-                        retries_left: retries_left - 1,
-                        write,
-                    };
+                    let step = self.write_step(client, key, delete, context, retries_left - 1);
                     self.send_step(client, step);
                 }
                 _ => self.operation_done(client),
             },
+        }
+    }
+
+    /// A new write attempt (a new unique value, or a delete) with the context read before.
+    fn write_step(
+        &mut self,
+        client: usize,
+        key: Vec<u8>,
+        delete: bool,
+        context: Option<String>,
+        retries_left: u32,
+    ) -> Step {
+        let value = (!delete).then(|| self.next_value(client));
+        let clock = context_clock(context.as_deref());
+        let write = self.history.begin_write(&key, value, Some(clock));
+        Step::Write {
+            key,
+            delete,
+            context,
+            retries_left,
+            write,
         }
     }
 

@@ -14,12 +14,7 @@ pub const NAME: &str = "concurrency";
 /// Checks every completed read.
 pub fn check(history: &History, finals: &BTreeMap<Vec<u8>, ReadResult>) -> Vec<Violation> {
     let mut violations = Vec::new();
-    let reads = history
-        .reads()
-        .iter()
-        .map(|(k, r)| (k, r))
-        .chain(finals.iter());
-    for (key, read) in reads {
+    for (key, read) in history.all_reads(finals) {
         for write in history.writes() {
             let Some(value) = &write.value else { continue };
             if write.key != *key || !write.fully_seen_by(&read.clock) {

@@ -13,12 +13,7 @@ pub const NAME: &str = "siblings";
 /// Checks every completed read.
 pub fn check(history: &History, finals: &BTreeMap<Vec<u8>, ReadResult>) -> Vec<Violation> {
     let mut violations = Vec::new();
-    let reads = history
-        .reads()
-        .iter()
-        .map(|(k, r)| (k, r))
-        .chain(finals.iter());
-    for (key, read) in reads {
+    for (key, read) in history.all_reads(finals) {
         for (i, value) in read.values.iter().enumerate() {
             let shown = String::from_utf8_lossy(value);
             let Some(write) = history.write_of_value(value).filter(|w| w.key == *key) else {
