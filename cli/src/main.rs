@@ -529,9 +529,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "pending_hints": m.pending_hints,
                     }))
                     .collect();
+                let anti_entropy = serde_json::to_value(&status.anti_entropy).unwrap_or_default();
                 println!(
                     "{}",
-                    serde_json::json!({"node": status.node, "ring_version": status.ring_version, "members": members})
+                    serde_json::json!({"node": status.node, "ring_version": status.ring_version, "members": members, "anti_entropy": anti_entropy})
                 );
             } else {
                 println!(
@@ -555,6 +556,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         m.pending_hints
                     );
                 }
+                println!("{}", anti_entropy_line(&status.anti_entropy));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -644,6 +646,53 @@ fn print_get(outcome: &GetOutcome, json: bool) -> ExitCode {
             ExitCode::from(3)
         }
     }
+}
+
+/// One line on anti-entropy (paper 4.7) as the answering node runs it.
+fn anti_entropy_line(ae: &dynamo_node::protocol::AntiEntropyStatus) -> String {
+    if !ae.enabled {
+        return "anti-entropy: off".into();
+    }
+    let window = ae.interval_ms.saturating_mul(2);
+    let recent = ae
+        .pairs
+        .iter()
+        .filter(|p| p.agreed_ms_ago.is_some_and(|ago| ago <= window))
+        .count();
+    let oldest = if ae.pairs.iter().any(|p| p.agreed_ms_ago.is_none()) {
+        "some not yet compared".to_owned()
+    } else {
+        let ago = ae
+            .pairs
+            .iter()
+            .filter_map(|p| p.agreed_ms_ago)
+            .max()
+            .unwrap_or(0);
+        format!("oldest agreement {:.1} s ago", ago as f64 / 1000.0)
+    };
+    let running: Vec<String> = ae
+        .in_progress
+        .iter()
+        .map(|p| format!("p{} with {}", p.partition, p.peer))
+        .collect();
+    let running = if running.is_empty() {
+        "none in progress".to_owned()
+    } else {
+        format!("in progress: {}", running.join(", "))
+    };
+    format!(
+        "anti-entropy: every {:.0} s; {recent} of {} partition/peer pairs agreed within {:.0} s ({oldest}); {running}; {} keys repaired ({} bytes){}",
+        ae.interval_ms as f64 / 1000.0,
+        ae.pairs.len(),
+        window as f64 / 1000.0,
+        ae.repaired_keys,
+        ae.bytes_moved,
+        if ae.throttled {
+            "; holding back: foreground requests are slow"
+        } else {
+            ""
+        }
+    )
 }
 
 fn cert(command: CertCommand) -> Result<ExitCode> {

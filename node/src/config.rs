@@ -58,6 +58,8 @@ pub struct NodeConfig {
     pub anti_entropy_interval_ms: u64,
     /// Anti-entropy exchanges a node runs at once.
     pub anti_entropy_sessions: usize,
+    /// Bytes of versions anti-entropy may move per second; 0: no limit.
+    pub anti_entropy_bytes_per_sec: u64,
     /// An explicit join (`dynamo join`): a node that had left the cluster joins it again. A
     /// plain restart of a node that left keeps it out.
     pub rejoin: bool,
@@ -82,6 +84,7 @@ impl Default for NodeConfig {
             gossip_interval_ms: 1_000,
             anti_entropy_interval_ms: 30_000,
             anti_entropy_sessions: 2,
+            anti_entropy_bytes_per_sec: 16 * 1024 * 1024,
             rejoin: false,
         }
     }

@@ -216,6 +216,39 @@ pub struct ClusterStatus {
     pub ring_version: u64,
     /// Members, sorted by id.
     pub members: Vec<MemberStatus>,
+    /// Anti-entropy as the answering node runs it (boxed: it keeps `Response` small).
+    pub anti_entropy: Box<AntiEntropyStatus>,
+}
+
+/// Anti-entropy (paper 4.7) as one node runs it: when each partition it replicates last agreed
+/// with each other replica, and what is in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AntiEntropyStatus {
+    /// Whether anti-entropy runs on this node.
+    pub enabled: bool,
+    /// Time between sweeps, in milliseconds.
+    pub interval_ms: u64,
+    /// Every (partition, peer) pair, with how long ago it last agreed (or was repaired).
+    pub pairs: Vec<PartitionSync>,
+    /// Exchanges running now.
+    pub in_progress: Vec<PartitionSync>,
+    /// Keys repaired since the node started (fetched here or pushed to a peer).
+    pub repaired_keys: u64,
+    /// Bytes of versions moved since the node started.
+    pub bytes_moved: u64,
+    /// Whether new exchanges wait because foreground requests are slow (paper 6.5).
+    pub throttled: bool,
+}
+
+/// One partition and one other replica of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSync {
+    /// Ring partition.
+    pub partition: u32,
+    /// The other replica.
+    pub peer: String,
+    /// Milliseconds since the two last agreed; `None`: not since this node started.
+    pub agreed_ms_ago: Option<u64>,
 }
 
 /// What kind of failure an error reply reports, so clients can react.

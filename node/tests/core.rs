@@ -29,6 +29,7 @@ fn config() -> CoreConfig {
         replica_durability: Durability::Sync,
         anti_entropy_interval_ms: 0,
         anti_entropy_sessions: 1,
+        anti_entropy_bytes_per_sec: 0,
         rejoin: false,
     }
 }

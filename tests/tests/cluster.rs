@@ -430,6 +430,18 @@ async fn anti_entropy_refills_a_replica_without_reads() {
     );
     cluster.restart(2).await;
     cluster.wait_for_members(3).await;
+    // `dynamo status` reports the repair: keys moved and partition pairs that agreed.
+    eventually("anti-entropy repairing keys", || async {
+        let mut repaired = 0;
+        for address in cluster.addresses() {
+            if let Ok(status) = cluster.client_of(address).status().await {
+                assert!(status.anti_entropy.enabled);
+                repaired += status.anti_entropy.repaired_keys;
+            }
+        }
+        repaired >= KEYS as u64
+    })
+    .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;

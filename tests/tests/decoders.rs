@@ -22,8 +22,8 @@ use dynamo_merkle::{
     MerkleTree, NodeHash, SegmentReply, Step, TreeShape, key_hash,
 };
 use dynamo_node::protocol::{
-    BucketEntry, BucketProps, ClusterStatus, ErrorKind, GetReply, MemberStatus, PutReply, Request,
-    RequestOptions, Response,
+    AntiEntropyStatus, BucketEntry, BucketProps, ClusterStatus, ErrorKind, GetReply, MemberStatus,
+    PartitionSync, PutReply, Request, RequestOptions, Response,
 };
 use dynamo_node::transport::MAX_FRAME_BYTES;
 use dynamo_quorum::{ClientContext, Object, ReplicaReply, ReplicaRequest, Value};
@@ -496,6 +496,18 @@ fn requests() -> Vec<Request> {
             partition: 15,
             entries: vec![(b"a".to_vec(), object()), (b"b".to_vec(), Object::empty())],
         },
+        Request::Diff {
+            partition: 3,
+            request: DiffRequest::Children {
+                shape: TreeShape::default(),
+                level: 1,
+                nodes: vec![0, 5],
+            },
+        },
+        Request::Fetch {
+            partition: 3,
+            keys: vec![b"a".to_vec(), b"b".to_vec()],
+        },
     ]
 }
 
@@ -531,7 +543,22 @@ fn responses() -> Vec<Response> {
             node: "node-0".into(),
             ring_version: 4,
             members: vec![member("node-0", 33.3), member("node-1", 66.7)],
+            anti_entropy: Box::new(AntiEntropyStatus {
+                enabled: true,
+                interval_ms: 30_000,
+                pairs: vec![PartitionSync {
+                    partition: 1,
+                    peer: "node-1".into(),
+                    agreed_ms_ago: Some(1_200),
+                }],
+                in_progress: Vec::new(),
+                repaired_keys: 7,
+                bytes_moved: 900,
+                throttled: false,
+            }),
         }),
+        Response::Diff(DiffReply::Hashes(vec![NodeHash(1), NodeHash(2)])),
+        Response::Entries(vec![(b"a".to_vec(), object())]),
         Response::Ring(Some(Box::new(ring()))),
         Response::Ring(None),
         Response::Replica(ReplicaReply::Found(object())),

@@ -8,6 +8,12 @@
 //! keys: fetch the peer's versions and merge them here, then push this node's merged versions to
 //! the peer (a handoff batch, which the peer merges). Tombstones travel like any version.
 //!
+//! Exchanges are rate-limited: the versions they move draw on a token bucket of
+//! [`CoreConfig::anti_entropy_bytes_per_sec`](super::CoreConfig), and a batch waits until the
+//! bucket is positive again. Paper 6.5: background work yields to foreground requests, so while
+//! client requests are slow (a fast moving average of their latency above both twice the slow
+//! average and a floor) no batch and no exchange starts.
+//!
 //! This module must not know how calls travel, how the store runs the diff, or how trees are
 //! kept up to date (storage updates them on every write).
 
@@ -20,6 +26,11 @@ use super::requests::Pending;
 use super::{BATCH, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
 use crate::protocol::{Request, Response};
 
+/// Foreground latency under which anti-entropy never holds back, in milliseconds.
+const THROTTLE_FLOOR_MS: f64 = 50.0;
+/// How long a throttled or rate-limited batch waits before it looks again, at most.
+const THROTTLE_PAUSE_MS: u64 = 500;
+
 /// One exchange in progress.
 #[derive(Debug)]
 struct Exchange {
@@ -29,6 +40,93 @@ struct Exchange {
     keys: VecDeque<Vec<u8>>,
     /// The keys of the batch in flight.
     batch: Vec<Vec<u8>>,
+    /// Set while the next batch waits for the rate limit or for foreground load to drop.
+    resume_at: Option<u64>,
+}
+
+/// Bytes anti-entropy may move: refilled at a fixed rate, one second of it at most.
+#[derive(Debug, Default)]
+struct TokenBucket {
+    /// Bytes per second; 0: unlimited.
+    rate: u64,
+    tokens: i64,
+    refilled_at: u64,
+}
+
+impl TokenBucket {
+    fn refill(&mut self, now: u64) {
+        let elapsed = now.saturating_sub(self.refilled_at);
+        self.refilled_at = now;
+        let added = i64::try_from(self.rate.saturating_mul(elapsed) / 1000).unwrap_or(i64::MAX);
+        let capacity = i64::try_from(self.rate).unwrap_or(i64::MAX);
+        self.tokens = self.tokens.saturating_add(added).min(capacity);
+    }
+
+    /// When the bucket is positive again, if it is not now.
+    fn wait_until(&mut self, now: u64) -> Option<u64> {
+        if self.rate == 0 {
+            return None;
+        }
+        self.refill(now);
+        (self.tokens < 0).then(|| {
+            let deficit = self.tokens.unsigned_abs();
+            now + (deficit.saturating_mul(1000) / self.rate).clamp(1, THROTTLE_PAUSE_MS)
+        })
+    }
+
+    fn take(&mut self, bytes: u64) {
+        if self.rate > 0 {
+            self.tokens = self
+                .tokens
+                .saturating_sub(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// Moving averages of foreground request latency (paper 6.5's admission control).
+#[derive(Debug, Default)]
+pub(super) struct Foreground {
+    fast_ms: f64,
+    slow_ms: f64,
+    /// When the last client request was answered: averages older than [`QUIET_MS`] say
+    /// nothing about the load now.
+    last_at: u64,
+}
+
+/// Without a client request for this long, the foreground is not busy.
+const QUIET_MS: u64 = 5_000;
+
+impl Foreground {
+    /// A client request answered at `now` took `latency_ms`.
+    pub(super) fn observe(&mut self, now: u64, latency_ms: u64) {
+        self.last_at = now;
+        let latency = latency_ms as f64;
+        if self.slow_ms == 0.0 {
+            self.slow_ms = latency;
+            self.fast_ms = latency;
+        }
+        self.fast_ms += 0.2 * (latency - self.fast_ms);
+        self.slow_ms += 0.01 * (latency - self.slow_ms);
+    }
+
+    /// Whether foreground requests are slow now: background work holds back. With no client
+    /// request for a while there is no foreground to protect.
+    pub(super) fn busy(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_at) < QUIET_MS
+            && self.fast_ms > THROTTLE_FLOOR_MS
+            && self.fast_ms > 2.0 * self.slow_ms
+    }
+}
+
+/// Encoded size of a batch of versions.
+fn entries_bytes(entries: &[(Vec<u8>, dynamo_quorum::Object)]) -> u64 {
+    entries
+        .iter()
+        .map(|(key, object)| {
+            key.len() as u64
+                + postcard::experimental::serialized_size(object).map_or(0, |n| n as u64)
+        })
+        .sum()
 }
 
 /// The state of anti-entropy.
@@ -44,22 +142,37 @@ pub(super) struct AntiEntropy {
     last_agreed: BTreeMap<(u32, NodeId), u64>,
     /// Keys repaired so far (fetched or pushed), for status and tests.
     repaired_keys: u64,
+    /// Bytes of versions moved so far.
+    bytes_moved: u64,
+    bucket: TokenBucket,
+    /// When to try starting exchanges again after the foreground was busy.
+    retry_start_at: Option<u64>,
 }
 
 impl AntiEntropy {
-    pub(super) fn new(now: u64, interval_ms: u64) -> Self {
+    pub(super) fn new(now: u64, interval_ms: u64, bytes_per_sec: u64) -> Self {
         Self {
             next_sweep: (interval_ms > 0).then_some(now + interval_ms),
+            bucket: TokenBucket {
+                rate: bytes_per_sec,
+                tokens: i64::try_from(bytes_per_sec).unwrap_or(i64::MAX),
+                refilled_at: now,
+            },
             ..Self::default()
         }
     }
 
     pub(super) fn next_due(&self) -> Option<u64> {
-        if self.queue.is_empty() && self.exchanges.is_empty() {
+        let resumes = self.exchanges.values().filter_map(|e| e.resume_at).min();
+        let sweep = if self.queue.is_empty() && self.exchanges.is_empty() {
             self.next_sweep
         } else {
             None
-        }
+        };
+        [resumes, sweep, self.retry_start_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -77,10 +190,64 @@ impl NodeCore {
             .copied()
     }
 
-    /// Starts a sweep when one is due, and exchanges while there is room.
+    /// What anti-entropy is doing, for `dynamo status`.
+    pub(super) fn anti_entropy_status(&self, now: u64) -> crate::protocol::AntiEntropyStatus {
+        let sync = |partition: u32, peer: &NodeId| crate::protocol::PartitionSync {
+            partition,
+            peer: peer.to_string(),
+            agreed_ms_ago: self
+                .anti_entropy_last_agreed(partition, peer)
+                .map(|at| now.saturating_sub(at)),
+        };
+        crate::protocol::AntiEntropyStatus {
+            enabled: self.config.anti_entropy_interval_ms > 0,
+            interval_ms: self.config.anti_entropy_interval_ms,
+            pairs: self
+                .replica_pairs()
+                .iter()
+                .map(|(partition, peer)| sync(*partition, peer))
+                .collect(),
+            in_progress: self
+                .anti_entropy
+                .exchanges
+                .values()
+                .map(|e| sync(e.partition, &e.peer))
+                .collect(),
+            repaired_keys: self.anti_entropy.repaired_keys,
+            bytes_moved: self.anti_entropy.bytes_moved,
+            throttled: self.foreground.busy(now),
+        }
+    }
+
+    /// Starts a sweep when one is due, and exchanges while there is room; resumes batches that
+    /// waited for the rate limit.
     pub(super) fn anti_entropy_tick(&mut self, now: u64) {
         let interval = self.config.anti_entropy_interval_ms;
         if interval == 0 {
+            return;
+        }
+        let resumed: Vec<u64> = self
+            .anti_entropy
+            .exchanges
+            .iter()
+            .filter(|(_, e)| e.resume_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in resumed {
+            if let Some(exchange) = self.anti_entropy.exchanges.get_mut(&id) {
+                exchange.resume_at = None;
+            }
+            self.anti_entropy_fetch(now, id);
+        }
+        self.anti_entropy.retry_start_at = None;
+        if self.foreground.busy(now) {
+            // Paper 6.5: no new background work while foreground requests are slow; a sweep
+            // that was due waits too (else it would be due again at once, forever).
+            let later = now + THROTTLE_PAUSE_MS;
+            self.anti_entropy.retry_start_at = Some(later);
+            if let Some(at) = &mut self.anti_entropy.next_sweep {
+                *at = (*at).max(later);
+            }
             return;
         }
         let ae = &mut self.anti_entropy;
@@ -108,6 +275,7 @@ impl NodeCore {
                     peer,
                     keys: VecDeque::new(),
                     batch: Vec::new(),
+                    resume_at: None,
                 },
             );
             self.store(StoreOp::DiffStart { partition }, Pending::AeDiff(id));
@@ -206,13 +374,20 @@ impl NodeCore {
         }
     }
 
-    /// Fetches the peer's versions of the next batch of differing keys, or ends the exchange.
+    /// Fetches the peer's versions of the next batch of differing keys (once the rate limit and
+    /// the foreground load allow), or ends the exchange.
     fn anti_entropy_fetch(&mut self, now: u64, id: u64) {
+        let busy = self.foreground.busy(now);
+        let wait = self.anti_entropy.bucket.wait_until(now);
         let Some(exchange) = self.anti_entropy.exchanges.get_mut(&id) else {
             return;
         };
         if exchange.keys.is_empty() {
             return self.end_exchange(now, id, true);
+        }
+        if let Some(at) = wait.or(busy.then_some(now + THROTTLE_PAUSE_MS)) {
+            exchange.resume_at = Some(at);
+            return;
         }
         let take = exchange.keys.len().min(BATCH);
         exchange.batch = exchange.keys.drain(..take).collect();
@@ -237,6 +412,9 @@ impl NodeCore {
         let Ok(Response::Entries(entries)) = result else {
             return self.end_exchange(now, id, false);
         };
+        let bytes = entries_bytes(&entries);
+        self.anti_entropy.bucket.take(bytes);
+        self.anti_entropy.bytes_moved += bytes;
         self.anti_entropy.repaired_keys += entries.len() as u64;
         let op = StoreOp::ApplyBatch {
             partition: exchange.partition,
@@ -289,6 +467,9 @@ impl NodeCore {
         if entries.is_empty() {
             return self.anti_entropy_fetch(now, id);
         }
+        let bytes = entries_bytes(&entries);
+        self.anti_entropy.bucket.take(bytes);
+        self.anti_entropy.bytes_moved += bytes;
         self.anti_entropy.repaired_keys += entries.len() as u64;
         let request = Request::Handoff {
             partition: exchange.partition,
@@ -316,5 +497,54 @@ impl NodeCore {
         } else {
             self.end_exchange(now, id, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Foreground, QUIET_MS, TokenBucket};
+
+    /// The rate limit: a batch that overdraws the bucket makes the next one wait until the
+    /// bucket refilled (checked every half second at most), and an idle second refills it.
+    #[test]
+    fn the_token_bucket_holds_batches_back_until_refilled() {
+        let mut bucket = TokenBucket {
+            rate: 1_000,
+            tokens: 1_000,
+            refilled_at: 0,
+        };
+        assert_eq!(bucket.wait_until(0), None);
+        bucket.take(1_200);
+        assert_eq!(bucket.wait_until(0), Some(200), "200 bytes short: 200 ms");
+        assert_eq!(bucket.wait_until(200), None);
+        bucket.take(5_000);
+        assert_eq!(
+            bucket.wait_until(200),
+            Some(700),
+            "long waits are re-checked"
+        );
+        assert_eq!(bucket.wait_until(10_000), None);
+        let mut unlimited = TokenBucket::default();
+        unlimited.take(u64::MAX);
+        assert_eq!(unlimited.wait_until(0), None);
+    }
+
+    /// Paper 6.5: background work yields while client requests are slower than usual, and
+    /// only while there are client requests at all.
+    #[test]
+    fn slow_foreground_requests_hold_background_work_back() {
+        let mut foreground = Foreground::default();
+        for t in 0..100 {
+            foreground.observe(t * 10, 5);
+        }
+        assert!(!foreground.busy(1_000), "fast requests");
+        for t in 0..10 {
+            foreground.observe(1_000 + t, 400);
+        }
+        assert!(foreground.busy(1_010), "requests slowed down");
+        assert!(
+            !foreground.busy(1_010 + QUIET_MS),
+            "no requests for a while"
+        );
     }
 }

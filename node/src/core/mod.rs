@@ -100,6 +100,8 @@ pub struct CoreConfig {
     pub anti_entropy_interval_ms: u64,
     /// Anti-entropy exchanges run at once.
     pub anti_entropy_sessions: usize,
+    /// Bytes of versions anti-entropy may move per second (fetched and pushed); 0: no limit.
+    pub anti_entropy_bytes_per_sec: u64,
     /// The operator asked this node to join (again): a node that had left joins anew. Without
     /// it, a node that left stays out when restarted (a process supervisor's restart must not
     /// undo a decommission).
@@ -237,6 +239,8 @@ pub struct NodeCore {
     hints: HintDelivery,
     handoffs: Handoffs,
     anti_entropy: AntiEntropy,
+    /// Latency of client requests, which background work yields to.
+    foreground: anti_entropy::Foreground,
     /// Node-state saves by name: at most one in flight and one waiting (the latest) each.
     saves: BTreeMap<&'static str, SaveSlot>,
     /// Bumped whenever the ring in use changes.
@@ -363,7 +367,12 @@ impl NodeCore {
             bucket_pushes: BTreeMap::new(),
             hints: HintDelivery::new(now),
             handoffs: Handoffs::default(),
-            anti_entropy: AntiEntropy::new(now, config.anti_entropy_interval_ms),
+            anti_entropy: AntiEntropy::new(
+                now,
+                config.anti_entropy_interval_ms,
+                config.anti_entropy_bytes_per_sec,
+            ),
+            foreground: anti_entropy::Foreground::default(),
             saves: BTreeMap::new(),
             ring_generation: 0,
             outputs: VecDeque::new(),

@@ -140,6 +140,8 @@ pub(super) struct Coordinator {
     down: Vec<NodeId>,
     /// Its deadline in `coordinator_timers`.
     deadline: Option<u64>,
+    /// When it started, to measure foreground latency.
+    started: u64,
     /// Set when this node coordinates a put as a fallback: the primary it stands in for, whose
     /// hint must hold the coordinator's own copy (else that copy would stay in this node's
     /// main store, where no read or handoff looks for it).
@@ -279,7 +281,7 @@ impl NodeCore {
                 let buckets = self.buckets().cloned().collect();
                 self.respond(id, Response::Buckets(buckets));
             }
-            Request::Status => self.status_request(id),
+            Request::Status => self.status_request(now, id),
             Request::Ring => {
                 let ring = self.ring.clone().map(Box::new);
                 self.respond(id, Response::Ring(ring));
@@ -624,6 +626,7 @@ impl NodeCore {
                     key,
                     down,
                     deadline: None,
+                    started: now,
                     hint_for: None,
                 })
             });
@@ -737,6 +740,7 @@ impl NodeCore {
                     key: skey,
                     down,
                     deadline: None,
+                    started: now,
                     hint_for,
                 },
             ),
@@ -818,6 +822,8 @@ impl NodeCore {
                     }
                 }
                 Command::Respond(response) => {
+                    let latency = now.saturating_sub(coordinator.started);
+                    self.foreground.observe(now, latency);
                     let answer = Self::client_answer(&coordinator, response);
                     self.respond(coordinator.request, answer);
                 }
@@ -895,7 +901,7 @@ impl NodeCore {
     }
 
     /// The cluster as this node sees it; hint counts come from the store.
-    fn status_request(&mut self, id: RequestId) {
+    fn status_request(&mut self, now: u64, id: RequestId) {
         let mut members: Vec<MemberStatus> = self
             .gossip
             .members()
@@ -924,6 +930,7 @@ impl NodeCore {
             node: self.me.to_string(),
             ring_version: self.ring.as_ref().map_or(0, Ring::version),
             members,
+            anti_entropy: Box::new(self.anti_entropy_status(now)),
         };
         self.store(
             StoreOp::PendingHints { owners },

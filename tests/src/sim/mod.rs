@@ -721,6 +721,7 @@ impl Sim {
             replica_durability: self.config.replica_durability,
             anti_entropy_interval_ms: self.config.anti_entropy_interval_ms,
             anti_entropy_sessions: 2,
+            anti_entropy_bytes_per_sec: 64 * 1024,
             rejoin: false,
         }
     }
