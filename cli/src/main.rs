@@ -96,7 +96,8 @@ enum Command {
         bucket: String,
         /// Key.
         key: String,
-        /// Context token from the read this delete follows.
+        /// Context token from the read this delete follows; without one, the key is read first
+        /// and every version that read saw is deleted.
         #[arg(long)]
         context: Option<String>,
         #[command(flatten)]

@@ -122,7 +122,10 @@ impl Client {
         self.write(bucket, key, Some(value), context, options).await
     }
 
-    /// Deletes a key (a tombstone that supersedes what `context` saw).
+    /// Deletes a key: a tombstone that supersedes what `context` saw. Without a context the key
+    /// is read first and what that read saw is deleted (as Riak's clients do), so a delete that
+    /// reports success never leaves the value readable beside its tombstone; a key that is not
+    /// found is still deleted (with the read's context, which may name a tombstone).
     pub async fn delete(
         &self,
         bucket: &str,
@@ -130,6 +133,14 @@ impl Client {
         context: Option<String>,
         options: RequestOptions,
     ) -> Result<PutReply, ClientError> {
+        let context = match context {
+            Some(context) => context,
+            None => match self.get(bucket, key, options).await? {
+                GetOutcome::Found(reply) => reply.context,
+                GetOutcome::NotFound { context } => context,
+            },
+        };
+        let context = (!context.is_empty()).then_some(context);
         self.write(bucket, key, None, context, options).await
     }
 

@@ -458,3 +458,38 @@ async fn anti_entropy_refills_a_replica_without_reads() {
     }
     cluster.shutdown().await;
 }
+
+/// Issue 11: a delete without a context deletes what is there (the client reads first), even
+/// concurrent siblings; before, its tombstone sat beside them and the value stayed readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_without_context_deletes_every_sibling() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    for value in ["pen", "lamp"] {
+        client
+            .put(
+                "default",
+                b"cart",
+                value.into(),
+                None,
+                RequestOptions::default(),
+            )
+            .await
+            .expect("blind put");
+    }
+    let before = client
+        .get("default", b"cart", RequestOptions::default())
+        .await
+        .expect("get");
+    assert_eq!(values(&before), vec!["lamp", "pen"]);
+    client
+        .delete("default", b"cart", None, RequestOptions::default())
+        .await
+        .expect("delete");
+    let after = client
+        .get("default", b"cart", RequestOptions::default())
+        .await
+        .expect("get");
+    assert!(matches!(after, GetOutcome::NotFound { .. }), "{after:?}");
+    cluster.shutdown().await;
+}
