@@ -61,14 +61,15 @@ pub enum ConfigError {
         /// The replica count.
         n: usize,
     },
-    /// PR and PW cannot exceed R and W.
-    #[error("{name} = {value} cannot exceed {bound}")]
+    /// PR and PW cannot exceed N (they may exceed R and W, as in Riak: the request then waits
+    /// for max(R, PR) replies, PR of them from primaries).
+    #[error("{name} = {value} cannot exceed n = {bound}")]
     PrimaryAboveQuorum {
         /// "pr" or "pw".
         name: &'static str,
         /// The value given.
         value: usize,
-        /// R or W.
+        /// N.
         bound: usize,
     },
 }
@@ -84,7 +85,8 @@ impl Quorum {
         }
     }
 
-    /// Checks 1 <= R, W <= N and PR <= R, PW <= W.
+    /// Checks 1 <= R, W <= N and PR, PW <= N. A PR above R (or PW above W) is allowed, as in
+    /// Riak: the request waits for max(R, PR) replies, PR of them from primaries.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.n == 0 {
             return Err(ConfigError::ZeroN);
@@ -98,7 +100,7 @@ impl Quorum {
                 });
             }
         }
-        for (name, value, bound) in [("pr", self.pr, self.r), ("pw", self.pw, self.w)] {
+        for (name, value, bound) in [("pr", self.pr, self.n), ("pw", self.pw, self.n)] {
             if value > bound {
                 return Err(ConfigError::PrimaryAboveQuorum { name, value, bound });
             }
@@ -138,10 +140,17 @@ mod tests {
                     pr: 3,
                     ..Quorum::new(3, 2, 2)
                 },
+                Ok(()),
+            ),
+            (
+                Quorum {
+                    pw: 4,
+                    ..Quorum::new(3, 2, 2)
+                },
                 Err(ConfigError::PrimaryAboveQuorum {
-                    name: "pr",
-                    value: 3,
-                    bound: 2,
+                    name: "pw",
+                    value: 4,
+                    bound: 3,
                 }),
             ),
         ];

@@ -225,10 +225,22 @@ impl GetCoordinator {
             && !found_any
             && negative >= majority;
         if basic_quorum_says_not_found {
-            return self.respond(Ok(GetOk {
-                object: None,
-                replies: self.tally.successes(),
-            }));
+            // A replica that failed is not a "not found" (Riak's get FSM): with any failure among
+            // the majority the answer is an error, never a not found nobody saw.
+            let failed = self.tally.failures().to_vec();
+            let outcome = if failed.is_empty() {
+                Ok(GetOk {
+                    object: None,
+                    replies: self.tally.successes(),
+                })
+            } else {
+                Err(QuorumError::NotEnoughReplicas {
+                    answered: self.tally.successes(),
+                    required: r,
+                    failed,
+                })
+            };
+            return self.respond(outcome);
         }
         if let Some((answered, required)) = self.tally.unreachable(r, pr) {
             let outcome = if !found_any && not_found > 0 && self.tally.failures().is_empty() {

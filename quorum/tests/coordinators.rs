@@ -582,7 +582,22 @@ fn get_tables() {
             ],
         },
         Case {
-            name: "basic_quorum: a majority of not-found/failed answers 'not found'",
+            name: "basic_quorum: a majority of not-founds answers 'not found' early",
+            quorum: Quorum {
+                basic_quorum: true,
+                ..strict
+            },
+            targets: "a b c",
+            steps: vec![
+                (Step::Reply("a", ReplicaReply::NotFound), vec![]),
+                (
+                    Step::Reply("b", ReplicaReply::NotFound),
+                    vec!["get notfound"],
+                ),
+            ],
+        },
+        Case {
+            name: "basic_quorum: a failed replica is not a not-found (Riak's get FSM): an error",
             quorum: Quorum {
                 basic_quorum: true,
                 ..strict
@@ -592,7 +607,7 @@ fn get_tables() {
                 (Step::Reply("a", failed("unreachable")), vec![]),
                 (
                     Step::Reply("b", ReplicaReply::NotFound),
-                    vec!["get notfound"],
+                    vec!["get err only 0 of 2 required replicas answered: a (unreachable)"],
                 ),
             ],
         },
@@ -647,6 +662,19 @@ fn get_tables() {
                 (Step::Reply("d", found(&v1)), vec![]),
                 (Step::Reply("a", found(&v1)), vec![]),
                 (Step::Reply("b", found(&v1)), vec!["get ok [v1]"]),
+            ],
+        },
+        Case {
+            name: "PR=3 above R=2 (as Riak allows): the get waits for max(R, PR) = 3 primaries",
+            quorum: Quorum {
+                pr: 3,
+                ..Quorum::new(3, 2, 2)
+            },
+            targets: "a b c",
+            steps: vec![
+                (Step::Reply("a", found(&v1)), vec![]),
+                (Step::Reply("b", found(&v1)), vec![]),
+                (Step::Reply("c", found(&v1)), vec!["get ok [v1]"]),
             ],
         },
         Case {
