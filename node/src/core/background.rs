@@ -1,9 +1,12 @@
 //! Work the core does on its own schedule: delivering hints to owners that are up again (paper
 //! 4.6) and handing partitions to their new replicas after a ring change.
 //!
-//! Hint delivery runs in rounds every [`HINT_INTERVAL_MS`]: the owners of held hints that are
-//! up get a batch each, one hint at a time, and a hint is dropped only once its owner stored a
-//! set that covers it. Handoff sends one partition at a time in size-bounded batches; a batch
+//! Hint delivery runs in rounds every [`HINT_INTERVAL_MS`]: for each owner of held hints a batch
+//! is read and sent one hint at a time, and a hint is dropped only once the node it went to
+//! stored a set that covers it. Hints follow the ring: a hint goes to its owner while the owner
+//! still replicates the hint's partition (and only while it is up), else to a replica of the
+//! partition under the current ring that is up (applied here when that is this node), so hints
+//! for a node that left or was removed still reach the key's replicas. Handoff sends one partition at a time in size-bounded batches; a batch
 //! that is not acknowledged is retried with backoff, and a partition is given up after
 //! [`HANDOFF_ATTEMPTS`]. A leaving node announces `Left` only when no transfer is queued. This
 //! module must not know how calls travel or how the store runs.
@@ -12,7 +15,7 @@ use std::collections::VecDeque;
 
 use dynamo_quorum::{Object, Value};
 use dynamo_ring::{NodeId, TransferPlan};
-use dynamo_storage::Hint;
+use dynamo_storage::{Durability, Hint};
 
 use super::requests::Pending;
 use super::{
@@ -30,11 +33,13 @@ const FIRST_BACKOFF_MS: u64 = 250;
 /// Longest pause between handoff attempts.
 const MAX_BACKOFF_MS: u64 = 8_000;
 
-/// A hint sent to its owner, kept to drop it once acknowledged.
+/// A hint sent on, kept to drop it once acknowledged.
 #[derive(Debug)]
 pub(super) struct HintInFlight {
     owner: String,
     hint: Hint<Value>,
+    /// Whether it went to its owner (else to another replica of its partition).
+    to_owner: bool,
 }
 
 /// The state of hint delivery.
@@ -174,13 +179,12 @@ impl NodeCore {
         self.next_hint_owner(now);
     }
 
-    /// Moves to the next owner that is up, or ends the round.
+    /// Moves to the next owner of held hints, or ends the round.
     fn next_hint_owner(&mut self, now: u64) {
         self.hints.owner = None;
         self.hints.queue.clear();
         while let Some(owner) = self.hints.owners.pop_front() {
-            let id = NodeId::from(owner.as_str());
-            if id != self.me && self.is_up(&id) && self.address_of(&id).is_some() {
+            if owner != self.me.as_str() {
                 self.hints.owner = Some(owner.clone());
                 let op = StoreOp::HintsFor {
                     owner,
@@ -200,19 +204,79 @@ impl NodeCore {
         self.deliver_next_hint(now);
     }
 
+    /// Where a hint for `owner` of `partition` goes now: `Some((node, is_owner))`, or `None`
+    /// while it must wait (its owner replicates the partition but is down, or no replica is up).
+    fn hint_destination(&self, owner: &NodeId, partition: u32) -> Option<(NodeId, bool)> {
+        let up = |node: &NodeId| self.is_up(node) && self.address_of(node).is_some();
+        let Some(ring) = &self.ring else {
+            return up(owner).then(|| (owner.clone(), true));
+        };
+        let replicas = ring.replicas_of_partition(partition, ring.target_n());
+        if replicas.contains(&owner) {
+            return up(owner).then(|| (owner.clone(), true));
+        }
+        replicas
+            .into_iter()
+            .find(|node| up(node))
+            .map(|node| (node.clone(), false))
+    }
+
     fn deliver_next_hint(&mut self, now: u64) {
-        let (Some(owner), Some(hint)) = (self.hints.owner.clone(), self.hints.queue.pop_front())
-        else {
+        let Some(owner) = self.hints.owner.clone() else {
             return self.next_hint_owner(now);
         };
-        let request = Request::DeliverHint {
-            partition: hint.partition,
-            key: hint.key.clone(),
-            object: hint.versions.clone(),
+        let owner_id = NodeId::from(owner.as_str());
+        // Hints that must wait stay where they are; the next round looks again.
+        let next = loop {
+            let Some(hint) = self.hints.queue.pop_front() else {
+                return self.next_hint_owner(now);
+            };
+            if let Some(destination) = self.hint_destination(&owner_id, hint.partition) {
+                break (hint, destination);
+            }
         };
-        let to = NodeId::from(owner.as_str());
-        let pending = Pending::HintDelivered(HintInFlight { owner, hint });
-        self.call(now, &to, request, PEER_TIMEOUT_MS, pending);
+        let (hint, (to, to_owner)) = next;
+        let sent = HintInFlight {
+            owner,
+            hint,
+            to_owner,
+        };
+        if to == self.me {
+            // This node replicates the partition now: the hint is merged here.
+            let op = StoreOp::Apply {
+                partition: sent.hint.partition,
+                key: sent.hint.key.clone(),
+                object: sent.hint.versions.clone(),
+                durability: Durability::Sync,
+            };
+            return self.store(op, Pending::HintAppliedHere(sent));
+        }
+        let request = Request::DeliverHint {
+            partition: sent.hint.partition,
+            key: sent.hint.key.clone(),
+            object: sent.hint.versions.clone(),
+        };
+        self.call(
+            now,
+            &to,
+            request,
+            PEER_TIMEOUT_MS,
+            Pending::HintDelivered(sent),
+        );
+    }
+
+    /// A hint was merged on this node (it replicates the hint's partition now).
+    pub(super) fn hint_applied_here(
+        &mut self,
+        now: u64,
+        sent: HintInFlight,
+        result: Result<StoreResult, String>,
+    ) {
+        let response = match result {
+            Ok(StoreResult::Stored(stored)) => Ok(Response::Stored(stored)),
+            other => Err(format!("{other:?}")),
+        };
+        self.hint_delivered(now, sent, response);
     }
 
     pub(super) fn hint_delivered(
@@ -232,7 +296,7 @@ impl NodeCore {
                 };
                 self.store(op, Pending::HintRemoved);
             }
-            // The owner refused this one hint: skip it so it does not block the rest.
+            // The receiver refused this one hint: skip it so it does not block the rest.
             Ok(other) => {
                 self.event(CoreEvent::HintRefused {
                     owner: sent.owner,
@@ -241,7 +305,9 @@ impl NodeCore {
                 self.deliver_next_hint(now);
             }
             // The owner is unreachable: try it again next round.
-            Err(_) => self.next_hint_owner(now),
+            Err(_) if sent.to_owner => self.next_hint_owner(now),
+            // Another replica was unreachable: the next hint may go elsewhere.
+            Err(_) => self.deliver_next_hint(now),
         }
     }
 

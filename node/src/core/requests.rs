@@ -55,8 +55,10 @@ pub(super) enum Pending {
     HintOwners,
     /// Hints read for an owner.
     HintsRead,
-    /// A hint sent to its owner.
+    /// A hint sent to its owner or to a replica of its partition.
     HintDelivered(HintInFlight),
+    /// A hint merged on this node, which replicates its partition now.
+    HintAppliedHere(HintInFlight),
     /// A delivered hint checked for removal.
     HintRemoved,
     /// A handoff scan.
@@ -497,6 +499,7 @@ impl NodeCore {
             Pending::HintOwners => self.hint_owners_read(now, result),
             Pending::HintsRead => self.hints_read(now, result),
             Pending::HintRemoved => self.hint_removed(now, result),
+            Pending::HintAppliedHere(sent) => self.hint_applied_here(now, sent, result),
             Pending::HandoffScanned => self.handoff_scanned(now, result),
             Pending::HandoffDropped => self.handoff_dropped(now, &result),
             Pending::ServeDiff(request) => {

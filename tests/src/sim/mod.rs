@@ -366,6 +366,7 @@ impl Sim {
             });
         }
         violations.extend(invariants::convergence::check(&self.replica_view()));
+        violations.extend(invariants::convergence::check_hints(&self.hints_held()));
         violations.extend(invariants::metadata::check(&self.metadata_view()));
         let finals = self.final_reads();
         violations.extend(invariants::durability::check(&self.history, &finals));
@@ -955,6 +956,26 @@ impl Sim {
             }
         }
         view
+    }
+
+    /// The hints every running node still holds, by owner.
+    fn hints_held(&self) -> Vec<(String, Vec<(String, usize)>)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.core.is_some())
+            .filter_map(|n| {
+                let store = n.store.as_ref()?;
+                let owners = store.hint_owners().ok()?;
+                let counts = owners
+                    .into_iter()
+                    .map(|owner| {
+                        let count = store.pending_hints(&owner).unwrap_or(0);
+                        (owner, count)
+                    })
+                    .collect();
+                Some((n.name.clone(), counts))
+            })
+            .collect()
     }
 
     /// What every running node holds of the cluster metadata.

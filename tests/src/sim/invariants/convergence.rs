@@ -52,3 +52,17 @@ pub fn check(view: &ReplicaView) -> Vec<Violation> {
     }
     violations
 }
+
+/// Checks that no node still holds hints after healing: every hint reached its owner or, when
+/// the ring moved the partition, a current replica (paper 4.6; hints follow the ring). `held`
+/// lists, per node, the owners it holds hints for and how many.
+pub fn check_hints(held: &[(String, Vec<(String, usize)>)]) -> Vec<Violation> {
+    held.iter()
+        .filter(|(_, owners)| !owners.is_empty())
+        .map(|(node, owners)| Violation {
+            invariant: NAME,
+            key: None,
+            message: format!("{node} still holds hints after healing: {owners:?}"),
+        })
+        .collect()
+}
