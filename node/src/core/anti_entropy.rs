@@ -162,6 +162,14 @@ impl AntiEntropy {
         }
     }
 
+    /// Versions moved (fetched or pushed): they draw on the rate limit and count for status.
+    fn count_moved(&mut self, entries: &[(Vec<u8>, dynamo_quorum::Object)]) {
+        let bytes = entries_bytes(entries);
+        self.bucket.take(bytes);
+        self.bytes_moved += bytes;
+        self.repaired_keys += entries.len() as u64;
+    }
+
     pub(super) fn next_due(&self) -> Option<u64> {
         let resumes = self.exchanges.values().filter_map(|e| e.resume_at).min();
         let sweep = if self.queue.is_empty() && self.exchanges.is_empty() {
@@ -406,18 +414,15 @@ impl NodeCore {
         id: u64,
         result: Result<Response, String>,
     ) {
-        let Some(exchange) = self.anti_entropy.exchanges.get(&id) else {
+        let Some(partition) = self.anti_entropy.exchanges.get(&id).map(|e| e.partition) else {
             return;
         };
         let Ok(Response::Entries(entries)) = result else {
             return self.end_exchange(now, id, false);
         };
-        let bytes = entries_bytes(&entries);
-        self.anti_entropy.bucket.take(bytes);
-        self.anti_entropy.bytes_moved += bytes;
-        self.anti_entropy.repaired_keys += entries.len() as u64;
+        self.anti_entropy.count_moved(&entries);
         let op = StoreOp::ApplyBatch {
-            partition: exchange.partition,
+            partition,
             entries,
             durability: self.config.replica_durability,
         };
@@ -454,7 +459,12 @@ impl NodeCore {
         id: u64,
         result: Result<StoreResult, String>,
     ) {
-        let Some(exchange) = self.anti_entropy.exchanges.get(&id) else {
+        let Some((partition, peer)) = self
+            .anti_entropy
+            .exchanges
+            .get(&id)
+            .map(|e| (e.partition, e.peer.clone()))
+        else {
             return;
         };
         let entries = match result {
@@ -467,15 +477,8 @@ impl NodeCore {
         if entries.is_empty() {
             return self.anti_entropy_fetch(now, id);
         }
-        let bytes = entries_bytes(&entries);
-        self.anti_entropy.bucket.take(bytes);
-        self.anti_entropy.bytes_moved += bytes;
-        self.anti_entropy.repaired_keys += entries.len() as u64;
-        let request = Request::Handoff {
-            partition: exchange.partition,
-            entries,
-        };
-        let peer = exchange.peer.clone();
+        self.anti_entropy.count_moved(&entries);
+        let request = Request::Handoff { partition, entries };
         self.call(
             now,
             &peer,
