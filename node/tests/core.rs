@@ -284,3 +284,63 @@ fn buckets_and_ring_come_back_from_the_store() {
         "a corrupt saved ring is an error, not a new cluster"
     );
 }
+
+/// Issue 11 (as Riak's fallback vnodes do): a node that does not replicate a partition answers
+/// reads of its keys with the versions it holds for them as hints, so a write that only
+/// fallbacks acknowledged is readable before the hints are delivered; a replica of the
+/// partition answers from its data only.
+#[test]
+fn a_fallback_answers_reads_with_its_hints() {
+    use dynamo_quorum::{ReplicaReply, ReplicaRequest};
+    use dynamo_ring::{Member, Ring};
+    use dynamo_vclock::{Actor, DvvSet};
+
+    let members = ["a", "b", "c", "n1"]
+        .map(|id| Member::new(id, "z", 1))
+        .to_vec();
+    let ring = Ring::equal_partitions(8, 3, members).expect("ring");
+    let me = dynamo_ring::NodeId::from("n1");
+    let stands_in = (0..8)
+        .find(|&p| !ring.replicas_of_partition(p, 3).contains(&&me))
+        .expect("a partition n1 does not replicate");
+    let replicates = (0..8)
+        .find(|&p| ring.replicas_of_partition(p, 3).contains(&&me))
+        .expect("a partition n1 replicates");
+    let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+    store
+        .save_node_state(
+            dynamo_node::core::STATE_RING,
+            &postcard::to_allocvec(&ring).expect("encode"),
+        )
+        .expect("save ring");
+    let mut node = Harness::on(store);
+    let versions = DvvSet::new(&Actor::new("a#1"), Value::Data(b"book".to_vec()), NOW);
+    for partition in [stands_in, replicates] {
+        let write = Request::Replica {
+            partition,
+            request: ReplicaRequest::Write {
+                key: b"cart".to_vec(),
+                object: versions.clone(),
+                hint: Some("a".into()),
+            },
+        };
+        assert_eq!(
+            node.ask(Role::Node, write),
+            Response::Replica(ReplicaReply::Written)
+        );
+    }
+    let read = |partition| Request::Replica {
+        partition,
+        request: ReplicaRequest::Read {
+            key: b"cart".to_vec(),
+        },
+    };
+    assert_eq!(
+        node.ask(Role::Node, read(stands_in)),
+        Response::Replica(ReplicaReply::Found(versions))
+    );
+    assert_eq!(
+        node.ask(Role::Node, read(replicates)),
+        Response::Replica(ReplicaReply::NotFound)
+    );
+}

@@ -577,6 +577,28 @@ fn hints_are_listed_per_owner<H: Harness>(h: &mut H) -> Result<(), String> {
         store.hints_for("node-b", 2).ctx("hints")?.len() == 2,
         "limit ignored"
     );
+    // A key's hints for every owner join into what a fallback answers reads with (the hints
+    // above reuse dot x:1, so the join holds x:1 once, next to y:1 and z:1).
+    store
+        .put_hint("node-c", 1, b"k1", &fresh("z", b"7"), d)
+        .ctx("hint")?;
+    let hinted = store
+        .hinted(1, b"k1")
+        .ctx("hinted")?
+        .ok_or("no hinted versions")?;
+    let joined = values(&hinted);
+    ensure!(
+        joined.len() == 3 && joined.contains(&b"5".to_vec()) && joined.contains(&b"7".to_vec()),
+        "hinted {joined:?}"
+    );
+    ensure!(
+        store.hinted(1, b"nothing").ctx("hinted")?.is_none(),
+        "hinted versions of a key nobody hinted"
+    );
+    ensure!(
+        store.hinted(2, b"k1").ctx("hinted")?.is_none(),
+        "hinted versions from another partition"
+    );
     // Hints are not data.
     ensure!(
         store.get(1, b"k1").ctx("get")?.is_none(),

@@ -458,6 +458,22 @@ impl<B: Backend, V: Value> Engine<B, V> {
         }
     }
 
+    pub(crate) fn hinted(&self, partition: u32, key: &[u8]) -> Result<Option<DvvSet<V>>> {
+        check_key(key)?;
+        let mut joined: Option<DvvSet<V>> = None;
+        for owner in self.hint_owners()? {
+            let raw = hint_key(&owner, partition, key);
+            if let Some(bytes) = self.backend.get(Space::Hints, &raw)? {
+                let set = decode_set::<V>(Space::Hints, key, &bytes)?;
+                joined = Some(match joined {
+                    Some(acc) => acc.sync(&set),
+                    None => set,
+                });
+            }
+        }
+        Ok(joined)
+    }
+
     pub(crate) fn remove_hint_if_covered(
         &self,
         owner: &str,
@@ -636,6 +652,13 @@ macro_rules! delegate_store {
             }
             fn hint_owners(&self) -> $crate::Result<Vec<String>> {
                 self.engine.hint_owners()
+            }
+            fn hinted(
+                &self,
+                partition: u32,
+                key: &[u8],
+            ) -> $crate::Result<Option<dynamo_vclock::DvvSet<V>>> {
+                self.engine.hinted(partition, key)
             }
             fn remove_hint_if_covered(
                 &self,

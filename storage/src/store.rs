@@ -150,6 +150,11 @@ pub trait Store<V: Value>: Send + Sync {
     /// Every node for which hints are held, sorted.
     fn hint_owners(&self) -> Result<Vec<String>>;
 
+    /// The join of the versions of one key held as hints, for any owner; `None` if none are
+    /// held. A fallback answers reads with these too (as Riak's fallback vnodes do), so a write
+    /// that only fallbacks acknowledged is readable before its hints are delivered.
+    fn hinted(&self, partition: u32, key: &[u8]) -> Result<Option<DvvSet<V>>>;
+
     /// Removes a hint once `owner` acknowledged `acknowledged` (the set it stores after
     /// applying the hint), but only if that set has seen every version of the hint: a hint
     /// that received newer versions after it was sent stays. Returns whether it was removed.

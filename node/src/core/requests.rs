@@ -171,9 +171,16 @@ fn quorum_error(error: &QuorumError, down: &[NodeId]) -> Response {
     Response::error(kind, message)
 }
 
-/// The store operation that serves a replica request on this node.
-fn replica_op(partition: u32, request: ReplicaRequest, durability: Durability) -> StoreOp {
+/// The store operation that serves a replica request on this node; a `fallback` (a node that
+/// does not replicate the partition) reads its hints for the key too.
+fn replica_op(
+    partition: u32,
+    request: ReplicaRequest,
+    durability: Durability,
+    fallback: bool,
+) -> StoreOp {
     match request {
+        ReplicaRequest::Read { key } if fallback => StoreOp::GetWithHints { partition, key },
         ReplicaRequest::Read { key } => StoreOp::Get { partition, key },
         ReplicaRequest::Write {
             key,
@@ -295,7 +302,8 @@ impl NodeCore {
                 }
             }
             Request::Replica { partition, request } => {
-                let op = replica_op(partition, request, self.config.replica_durability);
+                let fallback = self.is_fallback_for(partition);
+                let op = replica_op(partition, request, self.config.replica_durability, fallback);
                 self.store(op, Pending::ServeReplica(id));
             }
             Request::Gossip { reply_to, message } => {
@@ -523,6 +531,16 @@ impl NodeCore {
             Pending::AeRead(id) => self.anti_entropy_read(now, id, result),
             other => self.problem(format!("a store operation answered a call: {other:?}")),
         }
+    }
+
+    /// Whether this node stands in for others on `partition`: it does not replicate it under
+    /// its ring (so what it holds of the partition's keys may be in its hint space).
+    fn is_fallback_for(&self, partition: u32) -> bool {
+        self.ring.as_ref().is_some_and(|ring| {
+            !ring
+                .replicas_of_partition(partition, ring.target_n())
+                .contains(&&self.me)
+        })
     }
 
     /// The bucket's quorum with the request's overrides, checked.
@@ -808,7 +826,13 @@ impl NodeCore {
                         from: to.clone(),
                     };
                     if to == self.me {
-                        let op = replica_op(partition, request, self.config.replica_durability);
+                        let fallback = self.is_fallback_for(partition);
+                        let op = replica_op(
+                            partition,
+                            request,
+                            self.config.replica_durability,
+                            fallback,
+                        );
                         self.store(op, pending);
                     } else if let Some(address) = self.address_of(&to) {
                         let call = self.next_id();

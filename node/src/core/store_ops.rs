@@ -23,6 +23,14 @@ pub enum StoreOp {
         /// Storage key.
         key: Vec<u8>,
     },
+    /// The stored versions of a key joined with the versions held for it as hints, for any
+    /// owner ([`StoreResult::Found`]): what a fallback answers a read with.
+    GetWithHints {
+        /// Ring partition.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+    },
     /// Merges versions into a key ([`StoreResult::Stored`] with the merged set).
     Apply {
         /// Ring partition.
@@ -203,6 +211,13 @@ pub enum StoreResult {
 pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<StoreResult, String> {
     let result = match op {
         StoreOp::Get { partition, key } => store.get(partition, &key).map(StoreResult::Found),
+        StoreOp::GetWithHints { partition, key } => store.get(partition, &key).and_then(|stored| {
+            let hinted = store.hinted(partition, &key)?;
+            Ok(StoreResult::Found(match (stored, hinted) {
+                (Some(stored), Some(hinted)) => Some(stored.sync(&hinted)),
+                (stored, hinted) => stored.or(hinted),
+            }))
+        }),
         StoreOp::Apply {
             partition,
             key,
