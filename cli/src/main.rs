@@ -150,6 +150,14 @@ enum CertCommand {
 enum NodeCommand {
     /// Start a node and serve until SIGINT or SIGTERM.
     Start(NodeArgs),
+    /// Take a member that is down for good out of the ring; its partitions get new owners,
+    /// which anti-entropy fills from the surviving replicas.
+    Remove {
+        /// The member's node id.
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 #[derive(Subcommand)]
@@ -364,6 +372,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             // An explicit join: a node that had left the cluster joins it again.
             config.rejoin = true;
             serve(config).await
+        }
+        Command::Node(NodeCommand::Remove { name, connection }) => {
+            let client = connection.client()?;
+            let request = dynamo_node::protocol::Request::RemoveNode { name: name.clone() };
+            let mut last_error = None;
+            for &node in &connection.nodes {
+                match client.request_to(node, &request).await {
+                    Ok(dynamo_node::protocol::Response::Ring(Some(ring))) => {
+                        println!(
+                            "{name} removed: ring version {} has {} members; anti-entropy refills its partitions",
+                            ring.version(),
+                            ring.members().len()
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Ok(other) => last_error = Some(anyhow::anyhow!("{node} answered {other:?}")),
+                    Err(error) => last_error = Some(anyhow::Error::new(error)),
+                }
+            }
+            Err(last_error
+                .unwrap_or_else(|| anyhow::anyhow!("no node to ask"))
+                .context(format!("removing {name}")))
         }
         Command::Leave { connection } => {
             let client = connection.client()?;

@@ -158,6 +158,12 @@ pub enum Request {
         /// Storage keys.
         keys: Vec<Vec<u8>>,
     },
+    /// Take a member that is down for good out of the ring (its partitions get new owners,
+    /// which anti-entropy fills from the surviving replicas); answered with the new ring.
+    RemoveNode {
+        /// The member's node id.
+        name: String,
+    },
 }
 
 /// The answer to a get.

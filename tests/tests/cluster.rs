@@ -493,3 +493,58 @@ async fn a_delete_without_context_deletes_every_sibling() {
     assert!(matches!(after, GetOutcome::NotFound { .. }), "{after:?}");
     cluster.shutdown().await;
 }
+
+/// Issue 11: a member that is gone for good is removed (`dynamo node remove`) while writes go
+/// on; no acknowledged write is lost, and a live member cannot be removed this way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_removed_and_no_acknowledged_write_is_lost() {
+    use dynamo_node::protocol::{Request, Response};
+    let mut cluster = TestCluster::start(4).await;
+    cluster.write_keys("before-", 40).await;
+    let first = cluster.addresses()[0];
+    let admin = cluster.client_of(first);
+    let live = admin
+        .request_to(
+            first,
+            &Request::RemoveNode {
+                name: "node-2".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(&live, Err(ClientError::Server(e)) if e.message.contains("is up")),
+        "{live:?}"
+    );
+    cluster.stop(3).await;
+    cluster.write_keys("during-", 40).await;
+    eventually("node-4 removed", || async {
+        let removal = admin
+            .request_to(
+                first,
+                &Request::RemoveNode {
+                    name: "node-4".into(),
+                },
+            )
+            .await;
+        matches!(removal, Ok(Response::Ring(Some(ring))) if ring.members().len() == 3)
+    })
+    .await;
+    cluster.wait_for_members(3).await;
+    cluster.write_keys("after-", 40).await;
+    let client = cluster.client();
+    let all = RequestOptions {
+        r: Some(3),
+        ..RequestOptions::default()
+    };
+    for prefix in ["before-", "during-", "after-"] {
+        for i in 0..40 {
+            let key = format!("{prefix}{i}");
+            let got = client
+                .get("default", key.as_bytes(), all)
+                .await
+                .expect("get");
+            assert_eq!(values(&got), vec![format!("v{i}")], "{key}");
+        }
+    }
+    cluster.shutdown().await;
+}

@@ -321,6 +321,7 @@ impl NodeCore {
     /// Queues every partition this node must hand to a new replica under `plan`, ahead of
     /// any restart-sweep transfer.
     pub(super) fn start_handoff(&mut self, now: u64, plan: &TransferPlan) {
+        self.retarget_handoffs(now);
         let outgoing: Vec<Transfer> = plan
             .outgoing(&self.me)
             .map(|t| Transfer {
@@ -345,6 +346,30 @@ impl NodeCore {
             self.handoffs.queue.insert(sweep_at + i, transfer);
         }
         self.start_transfers(now);
+    }
+
+    /// After a ring change: transfers to a node the ring no longer has (removed while this node
+    /// was handing partitions to it) can never finish. They are dropped, and what this node no
+    /// longer replicates goes to the current replicas instead (the restart sweep's transfers).
+    fn retarget_handoffs(&mut self, now: u64) {
+        let Some(ring) = &self.ring else { return };
+        let gone =
+            |t: &Transfer| matches!(&t.to, Destination::Node(node) if ring.member(node).is_none());
+        let before = self.handoffs.queue.len();
+        self.handoffs.queue.retain(|t| !gone(t));
+        let mut dropped = self.handoffs.queue.len() != before;
+        if self
+            .handoffs
+            .running
+            .as_ref()
+            .is_some_and(|r| gone(&r.transfer))
+        {
+            self.handoffs.running = None;
+            dropped = true;
+        }
+        if dropped {
+            self.hand_off_unowned(now);
+        }
     }
 
     /// Queues every partition this node does not replicate under its ring, to be copied to one

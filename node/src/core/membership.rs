@@ -340,6 +340,39 @@ impl NodeCore {
         Ok(())
     }
 
+    /// An administrator takes `name`, a member that is down, out of the ring: the new ring is
+    /// adopted here and gossiped; its partitions move to other members, filled by
+    /// anti-entropy from the surviving replicas, and hints held for it follow the ring.
+    pub(super) fn remove_node(&mut self, now: u64, name: &str) -> Result<Ring, String> {
+        let id = NodeId::from(name);
+        let ring = self
+            .ring
+            .as_ref()
+            .ok_or_else(|| format!("{} has no ring yet; try another node", self.me))?;
+        if ring.member(&id).is_none() {
+            return Err(format!("{name} is not a member of the ring"));
+        }
+        if id == self.me {
+            return Err(format!("{name} cannot remove itself; use `dynamo leave`"));
+        }
+        if self.is_up(&id) {
+            return Err(format!(
+                "{name} is up; a live member leaves with `dynamo leave` (remove is for nodes that are gone)"
+            ));
+        }
+        let members: Vec<Member> = ring
+            .members()
+            .iter()
+            .filter(|m| m.id != id)
+            .cloned()
+            .collect();
+        let (next, _) = ring.with_members(members).map_err(|e| e.to_string())?;
+        let plan = self.adopt(next.clone());
+        self.start_handoff(now, &plan);
+        self.flush_gossip();
+        Ok(next)
+    }
+
     /// Records a bucket created or changed here; returns the table to push to peers.
     pub(super) fn record_bucket(
         &mut self,

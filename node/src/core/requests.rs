@@ -238,7 +238,11 @@ impl NodeCore {
     ) {
         let client_request = matches!(
             request,
-            Request::Get { .. } | Request::Put { .. } | Request::CreateBucket(_) | Request::Leave
+            Request::Get { .. }
+                | Request::Put { .. }
+                | Request::CreateBucket(_)
+                | Request::Leave
+                | Request::RemoveNode { .. }
         );
         if client_request && self.shutting_down {
             let message = format!("{} is shutting down; try another node", self.me);
@@ -340,6 +344,10 @@ impl NodeCore {
                 };
                 self.store(op, Pending::HandoffApplied(id));
             }
+            Request::RemoveNode { name } => match self.remove_node(now, &name) {
+                Ok(ring) => self.respond(id, Response::Ring(Some(Box::new(ring)))),
+                Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
+            },
             Request::Diff { partition, request } => {
                 let op = StoreOp::DiffAnswer { partition, request };
                 self.store(op, Pending::ServeDiff(id));

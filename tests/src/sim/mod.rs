@@ -70,6 +70,8 @@ pub struct SimConfig {
     pub joins: usize,
     /// Nodes asked to leave during the run.
     pub leaves: usize,
+    /// Nodes that die for good and are removed from the ring (`dynamo node remove`).
+    pub retires: usize,
     /// Concurrent clients.
     pub clients: usize,
     /// Operations each client performs.
@@ -99,6 +101,20 @@ impl SimConfig {
     /// A configuration drawn from `seed`: 3 to 5 nodes, sometimes joins and leaves, a mix of
     /// faults, and sometimes a full-cluster restart.
     pub fn random(seed: u64) -> SimConfig {
+        let mut config = Self::draw(seed);
+        // Durability is promised unless every copy of a write is gone. A retired node is a lost
+        // disk: with a wiped disk too, or with buffered replica writes that a crash drops, it
+        // could have held the last durable copy of a write acknowledged by W = 2.
+        if config.replica_durability == Durability::Buffered {
+            config.retires = 0;
+        }
+        if config.retires > 0 {
+            config.faults.wipes = 0;
+        }
+        config
+    }
+
+    fn draw(seed: u64) -> SimConfig {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_CAFE);
         let nodes = rng.random_range(3..=5);
         let buffered = rng.random_bool(0.2);
@@ -107,6 +123,7 @@ impl SimConfig {
             nodes,
             joins: usize::from(rng.random_bool(0.3)),
             leaves: usize::from(nodes > 3 && rng.random_bool(0.3)),
+            retires: usize::from(nodes > 3 && rng.random_bool(0.2)),
             clients: rng.random_range(2..=4),
             ops_per_client: rng.random_range(8..=20),
             keys: rng.random_range(3..=12),
@@ -353,6 +370,7 @@ impl Sim {
                 self.start_node(node, false);
             }
         }
+        self.remove_retired_nodes();
         self.run_until(self.now + self.config.heal_ms);
         self.sabotage_after_heal();
         let mut violations = Vec::new();
@@ -799,6 +817,37 @@ impl Sim {
         });
     }
 
+    /// Makes sure every retired node is out of the ring (its removal may have been asked for
+    /// while it still looked up, or been lost): an administrator retries until it is done.
+    fn remove_retired_nodes(&mut self) {
+        for node in self.network.retired() {
+            let name = self.nodes[node].name.clone();
+            for attempt in 0..20 {
+                let in_ring = self.nodes.iter().any(|n| {
+                    n.core.as_ref().is_some_and(|c| {
+                        c.ring().is_some_and(|r| {
+                            r.member(&dynamo_ring::NodeId::from(name.as_str()))
+                                .is_some()
+                        })
+                    })
+                });
+                if !in_ring {
+                    break;
+                }
+                let running: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| self.nodes[i].core.is_some())
+                    .collect();
+                let Some(&target) = running.get(attempt % running.len().max(1)) else {
+                    break;
+                };
+                let request = Request::RemoveNode { name: name.clone() };
+                if !matches!(self.admin_request(target, request), Some(Response::Ring(_))) {
+                    self.run_until(self.now + 2_000);
+                }
+            }
+        }
+    }
+
     /// Lets the founding nodes agree on a ring, then creates the workload's bucket.
     fn settle_and_create_bucket(&mut self) {
         self.run_until(self.now + 15_000);
@@ -915,6 +964,21 @@ impl Sim {
             network::Fault::Join => {
                 self.add_node();
             }
+            network::Fault::Retire { node } => {
+                if self.nodes.get(node).is_some_and(|n| n.core.is_some()) {
+                    self.crash_node(node, false);
+                }
+                self.network.retire(node);
+            }
+            network::Fault::Remove { node } => {
+                let name = self.nodes[node].name.clone();
+                if let Some(target) = (0..self.nodes.len()).find(|&i| self.nodes[i].core.is_some())
+                {
+                    let client = self.clients.admin_slot();
+                    let attempt = self.clients.begin_admin();
+                    self.send_client_request(client, attempt, target, Request::RemoveNode { name });
+                }
+            }
             network::Fault::Leave { node } => {
                 let running: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| self.nodes[i].core.is_some())
@@ -1024,11 +1088,18 @@ impl Sim {
         let keys: Vec<Vec<u8>> = self.history.keys().cloned().collect();
         for (i, key) in keys.into_iter().enumerate() {
             let target = members[i % members.len()];
+            // Every replica: N, or fewer when removals left fewer members than N.
+            let replicas = self.nodes[target]
+                .core
+                .as_ref()
+                .and_then(|c| c.ring().map(|r| r.members().len()))
+                .unwrap_or(3)
+                .min(3);
             let request = Request::Get {
                 bucket: SIM_BUCKET.into(),
                 key: key.clone(),
                 options: dynamo_node::protocol::RequestOptions {
-                    r: Some(3),
+                    r: Some(replicas),
                     ..Default::default()
                 },
             };

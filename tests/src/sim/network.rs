@@ -97,6 +97,16 @@ pub enum Fault {
     RestartAll,
     /// A new node joins.
     Join,
+    /// A node is gone for good: it stops and never comes back.
+    Retire {
+        /// Which node.
+        node: usize,
+    },
+    /// An administrator asks a running node to remove a retired node from the ring.
+    Remove {
+        /// The retired node.
+        node: usize,
+    },
     /// The `node`-th running node is asked to leave.
     Leave {
         /// Which node.
@@ -195,9 +205,19 @@ impl Network {
         self.restarted_all
     }
 
-    /// Whether `node` was taken out for good (never, today: left nodes keep running).
+    /// Whether `node` was taken out for good (retired: it never restarts).
     pub(super) fn is_removed(&self, node: usize) -> bool {
         self.removed.contains(&node)
+    }
+
+    /// `node` is gone for good.
+    pub(super) fn retire(&mut self, node: usize) {
+        self.removed.insert(node);
+    }
+
+    /// Every retired node.
+    pub(super) fn retired(&self) -> Vec<usize> {
+        self.removed.iter().copied().collect()
     }
 }
 
@@ -251,6 +271,14 @@ pub(super) fn schedule(
     }
     for _ in 0..config.joins {
         faults.push((at(rng, 0.1, 0.5), Fault::Join));
+    }
+    for _ in 0..config.retires {
+        // Never the founder: node 0 is every restart's first seed candidate anyway, but any
+        // other node is fair game.
+        let node = rng.random_range(1..nodes.max(2));
+        let start = at(rng, 0.1, 0.4);
+        faults.push((start, Fault::Retire { node }));
+        faults.push((start + 15_000, Fault::Remove { node }));
     }
     for _ in 0..config.leaves {
         let node = rng.random_range(0..nodes);
