@@ -536,14 +536,15 @@ impl NodeCore {
             let sent = running.batches.pop_front();
             running.attempts = 0;
             running.backoff_ms = FIRST_BACKOFF_MS;
-            // The restart sweep drops what a replica acknowledged, unless the set changed since
-            // it was read (compare-and-delete) or this node replicates the partition again.
+            // A node that no longer replicates the partition drops what a current replica
+            // acknowledged (it is durable there; anti-entropy spreads it to the others), unless
+            // the set changed since it was read (compare-and-delete).
             let partition = running.transfer.partition;
-            let drop_sent = running.transfer.to == Destination::AnyReplica
-                && self.ring.as_ref().is_some_and(|r| {
-                    !r.replicas_of_partition(partition, r.target_n())
-                        .contains(&&self.me)
-                });
+            let to = running.to.clone();
+            let drop_sent = self.ring.as_ref().is_some_and(|r| {
+                let replicas = r.replicas_of_partition(partition, r.target_n());
+                !replicas.contains(&&self.me) && replicas.contains(&&to)
+            });
             if let (true, Some(entries)) = (drop_sent, sent) {
                 let op = StoreOp::RemoveManyIfEqual {
                     partition,
