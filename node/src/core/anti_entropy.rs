@@ -2,11 +2,13 @@
 //! that differ, in both directions, merged as version sets (never overwritten).
 //!
 //! Every [`CoreConfig::anti_entropy_interval_ms`](super::CoreConfig) a node queues one exchange
-//! for each partition it replicates and each other replica of it that is up, and runs at most
-//! [`CoreConfig::anti_entropy_sessions`](super::CoreConfig) at once. An exchange is a
-//! `dynamo-merkle` diff session (one round trip when the trees are equal), then, in batches of
-//! keys: fetch the peer's versions and merge them here, then push this node's merged versions to
-//! the peer (a handoff batch, which the peer merges). Tombstones travel like any version.
+//! for each partition it replicates and each other replica of it that is up, in a random order,
+//! and runs at most [`CoreConfig::anti_entropy_sessions`](super::CoreConfig) at once. An exchange
+//! is a `dynamo-merkle` diff session (one round trip when the trees are equal), then, in batches
+//! of differing keys, a fetch of the peer's versions, merged here. Exchanges only pull: the peer
+//! pulls what it lacks in its own sweep, so keys move both ways, and a replica that lost its
+//! data is refilled about once rather than once by every other replica (each pushing what it
+//! has at the same time). Tombstones travel like any version.
 //!
 //! Exchanges are rate-limited: the versions they move draw on a token bucket of
 //! [`CoreConfig::anti_entropy_bytes_per_sec`](super::CoreConfig), and a batch waits until the
@@ -23,7 +25,7 @@ use dynamo_merkle::{DiffInitiator, Step};
 use dynamo_ring::NodeId;
 
 use super::requests::Pending;
-use super::{BATCH, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
+use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
 use crate::protocol::{Request, Response};
 
 /// Foreground latency under which anti-entropy never holds back, in milliseconds.
@@ -147,11 +149,14 @@ pub(super) struct AntiEntropy {
     bucket: TokenBucket,
     /// When to try starting exchanges again after the foreground was busy.
     retry_start_at: Option<u64>,
+    /// State of the sweep-order RNG (splitmix64, seeded by the core's seed).
+    random: u64,
 }
 
 impl AntiEntropy {
-    pub(super) fn new(now: u64, interval_ms: u64, bytes_per_sec: u64) -> Self {
+    pub(super) fn new(now: u64, interval_ms: u64, bytes_per_sec: u64, seed: u64) -> Self {
         Self {
+            random: seed,
             next_sweep: (interval_ms > 0).then_some(now + interval_ms),
             bucket: TokenBucket {
                 rate: bytes_per_sec,
@@ -160,6 +165,15 @@ impl AntiEntropy {
             },
             ..Self::default()
         }
+    }
+
+    /// The next pseudo-random number (splitmix64): deterministic from the core's seed.
+    fn next_random(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.random;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 
     /// Versions moved (fetched or pushed): they draw on the rate limit and count for status.
@@ -264,7 +278,14 @@ impl NodeCore {
             && ae.next_sweep.is_some_and(|at| at <= now)
         {
             ae.next_sweep = Some(now + interval);
-            let pairs = self.replica_pairs();
+            // A random order per sweep: replicas that sweep at the same time then rarely repair
+            // the same partition of a peer at once (which would move its keys twice); the later
+            // exchange finds the trees equal in one round trip.
+            let mut pairs = self.replica_pairs();
+            for i in (1..pairs.len()).rev() {
+                let j = (self.anti_entropy.next_random() % (i as u64 + 1)) as usize;
+                pairs.swap(i, j);
+            }
             self.anti_entropy.queue.extend(pairs);
         }
         while self.anti_entropy.exchanges.len() < self.config.anti_entropy_sessions.max(1) {
@@ -429,77 +450,20 @@ impl NodeCore {
         self.store(op, Pending::AeApplied(id));
     }
 
-    /// Merged here: read the merged versions to push them to the peer.
+    /// Merged here: on to the next batch.
     pub(super) fn anti_entropy_applied(
         &mut self,
         now: u64,
         id: u64,
         result: Result<StoreResult, String>,
     ) {
-        let Some(exchange) = self.anti_entropy.exchanges.get(&id) else {
-            return;
-        };
         if let Err(error) = result {
             self.problem(format!(
                 "anti-entropy could not merge fetched keys: {error}"
             ));
             return self.end_exchange(now, id, false);
         }
-        let op = StoreOp::GetMany {
-            partition: exchange.partition,
-            keys: exchange.batch.clone(),
-        };
-        self.store(op, Pending::AeRead(id));
-    }
-
-    /// Push this node's merged versions to the peer.
-    pub(super) fn anti_entropy_read(
-        &mut self,
-        now: u64,
-        id: u64,
-        result: Result<StoreResult, String>,
-    ) {
-        let Some((partition, peer)) = self
-            .anti_entropy
-            .exchanges
-            .get(&id)
-            .map(|e| (e.partition, e.peer.clone()))
-        else {
-            return;
-        };
-        let entries = match result {
-            Ok(StoreResult::Scanned(entries)) => entries,
-            other => {
-                self.problem(format!("anti-entropy could not read keys: {other:?}"));
-                return self.end_exchange(now, id, false);
-            }
-        };
-        if entries.is_empty() {
-            return self.anti_entropy_fetch(now, id);
-        }
-        self.anti_entropy.count_moved(&entries);
-        let request = Request::Handoff { partition, entries };
-        self.call(
-            now,
-            &peer,
-            request,
-            HANDOFF_TIMEOUT_MS,
-            Pending::AePushed(id),
-        );
-    }
-
-    /// The peer merged the pushed batch: on to the next one.
-    pub(super) fn anti_entropy_pushed(
-        &mut self,
-        now: u64,
-        id: u64,
-        result: &Result<Response, String>,
-    ) {
-        if matches!(result, Ok(Response::Ack)) {
-            self.anti_entropy_fetch(now, id);
-        } else {
-            self.end_exchange(now, id, false);
-        }
+        self.anti_entropy_fetch(now, id);
     }
 }
 

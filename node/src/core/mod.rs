@@ -371,6 +371,7 @@ impl NodeCore {
                 now,
                 config.anti_entropy_interval_ms,
                 config.anti_entropy_bytes_per_sec,
+                seed.rotate_left(17),
             ),
             foreground: anti_entropy::Foreground::default(),
             saves: BTreeMap::new(),

@@ -82,10 +82,6 @@ pub(super) enum Pending {
     AeFetched(u64),
     /// Fetched versions merged here.
     AeApplied(u64),
-    /// Merged versions read, to push.
-    AeRead(u64),
-    /// Pushed versions merged by the peer.
-    AePushed(u64),
 }
 
 /// Most keys a peer may fetch in one request.
@@ -414,7 +410,6 @@ impl NodeCore {
                 self.anti_entropy_diff_reply(now, id, session, result);
             }
             Pending::AeFetched(id) => self.anti_entropy_fetched(now, id, result),
-            Pending::AePushed(id) => self.anti_entropy_pushed(now, id, &result),
             other => self.problem(format!("a call answered a store operation: {other:?}")),
         }
     }
@@ -536,7 +531,6 @@ impl NodeCore {
             }
             Pending::AeDiff(id) => self.anti_entropy_diff(now, id, result),
             Pending::AeApplied(id) => self.anti_entropy_applied(now, id, result),
-            Pending::AeRead(id) => self.anti_entropy_read(now, id, result),
             other => self.problem(format!("a store operation answered a call: {other:?}")),
         }
     }
