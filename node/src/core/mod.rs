@@ -3,7 +3,8 @@
 //! [`NodeCore`] owns everything one node decides: gossip membership and failure detection, the
 //! ring and which ring to adopt, the claimant's changes to it, the bucket table, placement and
 //! put forwarding (paper 4.5), the quorum coordinators, hint delivery (4.6), handoff after ring
-//! changes, and what must be remembered across restarts. It is driven by calls that carry `now`
+//! changes, Merkle anti-entropy (4.7), node removal, and what must be remembered across
+//! restarts. It is driven by calls that carry `now`
 //! (milliseconds on a clock that never goes back) and produces [`Output`]s drained with
 //! [`NodeCore::poll_output`]:
 //!
