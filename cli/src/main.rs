@@ -588,6 +588,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
                 println!("{}", anti_entropy_line(&status.anti_entropy));
+                println!("{}", handoff_line(&status.handoff));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -676,6 +677,28 @@ fn print_get(outcome: &GetOutcome, json: bool) -> ExitCode {
             }
             ExitCode::from(3)
         }
+    }
+}
+
+/// One line on the partitions the answering node is handing to other nodes.
+fn handoff_line(handoff: &dynamo_node::protocol::HandoffStatus) -> String {
+    let running = handoff.running.as_ref().map(|(partition, to, keys)| {
+        format!("p{partition} to {to} in progress ({keys} keys acknowledged)")
+    });
+    let mut parts: Vec<String> = running.into_iter().collect();
+    if handoff.queued > 0 {
+        parts.push(format!("{} partitions queued", handoff.queued));
+    }
+    if handoff.failed > 0 {
+        parts.push(format!(
+            "{} given up (anti-entropy covers them)",
+            handoff.failed
+        ));
+    }
+    if parts.is_empty() {
+        "handoff: none pending".into()
+    } else {
+        format!("handoff: {}", parts.join("; "))
     }
 }
 

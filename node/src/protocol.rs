@@ -224,6 +224,20 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// Anti-entropy as the answering node runs it (boxed: it keeps `Response` small).
     pub anti_entropy: Box<AntiEntropyStatus>,
+    /// Partitions the answering node is handing to other nodes.
+    pub handoff: HandoffStatus,
+}
+
+/// Handoff as one node runs it: partitions it must give to other replicas after ring changes
+/// (or, after a restart, everything it no longer replicates).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffStatus {
+    /// Transfers waiting to start (one runs at a time).
+    pub queued: usize,
+    /// The transfer running now: partition, destination, and keys acknowledged so far.
+    pub running: Option<(u32, String, u64)>,
+    /// Transfers given up since the last time the queue emptied (anti-entropy covers them).
+    pub failed: usize,
 }
 
 /// Anti-entropy (paper 4.7) as one node runs it: when each partition it replicates last agreed

@@ -344,3 +344,40 @@ fn a_fallback_answers_reads_with_its_hints() {
         Response::Replica(ReplicaReply::NotFound)
     );
 }
+
+/// `dynamo status` shows handoff progress: a node restarted on a ring where it no longer
+/// replicates some partitions queues them for the current replicas (the restart sweep), and
+/// they wait while no replica is up.
+#[test]
+fn status_shows_the_handoff_queue() {
+    use dynamo_ring::{Member, Ring};
+
+    let members = ["a", "b", "c", "n1"]
+        .map(|id| Member::new(id, "z", 1))
+        .to_vec();
+    let ring = Ring::equal_partitions(8, 3, members).expect("ring");
+    let me = dynamo_ring::NodeId::from("n1");
+    let not_mine = (0..8)
+        .filter(|&p| !ring.replicas_of_partition(p, 3).contains(&&me))
+        .count();
+    assert!(not_mine > 0);
+    let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+    store
+        .save_node_state(
+            dynamo_node::core::STATE_RING,
+            &postcard::to_allocvec(&ring).expect("encode"),
+        )
+        .expect("save ring");
+    let mut node = Harness::on(store);
+    match node.ask(Role::Client, Request::Status) {
+        Response::Status(status) => {
+            assert_eq!(status.handoff.queued, not_mine, "{:?}", status.handoff);
+            assert_eq!(status.handoff.running, None);
+            assert!(
+                !status.anti_entropy.enabled,
+                "anti-entropy is off in this harness"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -22,8 +22,8 @@ use dynamo_merkle::{
     MerkleTree, NodeHash, SegmentReply, Step, TreeShape, key_hash,
 };
 use dynamo_node::protocol::{
-    AntiEntropyStatus, BucketEntry, BucketProps, ClusterStatus, ErrorKind, GetReply, MemberStatus,
-    PartitionSync, PutReply, Request, RequestOptions, Response,
+    AntiEntropyStatus, BucketEntry, BucketProps, ClusterStatus, ErrorKind, GetReply, HandoffStatus,
+    MemberStatus, PartitionSync, PutReply, Request, RequestOptions, Response,
 };
 use dynamo_node::transport::MAX_FRAME_BYTES;
 use dynamo_quorum::{ClientContext, Object, ReplicaReply, ReplicaRequest, Value};
@@ -556,6 +556,11 @@ fn responses() -> Vec<Response> {
                 bytes_moved: 900,
                 throttled: false,
             }),
+            handoff: HandoffStatus {
+                queued: 2,
+                running: Some((5, "node-1".into(), 128)),
+                failed: 0,
+            },
         }),
         Response::Diff(DiffReply::Hashes(vec![NodeHash(1), NodeHash(2)])),
         Response::Entries(vec![(b"a".to_vec(), object())]),

@@ -75,8 +75,7 @@ impl HintDelivery {
 enum Destination {
     /// A new replica named by a ring change's plan.
     Node(NodeId),
-    /// Any replica of the partition that is up; what it acknowledges is then dropped here,
-    /// since this node does not replicate the partition (the restart sweep).
+    /// Any replica of the partition that is up (the restart sweep).
     AnyReplica,
 }
 
@@ -106,6 +105,8 @@ struct Running {
     backoff_ms: u64,
     /// When to retry the front batch, after a failure.
     retry_at: Option<u64>,
+    /// Keys the destination acknowledged so far.
+    keys_sent: u64,
 }
 
 /// The state of handoff.
@@ -120,6 +121,18 @@ pub(super) struct Handoffs {
 }
 
 impl Handoffs {
+    /// What handoff is doing, for `dynamo status`.
+    pub(super) fn status(&self) -> crate::protocol::HandoffStatus {
+        crate::protocol::HandoffStatus {
+            queued: self.queue.len(),
+            running: self
+                .running
+                .as_ref()
+                .map(|r| (r.transfer.partition, r.to.to_string(), r.keys_sent)),
+            failed: self.failed,
+        }
+    }
+
     /// Whether any transfer is queued or running.
     pub(super) fn pending(&self) -> bool {
         self.running.is_some() || !self.queue.is_empty()
@@ -373,10 +386,10 @@ impl NodeCore {
     }
 
     /// Queues every partition this node does not replicate under its ring, to be copied to one
-    /// of its replicas that is up and then dropped here. Run at start: a node that stopped in
-    /// the middle of a handoff (or of leaving) cannot know what it had sent, and its copy of a
-    /// partition it no longer replicates is where no read or anti-entropy looks. Empty
-    /// partitions cost one empty scan, and a second restart finds nothing left to send.
+    /// of its replicas that is up. Run at start: a node that stopped in the middle of a handoff
+    /// (or of leaving) cannot know what it had sent, and its copy of a partition it no longer
+    /// replicates is where no read or anti-entropy looks. Empty partitions cost one empty scan;
+    /// the copy stays here (see `handoff_sent`), so a later restart sends it again.
     pub(super) fn hand_off_unowned(&mut self, now: u64) {
         let Some(ring) = &self.ring else { return };
         let transfers: Vec<Transfer> = (0..ring.partition_count())
@@ -463,6 +476,7 @@ impl NodeCore {
             attempts: 0,
             backoff_ms: FIRST_BACKOFF_MS,
             retry_at: None,
+            keys_sent: 0,
         });
         self.scan_more();
     }
@@ -534,25 +548,12 @@ impl NodeCore {
         };
         if let Ok(Response::Ack) = result {
             let sent = running.batches.pop_front();
+            running.keys_sent += sent.as_ref().map_or(0, |b| b.len() as u64);
             running.attempts = 0;
             running.backoff_ms = FIRST_BACKOFF_MS;
-            // A node that no longer replicates the partition drops what a current replica
-            // acknowledged (it is durable there; anti-entropy spreads it to the others), unless
-            // the set changed since it was read (compare-and-delete).
-            let partition = running.transfer.partition;
-            let to = running.to.clone();
-            let drop_sent = self.ring.as_ref().is_some_and(|r| {
-                let replicas = r.replicas_of_partition(partition, r.target_n());
-                !replicas.contains(&&self.me) && replicas.contains(&&to)
-            });
-            if let (true, Some(entries)) = (drop_sent, sent) {
-                let op = StoreOp::RemoveManyIfEqual {
-                    partition,
-                    entries,
-                    durability: self.config.replica_durability,
-                };
-                return self.store(op, Pending::HandoffDropped);
-            }
+            // The sender keeps its copy. Deleting it would let this node, should it coordinate
+            // the key again later, make a dot it already used for another version (kv679 at
+            // the key level: found by the simulator, seed 11239).
             return self.send_batch(now);
         }
         running.attempts += 1;
@@ -578,14 +579,6 @@ impl NodeCore {
         }
         running.retry_at = Some(now + running.backoff_ms);
         running.backoff_ms = (running.backoff_ms * 2).min(MAX_BACKOFF_MS);
-    }
-
-    /// Acknowledged keys of a sweep transfer were dropped: on to the next batch.
-    pub(super) fn handoff_dropped(&mut self, now: u64, result: &Result<StoreResult, String>) {
-        if let Err(error) = result {
-            self.problem(format!("could not drop handed-off keys: {error}"));
-        }
-        self.send_batch(now);
     }
 
     /// Retries a failed batch once its backoff passed, or looks at the queue again.

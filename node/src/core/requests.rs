@@ -65,8 +65,6 @@ pub(super) enum Pending {
     HandoffScanned,
     /// A handoff batch sent.
     HandoffSent,
-    /// Keys a replica acknowledged dropped after a restart-sweep batch.
-    HandoffDropped,
     /// Serving a peer's anti-entropy diff step.
     ServeDiff(RequestId),
     /// Serving a peer's anti-entropy fetch.
@@ -512,7 +510,6 @@ impl NodeCore {
             Pending::HintRemoved => self.hint_removed(now, result),
             Pending::HintAppliedHere(sent) => self.hint_applied_here(now, sent, result),
             Pending::HandoffScanned => self.handoff_scanned(now, result),
-            Pending::HandoffDropped => self.handoff_dropped(now, &result),
             Pending::ServeDiff(request) => {
                 let response = match result {
                     Ok(StoreResult::DiffAnswer(reply)) => Response::Diff(reply),
@@ -960,6 +957,7 @@ impl NodeCore {
             ring_version: self.ring.as_ref().map_or(0, Ring::version),
             members,
             anti_entropy: Box::new(self.anti_entropy_status(now)),
+            handoff: self.handoffs.status(),
         };
         self.store(
             StoreOp::PendingHints { owners },

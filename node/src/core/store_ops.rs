@@ -88,16 +88,6 @@ pub enum StoreOp {
         /// How durable the delete must be.
         durability: Durability,
     },
-    /// Deletes each key whose set is still the one given ([`StoreResult::Done`]): drops keys
-    /// a replica acknowledged, keeping any that changed since they were read.
-    RemoveManyIfEqual {
-        /// Ring partition.
-        partition: u32,
-        /// Storage keys and the sets that were sent.
-        entries: Vec<(Vec<u8>, Object)>,
-        /// How durable the deletes must be.
-        durability: Durability,
-    },
     /// Keeps versions for `owner` as a hint ([`StoreResult::Done`]).
     PutHint {
         /// The primary the versions belong to.
@@ -270,18 +260,6 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
         } => store
             .remove_if_equal(partition, &key, &expected, durability)
             .map(StoreResult::Reaped),
-        StoreOp::RemoveManyIfEqual {
-            partition,
-            entries,
-            durability,
-        } => entries
-            .iter()
-            .try_for_each(|(key, expected)| {
-                store
-                    .remove_if_equal(partition, key, expected, durability)
-                    .map(|_| ())
-            })
-            .map(|()| StoreResult::Done),
         StoreOp::PutHint {
             owner,
             partition,
