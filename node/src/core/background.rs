@@ -335,6 +335,22 @@ impl NodeCore {
     /// any restart-sweep transfer.
     pub(super) fn start_handoff(&mut self, now: u64, plan: &TransferPlan) {
         self.retarget_handoffs(now);
+        if self
+            .ring
+            .as_ref()
+            .is_some_and(|ring| ring.member(&self.me).is_none())
+            && !self
+                .handoffs
+                .queue
+                .iter()
+                .any(|t| t.to == Destination::AnyReplica)
+        {
+            // This node is out of the ring (it left): everything it holds goes to a current
+            // replica, not only the partitions the plan names it the sender of. The plan may
+            // pick another old replica as the sender, one that lost its buffered copy of a
+            // write only this node still holds (found by the simulator, seed 24825).
+            self.hand_off_unowned(now);
+        }
         let outgoing: Vec<Transfer> = plan
             .outgoing(&self.me)
             .map(|t| Transfer {
@@ -555,6 +571,14 @@ impl NodeCore {
             // the key again later, make a dot it already used for another version (kv679 at
             // the key level: found by the simulator, seed 11239).
             return self.send_batch(now);
+        }
+        if running.transfer.to == Destination::AnyReplica {
+            // Any replica will do: put the transfer back so it starts again towards a replica
+            // that is up then, rather than retrying one that may be gone.
+            let mut transfer = running.transfer.clone();
+            transfer.not_before = now + running.backoff_ms;
+            self.handoffs.queue.push_front(transfer);
+            return self.next_transfer(now);
         }
         running.attempts += 1;
         if running.attempts >= HANDOFF_ATTEMPTS {
