@@ -63,6 +63,9 @@ pub struct WriteRecord {
     pub acknowledged: bool,
     /// The dots it got (more than one if a duplicated message made two coordinators write it).
     pub dots: Vec<Dot>,
+    /// The dot(s) of the coordination whose acknowledgement reached the client; the others
+    /// are unacknowledged duplicates, which may be lost.
+    pub acked_dots: Vec<Dot>,
     /// The set the coordinator stored with it, the first time.
     pub stored: Option<Object>,
 }
@@ -142,6 +145,7 @@ impl History {
             context: context.unwrap_or_default(),
             acknowledged: false,
             dots: Vec::new(),
+            acked_dots: Vec::new(),
             stored: None,
         });
         index
@@ -199,6 +203,16 @@ impl History {
                     .collect();
             }
         }
+        // The acknowledged coordination made the dot the acknowledged context names exactly.
+        write.acked_dots = write
+            .dots
+            .iter()
+            .filter(|(actor, n)| clock.get(actor) == *n)
+            .cloned()
+            .collect();
+        if write.acked_dots.is_empty() {
+            write.acked_dots.clone_from(&write.dots);
+        }
     }
 
     /// A client completed a read.
@@ -252,6 +266,16 @@ impl History {
     /// Writes acknowledged.
     pub fn acknowledged(&self) -> usize {
         self.writes.iter().filter(|w| w.acknowledged).count()
+    }
+
+    /// Whether some write attempt's context has seen every one of `dots` of `write` (the
+    /// acknowledged version was overwritten on purpose by a client that read it).
+    pub fn superseded_dots(&self, write: &WriteRecord, dots: &[Dot]) -> bool {
+        !dots.is_empty()
+            && self.writes.iter().any(|other| {
+                other.key == write.key
+                    && dots.iter().all(|(actor, n)| other.context.get(actor) >= *n)
+            })
     }
 
     /// Whether some write attempt's context has seen every dot of `write` (it was overwritten

@@ -29,7 +29,10 @@ pub fn check(history: &History, finals: &BTreeMap<Vec<u8>, ReadResult>) -> Vec<V
             violations.push(Violation::on_key(NAME, &write.key, message));
             continue;
         }
-        if !write.seen_by(&read.clock) {
+        // Only the acknowledged coordination is promised; a duplicate of it (a message the
+        // network delivered twice) is an unacknowledged write and may be lost.
+        let acked = &write.acked_dots;
+        if !acked.iter().any(|(actor, n)| read.clock.get(actor) >= *n) {
             let message = format!(
                 "{what} {:?} is not in the final read's context {:?}: it was lost",
                 write.dots, read.clock
@@ -39,10 +42,11 @@ pub fn check(history: &History, finals: &BTreeMap<Vec<u8>, ReadResult>) -> Vec<V
         }
         if let Some(value) = &write.value
             && !read.values.contains(value)
-            && !history.superseded(write)
+            && !history.superseded_dots(write, acked)
         {
             let message = format!(
-                "{what} was dropped: the final read has seen it but returns only {:?}, and no client overwrote it",
+                "{what} {:?} was dropped: the final read has seen it but returns only {:?}, and no client overwrote it",
+                write.dots,
                 lossy(&read.values)
             );
             violations.push(Violation::on_key(NAME, &write.key, message));
