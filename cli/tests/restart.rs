@@ -86,6 +86,29 @@ impl Setup {
         }
     }
 
+    /// Waits for the cluster, creates bucket `carts` (N=3, R=2, W=3) and writes `k{i}` =
+    /// `v{i}` for every i below KEYS.
+    fn create_carts_and_write_keys(&self) {
+        self.wait_until_up();
+        let created = self.dynamo(&[
+            "bucket", "create", "carts", "--n", "3", "--r", "2", "--w", "3",
+        ]);
+        assert!(created.status.success(), "{created:?}");
+        for i in 0..KEYS {
+            let put = || self.dynamo(&["put", "carts", &format!("k{i}"), &format!("v{i}")]);
+            // Every node sees every other up, but the last ring may still be on its way.
+            let mut output = put();
+            for _ in 0..20 {
+                if output.status.success() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                output = put();
+            }
+            assert!(output.status.success(), "put k{i}: {output:?}");
+        }
+    }
+
     /// Waits until `status` through every node shows three members up.
     fn wait_until_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -154,23 +177,7 @@ fn a_custom_bucket_and_its_keys_survive_kill_9_of_every_node() {
     let dir = tempfile::tempdir().expect("dir");
     let setup = init(dir.path(), 0);
     let mut nodes = setup.start_nodes();
-    setup.wait_until_up();
-    let created = setup.dynamo(&[
-        "bucket", "create", "carts", "--n", "3", "--r", "2", "--w", "3",
-    ]);
-    assert!(created.status.success(), "{created:?}");
-    for i in 0..KEYS {
-        // Every node sees every other up, but the last ring may still be on its way.
-        let mut put = setup.dynamo(&["put", "carts", &format!("k{i}"), &format!("v{i}")]);
-        for _ in 0..20 {
-            if put.status.success() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-            put = setup.dynamo(&["put", "carts", &format!("k{i}"), &format!("v{i}")]);
-        }
-        assert!(put.status.success(), "put k{i}: {put:?}");
-    }
+    setup.create_carts_and_write_keys();
     nodes.kill_all();
 
     let _nodes = setup.start_nodes();
@@ -223,22 +230,7 @@ fn a_wiped_node_is_refilled_by_anti_entropy_without_reads() {
     let dir = tempfile::tempdir().expect("dir");
     let setup = init(dir.path(), 1);
     let mut nodes = setup.start_nodes();
-    setup.wait_until_up();
-    let created = setup.dynamo(&[
-        "bucket", "create", "carts", "--n", "3", "--r", "2", "--w", "3",
-    ]);
-    assert!(created.status.success(), "{created:?}");
-    for i in 0..KEYS {
-        let mut put = setup.dynamo(&["put", "carts", &format!("k{i}"), &format!("v{i}")]);
-        for _ in 0..20 {
-            if put.status.success() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-            put = setup.dynamo(&["put", "carts", &format!("k{i}"), &format!("v{i}")]);
-        }
-        assert!(put.status.success(), "put k{i}: {put:?}");
-    }
+    setup.create_carts_and_write_keys();
     // kill -9 node 3 and lose its disk.
     let mut third = nodes.children.remove(2);
     let _ = third.kill();

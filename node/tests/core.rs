@@ -95,6 +95,24 @@ impl Harness {
     }
 }
 
+/// A ring of four members, n1 among them (so n1 does not replicate every partition), and a
+/// store for n1 that has it saved: n1 restarts on it.
+fn four_member_ring() -> (dynamo_ring::Ring, MemoryStore<Value>) {
+    use dynamo_ring::{Member, Ring};
+    let members = ["a", "b", "c", "n1"]
+        .map(|id| Member::new(id, "z", 1))
+        .to_vec();
+    let ring = Ring::equal_partitions(8, 3, members).expect("ring");
+    let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+    store
+        .save_node_state(
+            dynamo_node::core::STATE_RING,
+            &postcard::to_allocvec(&ring).expect("encode"),
+        )
+        .expect("save ring");
+    (ring, store)
+}
+
 fn error_kind(response: &Response) -> Option<ErrorKind> {
     match response {
         Response::Error(error) => Some(error.kind),
@@ -292,13 +310,9 @@ fn buckets_and_ring_come_back_from_the_store() {
 #[test]
 fn a_fallback_answers_reads_with_its_hints() {
     use dynamo_quorum::{ReplicaReply, ReplicaRequest};
-    use dynamo_ring::{Member, Ring};
     use dynamo_vclock::{Actor, DvvSet};
 
-    let members = ["a", "b", "c", "n1"]
-        .map(|id| Member::new(id, "z", 1))
-        .to_vec();
-    let ring = Ring::equal_partitions(8, 3, members).expect("ring");
+    let (ring, store) = four_member_ring();
     let me = dynamo_ring::NodeId::from("n1");
     let stands_in = (0..8)
         .find(|&p| !ring.replicas_of_partition(p, 3).contains(&&me))
@@ -306,13 +320,6 @@ fn a_fallback_answers_reads_with_its_hints() {
     let replicates = (0..8)
         .find(|&p| ring.replicas_of_partition(p, 3).contains(&&me))
         .expect("a partition n1 replicates");
-    let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
-    store
-        .save_node_state(
-            dynamo_node::core::STATE_RING,
-            &postcard::to_allocvec(&ring).expect("encode"),
-        )
-        .expect("save ring");
     let mut node = Harness::on(store);
     let versions = DvvSet::new(&Actor::new("a#1"), Value::Data(b"book".to_vec()), NOW);
     for partition in [stands_in, replicates] {
@@ -350,24 +357,12 @@ fn a_fallback_answers_reads_with_its_hints() {
 /// they wait while no replica is up.
 #[test]
 fn status_shows_the_handoff_queue() {
-    use dynamo_ring::{Member, Ring};
-
-    let members = ["a", "b", "c", "n1"]
-        .map(|id| Member::new(id, "z", 1))
-        .to_vec();
-    let ring = Ring::equal_partitions(8, 3, members).expect("ring");
+    let (ring, store) = four_member_ring();
     let me = dynamo_ring::NodeId::from("n1");
     let not_mine = (0..8)
         .filter(|&p| !ring.replicas_of_partition(p, 3).contains(&&me))
         .count();
     assert!(not_mine > 0);
-    let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
-    store
-        .save_node_state(
-            dynamo_node::core::STATE_RING,
-            &postcard::to_allocvec(&ring).expect("encode"),
-        )
-        .expect("save ring");
     let mut node = Harness::on(store);
     match node.ask(Role::Client, Request::Status) {
         Response::Status(status) => {
