@@ -137,30 +137,25 @@ impl NodeCore {
     /// Merges entries into the table; publishes and saves it if anything changed.
     pub(super) fn merge_buckets(&mut self, entries: Vec<BucketEntry>) {
         if merge_bucket_entries(&mut self.buckets, entries) {
-            self.publish_buckets();
-            self.save_buckets();
+            self.publish_buckets(true);
         }
     }
 
-    /// Puts the bucket table in gossip.
-    pub(super) fn publish_buckets(&mut self) {
+    /// Puts the bucket table in gossip and, with `save`, in the store (so a full-cluster restart
+    /// keeps every bucket); the table is encoded once for both.
+    pub(super) fn publish_buckets(&mut self, save: bool) {
         let table: Vec<&BucketEntry> = self.buckets.values().collect();
-        match postcard::to_allocvec(&table) {
-            Ok(bytes) => {
-                if let Err(error) = self.gossip.set(BUCKETS_KEY, bytes) {
-                    self.problem(format!("could not publish the bucket table: {error}"));
-                }
+        let bytes = match postcard::to_allocvec(&table) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                return self.problem(format!("could not encode the bucket table: {error}"));
             }
-            Err(error) => self.problem(format!("could not encode the bucket table: {error}")),
+        };
+        if save {
+            self.save_state(STATE_BUCKETS, bytes.clone(), None);
         }
-    }
-
-    /// Saves the bucket table in the store, so a full-cluster restart keeps every bucket.
-    pub(super) fn save_buckets(&mut self) {
-        let table: Vec<&BucketEntry> = self.buckets.values().collect();
-        match postcard::to_allocvec(&table) {
-            Ok(bytes) => self.save_state(STATE_BUCKETS, bytes, None),
-            Err(error) => self.problem(format!("could not encode the bucket table: {error}")),
+        if let Err(error) = self.gossip.set(BUCKETS_KEY, bytes) {
+            self.problem(format!("could not publish the bucket table: {error}"));
         }
     }
 
@@ -399,8 +394,7 @@ impl NodeCore {
             by: self.me.to_string(),
         };
         self.buckets.insert(entry.props.name.clone(), entry);
-        self.publish_buckets();
-        self.save_buckets();
+        self.publish_buckets(true);
         self.flush_gossip();
         Ok(self.buckets.values().cloned().collect())
     }

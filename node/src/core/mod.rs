@@ -387,7 +387,7 @@ impl NodeCore {
             // A founder saves its first ring at once.
             core.save_state(STATE_RING, bytes, None);
         }
-        core.publish_buckets();
+        core.publish_buckets(false);
         if saved.ring.is_some() {
             // A restart: handoffs that were running are lost with the process.
             core.hand_off_unowned(now);
