@@ -14,7 +14,7 @@ use clap::Subcommand;
 use dynamo_node::Client;
 use dynamo_node::client::GetOutcome;
 use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
-use dynamo_node::tls::{ClusterCa, Role};
+use dynamo_node::tls::{ClusterCa, Identity, Role};
 
 /// Local development commands.
 #[derive(Subcommand)]
@@ -46,7 +46,8 @@ pub(crate) struct ClusterArgs {
 struct LocalCluster {
     children: Vec<(String, Child)>,
     addresses: Vec<SocketAddr>,
-    certs: PathBuf,
+    /// The client's certificate directory: the CA certificate and the admin identity only.
+    client_certs: PathBuf,
 }
 
 impl Drop for LocalCluster {
@@ -93,9 +94,9 @@ pub(crate) async fn run(command: DevCommand, log_format: &str) -> Result<ExitCod
             println!();
             println!("talk to it from another shell:");
             println!(
-                "  export DYNAMO_NODES={} DYNAMO_CERTS_DIR={} DYNAMO_IDENTITY=admin",
+                "  export DYNAMO_NODES={} DYNAMO_CERTS_DIR={}",
                 nodes.join(","),
-                cluster.certs.display()
+                cluster.client_certs.display()
             );
             println!(
                 "  dynamo put default greeting hello && dynamo get default greeting && dynamo status"
@@ -117,8 +118,55 @@ pub(crate) async fn run(command: DevCommand, log_format: &str) -> Result<ExitCod
     }
 }
 
-fn certs_dir(dir: &Path) -> PathBuf {
-    dir.join("certs")
+/// Where the dev cluster keeps its CA (with the private key), each node's certificate
+/// directory, and the client's.
+struct DevCerts {
+    ca: PathBuf,
+    certs: PathBuf,
+}
+
+impl DevCerts {
+    fn new(dir: &Path) -> DevCerts {
+        DevCerts {
+            ca: dir.join("ca"),
+            certs: dir.join("certs"),
+        }
+    }
+
+    /// The directory handed to node `name`: the CA certificate and its own identity.
+    fn node(&self, name: &str) -> PathBuf {
+        self.certs.join(name)
+    }
+
+    /// The directory handed to clients: the CA certificate and the admin identity.
+    fn client(&self) -> PathBuf {
+        self.certs.join("client")
+    }
+
+    /// Creates the CA and every identity that is missing.
+    fn create(&self, nodes: &[String]) -> Result<()> {
+        let ca = if self.ca.join(dynamo_node::tls::CA_KEY_FILE).exists() {
+            ClusterCa::load(&self.ca).context("loading the dev CA")?
+        } else {
+            let ca = ClusterCa::generate("dynamo-dev").context("generating the dev CA")?;
+            ca.save(&self.ca).context("writing the dev CA")?;
+            ca
+        };
+        let identities = nodes
+            .iter()
+            .map(|name| (Role::Node, name.as_str(), self.node(name)))
+            .chain(std::iter::once((Role::Admin, "admin", self.client())));
+        for (role, name, dir) in identities {
+            if Identity::load(&dir, Some(role), Some(name)).is_err() {
+                ca.issue(role, name)?
+                    .save(&dir, true)
+                    .with_context(|| format!("writing {name}'s identity"))?;
+            }
+            ca.install_cert(&dir)
+                .with_context(|| format!("writing the CA certificate to {}", dir.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates the CA and certificates (once), starts the node processes and waits until every
@@ -127,24 +175,9 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
     if args.nodes == 0 {
         bail!("a cluster needs at least one node");
     }
-    let certs = certs_dir(&args.dir);
-    std::fs::create_dir_all(&certs).with_context(|| format!("creating {}", certs.display()))?;
-    let ca = if certs.join("ca.pem").exists() {
-        ClusterCa::load(&certs).context("loading the dev CA")?
-    } else {
-        let ca = ClusterCa::generate("dynamo-dev").context("generating the dev CA")?;
-        ca.save(&certs).context("writing the dev CA")?;
-        ca
-    };
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
-    for name in &names {
-        if !certs.join(format!("{name}.pem")).exists() {
-            ca.issue(Role::Node, name)?.save(&certs)?;
-        }
-    }
-    if !certs.join("admin.pem").exists() {
-        ca.issue(Role::Client, "admin")?.save(&certs)?;
-    }
+    let certs = DevCerts::new(&args.dir);
+    certs.create(&names)?;
     let exe = std::env::current_exe().context("finding the dynamo executable")?;
     let addresses: Vec<SocketAddr> = (0..args.nodes)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], args.base_port + i as u16)))
@@ -152,7 +185,7 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
     let mut cluster = LocalCluster {
         children: Vec::new(),
         addresses: addresses.clone(),
-        certs: certs.clone(),
+        client_certs: certs.client(),
     };
     for (i, name) in names.iter().enumerate() {
         let log_path = args.dir.join(format!("{name}.log"));
@@ -168,7 +201,7 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
             .arg("--data-dir")
             .arg(args.dir.join(name))
             .arg("--certs-dir")
-            .arg(&certs)
+            .arg(certs.node(name))
             .arg("--partitions")
             .arg(args.partitions.to_string())
             .stdout(Stdio::null())
@@ -199,7 +232,7 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
 }
 
 fn client(cluster: &LocalCluster) -> Result<Client> {
-    let tls = super::load_tls(&cluster.certs, "admin")?;
+    let tls = super::load_tls(&cluster.client_certs, None)?;
     Client::new(&tls, cluster.addresses.clone(), Duration::from_secs(5))
         .context("creating a client")
 }

@@ -21,6 +21,11 @@ use dynamo_node::protocol::{BucketProps, RequestOptions};
 use dynamo_node::tls::{ClusterCa, Identity, Role, TlsConfig};
 use dynamo_node::{Client, DurabilityMode, Node, NodeConfig};
 
+/// jemalloc hands memory freed after a burst (a client's flood of partial frames, a large
+/// handoff) back to the OS within seconds; glibc's allocator kept a node's peak for good.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A Dynamo-style key-value store (DeCandia et al., SOSP 2007).
 #[derive(Parser)]
 #[command(name = "dynamo", version, about)]
@@ -47,8 +52,14 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Ask a node to leave the cluster; its partitions move to the others.
+    /// Ask the member NAME to leave the cluster; its partitions move to the others. Needs an
+    /// admin certificate.
     Leave {
+        /// The member's node id (as `dynamo status` shows it).
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -123,27 +134,49 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CertCommand {
-    /// Create a cluster CA in a directory.
+    /// Create a cluster CA (ca.pem and its private key ca.key) in a private directory of its
+    /// own. Keep that directory away from nodes and clients: it can mint any identity.
     Init {
-        /// Directory for ca.pem and ca.key.
-        #[arg(long, env = "DYNAMO_CERTS_DIR", default_value = "dynamo-certs")]
-        dir: PathBuf,
+        /// Directory for the CA (created 0700); refused if it already holds one.
+        #[arg(long, env = "DYNAMO_CA_DIR", default_value = "dynamo-ca")]
+        ca_dir: PathBuf,
         /// Cluster name written into the CA certificate.
         #[arg(long, default_value = "dynamo")]
         cluster: String,
     },
-    /// Issue a node or client certificate signed by the cluster CA.
+    /// Issue an identity signed by the cluster CA: its certificate, its key and the CA
+    /// certificate (never the CA key) go into DIR, the directory to hand to that node or client.
     Issue {
-        /// Directory with the CA; the certificate is written there too.
+        /// Directory of the CA made by `cert init` (read only).
+        #[arg(long, env = "DYNAMO_CA_DIR", default_value = "dynamo-ca")]
+        ca_dir: PathBuf,
+        /// Directory to write the identity to (created 0700, files 0600).
         #[arg(long, env = "DYNAMO_CERTS_DIR", default_value = "dynamo-certs")]
         dir: PathBuf,
-        /// Issue a node certificate with this name.
-        #[arg(long, conflicts_with = "client", required_unless_present = "client")]
-        node: Option<String>,
-        /// Issue a client certificate with this name.
+        #[command(flatten)]
+        role: IssueRole,
+        /// Replace an identity of the same name and role that already exists.
         #[arg(long)]
-        client: Option<String>,
+        force: bool,
     },
+}
+
+/// Which role the issued certificate carries (exactly one).
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct IssueRole {
+    /// A storage node with this name.
+    #[arg(long)]
+    node: Option<String>,
+    /// An administrator: membership, node removal and buckets, plus what a client may do.
+    #[arg(long)]
+    admin: Option<String>,
+    /// An application client: get, put, delete and read-only cluster information.
+    #[arg(long)]
+    client: Option<String>,
+    /// A read-only client: get and read-only cluster information.
+    #[arg(long)]
+    read_only: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -151,10 +184,13 @@ enum NodeCommand {
     /// Start a node and serve until SIGINT or SIGTERM.
     Start(NodeArgs),
     /// Take a member that is down for good out of the ring; its partitions get new owners,
-    /// which anti-entropy fills from the surviving replicas.
+    /// which anti-entropy fills from the surviving replicas. Needs an admin certificate.
     Remove {
         /// The member's node id.
         name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -202,12 +238,12 @@ struct Connection {
         default_value = "127.0.0.1:7000"
     )]
     nodes: Vec<SocketAddr>,
-    /// Directory with ca.pem and the identity's certificate.
+    /// Directory with ca.pem and the identity's certificate (made by `dynamo cert issue`).
     #[arg(long, env = "DYNAMO_CERTS_DIR", default_value = "dynamo-certs")]
     certs_dir: PathBuf,
-    /// Name of the client (or node) certificate to use.
-    #[arg(long, env = "DYNAMO_IDENTITY", default_value = "admin")]
-    identity: String,
+    /// Name of the identity to use; needed only when the directory holds several.
+    #[arg(long, env = "DYNAMO_IDENTITY")]
+    identity: Option<String>,
     /// Request timeout in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     timeout_ms: u64,
@@ -297,7 +333,7 @@ impl NodeArgs {
 
 impl Connection {
     fn client(&self) -> Result<Client> {
-        let tls = load_tls(&self.certs_dir, &self.identity)?;
+        let tls = load_tls(&self.certs_dir, self.identity.as_deref())?;
         Client::new(
             &tls,
             self.nodes.clone(),
@@ -307,21 +343,55 @@ impl Connection {
     }
 }
 
-fn load_tls(dir: &Path, name: &str) -> Result<TlsConfig> {
+fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
     let ca_path = dir.join(dynamo_node::tls::CA_CERT_FILE);
     let ca = std::fs::read_to_string(&ca_path).with_context(|| {
         format!(
-            "reading the cluster CA certificate {} (run `dynamo cert init`)",
+            "reading the cluster CA certificate {} (give --certs-dir or DYNAMO_CERTS_DIR the directory `dynamo cert issue` wrote your identity to)",
             ca_path.display()
         )
     })?;
-    let identity = Identity::load(dir, name).with_context(|| {
+    let identity = Identity::load(dir, None, name).with_context(|| {
         format!(
-            "loading identity {name} from {} (run `dynamo cert issue --client {name}`)",
+            "loading {} from {} (an admin issues one with `dynamo cert issue --client NAME --dir {}`)",
+            name.map_or_else(|| "an identity".to_owned(), |n| format!("identity {n}")),
+            dir.display(),
             dir.display()
         )
     })?;
     TlsConfig::new(&ca, &identity).context("building the TLS configuration")
+}
+
+/// Asks the person at the terminal to confirm `action`; `yes` confirms in advance. Without a
+/// terminal and without `yes`, refuses.
+fn confirm(action: &str, yes: bool) -> Result<()> {
+    use std::io::IsTerminal as _;
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "{action}: not confirmed (no terminal to ask on); pass --yes to confirm from a script"
+        );
+    }
+    eprint!("{action}. Continue? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        bail!("cancelled")
+    }
+}
+
+/// Makes every file and directory this process creates private to its user (0600 / 0700),
+/// from the moment it is created: data, logs and certificates hold secrets.
+fn private_umask() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 fn init_logging(format: &str) {
@@ -339,6 +409,7 @@ fn init_logging(format: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    private_umask();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -373,7 +444,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             config.rejoin = true;
             serve(config).await
         }
-        Command::Node(NodeCommand::Remove { name, connection }) => {
+        Command::Node(NodeCommand::Remove {
+            name,
+            yes,
+            connection,
+        }) => {
+            confirm(
+                &format!(
+                    "{name} will be taken out of the ring for good; its partitions get new owners"
+                ),
+                yes,
+            )?;
             let client = connection.client()?;
             let request = dynamo_node::protocol::Request::RemoveNode { name: name.clone() };
             let mut last_error = None;
@@ -395,14 +476,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .unwrap_or_else(|| anyhow::anyhow!("no node to ask"))
                 .context(format!("removing {name}")))
         }
-        Command::Leave { connection } => {
+        Command::Leave {
+            name,
+            yes,
+            connection,
+        } => {
             let client = connection.client()?;
-            let node = connection.nodes[0];
+            let status = client.status().await.context("reading the members")?;
+            let Some(member) = status.members.iter().find(|m| m.id == name) else {
+                let known: Vec<&str> = status.members.iter().map(|m| m.id.as_str()).collect();
+                bail!("{name} is not a member (members: {})", known.join(", "));
+            };
+            let node: SocketAddr = member
+                .address
+                .parse()
+                .with_context(|| format!("{name}'s address {:?}", member.address))?;
+            confirm(
+                &format!(
+                    "{name} ({node}) will leave the cluster; its partitions move to the other members"
+                ),
+                yes,
+            )?;
             client
                 .request_to(node, &dynamo_node::protocol::Request::Leave)
                 .await
-                .with_context(|| format!("asking {node} to leave"))?;
-            println!("{node} is leaving; its partitions move to the other members");
+                .with_context(|| format!("asking {name} ({node}) to leave"))?;
+            println!("{name} ({node}) is leaving; its partitions move to the other members");
             Ok(ExitCode::SUCCESS)
         }
         Command::Put {
@@ -751,31 +850,55 @@ fn anti_entropy_line(ae: &dynamo_node::protocol::AntiEntropyStatus) -> String {
 
 fn cert(command: CertCommand) -> Result<ExitCode> {
     match command {
-        CertCommand::Init { dir, cluster } => {
-            if dir.join("ca.pem").exists() {
-                bail!("{} already holds a cluster CA", dir.display());
-            }
+        CertCommand::Init { ca_dir, cluster } => {
             let ca = ClusterCa::generate(&cluster).context("generating the cluster CA")?;
-            ca.save(&dir)
-                .with_context(|| format!("writing the CA to {}", dir.display()))?;
-            println!("cluster CA written to {}", dir.display());
+            ca.save(&ca_dir)
+                .with_context(|| format!("writing the CA to {}", ca_dir.display()))?;
+            println!(
+                "cluster CA written to {} (ca.pem, ca.key); keep that directory private and away from nodes and clients",
+                ca_dir.display()
+            );
+            println!(
+                "next: dynamo cert issue --ca-dir {} --node NAME --dir DIR (and --admin / --client / --read-only)",
+                ca_dir.display()
+            );
         }
-        CertCommand::Issue { dir, node, client } => {
-            let ca = ClusterCa::load(&dir)
-                .with_context(|| format!("loading the cluster CA from {}", dir.display()))?;
-            let (role, name) = match (node, client) {
-                (Some(name), _) => (Role::Node, name),
-                (None, Some(name)) => (Role::Client, name),
-                (None, None) => bail!("give --node NAME or --client NAME"),
+        CertCommand::Issue {
+            ca_dir,
+            dir,
+            role,
+            force,
+        } => {
+            let (role, name) = match role {
+                IssueRole { node: Some(n), .. } => (Role::Node, n),
+                IssueRole { admin: Some(n), .. } => (Role::Admin, n),
+                IssueRole {
+                    client: Some(n), ..
+                } => (Role::Client, n),
+                IssueRole {
+                    read_only: Some(n), ..
+                } => (Role::ReadOnly, n),
+                _ => bail!("give one of --node, --admin, --client or --read-only with a NAME"),
             };
+            dynamo_node::tls::validate_name(&name)?;
+            let ca = ClusterCa::load(&ca_dir).with_context(|| {
+                format!(
+                    "loading the cluster CA from {} (made by `dynamo cert init --ca-dir {}`)",
+                    ca_dir.display(),
+                    ca_dir.display()
+                )
+            })?;
             let identity = ca
                 .issue(role, &name)
                 .with_context(|| format!("issuing {name}"))?;
             identity
-                .save(&dir)
-                .with_context(|| format!("writing {name}'s certificate to {}", dir.display()))?;
+                .save(&dir, force)
+                .with_context(|| format!("writing {name}'s identity to {}", dir.display()))?;
+            ca.install_cert(&dir)
+                .with_context(|| format!("writing the CA certificate to {}", dir.display()))?;
+            let stem = identity.file_stem();
             println!(
-                "{role:?} certificate for {name} written to {}",
+                "{role} certificate for {name} written to {} ({stem}.pem, {stem}.key, ca.pem)",
                 dir.display()
             );
         }

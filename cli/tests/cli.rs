@@ -34,7 +34,7 @@ fn dynamo(args: &[&str], nodes: &str, certs: &Path) -> Output {
         .args(args)
         .env("DYNAMO_NODES", nodes)
         .env("DYNAMO_CERTS_DIR", certs)
-        .env("DYNAMO_IDENTITY", "admin")
+        .env_remove("DYNAMO_IDENTITY")
         .output()
         .expect("run dynamo")
 }
@@ -85,7 +85,25 @@ fn dev_cluster_then_put_get_delete_and_status() {
         .map(|i| format!("127.0.0.1:{}", base_port + i))
         .collect();
     let nodes = nodes.join(",");
-    let certs = dir.path().join("certs");
+    // Security review hole 6: clients get a directory with their own identity and the CA
+    // certificate, nothing else (no CA key, no node keys).
+    let certs = dir.path().join("certs").join("client");
+    assert!(
+        banner.contains(&format!("DYNAMO_CERTS_DIR={}", certs.display())),
+        "{banner}"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&certs)
+        .expect("client certs")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files, ["admin.admin.key", "admin.admin.pem", "ca.pem"]);
 
     let put = dynamo(&["put", "default", "greeting", "hello"], &nodes, &certs);
     assert!(put.status.success(), "put: {put:?}");

@@ -155,18 +155,24 @@ fn init(dir: &Path, slot: u16) -> Setup {
         certs: certs.clone(),
         addresses,
     };
+    let ca = dir.join("ca");
+    let ca_arg = ca.to_str().expect("utf-8 path");
     assert!(
         setup
-            .dynamo(&["cert", "init", "--dir", certs_arg])
+            .dynamo(&["cert", "init", "--ca-dir", ca_arg])
             .status
             .success()
     );
-    for name in ["n1", "n2", "n3"] {
-        let issued = setup.dynamo(&["cert", "issue", "--dir", certs_arg, "--node", name]);
+    let issue = |role: &str, name: &str| {
+        let issued = setup.dynamo(&[
+            "cert", "issue", "--ca-dir", ca_arg, "--dir", certs_arg, role, name,
+        ]);
         assert!(issued.status.success(), "{issued:?}");
+    };
+    for name in ["n1", "n2", "n3"] {
+        issue("--node", name);
     }
-    let issued = setup.dynamo(&["cert", "issue", "--dir", certs_arg, "--client", "admin"]);
-    assert!(issued.status.success(), "{issued:?}");
+    issue("--admin", "admin");
     setup
 }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::transport::TransportLimits;
+
 /// How replica writes reach the disk (paper 6.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,7 +33,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Data directory (the fjall store and the last ring).
     pub data_dir: PathBuf,
-    /// Directory with `ca.pem` and this node's `{name}.pem` / `{name}.key`.
+    /// Directory with `ca.pem` and this node's `{name}.node.pem` / `{name}.node.key` (and not
+    /// the CA's private key).
     pub certs_dir: PathBuf,
     /// Addresses of seed nodes. A node without seeds founds a new cluster.
     pub seeds: Vec<SocketAddr>,
@@ -63,6 +66,13 @@ pub struct NodeConfig {
     /// An explicit join (`dynamo join`): a node that had left the cluster joins it again. A
     /// plain restart of a node that left keeps it out.
     pub rejoin: bool,
+    /// Client requests (every role but node) this node works on at once; more are answered
+    /// "overloaded" at once.
+    pub max_client_requests_in_flight: usize,
+    /// Requests from other nodes this node works on at once.
+    pub max_peer_requests_in_flight: usize,
+    /// Connections, streams and buffered bytes peers may make this node hold (TOML `[limits]`).
+    pub limits: TransportLimits,
 }
 
 impl Default for NodeConfig {
@@ -86,6 +96,9 @@ impl Default for NodeConfig {
             anti_entropy_sessions: 2,
             anti_entropy_bytes_per_sec: 16 * 1024 * 1024,
             rejoin: false,
+            max_client_requests_in_flight: 1024,
+            max_peer_requests_in_flight: 4096,
+            limits: TransportLimits::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dynamo_quorum::Value;
 use dynamo_ring::{NodeId, Ring, key_position};
 use dynamo_storage::{Durability, FjallStore, Store, StoreOptions};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{DurabilityMode, NodeConfig};
@@ -30,8 +30,8 @@ use crate::protocol::{ErrorKind, Request, Response};
 use crate::tls::{Identity, PeerIdentity, Role, TlsConfig};
 use crate::transport::{Endpoint, TransportOptions};
 
-/// Requests waiting for the driver; the endpoint's handlers wait when it is full.
-const REQUEST_QUEUE: usize = 1024;
+/// Node state name under which the store records the fingerprint of its cluster's CA.
+const CLUSTER_CA_STATE: &str = "cluster-ca";
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,18 @@ pub enum NodeError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The data directory belongs to the cluster of another CA.
+    #[error(
+        "the data directory {dir} belongs to another cluster: its store was created under the cluster CA with fingerprint {stored}, but this node's certificates are from the CA with fingerprint {ours}; start it with that cluster's certificates, or give it a data directory of its own"
+    )]
+    OtherCluster {
+        /// The data directory.
+        dir: String,
+        /// The fingerprint the store recorded.
+        stored: String,
+        /// The fingerprint of the CA this node trusts.
+        ours: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -154,23 +166,34 @@ impl Node {
             return Err(NodeError::Config("the node name is empty".into()));
         }
         let clock = Clock::new();
-        let tls = load_tls(&config.certs_dir, &config.name)?;
+        let (tls, ca_fingerprint) = load_tls(&config.certs_dir, &config.name)?;
+        create_data_dir(&config.data_dir)?;
         let store_dir = config.data_dir.join("store");
         let mut options = StoreOptions::new(config.name.clone(), clock.now());
         // The store's limit applies to the encoded sibling, a few bytes more than the value.
         options.max_value_bytes = config.max_value_bytes + 64;
         let (store, mut saved) = {
             let dir = store_dir.clone();
+            let fingerprint = ca_fingerprint.clone();
             tokio::task::spawn_blocking(move || {
                 let store = FjallStore::open(&dir, &options)?;
+                let stored = claim_store(&store, &fingerprint)?;
                 let saved = core::load_saved_state(&store);
-                Ok::<_, dynamo_storage::StorageError>((store, saved))
+                Ok::<_, dynamo_storage::StorageError>((store, saved, stored))
             })
             .await
             .map_err(|e| NodeError::Config(e.to_string()))?
             .map_err(|source| NodeError::Storage {
                 dir: store_dir.display().to_string(),
                 source,
+            })
+            .and_then(|(store, saved, stored)| match stored {
+                Some(stored) if stored != ca_fingerprint => Err(NodeError::OtherCluster {
+                    dir: config.data_dir.display().to_string(),
+                    stored,
+                    ours: ca_fingerprint.clone(),
+                }),
+                _ => Ok((store, saved)),
             })?
         };
         let saved = saved.as_mut().map_err(|e| NodeError::Config(e.clone()))?;
@@ -178,12 +201,14 @@ impl Node {
             // Nodes before the store kept node state saved the ring beside it.
             saved.ring = read_legacy_ring(&config.data_dir)?;
         }
+        let transport = TransportOptions {
+            limits: config.limits.clone(),
+            ..TransportOptions::default()
+        };
         let endpoint =
-            Endpoint::bind(config.listen, &tls, TransportOptions::default()).map_err(|source| {
-                NodeError::Bind {
-                    addr: config.listen,
-                    source,
-                }
+            Endpoint::bind(config.listen, &tls, transport).map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
             })?;
         let address = endpoint.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
@@ -216,7 +241,12 @@ impl Node {
         let core = NodeCore::new(core_config, saved, actor.clone(), now, seed)?;
         let me = core.id().clone();
         let store = Arc::new(store);
-        let (requests_tx, requests_rx) = mpsc::channel::<Incoming>(REQUEST_QUEUE);
+        // Requests in flight, from arrival to answer: a full node answers "overloaded" at once.
+        let client_slots = Arc::new(Semaphore::new(config.max_client_requests_in_flight.max(1)));
+        let peer_slots = Arc::new(Semaphore::new(config.max_peer_requests_in_flight.max(1)));
+        let (requests_tx, requests_rx) = mpsc::channel::<Incoming>(
+            config.max_client_requests_in_flight.max(1) + config.max_peer_requests_in_flight.max(1),
+        );
         let (control, completions) = mpsc::unbounded_channel();
         let (ring_tx, ring) = watch::channel(core.ring().cloned());
         let (saves, saver) = spawn_saver(store.clone(), control.clone());
@@ -235,15 +265,34 @@ impl Node {
         let driver = tokio::spawn(driver.run(requests_rx, completions));
         let serve = endpoint.serve(move |from: PeerIdentity, request: Request| {
             let requests = requests_tx.clone();
+            let slots = if from.role == Role::Node {
+                peer_slots.clone()
+            } else {
+                client_slots.clone()
+            };
             async move {
+                let Ok(_slot) = slots.try_acquire_owned() else {
+                    return Response::error(
+                        ErrorKind::Overloaded,
+                        "the node has as many requests in flight as it takes; retry later or ask another node",
+                    );
+                };
                 let (answer, answered) = oneshot::channel();
                 let incoming = Incoming {
                     from,
                     request,
                     answer,
                 };
-                if requests.send(incoming).await.is_err() {
-                    return Response::error(ErrorKind::NotReady, "the node has stopped");
+                if let Err(error) = requests.try_send(incoming) {
+                    return match error {
+                        mpsc::error::TrySendError::Full(_) => Response::error(
+                            ErrorKind::Overloaded,
+                            "the node's request queue is full; retry later or ask another node",
+                        ),
+                        mpsc::error::TrySendError::Closed(_) => {
+                            Response::error(ErrorKind::NotReady, "the node has stopped")
+                        }
+                    };
                 }
                 answered.await.unwrap_or_else(|_| {
                     Response::error(ErrorKind::NotReady, "the node stopped before answering")
@@ -478,7 +527,8 @@ fn log_event(node: &NodeId, event: CoreEvent) {
     }
 }
 
-fn load_tls(dir: &Path, name: &str) -> Result<TlsConfig, NodeError> {
+/// The node's TLS configuration and the fingerprint of its cluster CA.
+fn load_tls(dir: &Path, name: &str) -> Result<(TlsConfig, String), NodeError> {
     let tls_error = |source| NodeError::Tls {
         dir: dir.display().to_string(),
         source,
@@ -488,14 +538,54 @@ fn load_tls(dir: &Path, name: &str) -> Result<TlsConfig, NodeError> {
         path: ca_path.display().to_string(),
         source,
     })?;
-    let identity = Identity::load(dir, name).map_err(tls_error)?;
-    if identity.role != Role::Node {
-        return Err(NodeError::Config(format!(
-            "{name}'s certificate in {} is not a node certificate",
-            dir.display()
-        )));
+    if dir.join(crate::tls::CA_KEY_FILE).exists() {
+        tracing::warn!(
+            dir = %dir.display(),
+            "the certificate directory holds the cluster CA's private key: anyone who can read it can mint certificates; keep the CA directory apart from what nodes use"
+        );
     }
-    TlsConfig::new(&ca, &identity).map_err(tls_error)
+    let identity = Identity::load(dir, Some(Role::Node), Some(name)).map_err(tls_error)?;
+    let fingerprint = crate::tls::ca_fingerprint(&ca).map_err(tls_error)?;
+    Ok((
+        TlsConfig::new(&ca, &identity).map_err(tls_error)?,
+        fingerprint,
+    ))
+}
+
+/// Creates the data directory readable only by the node's user (0700 on unix); an existing one
+/// that others can read gets a warning.
+fn create_data_dir(dir: &Path) -> Result<(), NodeError> {
+    crate::tls::create_private_dir(dir).map_err(|source| NodeError::Tls {
+        dir: dir.display().to_string(),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the data directory is readable by other users; `chmod 700` it"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Records `fingerprint` as the cluster CA of a store that has none yet; returns the one it
+/// had, if any.
+fn claim_store(
+    store: &FjallStore<Value>,
+    fingerprint: &str,
+) -> Result<Option<String>, dynamo_storage::StorageError> {
+    if let Some(bytes) = store.node_state(CLUSTER_CA_STATE)? {
+        return Ok(Some(String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    store.save_node_state(CLUSTER_CA_STATE, fingerprint.as_bytes())?;
+    Ok(None)
 }
 
 /// The ring saved beside the store by nodes that predate node state in the store.

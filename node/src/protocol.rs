@@ -166,6 +166,51 @@ pub enum Request {
     },
 }
 
+/// What a request asks of the cluster, which decides the certificate roles that may send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads a key or the cluster's state.
+    Read,
+    /// Writes or deletes a key.
+    Write,
+    /// Changes membership or bucket properties.
+    Admin,
+    /// Node-to-node traffic: replica operations, gossip, hints, handoff, anti-entropy.
+    Peer,
+}
+
+impl Access {
+    /// What this kind of request does, for error messages ("may not {verb}").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Admin => "change membership or buckets",
+            Access::Peer => "send node-to-node requests",
+        }
+    }
+}
+
+impl Request {
+    /// What this request asks of the cluster.
+    pub fn access(&self) -> Access {
+        match self {
+            Request::Get { .. } | Request::ListBuckets | Request::Status | Request::Ring => {
+                Access::Read
+            }
+            Request::Put { .. } => Access::Write,
+            Request::CreateBucket(_) | Request::Leave | Request::RemoveNode { .. } => Access::Admin,
+            Request::Replica { .. }
+            | Request::Buckets(_)
+            | Request::Gossip { .. }
+            | Request::DeliverHint { .. }
+            | Request::Handoff { .. }
+            | Request::Diff { .. }
+            | Request::Fetch { .. } => Access::Peer,
+        }
+    }
+}
+
 /// The answer to a get.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetReply {
@@ -284,6 +329,11 @@ pub enum ErrorKind {
     NotReady,
     /// Anything else.
     Internal,
+    /// The caller's certificate role does not allow this request; the message names the role
+    /// it needs.
+    Forbidden,
+    /// The node has as many requests in flight as it takes; retry later or ask another node.
+    Overloaded,
 }
 
 /// An error reply.

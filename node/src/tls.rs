@@ -1,8 +1,17 @@
 //! Certificates and TLS configuration for mutually authenticated QUIC.
 //!
 //! Every Dynamo cluster has its own certificate authority (the *cluster CA*), created once with
-//! [`ClusterCa::generate`] and kept in a directory (`ca.pem`, `ca.key`). The CA issues an
-//! [`Identity`] for each storage node ([`Role::Node`]) and each client ([`Role::Client`]).
+//! [`ClusterCa::generate`] and kept in a private directory of its own (`ca.pem`, `ca.key`). The
+//! CA issues an [`Identity`] for each storage node ([`Role::Node`]), each administrator
+//! ([`Role::Admin`]), each client ([`Role::Client`]) and each read-only client
+//! ([`Role::ReadOnly`]). The role is part of the signed certificate, so a holder cannot claim
+//! another one; what each role may ask for is decided by the node ([`Role`] only names them).
+//!
+//! Files. The CA directory holds `ca.pem` and `ca.key` and nothing else; an identity directory
+//! (what is handed to a node or a client) holds `ca.pem` and identities saved as
+//! `{name}.{role}.pem` / `{name}.{role}.key`. Identity file names always contain a dot and CA
+//! file names never do, so no identity can overwrite the CA, and an identity is never written
+//! next to a CA key. Directories are created 0700 and files 0600 (on unix), from the start.
 //! [`TlsConfig`] turns the CA certificate and one identity into the quinn server and client
 //! configurations used by [`crate::transport`]: TLS 1.3 only, the `ring` crypto provider chosen
 //! explicitly (no process-wide default is consulted), the cluster CA as the only trust root,
@@ -11,7 +20,8 @@
 //! Names live in the certificates' DNS subject-alternative names:
 //! - a node certificate carries `node.dynamo` (the name every dialer verifies, so that dialers
 //!   need not know which node answers at an address) and `{name}.node.dynamo`;
-//! - a client certificate carries `{name}.client.dynamo` only, so it cannot act as a node.
+//! - an admin, client or read-only certificate carries `{name}.admin.dynamo`,
+//!   `{name}.client.dynamo` or `{name}.readonly.dynamo` only, so it cannot act as a node.
 //!
 //! [`PeerIdentity::from_certificate`] reads those names back from a certificate that rustls has
 //! *already verified* against the cluster CA, using the same parser rustls uses (`rustls-webpki`).
@@ -24,7 +34,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -40,16 +50,6 @@ pub const ALPN: &[u8] = b"dynamo/1";
 /// The DNS name that every dialer verifies on the node it connects to. Every node certificate
 /// carries it, no client certificate does.
 pub const NODE_SERVER_NAME: &str = "node.dynamo";
-
-/// QUIC idle timeout: a connection with no traffic (not even keep-alives) for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// QUIC keep-alive interval, well below [`IDLE_TIMEOUT`], so idle peer connections stay open.
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How many bidirectional streams (requests) a peer may have open on one connection at once.
-/// Further requests wait for a stream to free up.
-pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
 
 /// File name of the CA certificate inside a CA directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -80,14 +80,50 @@ pub enum TlsError {
         /// The underlying error.
         source: io::Error,
     },
-    /// Refused to overwrite an existing CA key (that would orphan every issued certificate).
-    #[error(
-        "{} already exists; refusing to overwrite a cluster CA (remove it first if you really mean to)",
-        path.display()
-    )]
+    /// Refused to overwrite an existing CA or identity.
+    #[error("{} already exists; refusing to overwrite {what}", path.display())]
     AlreadyExists {
         /// The existing file.
         path: PathBuf,
+        /// What overwriting it would destroy, and how to proceed.
+        what: &'static str,
+    },
+    /// Refused to write an identity into a directory that holds the CA's private key: that
+    /// directory would be handed to a node or client with the key to the whole cluster in it.
+    #[error(
+        "{} holds the cluster CA's private key; write identities to another directory (the one you hand to nodes and clients)",
+        dir.display()
+    )]
+    BesideCaKey {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The directory already trusts another cluster CA.
+    #[error(
+        "{} already holds the certificate of another cluster CA; use a separate directory per cluster",
+        path.display()
+    )]
+    OtherCa {
+        /// The `ca.pem` found.
+        path: PathBuf,
+    },
+    /// No identity (or no identity of that name) in a directory.
+    #[error("no identity {wanted} in {} (found: {found})", dir.display())]
+    IdentityNotFound {
+        /// The directory searched.
+        dir: PathBuf,
+        /// What was looked for.
+        wanted: String,
+        /// The identities that are there.
+        found: String,
+    },
+    /// More than one identity matches; name the one to use.
+    #[error("{} holds several identities ({found}); name the one to use", dir.display())]
+    AmbiguousIdentity {
+        /// The directory searched.
+        dir: PathBuf,
+        /// The identities that are there.
+        found: String,
     },
     /// A PEM file does not contain what it should.
     #[error("{what} is not valid PEM: {source}")]
@@ -131,21 +167,41 @@ pub enum TlsError {
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
-/// What a certificate holder is: a storage node or a client.
+/// What a certificate holder is. The CA writes it into the certificate's name, so it cannot be
+/// claimed by a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// A storage node: accepts connections and dials other nodes.
     Node,
-    /// A client: only dials nodes.
+    /// An operator: membership changes, node removal and bucket changes, and what a client may do.
+    Admin,
+    /// An application: reads, writes, deletes, and read-only cluster information.
     Client,
+    /// Reads and read-only cluster information only.
+    ReadOnly,
 }
 
 impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Node, Role::Admin, Role::Client, Role::ReadOnly];
+
+    /// The label of this role in certificate names and file names.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Node => "node",
+            Role::Admin => "admin",
+            Role::Client => "client",
+            Role::ReadOnly => "readonly",
+        }
+    }
+
     /// The DNS domain under which names of this role are issued.
     pub fn domain(self) -> &'static str {
         match self {
             Role::Node => "node.dynamo",
+            Role::Admin => "admin.dynamo",
             Role::Client => "client.dynamo",
+            Role::ReadOnly => "readonly.dynamo",
         }
     }
 }
@@ -153,8 +209,8 @@ impl Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Role::Node => "node",
-            Role::Client => "client",
+            Role::ReadOnly => "read-only",
+            other => other.label(),
         })
     }
 }
@@ -178,7 +234,7 @@ impl PeerIdentity {
         let parsed = webpki::EndEntityCert::try_from(cert).map_err(TlsError::Parse)?;
         let mut found: Option<PeerIdentity> = None;
         for dns in parsed.valid_dns_names() {
-            for role in [Role::Node, Role::Client] {
+            for role in Role::ALL {
                 let Some(label) = dns
                     .strip_suffix(role.domain())
                     .and_then(|rest| rest.strip_suffix('.'))
@@ -198,7 +254,7 @@ impl PeerIdentity {
             }
         }
         found.ok_or(TlsError::NoIdentity(
-            "no *.node.dynamo or *.client.dynamo name",
+            "no *.node.dynamo, *.admin.dynamo, *.client.dynamo or *.readonly.dynamo name",
         ))
     }
 }
@@ -286,17 +342,36 @@ impl ClusterCa {
         })
     }
 
-    /// Writes `ca.pem` and `ca.key` (mode 0600 on unix) into `dir`, creating `dir` if needed.
-    /// Refuses to overwrite an existing `ca.key`.
+    /// Writes `ca.pem` and `ca.key` into the CA directory `dir` (created 0700, files 0600 on
+    /// unix). Refuses to overwrite an existing CA: that would orphan every issued certificate.
     pub fn save(&self, dir: &Path) -> Result<(), TlsError> {
-        fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
-        let key_path = dir.join(CA_KEY_FILE);
-        if key_path.exists() {
-            return Err(TlsError::AlreadyExists { path: key_path });
+        create_private_dir(dir)?;
+        for file in [CA_KEY_FILE, CA_CERT_FILE] {
+            let path = dir.join(file);
+            if path.exists() {
+                return Err(TlsError::AlreadyExists {
+                    path,
+                    what: "a cluster CA (every certificate it issued would stop working)",
+                });
+            }
         }
-        write_private(&key_path, &self.key_pem)?;
-        let cert_path = dir.join(CA_CERT_FILE);
-        fs::write(&cert_path, &self.cert_pem).map_err(|source| io_error(&cert_path, source))
+        write_private(&dir.join(CA_KEY_FILE), &self.key_pem, false)?;
+        write_private(&dir.join(CA_CERT_FILE), &self.cert_pem, false)
+    }
+
+    /// Writes the CA certificate (not the key) as `ca.pem` into an identity directory, creating
+    /// it if needed. Does nothing if the same certificate is there; refuses another CA's.
+    pub fn install_cert(&self, dir: &Path) -> Result<(), TlsError> {
+        create_private_dir(dir)?;
+        let path = dir.join(CA_CERT_FILE);
+        match fs::read_to_string(&path) {
+            Ok(existing) if existing == self.cert_pem => Ok(()),
+            Ok(_) => Err(TlsError::OtherCa { path }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                write_private(&path, &self.cert_pem, false)
+            }
+            Err(source) => Err(io_error(&path, source)),
+        }
     }
 
     /// Loads a CA saved by [`ClusterCa::save`], checking that the key belongs to the certificate.
@@ -337,7 +412,7 @@ impl ClusterCa {
         let own_name = format!("{name}.{}", role.domain());
         let sans = match role {
             Role::Node => vec![NODE_SERVER_NAME.to_owned(), own_name.clone()],
-            Role::Client => vec![own_name.clone()],
+            Role::Admin | Role::Client | Role::ReadOnly => vec![own_name.clone()],
         };
         let mut params = CertificateParams::new(sans)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -352,7 +427,9 @@ impl ClusterCa {
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
             ],
-            Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Role::Admin | Role::Client | Role::ReadOnly => {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
+            }
         };
         params.use_authority_key_identifier_extension = true;
         set_validity(&mut params);
@@ -390,23 +467,112 @@ impl fmt::Debug for Identity {
 }
 
 impl Identity {
-    /// Writes `{name}.pem` and `{name}.key` (mode 0600 on unix) into `dir`, creating it if
-    /// needed. Overwrites an earlier identity of the same name.
-    pub fn save(&self, dir: &Path) -> Result<(), TlsError> {
-        validate_name(&self.name)?;
-        fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
-        write_private(&dir.join(format!("{}.key", self.name)), &self.key_pem)?;
-        let cert_path = dir.join(format!("{}.pem", self.name));
-        fs::write(&cert_path, &self.cert_pem).map_err(|source| io_error(&cert_path, source))
+    /// The file name (without extension) of this identity: `{name}.{role}`.
+    pub fn file_stem(&self) -> String {
+        file_stem(self.role, &self.name)
     }
 
-    /// Loads the identity `name` saved by [`Identity::save`]. The role is read from the
-    /// certificate, which must be issued for `name`.
-    pub fn load(dir: &Path, name: &str) -> Result<Identity, TlsError> {
-        validate_name(name)?;
-        let cert_path = dir.join(format!("{name}.pem"));
+    /// Writes `{name}.{role}.pem` and `{name}.{role}.key` into the identity directory `dir`
+    /// (created 0700, files 0600 on unix). Refuses a directory that holds a CA key, and an
+    /// identity that already exists unless `overwrite`.
+    pub fn save(&self, dir: &Path, overwrite: bool) -> Result<(), TlsError> {
+        validate_name(&self.name)?;
+        create_private_dir(dir)?;
+        if dir.join(CA_KEY_FILE).exists() {
+            return Err(TlsError::BesideCaKey {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let stem = self.file_stem();
+        let cert_path = dir.join(format!("{stem}.pem"));
+        let key_path = dir.join(format!("{stem}.key"));
+        if !overwrite {
+            for path in [&cert_path, &key_path] {
+                if path.exists() {
+                    return Err(TlsError::AlreadyExists {
+                        path: path.clone(),
+                        what: "an identity (pass --force to replace it)",
+                    });
+                }
+            }
+        }
+        write_private(&key_path, &self.key_pem, overwrite)?;
+        write_private(&cert_path, &self.cert_pem, overwrite)
+    }
+
+    /// The identities saved in `dir`, as `(role, name)`, sorted.
+    pub fn list(dir: &Path) -> Result<Vec<(Role, String)>, TlsError> {
+        let entries = fs::read_dir(dir).map_err(|source| io_error(dir, source))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| io_error(dir, source))?;
+            let file = entry.file_name();
+            let Some(stem) = file.to_str().and_then(|f| f.strip_suffix(".pem")) else {
+                continue;
+            };
+            let Some((name, label)) = stem.rsplit_once('.') else {
+                continue;
+            };
+            let Some(role) = Role::ALL.into_iter().find(|r| r.label() == label) else {
+                continue;
+            };
+            if validate_name(name).is_ok() {
+                found.push((role, name.to_owned()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Loads an identity saved by [`Identity::save`]: the one of `role` (any role if `None`)
+    /// and `name` (the only one there if `None`). The certificate must name what its file says.
+    pub fn load(dir: &Path, role: Option<Role>, name: Option<&str>) -> Result<Identity, TlsError> {
+        if let Some(name) = name {
+            validate_name(name)?;
+        }
+        let all = Identity::list(dir)?;
+        let matching: Vec<&(Role, String)> = all
+            .iter()
+            .filter(|(r, n)| {
+                role.is_none_or(|role| role == *r) && name.is_none_or(|name| name == n)
+            })
+            .collect();
+        let describe = |list: &[&(Role, String)]| {
+            if list.is_empty() {
+                "none".to_owned()
+            } else {
+                list.iter()
+                    .map(|(r, n)| format!("{n} ({r})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let (role, name) = match matching.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                let wanted = match (role, name) {
+                    (Some(role), Some(name)) => format!("{name} ({role})"),
+                    (None, Some(name)) => name.to_owned(),
+                    (Some(role), None) => format!("of role {role}"),
+                    (None, None) => "at all".to_owned(),
+                };
+                return Err(TlsError::IdentityNotFound {
+                    dir: dir.to_path_buf(),
+                    wanted,
+                    found: describe(&all.iter().collect::<Vec<_>>()),
+                });
+            }
+            several => {
+                return Err(TlsError::AmbiguousIdentity {
+                    dir: dir.to_path_buf(),
+                    found: describe(several),
+                });
+            }
+        };
+        let stem = file_stem(role, &name);
+        let cert_path = dir.join(format!("{stem}.pem"));
         let cert_pem = read_to_string(&cert_path)?;
-        let key_pem = read_to_string(&dir.join(format!("{name}.key")))?;
+        let key_pem = read_to_string(&dir.join(format!("{stem}.key")))?;
         let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|source| {
             TlsError::Pem {
                 what: cert_path.display().to_string(),
@@ -414,9 +580,9 @@ impl Identity {
             }
         })?;
         let peer = PeerIdentity::from_certificate(&der)?;
-        if peer.name != name {
+        if peer.name != name || peer.role != role {
             return Err(TlsError::NameMismatch {
-                expected: name.to_owned(),
+                expected: format!("{name}.{}", role.domain()),
                 found: peer.to_string(),
             });
         }
@@ -429,13 +595,33 @@ impl Identity {
     }
 }
 
+/// `{name}.{role}`: the file name, without extension, of an identity.
+fn file_stem(role: Role, name: &str) -> String {
+    format!("{name}.{}", role.label())
+}
+
+/// The SHA-256 fingerprint of a CA certificate (of its DER bytes), in lowercase hex: what a
+/// store records to know which cluster it belongs to.
+pub fn ca_fingerprint(ca_cert_pem: &str) -> Result<String, TlsError> {
+    let der =
+        CertificateDer::from_pem_slice(ca_cert_pem.as_bytes()).map_err(|source| TlsError::Pem {
+            what: "the CA certificate".to_owned(),
+            source,
+        })?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    let mut hex = String::with_capacity(64);
+    for byte in digest.as_ref() {
+        let _ = fmt::Write::write_fmt(&mut hex, format_args!("{byte:02x}"));
+    }
+    Ok(hex)
+}
+
 /// Quinn server and client configurations for one identity in one cluster.
 #[derive(Clone)]
 pub struct TlsConfig {
     identity: PeerIdentity,
     server: Arc<quinn::crypto::rustls::QuicServerConfig>,
     client: Arc<quinn::crypto::rustls::QuicClientConfig>,
-    transport: Arc<quinn::TransportConfig>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -496,20 +682,10 @@ impl TlsConfig {
             .with_client_auth_cert(vec![cert], key)?;
         client.alpn_protocols = vec![ALPN.to_vec()];
 
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-                IDLE_TIMEOUT.as_millis() as u32,
-            ))))
-            .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
-            .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_CONCURRENT_STREAMS))
-            .max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
-
         Ok(TlsConfig {
             identity: own,
             server: Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(server)?),
             client: Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client)?),
-            transport: Arc::new(transport),
         })
     }
 
@@ -518,18 +694,16 @@ impl TlsConfig {
         &self.identity
     }
 
-    /// The quinn server configuration (client certificates required).
+    /// The quinn server configuration (client certificates required), with quinn's default
+    /// transport settings; [`crate::transport`] sets its own.
     pub fn server_config(&self) -> quinn::ServerConfig {
-        let mut config = quinn::ServerConfig::with_crypto(self.server.clone());
-        config.transport_config(self.transport.clone());
-        config
+        quinn::ServerConfig::with_crypto(self.server.clone())
     }
 
-    /// The quinn client configuration (dial with server name [`NODE_SERVER_NAME`]).
+    /// The quinn client configuration (dial with server name [`NODE_SERVER_NAME`]), with quinn's
+    /// default transport settings; [`crate::transport`] sets its own.
     pub fn client_config(&self) -> quinn::ClientConfig {
-        let mut config = quinn::ClientConfig::new(self.client.clone());
-        config.transport_config(self.transport.clone());
-        config
+        quinn::ClientConfig::new(self.client.clone())
     }
 }
 
@@ -544,10 +718,29 @@ fn read_to_string(path: &Path) -> Result<String, TlsError> {
     fs::read_to_string(path).map_err(|source| io_error(path, source))
 }
 
-/// Writes a secret file readable only by its owner (on unix).
-fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+/// Creates `dir` and any missing parents readable only by their owner (0700 on unix), from the
+/// start rather than by a chmod afterwards.
+pub fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| io_error(dir, source))
+}
+
+/// Writes a file readable only by its owner (0600 on unix, set when it is created). Fails if
+/// the file exists, unless `overwrite`.
+fn write_private(path: &Path, contents: &str, overwrite: bool) -> Result<(), TlsError> {
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true);
+    if overwrite {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -558,7 +751,7 @@ fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
         .map_err(|source| io_error(path, source))?;
     #[cfg(unix)]
     {
-        // `mode` only applies to new files; tighten an existing one too.
+        // `mode` only applies to new files; a replaced identity must be private too.
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(fs::Permissions::from_mode(0o600))
             .map_err(|source| io_error(path, source))?;
@@ -606,7 +799,7 @@ mod tests {
     #[test]
     fn issued_identity_reads_back() {
         let ca = ClusterCa::generate("test").expect("ca");
-        for (role, name) in [(Role::Node, "n1"), (Role::Client, "c1")] {
+        for (role, name) in Role::ALL.into_iter().zip(["n1", "a1", "c1", "r1"]) {
             let id = ca.issue(role, name).expect("issue");
             let der = CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).expect("pem");
             let peer = PeerIdentity::from_certificate(&der).expect("identity");

@@ -15,6 +15,13 @@
 //! stream* with one of the `STREAM_*` error codes; it never closes the connection, the accept
 //! loop or the node.
 //!
+//! What a peer can make the endpoint hold is bounded ([`TransportLimits`]): connections in total
+//! and per identity, request streams per connection, bytes QUIC buffers per connection (its flow
+//! control window), and bytes of partly received request frames per identity and, for every
+//! identity but nodes, in total. A frame's payload is read only once its length fits the
+//! budget; until then its bytes stay with the sender, held back by QUIC flow control. Warnings
+//! about misbehaving peers are rate-limited.
+//!
 //! This module must NOT know what the requests mean: no gets, puts, gossip, hinted handoff or
 //! anti-entropy. It moves typed frames between authenticated peers and says who the peer is.
 
@@ -22,10 +29,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -49,16 +57,32 @@ pub const STREAM_RESPONSE_FAILED: u32 = 5;
 pub const CLOSE_SHUTDOWN: u32 = 0;
 /// Connection close code: the peer certificate carries no dynamo identity.
 pub const CLOSE_NO_IDENTITY: u32 = 1;
+/// Connection close code: the peer's identity already has as many connections as allowed.
+pub const CLOSE_TOO_MANY_CONNECTIONS: u32 = 2;
+
+/// QUIC idle timeout: a connection with no traffic (not even keep-alives) for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// QUIC keep-alive interval, well below [`IDLE_TIMEOUT`], so idle peer connections stay open.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// At most this many warnings about misbehaving peers are logged per [`WARNING_WINDOW`]; the
+/// rest are counted and reported as one line.
+const WARNINGS_PER_WINDOW: u32 = 10;
+const WARNING_WINDOW: Duration = Duration::from_secs(10);
 
 /// Tunables of an [`Endpoint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportOptions {
     /// Largest frame payload accepted or sent, in bytes (at most `u32::MAX`).
     pub max_frame_bytes: usize,
-    /// How long the server waits for a whole request frame on a new stream.
+    /// How long the server waits for a whole request frame on a new stream, including the wait
+    /// for frame budget.
     pub read_timeout: Duration,
     /// How long [`Endpoint::close`] waits for connections to drain.
     pub shutdown_timeout: Duration,
+    /// What peers may make this endpoint hold.
+    pub limits: TransportLimits,
 }
 
 impl Default for TransportOptions {
@@ -67,7 +91,80 @@ impl Default for TransportOptions {
             max_frame_bytes: MAX_FRAME_BYTES,
             read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(2),
+            limits: TransportLimits::default(),
         }
+    }
+}
+
+/// Bounds on the connections, streams and buffered bytes peers can make a serving endpoint
+/// hold. "Node" limits apply to peers with a node certificate, "client" limits to every other
+/// role. With the defaults, one client identity can make a node hold at most about
+/// `max_connections_per_identity * client_receive_window + client_frame_bytes_per_identity`
+/// (64 MiB + 16 MiB) of request bytes, and all clients together at most
+/// `max_connections * client_receive_window + client_frame_bytes` of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportLimits {
+    /// Connections accepted at once, from everyone; further handshakes are refused.
+    pub max_connections: usize,
+    /// Connections accepted at once from one identity (one certificate name and role).
+    pub max_connections_per_identity: usize,
+    /// Request streams a node peer may have open on one connection.
+    pub node_streams_per_connection: u32,
+    /// Request streams a client may have open on one connection; more wait for one to end.
+    pub client_streams_per_connection: u32,
+    /// Bytes a node peer may have in flight to us on one connection (QUIC flow control).
+    pub node_receive_window: u32,
+    /// Bytes a client may have in flight to us on one connection (QUIC flow control).
+    pub client_receive_window: u32,
+    /// Bytes of partly received request frames held for one node peer.
+    pub node_frame_bytes_per_identity: usize,
+    /// Bytes of partly received request frames held for one client identity.
+    pub client_frame_bytes_per_identity: usize,
+    /// Bytes of partly received request frames held for all clients together.
+    pub client_frame_bytes: usize,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        const MIB: u32 = 1024 * 1024;
+        TransportLimits {
+            max_connections: 1024,
+            max_connections_per_identity: 64,
+            node_streams_per_connection: 1024,
+            client_streams_per_connection: 64,
+            node_receive_window: 16 * MIB,
+            client_receive_window: MIB,
+            node_frame_bytes_per_identity: 64 * MIB as usize,
+            client_frame_bytes_per_identity: 16 * MIB as usize,
+            client_frame_bytes: 128 * MIB as usize,
+        }
+    }
+}
+
+impl TransportLimits {
+    /// The transport settings for connections where the peer is (or will be treated as) a
+    /// client until its certificate says otherwise, and for connections we dial to nodes.
+    fn transport_config(&self, peer_is_node: bool) -> quinn::TransportConfig {
+        let (streams, window) = if peer_is_node {
+            (self.node_streams_per_connection, self.node_receive_window)
+        } else {
+            (
+                self.client_streams_per_connection,
+                self.client_receive_window,
+            )
+        };
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+                IDLE_TIMEOUT.as_millis() as u32,
+            ))))
+            .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+            .max_concurrent_bidi_streams(quinn::VarInt::from_u32(streams))
+            .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+            .receive_window(quinn::VarInt::from_u32(window))
+            .stream_receive_window(quinn::VarInt::from_u32(window.min(2 * 1024 * 1024)));
+        transport
     }
 }
 
@@ -226,10 +323,13 @@ impl EncodeError {
 }
 
 /// Reads one whole frame and decodes it; trailing bytes inside the frame count as malformed.
+/// With a `budget`, the payload is read only once its announced length fits it (until then
+/// QUIC flow control holds the sender back), and the permits are returned with the value.
 async fn read_frame<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     limit: usize,
-) -> Result<T, FrameError> {
+    budget: Option<&Admitted>,
+) -> Result<(T, Vec<OwnedSemaphorePermit>), FrameError> {
     let mut header = [0u8; 4];
     recv.read_exact(&mut header)
         .await
@@ -238,6 +338,10 @@ async fn read_frame<T: DeserializeOwned>(
     if len > limit {
         return Err(FrameError::TooLarge { len, limit });
     }
+    let permits = match budget {
+        Some(admitted) => admitted.reserve(len).await?,
+        None => Vec::new(),
+    };
     // Grow with the data actually received, so a peer cannot make us allocate the whole limit
     // on every stream just by announcing a large length.
     let mut payload = Vec::with_capacity(len.min(INITIAL_READ_CAPACITY));
@@ -251,7 +355,7 @@ async fn read_frame<T: DeserializeOwned>(
         }
     }
     match postcard::take_from_bytes::<T>(&payload) {
-        Ok((value, [])) => Ok(value),
+        Ok((value, [])) => Ok((value, permits)),
         Ok((_, rest)) => Err(FrameError::Decode(format!(
             "{} trailing bytes after the value",
             rest.len()
@@ -293,7 +397,7 @@ struct Cached {
 }
 
 /// Serves the request streams a peer opens on one connection (set by [`Endpoint::serve`]).
-type StreamServer = Arc<dyn Fn(quinn::Connection, PeerIdentity) + Send + Sync>;
+type StreamServer = Arc<dyn Fn(quinn::Connection, Admitted) + Send + Sync>;
 
 struct Inner {
     endpoint: quinn::Endpoint,
@@ -301,9 +405,161 @@ struct Inner {
     options: TransportOptions,
     connections: Mutex<HashMap<SocketAddr, Slot>>,
     server: OnceLock<StreamServer>,
+    admission: Admission,
+    warnings: Mutex<WarningWindow>,
+}
+
+/// Connections and frame bytes held per identity, and frame bytes held for all clients.
+struct Admission {
+    per_identity: Mutex<HashMap<PeerIdentity, Share>>,
+    client_frames: Arc<Semaphore>,
+}
+
+/// What one identity holds.
+struct Share {
+    /// Accepted connections open now.
+    connections: usize,
+    /// Budget for its partly received frames.
+    frames: Arc<Semaphore>,
+}
+
+/// What serving one connection may use: its identity's frame budget (and, for clients, the
+/// shared one). Dropping an admitted connection's `Admitted` gives its connection slot back.
+struct Admitted {
+    inner: Arc<Inner>,
+    peer: PeerIdentity,
+    frames: Arc<Semaphore>,
+    shared_frames: Option<Arc<Semaphore>>,
+    /// Whether this counts against the identity's connection limit.
+    counted: bool,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
+        let mut shares = self
+            .inner
+            .admission
+            .per_identity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(share) = shares.get_mut(&self.peer) {
+            share.connections = share.connections.saturating_sub(1);
+            if share.connections == 0 {
+                shares.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl Admitted {
+    /// Waits until `len` more bytes of frame fit the budgets, and holds them until the permits
+    /// are dropped.
+    async fn reserve(&self, len: usize) -> Result<Vec<OwnedSemaphorePermit>, FrameError> {
+        // Budgets are at least one whole frame, so `len` always fits eventually.
+        let n = u32::try_from(len).map_err(|_| FrameError::TooLarge {
+            len,
+            limit: u32::MAX as usize,
+        })?;
+        let mut permits = Vec::with_capacity(2);
+        for budget in std::iter::once(&self.frames).chain(self.shared_frames.as_ref()) {
+            let permit = budget
+                .clone()
+                .acquire_many_owned(n)
+                .await
+                .map_err(|_| FrameError::Lost("endpoint closed".to_owned()))?;
+            permits.push(permit);
+        }
+        Ok(permits)
+    }
+}
+
+/// Rate limit of warnings about peers.
+struct WarningWindow {
+    started: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl WarningWindow {
+    /// Whether the next warning may be logged now; reports what was suppressed in the window
+    /// that just ended.
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.started) >= WARNING_WINDOW {
+            if self.suppressed > 0 {
+                warn!(
+                    suppressed = self.suppressed,
+                    "more warnings about misbehaving peers in the last {} s were not logged",
+                    WARNING_WINDOW.as_secs()
+                );
+            }
+            *self = WarningWindow {
+                started: now,
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if self.logged < WARNINGS_PER_WINDOW {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
+/// Logs a warning about a peer, or only at debug level once too many were logged lately.
+macro_rules! peer_warning {
+    ($inner:expr, $($arg:tt)+) => {
+        if $inner.warnings.lock().unwrap_or_else(PoisonError::into_inner).admit() {
+            warn!($($arg)+);
+        } else {
+            debug!($($arg)+);
+        }
+    };
 }
 
 impl Inner {
+    /// Admits one more connection from `peer` (`counted`: accepted connections, which count
+    /// against the per-identity limit; connections we dialed are not counted). `None` when the
+    /// identity is at its limit.
+    fn admit(self: &Arc<Self>, peer: &PeerIdentity, counted: bool) -> Option<Admitted> {
+        let limits = &self.options.limits;
+        let is_node = peer.role == Role::Node;
+        let budget = if is_node {
+            limits.node_frame_bytes_per_identity
+        } else {
+            limits.client_frame_bytes_per_identity
+        }
+        .max(self.options.max_frame_bytes);
+        let mut shares = self
+            .admission
+            .per_identity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let share = shares.entry(peer.clone()).or_insert_with(|| Share {
+            connections: 0,
+            frames: Arc::new(Semaphore::new(budget)),
+        });
+        if counted {
+            if share.connections >= limits.max_connections_per_identity {
+                return None;
+            }
+            share.connections += 1;
+        }
+        Some(Admitted {
+            inner: self.clone(),
+            peer: peer.clone(),
+            frames: share.frames.clone(),
+            shared_frames: (!is_node).then(|| self.admission.client_frames.clone()),
+            counted,
+        })
+    }
+
     fn slot(&self, peer: SocketAddr) -> Slot {
         self.connections
             .lock()
@@ -335,7 +591,7 @@ impl Inner {
 
     /// Starts serving the streams a peer opens on a connection we dialed, once [`Endpoint::serve`]
     /// has been called. Runs under the slot lock, so each connection is served exactly once.
-    fn serve_dialed(&self, peer: SocketAddr, cached: &mut Cached) {
+    fn serve_dialed(self: &Arc<Self>, peer: SocketAddr, cached: &mut Cached) {
         if cached.served {
             return;
         }
@@ -344,7 +600,11 @@ impl Inner {
         };
         cached.served = true;
         match identify(&cached.connection) {
-            Ok(identity) => server(cached.connection.clone(), identity),
+            Ok(identity) => {
+                if let Some(admitted) = self.admit(&identity, false) {
+                    server(cached.connection.clone(), admitted);
+                }
+            }
             Err(error) => debug!(%peer, %error, "dialed peer has no identity; not serving it"),
         }
     }
@@ -374,12 +634,26 @@ impl Endpoint {
         tls: &TlsConfig,
         options: TransportOptions,
     ) -> Result<Endpoint, TransportError> {
+        let limits = &options.limits;
         let bound = match tls.identity().role {
-            Role::Node => quinn::Endpoint::server(tls.server_config(), addr),
-            Role::Client => quinn::Endpoint::client(addr),
+            Role::Node => {
+                let mut server = tls.server_config();
+                // Every peer is held to client limits until its certificate says it is a node.
+                server
+                    .transport_config(Arc::new(limits.transport_config(false)))
+                    .max_incoming(limits.max_connections)
+                    .incoming_buffer_size_total(16 * 1024 * 1024);
+                quinn::Endpoint::server(server, addr)
+            }
+            Role::Admin | Role::Client | Role::ReadOnly => quinn::Endpoint::client(addr),
         };
         let mut endpoint = bound.map_err(|source| TransportError::Bind { addr, source })?;
-        endpoint.set_default_client_config(tls.client_config());
+        let mut client = tls.client_config();
+        // We dial only nodes: responses (and, for a node, requests on that connection) may be
+        // as large as node traffic.
+        client.transport_config(Arc::new(limits.transport_config(true)));
+        endpoint.set_default_client_config(client);
+        let client_frames = limits.client_frame_bytes.max(options.max_frame_bytes);
         Ok(Endpoint {
             inner: Arc::new(Inner {
                 endpoint,
@@ -387,6 +661,15 @@ impl Endpoint {
                 options,
                 connections: Mutex::new(HashMap::new()),
                 server: OnceLock::new(),
+                admission: Admission {
+                    per_identity: Mutex::new(HashMap::new()),
+                    client_frames: Arc::new(Semaphore::new(client_frames)),
+                },
+                warnings: Mutex::new(WarningWindow {
+                    started: Instant::now(),
+                    logged: 0,
+                    suppressed: 0,
+                }),
             }),
         })
     }
@@ -459,8 +742,9 @@ impl Endpoint {
             .await
             .map_err(|e| closed(write_error(e)))?;
         send.finish().map_err(|e| closed(e.to_string()))?;
-        read_frame(&mut recv, self.inner.options.max_frame_bytes)
+        read_frame(&mut recv, self.inner.options.max_frame_bytes, None)
             .await
+            .map(|(response, _)| response)
             .map_err(|e| e.into_transport(peer))
     }
 
@@ -511,14 +795,8 @@ impl Endpoint {
         Fut: Future<Output = Resp> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let options = self.inner.options.clone();
-        let server: StreamServer = Arc::new(move |connection, peer| {
-            tokio::spawn(serve_streams(
-                connection,
-                peer,
-                handler.clone(),
-                options.clone(),
-            ));
+        let server: StreamServer = Arc::new(move |connection, admitted| {
+            tokio::spawn(serve_streams(connection, admitted, handler.clone()));
         });
         if self.inner.server.set(server).is_err() {
             warn!("Endpoint::serve called twice; ignoring the second handler");
@@ -592,6 +870,12 @@ fn identify(connection: &quinn::Connection) -> Result<PeerIdentity, TlsError> {
 /// Completes the handshake of one incoming connection and serves its streams.
 async fn accept_connection(incoming: quinn::Incoming, inner: Arc<Inner>) {
     let remote = incoming.remote_address();
+    // `open_connections` counts this one too.
+    if inner.endpoint.open_connections() > inner.options.limits.max_connections {
+        peer_warning!(inner, %remote, "refusing a connection: {} connections are open", inner.options.limits.max_connections);
+        incoming.refuse();
+        return;
+    }
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(error) => {
@@ -603,7 +887,7 @@ async fn accept_connection(incoming: quinn::Incoming, inner: Arc<Inner>) {
     let peer = match identify(&connection) {
         Ok(peer) => peer,
         Err(error) => {
-            warn!(%remote, %error, "closing connection: no usable identity");
+            peer_warning!(inner, %remote, %error, "closing connection: no usable identity");
             connection.close(
                 quinn::VarInt::from_u32(CLOSE_NO_IDENTITY),
                 b"certificate carries no dynamo identity",
@@ -611,21 +895,33 @@ async fn accept_connection(incoming: quinn::Incoming, inner: Arc<Inner>) {
             return;
         }
     };
+    let Some(admitted) = inner.admit(&peer, true) else {
+        peer_warning!(inner, %remote, %peer, "closing connection: too many connections from this identity");
+        connection.close(
+            quinn::VarInt::from_u32(CLOSE_TOO_MANY_CONNECTIONS),
+            b"too many connections from this identity",
+        );
+        return;
+    };
     debug!(%remote, %peer, "connection accepted");
     if peer.role == Role::Node {
+        let limits = &inner.options.limits;
+        connection.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(
+            limits.node_streams_per_connection,
+        ));
+        connection.set_receive_window(quinn::VarInt::from_u32(limits.node_receive_window));
         inner.adopt(remote, &connection);
     }
     if let Some(server) = inner.server.get() {
-        server(connection, peer);
+        server(connection, admitted);
     }
 }
 
 /// Serves every request stream the peer opens on `connection` until it closes.
 async fn serve_streams<Req, Resp, H, Fut>(
     connection: quinn::Connection,
-    peer: PeerIdentity,
+    admitted: Admitted,
     handler: Arc<H>,
-    options: TransportOptions,
 ) where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
@@ -633,20 +929,20 @@ async fn serve_streams<Req, Resp, H, Fut>(
     Fut: Future<Output = Resp> + Send + 'static,
 {
     let remote = connection.remote_address();
+    let admitted = Arc::new(admitted);
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
                 tokio::spawn(serve_stream(
                     remote,
-                    peer.clone(),
+                    admitted.clone(),
                     send,
                     recv,
                     handler.clone(),
-                    options.clone(),
                 ));
             }
             Err(error) => {
-                debug!(%remote, %peer, %error, "connection ended");
+                debug!(%remote, peer = %admitted.peer, %error, "connection ended");
                 return;
             }
         }
@@ -655,31 +951,34 @@ async fn serve_streams<Req, Resp, H, Fut>(
 
 async fn serve_stream<Req, Resp, H, Fut>(
     remote: SocketAddr,
-    peer: PeerIdentity,
+    admitted: Arc<Admitted>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     handler: Arc<H>,
-    options: TransportOptions,
 ) where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
     H: Fn(PeerIdentity, Req) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Resp> + Send + 'static,
 {
+    let inner = admitted.inner.clone();
+    let peer = admitted.peer.clone();
+    let options = &inner.options;
     let read = tokio::time::timeout(
         options.read_timeout,
-        read_frame::<Req>(&mut recv, options.max_frame_bytes),
+        read_frame::<Req>(&mut recv, options.max_frame_bytes, Some(&admitted)),
     )
     .await;
-    let request = match read {
+    // The frame's budget is held until the response is sent: the request lives that long.
+    let (request, _budget) = match read {
         Ok(Ok(request)) => request,
         Ok(Err(error)) => {
-            warn!(%remote, %peer, ?error, "bad request frame, resetting stream");
+            peer_warning!(inner, %remote, %peer, ?error, "bad request frame, resetting stream");
             reset(&mut send, &mut recv, error.stream_code());
             return;
         }
         Err(_) => {
-            warn!(%remote, %peer, "request frame not received in time, resetting stream");
+            peer_warning!(inner, %remote, %peer, "request frame not received in time, resetting stream");
             reset(&mut send, &mut recv, STREAM_READ_TIMEOUT);
             return;
         }

@@ -131,36 +131,96 @@ fn bucket(name: &str, n: usize) -> BucketProps {
     }
 }
 
-/// Peer requests need a node certificate; a client's is refused with an error naming why.
+/// Security review hole 2: what each certificate role may ask. Peer requests need a node
+/// certificate; membership and bucket changes an admin's; writes a client's (or an admin's, or
+/// a node's, which forwards them); reads any role. A refused request gets `Forbidden` and a
+/// message naming the role it needs; an allowed one is never refused for its role.
 #[test]
-fn peer_requests_from_a_client_are_refused() {
-    let mut node = Harness::found();
-    let table = [
-        Request::Replica {
-            partition: 0,
-            request: dynamo_quorum::ReplicaRequest::Read { key: b"k".to_vec() },
-        },
-        Request::Gossip {
-            reply_to: "x".into(),
-            message: vec![1, 2, 3],
-        },
-        Request::Handoff {
-            partition: 0,
-            entries: Vec::new(),
-        },
-        Request::Buckets(Vec::new()),
+fn each_role_may_send_exactly_its_requests() {
+    let get = Request::Get {
+        bucket: "default".into(),
+        key: b"k".to_vec(),
+        options: RequestOptions::default(),
+    };
+    let put = Request::Put {
+        bucket: "default".into(),
+        key: b"k".to_vec(),
+        value: Some(b"v".to_vec()),
+        context: None,
+        options: RequestOptions::default(),
+        forwarded: false,
+    };
+    let peer = Request::Replica {
+        partition: 0,
+        request: dynamo_quorum::ReplicaRequest::Read { key: b"k".to_vec() },
+    };
+    // (request, what it needs, roles allowed: node, admin, client, read-only)
+    let table: Vec<(Request, &str, [bool; 4])> = vec![
+        (get, "read-only, client or admin", [true, true, true, true]),
+        (Request::Status, "", [true, true, true, true]),
+        (Request::Ring, "", [true, true, true, true]),
+        (Request::ListBuckets, "", [true, true, true, true]),
+        (put, "the client or admin role", [true, true, true, false]),
+        (
+            Request::CreateBucket(bucket("solo", 1)),
+            "the admin role",
+            [false, true, false, false],
+        ),
+        (
+            Request::Leave,
+            "the admin role",
+            [false, true, false, false],
+        ),
+        (
+            Request::RemoveNode { name: "n9".into() },
+            "the admin role",
+            [false, true, false, false],
+        ),
+        (peer, "the node role", [true, false, false, false]),
+        (
+            Request::Gossip {
+                reply_to: "x".into(),
+                message: vec![1, 2, 3],
+            },
+            "the node role",
+            [true, false, false, false],
+        ),
+        (
+            Request::Handoff {
+                partition: 0,
+                entries: Vec::new(),
+            },
+            "the node role",
+            [true, false, false, false],
+        ),
+        (
+            Request::Buckets(Vec::new()),
+            "the node role",
+            [true, false, false, false],
+        ),
     ];
-    for request in table {
-        let answer = node.ask(Role::Client, request.clone());
-        assert_eq!(
-            error_kind(&answer),
-            Some(ErrorKind::BadRequest),
-            "{request:?}"
-        );
-        let Response::Error(error) = answer else {
-            unreachable!()
-        };
-        assert!(error.message.contains("only nodes"), "{}", error.message);
+    for (request, needs, allowed) in table {
+        for (role, allowed) in Role::ALL.into_iter().zip(allowed) {
+            let mut node = Harness::found();
+            let answer = node.ask(role, request.clone());
+            if allowed {
+                assert_ne!(
+                    error_kind(&answer),
+                    Some(ErrorKind::Forbidden),
+                    "{role} {request:?}: {answer:?}"
+                );
+                continue;
+            }
+            let Response::Error(error) = answer else {
+                panic!("{role} {request:?} was not refused: {answer:?}");
+            };
+            assert_eq!(error.kind, ErrorKind::Forbidden, "{role} {request:?}");
+            assert!(
+                error.message.contains(needs) && error.message.contains(&role.to_string()),
+                "{role} {request:?}: {}",
+                error.message
+            );
+        }
     }
 }
 
@@ -169,7 +229,7 @@ fn peer_requests_from_a_client_are_refused() {
 fn a_single_node_writes_and_reads() {
     let mut node = Harness::found();
     assert_eq!(
-        node.ask(Role::Client, Request::CreateBucket(bucket("solo", 1))),
+        node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1))),
         Response::Ack
     );
     let put = Request::Put {
@@ -197,7 +257,7 @@ fn a_single_node_writes_and_reads() {
 #[test]
 fn bad_client_requests_get_errors() {
     let mut node = Harness::found();
-    node.ask(Role::Client, Request::CreateBucket(bucket("solo", 1)));
+    node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1)));
     let put = |bucket: &str, key: &[u8], value: usize, context: Option<&str>| Request::Put {
         bucket: bucket.into(),
         key: key.to_vec(),
@@ -235,7 +295,7 @@ fn bad_client_requests_get_errors() {
         ),
     ];
     for (what, request, expected) in table {
-        match node.ask(Role::Client, request) {
+        match node.ask(Role::Admin, request) {
             Response::Error(error) => {
                 assert_eq!(error.kind, ErrorKind::BadRequest, "{what}");
                 assert!(
@@ -276,7 +336,7 @@ fn shutting_down_refuses_clients_only() {
 fn buckets_and_ring_come_back_from_the_store() {
     let mut node = Harness::found();
     let carts = bucket("carts", 3);
-    node.ask(Role::Client, Request::CreateBucket(carts.clone()));
+    node.ask(Role::Admin, Request::CreateBucket(carts.clone()));
     let version = node.core.ring().map(dynamo_ring::Ring::version);
     let saved = load_saved_state(&node.store).expect("state");
     assert!(saved.ring.is_some() && saved.buckets.is_some() && saved.status.is_some());

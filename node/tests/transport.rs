@@ -501,15 +501,19 @@ async fn ca_and_identity_survive_save_and_load() {
     // Identities issued by the reloaded CA are trusted by peers that only know the original.
     let id = loaded.issue(Role::Node, "n1").expect("issue");
     let id_dir = dir.path().join("ids");
-    id.save(&id_dir).expect("save id");
-    let back = Identity::load(&id_dir, "n1").expect("load id");
+    id.save(&id_dir, false).expect("save id");
+    let back = Identity::load(&id_dir, None, Some("n1")).expect("load id");
     assert_eq!(back, id);
     assert_eq!(back.role, Role::Node);
 
     #[cfg(unix)]
     {
+        assert_eq!(mode(&ca_dir), 0o700);
         assert_eq!(mode(&ca_dir.join("ca.key")), 0o600);
-        assert_eq!(mode(&id_dir.join("n1.key")), 0o600);
+        assert_eq!(mode(&ca_dir.join("ca.pem")), 0o600);
+        assert_eq!(mode(&id_dir), 0o700);
+        assert_eq!(mode(&id_dir.join("n1.node.key")), 0o600);
+        assert_eq!(mode(&id_dir.join("n1.node.pem")), 0o600);
     }
 
     let calls = Arc::new(AtomicUsize::new(0));
@@ -529,10 +533,10 @@ async fn ca_and_identity_survive_save_and_load() {
     node.close().await;
 
     // A file holding someone else's certificate is rejected.
-    std::fs::copy(id_dir.join("n1.pem"), id_dir.join("n2.pem")).expect("copy");
-    std::fs::copy(id_dir.join("n1.key"), id_dir.join("n2.key")).expect("copy");
+    std::fs::copy(id_dir.join("n1.node.pem"), id_dir.join("n2.node.pem")).expect("copy");
+    std::fs::copy(id_dir.join("n1.node.key"), id_dir.join("n2.node.key")).expect("copy");
     assert!(matches!(
-        Identity::load(&id_dir, "n2"),
+        Identity::load(&id_dir, None, Some("n2")),
         Err(TlsError::NameMismatch { .. })
     ));
     // A CA key that does not belong to the certificate is rejected.
@@ -545,6 +549,66 @@ async fn ca_and_identity_survive_save_and_load() {
     assert!(matches!(
         ClusterCa::load(&ca_dir),
         Err(TlsError::KeyMismatch { .. })
+    ));
+}
+
+/// Security review hole 1: `cert issue --client ca` overwrote the CA, and `--client n1` a node's
+/// certificate. The CA's files and identities' files cannot collide, identities are not written
+/// next to a CA key, and an existing identity is replaced only on purpose.
+#[test]
+fn certificate_files_cannot_destroy_each_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_dir = dir.path().join("ca");
+    let ids = dir.path().join("ids");
+    let ca = ClusterCa::generate("prod").expect("ca");
+    ca.save(&ca_dir).expect("save ca");
+    ca.install_cert(&ids).expect("install");
+    let ca_files = |d: &std::path::Path| {
+        (
+            std::fs::read(d.join("ca.pem")).expect("ca.pem"),
+            std::fs::read(d.join("ca.key")).ok(),
+        )
+    };
+    let (ca_pem, ca_key) = ca_files(&ca_dir);
+
+    // Every role may use the names "ca" and "n1" side by side.
+    for role in Role::ALL {
+        for name in ["ca", "n1"] {
+            let id = ca.issue(role, name).expect("issue");
+            id.save(&ids, false).expect("save");
+            assert!(
+                matches!(id.save(&ids, false), Err(TlsError::AlreadyExists { .. })),
+                "{role} {name} saved twice without --force"
+            );
+            id.save(&ids, true).expect("forced save");
+            assert_eq!(
+                Identity::load(&ids, Some(role), Some(name)).expect("load"),
+                id
+            );
+        }
+    }
+    assert_eq!(ca_files(&ca_dir), (ca_pem.clone(), ca_key));
+    assert_eq!(std::fs::read(ids.join("ca.pem")).expect("ca.pem"), ca_pem);
+    assert!(!ids.join("ca.key").exists());
+    // With several identities of one name, the role must be given.
+    assert!(matches!(
+        Identity::load(&ids, None, Some("n1")),
+        Err(TlsError::AmbiguousIdentity { .. })
+    ));
+
+    // Never next to the CA key, and never a second CA in one directory.
+    let id = ca.issue(Role::Client, "app").expect("issue");
+    assert!(matches!(
+        id.save(&ca_dir, true),
+        Err(TlsError::BesideCaKey { .. })
+    ));
+    assert!(matches!(
+        ClusterCa::generate("other").expect("ca").install_cert(&ids),
+        Err(TlsError::OtherCa { .. })
+    ));
+    assert!(matches!(
+        ClusterCa::generate("other").expect("ca").save(&ca_dir),
+        Err(TlsError::AlreadyExists { .. })
     ));
 }
 
@@ -564,7 +628,7 @@ fn issue_validates_names() {
         ("space d", false),
     ];
     for (name, ok) in cases {
-        for role in [Role::Node, Role::Client] {
+        for role in Role::ALL {
             let result = ca.issue(role, name);
             assert_eq!(result.is_ok(), *ok, "{role} {name:?}: {result:?}");
             if !ok {
@@ -573,4 +637,123 @@ fn issue_validates_names() {
         }
     }
     assert!(ClusterCa::generate("Bad Cluster").is_err());
+}
+
+/// A raw QUIC connection to `addr` presenting `role`/`name` (no dynamo framing on top).
+async fn raw_connection(
+    ca: &ClusterCa,
+    role: Role,
+    name: &str,
+    addr: SocketAddr,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let mut raw = quinn::Endpoint::client(localhost()).expect("raw endpoint");
+    raw.set_default_client_config(tls(ca, role, name).client_config());
+    let connection = raw
+        .connect(addr, "node.dynamo")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    (raw, connection)
+}
+
+/// Security review hole 3: 2,000 connections from one client were all accepted. Connections
+/// from one identity are capped (the next is closed with `CLOSE_TOO_MANY_CONNECTIONS`), other
+/// identities are not affected, and a closed connection frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_identity_are_capped() {
+    let ca = ClusterCa::generate("test").expect("ca");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut limited = options();
+    limited.limits.max_connections_per_identity = 2;
+    let (node, addr) = start_node_with(&ca, "n", &calls, limited);
+
+    let first = raw_connection(&ca, Role::Client, "flood", addr).await;
+    let second = raw_connection(&ca, Role::Client, "flood", addr).await;
+    let third = raw_connection(&ca, Role::Client, "flood", addr).await;
+    let closed = tokio::time::timeout(TIMEOUT, third.1.closed())
+        .await
+        .expect("the third connection is closed");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => assert_eq!(
+            close.error_code,
+            quinn::VarInt::from_u32(dynamo_node::transport::CLOSE_TOO_MANY_CONNECTIONS)
+        ),
+        other => panic!("closed for another reason: {other}"),
+    }
+    assert!(second.1.close_reason().is_none() && first.1.close_reason().is_none());
+    // Someone else still gets in.
+    assert!(echo(&client(&ca, "other"), addr, "hi").await.is_ok());
+    // A slot frees up when a connection ends.
+    first.1.close(quinn::VarInt::from_u32(0), b"bye");
+    let mut admitted = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let again = raw_connection(&ca, Role::Client, "flood", addr).await;
+        if tokio::time::timeout(Duration::from_millis(300), again.1.closed())
+            .await
+            .is_err()
+        {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted, "a freed slot was never given out again");
+    node.close().await;
+}
+
+/// Security review hole 3: 1,000 streams each sending 1 MiB of an announced 8 MiB frame held
+/// 1 GB. A frame's payload is read only once its length fits the sender's budget, so a client
+/// hogging its budget with frames it never finishes waits on itself, while another client's
+/// requests go through at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_frames_wait_for_their_senders_budget() {
+    let ca = ClusterCa::generate("test").expect("ca");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tight = options();
+    tight.max_frame_bytes = 256 * 1024;
+    tight.limits.client_frame_bytes_per_identity = 256 * 1024;
+    tight.read_timeout = Duration::from_secs(30);
+    let (node, addr) = start_node_with(&ca, "n", &calls, tight.clone());
+
+    // The hog announces whole frames and sends a little of each, never finishing.
+    let (_raw, hog) = raw_connection(&ca, Role::Client, "hog", addr).await;
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let (mut send, recv) = hog.open_bi().await.expect("open");
+        let mut partial = (256u32 * 1024).to_be_bytes().to_vec();
+        partial.extend_from_slice(&[0u8; 16 * 1024]);
+        send.write_all(&partial).await.expect("write");
+        streams.push((send, recv));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The hog's own next request waits behind its budget ...
+    let hog_client =
+        Endpoint::bind(localhost(), &tls(&ca, Role::Client, "hog"), tight.clone()).expect("bind");
+    let waiting = hog_client
+        .request::<Req, Resp>(
+            addr,
+            &Req::Echo("me too".into()),
+            Duration::from_millis(500),
+        )
+        .await;
+    assert!(
+        matches!(waiting, Err(TransportError::Timeout { .. })),
+        "{waiting:?}"
+    );
+    // ... while everyone else's go through.
+    let other = Endpoint::bind(localhost(), &tls(&ca, Role::Client, "other"), tight).expect("bind");
+    for i in 0..20 {
+        let answer = other
+            .request::<Req, Resp>(addr, &Req::Echo(format!("{i}")), TIMEOUT)
+            .await;
+        assert!(answer.is_ok(), "request {i}: {answer:?}");
+    }
+    // Once the hog gives up its streams, its budget is back.
+    drop(streams);
+    hog.close(quinn::VarInt::from_u32(0), b"done");
+    let answer = hog_client
+        .request::<Req, Resp>(addr, &Req::Echo("now".into()), TIMEOUT)
+        .await;
+    assert!(answer.is_ok(), "{answer:?}");
+    node.close().await;
 }

@@ -5,6 +5,7 @@
 //! This crate must not reach into node internals: it starts nodes and talks to them through the
 //! public client library, like a user.
 
+pub mod flood;
 pub mod sim;
 
 use std::future::Future;
@@ -35,10 +36,12 @@ impl TestCluster {
     pub async fn start(count: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let ca = ClusterCa::generate("test").expect("CA");
-        ca.save(&dir.path().join("certs")).expect("save CA");
-        ca.issue(Role::Client, "tester")
+        ca.install_cert(&dir.path().join("certs"))
+            .expect("save CA certificate");
+        // The tests create buckets and remove nodes, so their client is an admin.
+        ca.issue(Role::Admin, "tester")
             .expect("client certificate")
-            .save(&dir.path().join("certs"))
+            .save(&dir.path().join("certs"), false)
             .expect("save client certificate");
         let mut cluster = TestCluster {
             nodes: Vec::new(),
@@ -66,7 +69,7 @@ impl TestCluster {
         self.ca
             .issue(Role::Node, &name)
             .expect("node certificate")
-            .save(&self.certs_dir())
+            .save(&self.certs_dir(), false)
             .expect("save node certificate");
         let seeds = self.addresses().into_iter().take(1).collect();
         let config = NodeConfig {
@@ -111,6 +114,12 @@ impl TestCluster {
     pub fn client(&self) -> Client {
         let tls = tls_for(&self.certs_dir(), "tester");
         Client::new(&tls, self.addresses(), Duration::from_secs(5)).expect("client")
+    }
+
+    /// The TLS configuration of a new identity of the cluster's CA.
+    pub fn tls_as(&self, role: Role, name: &str) -> TlsConfig {
+        let identity = self.ca.issue(role, name).expect("certificate");
+        TlsConfig::new(self.ca.cert_pem(), &identity).expect("TLS configuration")
     }
 
     /// A client that talks to one node only (no routing), to check what that node answers.
@@ -206,6 +215,6 @@ where
 pub fn tls_for(dir: &Path, name: &str) -> TlsConfig {
     let ca =
         std::fs::read_to_string(dir.join(dynamo_node::tls::CA_CERT_FILE)).expect("CA certificate");
-    let identity = Identity::load(dir, name).expect("identity");
+    let identity = Identity::load(dir, None, Some(name)).expect("identity");
     TlsConfig::new(&ca, &identity).expect("TLS configuration")
 }

@@ -235,10 +235,10 @@ async fn clients_of_another_ca_are_refused() {
     let cluster = TestCluster::start(1).await;
     let other = tempfile::tempdir().expect("dir");
     let ca = ClusterCa::generate("intruders").expect("CA");
-    ca.save(other.path()).expect("save");
-    ca.issue(Role::Client, "mallory")
+    ca.install_cert(other.path()).expect("save");
+    ca.issue(Role::Admin, "mallory")
         .expect("issue")
-        .save(other.path())
+        .save(other.path(), false)
         .expect("save");
     let tls: TlsConfig = tls_for(other.path(), "mallory");
     let client = Client::new(&tls, cluster.addresses(), Duration::from_secs(2)).expect("client");

@@ -17,7 +17,7 @@ use super::{
     MAX_CLIENT_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult, failed,
 };
 use crate::protocol::{
-    BucketEntry, ClusterStatus, ErrorKind, GetReply, MAX_KEY_BYTES, MemberStatus, PutReply,
+    Access, BucketEntry, ClusterStatus, ErrorKind, GetReply, MAX_KEY_BYTES, MemberStatus, PutReply,
     Request, RequestOptions, Response, storage_key, valid_bucket_name,
 };
 use crate::tls::{PeerIdentity, Role};
@@ -218,6 +218,18 @@ fn replica_reply(result: Result<StoreResult, String>) -> ReplicaReply {
     }
 }
 
+/// Whether a certificate of `role` may send a request of `access`. A node may also read and
+/// write (it forwards client requests to a key's replicas), but not change membership or
+/// buckets: only an admin may.
+pub(crate) fn role_allows(role: Role, access: Access) -> bool {
+    match access {
+        Access::Peer => role == Role::Node,
+        Access::Admin => role == Role::Admin,
+        Access::Write => role != Role::ReadOnly,
+        Access::Read => true,
+    }
+}
+
 fn internal(message: impl Into<String>) -> Response {
     Response::error(ErrorKind::Internal, message)
 }
@@ -230,6 +242,22 @@ impl NodeCore {
         from: &PeerIdentity,
         request: Request,
     ) {
+        let access = request.access();
+        if !role_allows(from.role, access) {
+            let needs = match access {
+                Access::Read => "the read-only, client or admin role",
+                Access::Write => "the client or admin role",
+                Access::Admin => "the admin role",
+                Access::Peer => "the node role",
+            };
+            let message = format!(
+                "{from} may not {}: that needs {needs}, and its certificate has the {} role",
+                access.describe(),
+                from.role
+            );
+            self.respond(id, Response::error(ErrorKind::Forbidden, message));
+            return;
+        }
         let client_request = matches!(
             request,
             Request::Get { .. }
@@ -241,24 +269,6 @@ impl NodeCore {
         if client_request && self.shutting_down {
             let message = format!("{} is shutting down; try another node", self.me);
             self.respond(id, Response::error(ErrorKind::NotReady, message));
-            return;
-        }
-        let peer_only = matches!(
-            request,
-            Request::Replica { .. }
-                | Request::Gossip { .. }
-                | Request::DeliverHint { .. }
-                | Request::Handoff { .. }
-                | Request::Buckets(_)
-                | Request::Diff { .. }
-                | Request::Fetch { .. }
-        );
-        if peer_only && from.role != Role::Node {
-            let message = format!(
-                "{} is a client; only nodes may send peer requests",
-                from.name
-            );
-            self.respond(id, Response::error(ErrorKind::BadRequest, message));
             return;
         }
         match request {

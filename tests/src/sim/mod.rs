@@ -897,14 +897,14 @@ impl Sim {
         target: usize,
         request: Request,
     ) {
-        let role = if client == self.clients.admin_slot() {
-            "admin"
+        let (role, label) = if client == self.clients.admin_slot() {
+            (Role::Admin, "admin")
         } else {
-            "client"
+            (Role::Client, "client")
         };
         let from = PeerIdentity {
-            role: Role::Client,
-            name: format!("{role}{client}"),
+            role,
+            name: format!("{label}{client}"),
         };
         let incarnation = self.nodes[target].incarnation;
         let at = self.now + self.network.client_latency(&mut self.rng);
