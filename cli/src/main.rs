@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dynamo_node::client::GetOutcome;
 use dynamo_node::protocol::{BucketProps, RequestOptions};
-use dynamo_node::tls::{ClusterCa, Identity, Role, TlsConfig};
+use dynamo_node::tls::{ClusterCa, Identity, Role, TlsConfig, TlsError};
 use dynamo_node::{Client, DurabilityMode, Node, NodeConfig};
 
 /// jemalloc hands memory freed after a burst (a client's flood of partial frames, a large
@@ -351,13 +351,21 @@ fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
             ca_path.display()
         )
     })?;
-    let identity = Identity::load(dir, None, name).with_context(|| {
-        format!(
-            "loading {} from {} (an admin issues one with `dynamo cert issue --client NAME --dir {}`)",
+    let identity = Identity::load(dir, None, name).map_err(|error| {
+        let hint = match &error {
+            TlsError::AmbiguousIdentity { .. } => {
+                "pass --identity NAME or set DYNAMO_IDENTITY".to_owned()
+            }
+            _ => format!(
+                "an admin issues one with `dynamo cert issue --client NAME --dir {}`",
+                dir.display()
+            ),
+        };
+        anyhow::Error::new(error).context(format!(
+            "loading {} from {} ({hint})",
             name.map_or_else(|| "an identity".to_owned(), |n| format!("identity {n}")),
-            dir.display(),
             dir.display()
-        )
+        ))
     })?;
     TlsConfig::new(&ca, &identity).context("building the TLS configuration")
 }
