@@ -244,8 +244,9 @@ struct Connection {
     /// Name of the identity to use; needed only when the directory holds several.
     #[arg(long, env = "DYNAMO_IDENTITY")]
     identity: Option<String>,
-    /// Request timeout in milliseconds.
-    #[arg(long, default_value_t = 5_000)]
+    /// Request timeout in milliseconds (at least 1). A node that does not finish the QUIC
+    /// handshake within a second is skipped sooner.
+    #[arg(long, env = "DYNAMO_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
     /// Print JSON.
     #[arg(long)]

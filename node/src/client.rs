@@ -6,11 +6,23 @@
 //! preference list, so most requests skip the forwarding hop. Any node still accepts any
 //! request, so a stale ring costs a hop, never a wrong answer.
 //!
+//! It does not wait on the dead. A dial that does not finish within the transport's connect
+//! timeout fails at once; members the cluster reports down are tried last; and requests that
+//! are safe to send twice (reads, status, ring, bucket listing and creation) go to the next
+//! candidate when the previous one has not answered within a hedge delay (the p99 of recent
+//! answers, as Cassandra's speculative retry), first answer wins. Writes go to one node at a
+//! time and move on only when it fails. When every node fails, the error lists each address
+//! with its own cause.
+//!
 //! This module must not know how nodes coordinate; it only picks where to send.
 
+use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
 
 use dynamo_ring::{NodeId, Ring};
 
@@ -24,12 +36,22 @@ use crate::transport::{Endpoint, TransportError, TransportOptions};
 /// How often the client refreshes its ring.
 const RING_REFRESH: Duration = Duration::from_secs(10);
 
+/// Answers whose latency decides the hedge delay.
+const LATENCY_SAMPLES: usize = 128;
+/// The hedge delay before any answer was timed, and its bounds.
+const DEFAULT_HEDGE: Duration = Duration::from_millis(150);
+const MIN_HEDGE: Duration = Duration::from_millis(10);
+const MAX_HEDGE: Duration = Duration::from_secs(1);
+
 /// Why a client request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No node could be reached.
-    #[error("no node answered: {0}")]
+    /// The client's endpoint could not be set up.
+    #[error("cannot set up the client: {0}")]
     Transport(#[from] TransportError),
+    /// No node answered; each address tried, with its own cause.
+    #[error("no node answered: {}", describe_failures(.0))]
+    Unreachable(Vec<TransportError>),
     /// The node answered with an error.
     #[error("{}", .0.message)]
     Server(ErrorReply),
@@ -53,10 +75,43 @@ pub enum GetOutcome {
     },
 }
 
+/// "{first}; {second}; ...": each failure names its address.
+fn describe_failures(failures: &[TransportError]) -> String {
+    let mut text = String::new();
+    for (i, failure) in failures.iter().enumerate() {
+        let _ = write!(text, "{}{failure}", if i == 0 { "" } else { "; " });
+    }
+    text
+}
+
 struct Routing {
     ring: Ring,
     addresses: Vec<(NodeId, SocketAddr, bool)>,
     fetched: Instant,
+}
+
+/// Latencies of recent answers, for the hedge delay.
+#[derive(Default)]
+struct Latencies(VecDeque<Duration>);
+
+impl Latencies {
+    fn record(&mut self, latency: Duration) {
+        if self.0.len() == LATENCY_SAMPLES {
+            self.0.pop_front();
+        }
+        self.0.push_back(latency);
+    }
+
+    /// The p99 of recent answers, within bounds.
+    fn hedge_delay(&self) -> Duration {
+        if self.0.is_empty() {
+            return DEFAULT_HEDGE;
+        }
+        let mut sorted: Vec<Duration> = self.0.iter().copied().collect();
+        sorted.sort_unstable();
+        let p99 = sorted[(sorted.len() - 1) * 99 / 100];
+        p99.clamp(MIN_HEDGE, MAX_HEDGE)
+    }
 }
 
 /// A connection to a cluster.
@@ -65,6 +120,7 @@ pub struct Client {
     seeds: Vec<SocketAddr>,
     timeout: Duration,
     routing: Mutex<Option<Routing>>,
+    latencies: Mutex<Latencies>,
 }
 
 impl Client {
@@ -87,6 +143,7 @@ impl Client {
             seeds,
             timeout,
             routing: Mutex::new(None),
+            latencies: Mutex::new(Latencies::default()),
         })
     }
 
@@ -207,27 +264,22 @@ impl Client {
         let response = self
             .endpoint
             .request(address, request, self.timeout)
-            .await?;
+            .await
+            .map_err(|error| ClientError::Unreachable(vec![error]))?;
         match response {
             Response::Error(error) => Err(ClientError::Server(error)),
             other => Ok(other),
         }
     }
 
-    /// Sends a request to the first seed that answers.
+    /// Sends a request to the seeds (members known to be down last) until one answers.
     async fn any(&self, request: &Request) -> Result<Response, ClientError> {
-        let mut last = None;
-        for &seed in &self.seeds {
-            match self.request_to(seed, request).await {
-                Err(ClientError::Transport(error)) => last = Some(error),
-                outcome => return outcome,
-            }
-        }
-        Err(last.map_or(ClientError::NoSeeds, ClientError::Transport))
+        let candidates = self.ordered(self.seeds.clone());
+        self.first_answer(candidates, request).await
     }
 
-    /// Sends a key's request to the first up member of its preference list (from the cached
-    /// ring), falling back to the seeds.
+    /// Sends a key's request to the up members of its preference list (from the cached ring),
+    /// then to the seeds.
     async fn routed(
         &self,
         bucket: &str,
@@ -235,42 +287,143 @@ impl Client {
         request: &Request,
     ) -> Result<Response, ClientError> {
         self.refresh_if_stale().await;
-        let preferred = self.preferred_address(bucket, key);
-        if let Some(address) = preferred {
-            match self.request_to(address, request).await {
-                Err(ClientError::Transport(_)) => self.invalidate(),
-                Err(ClientError::Server(error)) => {
-                    // Membership may have moved under the cached ring (a stale-ring answer):
-                    // fetch it again before the next request.
-                    if matches!(
-                        error.kind,
-                        ErrorKind::NotReady | ErrorKind::Unavailable | ErrorKind::Timeout
-                    ) {
-                        self.invalidate();
-                    }
-                    return Err(ClientError::Server(error));
-                }
-                outcome => return outcome,
+        let mut candidates = self.preferred_addresses(bucket, key);
+        candidates.extend(self.ordered(self.seeds.clone()));
+        let mut seen = std::collections::HashSet::new();
+        candidates.retain(|address| seen.insert(*address));
+        let outcome = self.first_answer(candidates, request).await;
+        match &outcome {
+            Err(ClientError::Unreachable(_)) => self.invalidate(),
+            // Membership may have moved under the cached ring (a stale-ring answer): fetch it
+            // again before the next request.
+            Err(ClientError::Server(error))
+                if matches!(
+                    error.kind,
+                    ErrorKind::NotReady | ErrorKind::Unavailable | ErrorKind::Timeout
+                ) =>
+            {
+                self.invalidate();
             }
+            _ => {}
         }
-        self.any(request).await
+        outcome
     }
 
-    fn preferred_address(&self, bucket: &str, key: &[u8]) -> Option<SocketAddr> {
-        let routing = self.routing.lock().ok()?;
-        let routing = routing.as_ref()?;
+    /// Tries `candidates` in order until one answers (a node's error reply is an answer). A
+    /// request that is safe to send twice also goes to the next candidate whenever the ones
+    /// asked have not answered within the hedge delay; a write moves on only when its node
+    /// failed.
+    async fn first_answer(
+        &self,
+        candidates: Vec<SocketAddr>,
+        request: &Request,
+    ) -> Result<Response, ClientError> {
+        let hedged = matches!(request.access(), crate::protocol::Access::Read)
+            || matches!(request, Request::CreateBucket(_));
+        let hedge = self
+            .latencies
+            .lock()
+            .map_or(DEFAULT_HEDGE, |l| l.hedge_delay());
+        let mut pending = candidates.into_iter();
+        let mut asked: JoinSet<(Instant, Result<Response, TransportError>)> = JoinSet::new();
+        let mut failures = Vec::new();
+        let ask = |asked: &mut JoinSet<_>, address: SocketAddr| {
+            let endpoint = self.endpoint.clone();
+            let request = request.clone();
+            let timeout = self.timeout;
+            asked.spawn(async move {
+                let started = Instant::now();
+                let result = endpoint
+                    .request::<Request, Response>(address, &request, timeout)
+                    .await;
+                (started, result)
+            });
+        };
+        loop {
+            if asked.is_empty() {
+                match pending.next() {
+                    Some(address) => ask(&mut asked, address),
+                    None => break,
+                }
+            }
+            tokio::select! {
+                joined = asked.join_next() => match joined {
+                    Some(Ok((started, Ok(response)))) => {
+                        // Only hedged requests set the hedge delay: a write's latency includes
+                        // its quorum and says nothing about a slow read.
+                        if hedged && let Ok(mut latencies) = self.latencies.lock() {
+                            latencies.record(started.elapsed());
+                        }
+                        // Dropping `asked` cancels the requests still out.
+                        return match response {
+                            Response::Error(error) => Err(ClientError::Server(error)),
+                            other => Ok(other),
+                        };
+                    }
+                    Some(Ok((_, Err(error)))) => {
+                        failures.push(error);
+                        if let Some(address) = pending.next() {
+                            ask(&mut asked, address);
+                        }
+                    }
+                    Some(Err(join_error)) => {
+                        return Err(ClientError::Unexpected(join_error.to_string()));
+                    }
+                    None => {}
+                },
+                () = tokio::time::sleep(hedge), if hedged => {
+                    if let Some(address) = pending.next() {
+                        ask(&mut asked, address);
+                    }
+                }
+            }
+        }
+        if failures.is_empty() {
+            Err(ClientError::NoSeeds)
+        } else {
+            Err(ClientError::Unreachable(failures))
+        }
+    }
+
+    /// `addresses` with the members the cluster reports down moved to the end.
+    fn ordered(&self, mut addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        let Ok(routing) = self.routing.lock() else {
+            return addresses;
+        };
+        if let Some(routing) = routing.as_ref() {
+            let down = |address: &SocketAddr| {
+                routing
+                    .addresses
+                    .iter()
+                    .any(|(_, a, up)| a == address && !*up)
+            };
+            // A stable sort keeps the given order among up members and among down ones.
+            addresses.sort_by_key(down);
+        }
+        addresses
+    }
+
+    /// The addresses of the up members of the key's preference list, in order.
+    fn preferred_addresses(&self, bucket: &str, key: &[u8]) -> Vec<SocketAddr> {
+        let Ok(routing) = self.routing.lock() else {
+            return Vec::new();
+        };
+        let Some(routing) = routing.as_ref() else {
+            return Vec::new();
+        };
         let skey = storage_key(bucket, key);
         routing
             .ring
             .preference_list(&skey, routing.ring.target_n())
             .into_iter()
-            .find_map(|node| {
+            .filter_map(|node| {
                 routing
                     .addresses
                     .iter()
                     .find(|(id, _, up)| id == node && *up)
                     .map(|(_, address, _)| *address)
             })
+            .collect()
     }
 
     fn invalidate(&self) {

@@ -81,6 +81,9 @@ pub struct TransportOptions {
     pub read_timeout: Duration,
     /// How long [`Endpoint::close`] waits for connections to drain.
     pub shutdown_timeout: Duration,
+    /// How long a dial may take (within a request's own timeout): a node that does not finish
+    /// the handshake by then is unreachable, and the caller can try another at once.
+    pub connect_timeout: Duration,
     /// What peers may make this endpoint hold.
     pub limits: TransportLimits,
 }
@@ -91,6 +94,7 @@ impl Default for TransportOptions {
             max_frame_bytes: MAX_FRAME_BYTES,
             read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
             limits: TransportLimits::default(),
         }
     }
@@ -760,12 +764,19 @@ impl Endpoint {
             debug!(%peer, "cached connection closed, redialing");
         }
         let connect_error = |reason: String| TransportError::Connect { peer, reason };
-        let connection = self
+        let connecting = self
             .inner
             .endpoint
             .connect(peer, NODE_SERVER_NAME)
-            .map_err(|e| connect_error(e.to_string()))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        let connect_timeout = self.inner.options.connect_timeout;
+        let connection = tokio::time::timeout(connect_timeout, connecting)
             .await
+            .map_err(|_| {
+                connect_error(format!(
+                    "no handshake within {connect_timeout:?} (is a node running there?)"
+                ))
+            })?
             .map_err(|e| connect_error(e.to_string()))?;
         // The peer may send us requests over this connection too.
         let mut entry = Cached {

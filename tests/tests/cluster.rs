@@ -246,7 +246,7 @@ async fn clients_of_another_ca_are_refused() {
         .put("default", b"k", b"v".to_vec(), None, OPTIONS)
         .await;
     assert!(
-        matches!(refused, Err(ClientError::Transport(_))),
+        matches!(refused, Err(ClientError::Unreachable(_))),
         "{refused:?}"
     );
     // The cluster still serves its own clients (one node: W=1).
@@ -545,6 +545,49 @@ async fn a_dead_node_is_removed_and_no_acknowledged_write_is_lost() {
                 .expect("get");
             assert_eq!(values(&got), vec![format!("v{i}")], "{key}");
         }
+    }
+    cluster.shutdown().await;
+}
+
+/// Issue 13: with its first seed dead, the client used to wait out the full timeout for every
+/// ring fetch, status and request. Now a dial that gets no handshake fails within the connect
+/// timeout, reads go to the next candidate after the hedge delay, and a client whose every
+/// address is dead gets an error naming each address with its own cause. (The times are
+/// printed by `cargo run -p dynamo-tests --example dead_seed`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_seed_does_not_stall_the_client() {
+    let mut cluster = TestCluster::start(3).await;
+    let addresses = cluster.addresses();
+    cluster.stop(0).await;
+    let tls = tls_for(&cluster.certs_dir(), "tester");
+    let client = Client::new(&tls, addresses.clone(), Duration::from_secs(5)).expect("client");
+    client
+        .status()
+        .await
+        .expect("status through the second seed");
+    client.ring().await.expect("ring");
+    client
+        .put("default", b"k", b"v".to_vec(), None, OPTIONS)
+        .await
+        .expect("put with one node dead");
+    let read = client.get("default", b"k", OPTIONS).await.expect("get");
+    assert!(matches!(read, GetOutcome::Found(reply) if reply.values == [b"v".to_vec()]));
+
+    // Only dead addresses: every one is named, with why it failed.
+    let dead = vec![
+        addresses[0],
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+    ];
+    let lost = Client::new(&tls, dead.clone(), Duration::from_secs(5)).expect("client");
+    match lost.status().await {
+        Err(error @ ClientError::Unreachable(_)) => {
+            let message = error.to_string();
+            for address in &dead {
+                assert!(message.contains(&address.to_string()), "{message}");
+            }
+            assert!(message.contains("no handshake within"), "{message}");
+        }
+        other => panic!("{other:?}"),
     }
     cluster.shutdown().await;
 }
