@@ -48,6 +48,8 @@ struct LocalCluster {
     addresses: Vec<SocketAddr>,
     /// The client's certificate directory: the CA certificate and the admin identity only.
     client_certs: PathBuf,
+    /// Held while the cluster runs: a second `dev cluster` in the same directory is refused.
+    _lock: std::fs::File,
 }
 
 impl Drop for LocalCluster {
@@ -84,27 +86,27 @@ pub(crate) async fn run(command: DevCommand, log_format: &str) -> Result<ExitCod
         DevCommand::Cluster(args) => {
             let cluster = start(&args, log_format).await?;
             let nodes: Vec<String> = cluster.addresses.iter().map(ToString::to_string).collect();
-            println!("local cluster of {} nodes is up:", args.nodes);
+            outln!("local cluster of {} nodes is up:", args.nodes);
             for ((name, _), address) in cluster.children.iter().zip(&cluster.addresses) {
-                println!(
+                outln!(
                     "  {name} on {address} (log: {})",
                     args.dir.join(format!("{name}.log")).display()
                 );
             }
-            println!();
-            println!("talk to it from another shell:");
-            println!(
+            outln!();
+            outln!("talk to it from another shell:");
+            outln!(
                 "  export DYNAMO_NODES={} DYNAMO_CERTS_DIR={}",
                 nodes.join(","),
                 cluster.client_certs.display()
             );
-            println!(
+            outln!(
                 "  dynamo put default greeting hello && dynamo get default greeting && dynamo status"
             );
-            println!();
-            println!("Ctrl-C stops the cluster.");
+            outln!();
+            outln!("Ctrl-C stops the cluster.");
             super::wait_for_signal().await;
-            println!("stopping...");
+            outln!("stopping...");
             drop(cluster);
             Ok(ExitCode::SUCCESS)
         }
@@ -175,6 +177,21 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
     if args.nodes == 0 {
         bail!("a cluster needs at least one node");
     }
+    let Some(last_port) = u16::try_from(args.nodes - 1)
+        .ok()
+        .and_then(|extra| args.base_port.checked_add(extra))
+    else {
+        bail!(
+            "{} nodes from port {} would go past port 65535; choose a lower --base-port",
+            args.nodes,
+            args.base_port
+        );
+    };
+    if args.base_port == 0 {
+        bail!("--base-port must be a port number from 1 to {last_port}");
+    }
+    // Before anything in the directory is touched: one cluster per directory.
+    let lock = lock_dir(&args.dir)?;
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
     let certs = DevCerts::new(&args.dir);
     certs.create(&names)?;
@@ -186,6 +203,7 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
         children: Vec::new(),
         addresses: addresses.clone(),
         client_certs: certs.client(),
+        _lock: lock,
     };
     for (i, name) in names.iter().enumerate() {
         let log_path = args.dir.join(format!("{name}.log"));
@@ -227,8 +245,32 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
-    wait_until_ready(&cluster, args.nodes).await?;
+    wait_until_ready(&mut cluster, args.nodes, &args.dir).await?;
     Ok(cluster)
+}
+
+/// Creates `dir` and takes its lock file; refuses when another `dev cluster` holds it. The lock
+/// goes with the process, however it ends.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    dynamo_node::tls::create_private_dir(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("dev-cluster.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "a dev cluster is already running in {}; stop it (Ctrl-C in its shell) or pass another --dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 fn client(cluster: &LocalCluster) -> Result<Client> {
@@ -237,10 +279,18 @@ fn client(cluster: &LocalCluster) -> Result<Client> {
         .context("creating a client")
 }
 
-async fn wait_until_ready(cluster: &LocalCluster, nodes: usize) -> Result<()> {
+async fn wait_until_ready(cluster: &mut LocalCluster, nodes: usize, dir: &Path) -> Result<()> {
     let client = client(cluster)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        for (name, child) in &mut cluster.children {
+            if let Ok(Some(exit)) = child.try_wait() {
+                bail!(
+                    "{name} stopped ({exit}); see {}",
+                    dir.join(format!("{name}.log")).display()
+                );
+            }
+        }
         let mut ready = 0;
         for &address in &cluster.addresses {
             if let Ok(Response::Status(status)) = client.request_to(address, &Request::Status).await
@@ -277,7 +327,7 @@ fn show(outcome: &GetOutcome) -> String {
 async fn demo(cluster: &LocalCluster) -> Result<()> {
     let client = client(cluster)?;
     let options = RequestOptions::default();
-    println!("== a {}-node cluster is up ==", cluster.addresses.len());
+    outln!("== a {}-node cluster is up ==", cluster.addresses.len());
     client
         .create_bucket(BucketProps {
             name: "carts".into(),
@@ -288,12 +338,12 @@ async fn demo(cluster: &LocalCluster) -> Result<()> {
             pw: 0,
         })
         .await?;
-    println!("created bucket carts (N=3, R=2, W=2)");
+    outln!("created bucket carts (N=3, R=2, W=2)");
 
     let first = client
         .put("carts", b"alice", b"book".to_vec(), None, options)
         .await?;
-    println!(
+    outln!(
         "alice puts [book]                      ({} acks)",
         first.acknowledged
     );
@@ -318,10 +368,10 @@ async fn demo(cluster: &LocalCluster) -> Result<()> {
     );
     a?;
     b?;
-    println!("phone adds a pen, laptop adds a lamp   (both from the same context)");
+    outln!("phone adds a pen, laptop adds a lamp   (both from the same context)");
 
     let read = client.get("carts", b"alice", options).await?;
-    println!("get carts/alice -> {}", show(&read));
+    outln!("get carts/alice -> {}", show(&read));
     let GetOutcome::Found(reply) = &read else {
         bail!("the cart vanished");
     };
@@ -350,9 +400,9 @@ async fn demo(cluster: &LocalCluster) -> Result<()> {
             options,
         )
         .await?;
-    println!("the client merges them and writes [{merged}] with the context");
+    outln!("the client merges them and writes [{merged}] with the context");
     let read = client.get("carts", b"alice", options).await?;
-    println!("get carts/alice -> {}", show(&read));
+    outln!("get carts/alice -> {}", show(&read));
 
     let GetOutcome::Found(reply) = &read else {
         bail!("the cart vanished");
@@ -361,18 +411,26 @@ async fn demo(cluster: &LocalCluster) -> Result<()> {
         .delete("carts", b"alice", Some(reply.context.clone()), options)
         .await?;
     let read = client.get("carts", b"alice", options).await?;
-    println!("delete, then get -> {}", show(&read));
+    outln!("delete, then get -> {}", show(&read));
 
     let status = client.status().await?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<8} {:<22} {:<6} {:>10} {:>10}",
-        "node", "address", "up", "partitions", "ownership"
+        "node",
+        "address",
+        "up",
+        "partitions",
+        "replicated"
     );
     for m in &status.members {
-        println!(
+        outln!(
             "{:<8} {:<22} {:<6} {:>10} {:>9.1}%",
-            m.id, m.address, m.up, m.partitions, m.ownership_percent
+            m.id,
+            m.address,
+            m.up,
+            m.partitions,
+            m.ownership_percent
         );
     }
     Ok(())

@@ -6,6 +6,17 @@
 //! This binary must not contain store logic: it parses arguments, fills a `NodeConfig` or
 //! builds a `Client`, and prints what comes back.
 
+/// `println!` that ends the process quietly when stdout is a closed pipe
+/// (`dynamo status --json | head`) instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::write_out(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
 mod dev;
 
 use std::io::Write as _;
@@ -98,6 +109,12 @@ enum Command {
         /// Primary read quorum for this request.
         #[arg(long)]
         pr: Option<usize>,
+        /// Write the value's exact bytes to stdout, nothing else (one value only).
+        #[arg(long, conflicts_with_all = ["output", "json"])]
+        raw: bool,
+        /// Write the value's exact bytes to FILE (one value only).
+        #[arg(long, conflicts_with = "json")]
+        output: Option<PathBuf>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -198,7 +215,7 @@ enum NodeCommand {
 
 #[derive(Subcommand)]
 enum BucketCommand {
-    /// Create or change a bucket.
+    /// Create a bucket (`--update` changes an existing one). Needs an admin certificate.
     Create {
         /// Bucket name: 1 to 64 characters of a-z 0-9 _ -.
         name: String,
@@ -217,6 +234,10 @@ enum BucketCommand {
         /// Primary write quorum.
         #[arg(long, default_value_t = 0)]
         pw: usize,
+        /// Change the bucket if it exists (without it, an existing bucket is left as it is and
+        /// the command fails).
+        #[arg(long)]
+        update: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -403,11 +424,30 @@ fn private_umask() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
+/// Writes one line to stdout; a reader that went away ends the process with success (its
+/// consumer has what it wanted), any other failure with an error.
+fn write_out(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {error}");
+        std::process::exit(1);
+    }
+}
+
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal, never in a log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -470,7 +510,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for &node in &connection.nodes {
                 match client.request_to(node, &request).await {
                     Ok(dynamo_node::protocol::Response::Ring(Some(ring))) => {
-                        println!(
+                        outln!(
                             "{name} removed: ring version {} has {} members; anti-entropy refills its partitions",
                             ring.version(),
                             ring.members().len()
@@ -510,7 +550,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .request_to(node, &dynamo_node::protocol::Request::Leave)
                 .await
                 .with_context(|| format!("asking {name} ({node}) to leave"))?;
-            println!("{name} ({node}) is leaving; its partitions move to the other members");
+            outln!("{name} ({node}) is leaving; its partitions move to the other members");
             Ok(ExitCode::SUCCESS)
         }
         Command::Put {
@@ -525,9 +565,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let value = match (value, file) {
                 (Some(value), _) => value.into_bytes(),
-                (None, Some(file)) => {
-                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
-                }
+                (None, Some(file)) => read_value(&file)?,
                 (None, None) => bail!("give a VALUE or --file"),
             };
             let options = RequestOptions {
@@ -540,17 +578,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .client()?
                 .put(&bucket, key.as_bytes(), value, context, options)
                 .await
-                .with_context(|| format!("put {bucket}/{key}"))?;
+                .with_context(|| format!("put {bucket}/{}", shown(&key)))?;
             if connection.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"context": reply.context, "acknowledged": reply.acknowledged, "warnings": reply.warnings})
                 );
             } else {
-                println!("ok ({} acknowledgements)", reply.acknowledged);
-                println!("context: {}", reply.context);
+                outln!("ok ({} acknowledgements)", reply.acknowledged);
+                outln!("context: {}", reply.context);
                 for warning in &reply.warnings {
-                    println!("warning: {warning}");
+                    outln!("warning: {warning}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -560,6 +598,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             key,
             r,
             pr,
+            raw,
+            output,
             connection,
         } => {
             let options = RequestOptions {
@@ -572,7 +612,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .client()?
                 .get(&bucket, key.as_bytes(), options)
                 .await
-                .with_context(|| format!("get {bucket}/{key}"))?;
+                .with_context(|| format!("get {bucket}/{}", shown(&key)))?;
+            if raw || output.is_some() {
+                return write_exact(&outcome, output.as_deref());
+            }
             Ok(print_get(&outcome, connection.json))
         }
         Command::Delete {
@@ -589,14 +632,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .client()?
                 .delete(&bucket, key.as_bytes(), context, options)
                 .await
-                .with_context(|| format!("delete {bucket}/{key}"))?;
+                .with_context(|| format!("delete {bucket}/{}", shown(&key)))?;
             if connection.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"context": reply.context, "acknowledged": reply.acknowledged})
                 );
             } else {
-                println!("deleted ({} acknowledgements)", reply.acknowledged);
+                outln!("deleted ({} acknowledgements)", reply.acknowledged);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -607,6 +650,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             w,
             pr,
             pw,
+            update,
             connection,
         }) => {
             let props = BucketProps {
@@ -617,12 +661,47 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 pr,
                 pw,
             };
-            connection
-                .client()?
-                .create_bucket(props)
+            let client = connection.client()?;
+            let describe =
+                |b: &BucketProps| format!("n={} r={} w={} pr={} pw={}", b.n, b.r, b.w, b.pr, b.pw);
+            let buckets = client.list_buckets().await.context("listing buckets")?;
+            let existing = buckets.iter().find(|b| b.name == name);
+            if let Some(existing) = existing {
+                if *existing == props {
+                    outln!("bucket {name} already has {}", describe(existing));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if !update {
+                    bail!(
+                        "bucket {name} exists with {}; pass --update to change it to {}",
+                        describe(existing),
+                        describe(&props)
+                    );
+                }
+            }
+            let status = client.status().await.context("reading the members")?;
+            let live = status
+                .members
+                .iter()
+                .filter(|m| m.in_ring && m.up && m.status != "left")
+                .count();
+            let largest = [n, r, w, pr, pw].into_iter().max().unwrap_or(0);
+            if largest > live {
+                eprintln!(
+                    "warning: {} asks for {largest} replicas but only {live} members are up: requests needing them fail until more join",
+                    describe(&props)
+                );
+            }
+            client
+                .create_bucket(props.clone())
                 .await
                 .with_context(|| format!("creating bucket {name}"))?;
-            println!("bucket {name}: n={n} r={r} w={w} pr={pr} pw={pw}");
+            let verb = if existing.is_some() {
+                "changed to"
+            } else {
+                "created with"
+            };
+            outln!("bucket {name} {verb} {}", describe(&props));
             Ok(ExitCode::SUCCESS)
         }
         Command::Bucket(BucketCommand::List { connection }) => {
@@ -636,16 +715,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .iter()
                     .map(|b| serde_json::json!({"name": b.name, "n": b.n, "r": b.r, "w": b.w, "pr": b.pr, "pw": b.pw}))
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                outln!("{}", serde_json::Value::Array(list));
             } else {
-                println!(
+                outln!(
                     "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}",
-                    "bucket", "n", "r", "w", "pr", "pw"
+                    "bucket",
+                    "n",
+                    "r",
+                    "w",
+                    "pr",
+                    "pw"
                 );
                 for b in buckets {
-                    println!(
+                    outln!(
                         "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}",
-                        b.name, b.n, b.r, b.w, b.pr, b.pw
+                        b.name,
+                        b.n,
+                        b.r,
+                        b.w,
+                        b.pr,
+                        b.pw
                     );
                 }
             }
@@ -657,46 +746,70 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .status()
                 .await
                 .context("reading the status")?;
+            // Primary shares sum to 100%, replicated shares to N x 100%.
+            let total_partitions: u32 = status.members.iter().map(|m| m.partitions).sum();
+            let primary_percent = |m: &dynamo_node::protocol::MemberStatus| {
+                if total_partitions == 0 {
+                    0.0
+                } else {
+                    f64::from(m.partitions) * 100.0 / f64::from(total_partitions)
+                }
+            };
+            let state = member_state;
             if connection.json {
                 let members: Vec<_> = status
                     .members
                     .iter()
                     .map(|m| serde_json::json!({
                         "id": m.id, "address": m.address, "zone": m.zone, "capacity": m.capacity,
-                        "status": m.status, "up": m.up, "in_ring": m.in_ring,
-                        "partitions": m.partitions, "ownership_percent": m.ownership_percent,
+                        "state": state(m), "status": m.status, "up": m.up, "in_ring": m.in_ring,
+                        "partitions": m.partitions, "primary_percent": primary_percent(m),
+                        "replicated_percent": m.ownership_percent,
                         "pending_hints": m.pending_hints,
                     }))
                     .collect();
                 let anti_entropy = serde_json::to_value(&status.anti_entropy).unwrap_or_default();
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"node": status.node, "ring_version": status.ring_version, "members": members, "anti_entropy": anti_entropy})
                 );
             } else {
-                println!(
+                outln!(
                     "as seen by {} (ring version {})",
-                    status.node, status.ring_version
+                    status.node,
+                    status.ring_version
                 );
-                println!(
-                    "{:<4} {:<16} {:<22} {:<10} {:<8} {:>10} {:>10} {:>6}",
-                    "", "node", "address", "zone", "status", "partitions", "ownership", "hints"
+                outln!(
+                    "{:<5} {:<16} {:<22} {:<10} {:<8} {:>10} {:>8} {:>10} {:>6}",
+                    "state",
+                    "node",
+                    "address",
+                    "zone",
+                    "status",
+                    "partitions",
+                    "primary",
+                    "replicated",
+                    "hints"
                 );
                 for m in &status.members {
-                    println!(
-                        "{:<4} {:<16} {:<22} {:<10} {:<8} {:>10} {:>9.1}% {:>6}",
-                        if m.up { "UP" } else { "DOWN" },
+                    outln!(
+                        "{:<5} {:<16} {:<22} {:<10} {:<8} {:>10} {:>7.1}% {:>9.1}% {:>6}",
+                        state(m),
                         m.id,
                         m.address,
                         m.zone,
                         m.status,
                         m.partitions,
+                        primary_percent(m),
                         m.ownership_percent,
                         m.pending_hints
                     );
                 }
-                println!("{}", anti_entropy_line(&status.anti_entropy));
-                println!("{}", handoff_line(&status.handoff));
+                outln!(
+                    "primary: share of the partitions a node is first replica of (sums to 100%); replicated: share of the key space it stores (sums to N x 100%)"
+                );
+                outln!("{}", anti_entropy_line(&status.anti_entropy));
+                outln!("{}", handoff_line(&status.handoff));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -713,19 +826,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let owners: Vec<String> = (0..ring.partition_count())
                     .map(|p| ring.partition_owner(p).to_string())
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"version": ring.version(), "partitions": ring.partition_count(), "owners": owners})
                 );
             } else {
-                println!(
+                outln!(
                     "ring version {}, {} partitions, target N {}",
                     ring.version(),
                     ring.partition_count(),
                     ring.target_n()
                 );
                 for (node, count) in ring.partition_counts() {
-                    println!("{node:<16} {count:>6} partitions");
+                    outln!("{node:<16} {count:>6} partitions");
                 }
                 let mut out = std::io::stdout().lock();
                 for p in 0..ring.partition_count() {
@@ -745,28 +858,118 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The most value bytes one request can carry (a frame, less room for the rest of the
+/// request). A node's own `max_value_bytes` (1 MiB by default) may be lower; it says so.
+const MAX_REQUEST_VALUE: usize = dynamo_node::transport::MAX_FRAME_BYTES - 64 * 1024;
+
+/// Reads a value from `file`, refusing before reading more than [`MAX_REQUEST_VALUE`] bytes
+/// (a huge file or `/dev/zero` is never read into memory).
+fn read_value(file: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let opened =
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let too_large = |len: String| {
+        anyhow::anyhow!(
+            "{} holds {len} bytes; a value is at most {MAX_REQUEST_VALUE} bytes per request (and a node's max_value_bytes, 1 MiB by default)",
+            file.display()
+        )
+    };
+    if let Ok(meta) = opened.metadata()
+        && meta.is_file()
+        && meta.len() > MAX_REQUEST_VALUE as u64
+    {
+        return Err(too_large(meta.len().to_string()));
+    }
+    let mut value = Vec::new();
+    opened
+        .take(MAX_REQUEST_VALUE as u64 + 1)
+        .read_to_end(&mut value)
+        .with_context(|| format!("reading {}", file.display()))?;
+    if value.len() > MAX_REQUEST_VALUE {
+        return Err(too_large(format!("more than {MAX_REQUEST_VALUE}")));
+    }
+    Ok(value)
+}
+
+/// A key as it appears in messages: at most 64 characters, with the length when cut.
+fn shown(key: &str) -> String {
+    const SHOWN: usize = 64;
+    if key.chars().count() <= SHOWN {
+        return key.to_owned();
+    }
+    let head: String = key.chars().take(SHOWN).collect();
+    format!("{head}... ({} bytes)", key.len())
+}
+
+/// A value for a person: as is when it is text, otherwise visibly escaped and labelled.
+fn printable(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) =>
+        {
+            text.to_owned()
+        }
+        _ => format!("<binary, {} bytes> {}", value.len(), value.escape_ascii()),
+    }
+}
+
+/// `get --raw` / `--output FILE`: the exact bytes of the one value. Exit codes as for `get`.
+fn write_exact(outcome: &GetOutcome, output: Option<&Path>) -> Result<ExitCode> {
+    let reply = match outcome {
+        GetOutcome::NotFound { .. } => {
+            eprintln!("not found");
+            return Ok(ExitCode::from(3));
+        }
+        GetOutcome::Found(reply) => reply,
+    };
+    let [value] = reply.values.as_slice() else {
+        eprintln!(
+            "error: {} siblings; --raw and --output write one value: read them with --json (base64) and resolve them with a write that carries the context",
+            reply.values.len()
+        );
+        return Ok(ExitCode::from(4));
+    };
+    if let Some(path) = output {
+        std::fs::write(path, value).with_context(|| format!("writing {}", path.display()))?;
+        outln!("wrote {} bytes to {}", value.len(), path.display());
+        outln!("context: {}", reply.context);
+    } else {
+        let mut out = std::io::stdout().lock();
+        if let Err(error) = out.write_all(value).and_then(|()| out.flush())
+            && error.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(error).context("writing to stdout");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints a get's outcome and returns its exit code: 0 one value, 3 not found, 4 siblings.
+/// JSON carries values as base64 (`"encoding": "base64"`), so any bytes survive.
 fn print_get(outcome: &GetOutcome, json: bool) -> ExitCode {
+    use base64::Engine as _;
     match outcome {
         GetOutcome::Found(reply) => {
-            let texts: Vec<String> = reply
-                .values
-                .iter()
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect();
             if json {
-                println!(
+                let values: Vec<String> = reply
+                    .values
+                    .iter()
+                    .map(|v| base64::engine::general_purpose::STANDARD.encode(v))
+                    .collect();
+                outln!(
                     "{}",
-                    serde_json::json!({"found": true, "values": texts, "context": reply.context})
+                    serde_json::json!({"found": true, "encoding": "base64", "values": values, "context": reply.context})
                 );
             } else {
-                if texts.len() > 1 {
-                    println!("{} siblings:", texts.len());
+                if reply.values.len() > 1 {
+                    outln!("{} siblings:", reply.values.len());
                 }
-                for text in &texts {
-                    println!("{text}");
+                for value in &reply.values {
+                    outln!("{}", printable(value));
                 }
-                println!("context: {}", reply.context);
+                outln!("context: {}", reply.context);
             }
             if reply.values.len() > 1 {
                 ExitCode::from(4)
@@ -776,15 +979,25 @@ fn print_get(outcome: &GetOutcome, json: bool) -> ExitCode {
         }
         GetOutcome::NotFound { context } => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"found": false, "context": context})
                 );
             } else {
-                println!("not found");
+                outln!("not found");
             }
             ExitCode::from(3)
         }
+    }
+}
+
+/// UP, DOWN or LEFT. A member that left is shown as left by every node, itself included (its
+/// own failure detector still calls it up).
+fn member_state(member: &dynamo_node::protocol::MemberStatus) -> &'static str {
+    match (member.status.as_str(), member.up) {
+        ("left", _) => "LEFT",
+        (_, true) => "UP",
+        (_, false) => "DOWN",
     }
 }
 
@@ -863,11 +1076,11 @@ fn cert(command: CertCommand) -> Result<ExitCode> {
             let ca = ClusterCa::generate(&cluster).context("generating the cluster CA")?;
             ca.save(&ca_dir)
                 .with_context(|| format!("writing the CA to {}", ca_dir.display()))?;
-            println!(
+            outln!(
                 "cluster CA written to {} (ca.pem, ca.key); keep that directory private and away from nodes and clients",
                 ca_dir.display()
             );
-            println!(
+            outln!(
                 "next: dynamo cert issue --ca-dir {} --node NAME --dir DIR (and --admin / --client / --read-only)",
                 ca_dir.display()
             );
@@ -906,7 +1119,7 @@ fn cert(command: CertCommand) -> Result<ExitCode> {
             ca.install_cert(&dir)
                 .with_context(|| format!("writing the CA certificate to {}", dir.display()))?;
             let stem = identity.file_stem();
-            println!(
+            outln!(
                 "{role} certificate for {name} written to {} ({stem}.pem, {stem}.key, ca.pem)",
                 dir.display()
             );
@@ -918,7 +1131,7 @@ fn cert(command: CertCommand) -> Result<ExitCode> {
 /// Runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
 async fn serve(config: NodeConfig) -> Result<ExitCode> {
     let node = Node::start(config).await.context("starting the node")?;
-    println!("node {} listening on {}", node.id(), node.address());
+    outln!("node {} listening on {}", node.id(), node.address());
     wait_for_signal().await;
     node.shutdown(Duration::from_secs(5)).await;
     Ok(ExitCode::SUCCESS)
@@ -943,5 +1156,57 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: a node that left showed itself UP while its peers showed it DOWN.
+    #[test]
+    fn member_states_table() {
+        let cases = [
+            ("alive", true, "UP"),
+            ("alive", false, "DOWN"),
+            ("leaving", true, "UP"),
+            ("left", true, "LEFT"),
+            ("left", false, "LEFT"),
+        ];
+        for (status, up, expected) in cases {
+            let member = dynamo_node::protocol::MemberStatus {
+                id: "n1".into(),
+                address: String::new(),
+                zone: String::new(),
+                capacity: 1,
+                status: status.into(),
+                up,
+                in_ring: true,
+                partitions: 0,
+                ownership_percent: 0.0,
+                pending_hints: 0,
+            };
+            assert_eq!(member_state(&member), expected, "{status} {up}");
+        }
+    }
+
+    #[test]
+    fn values_are_printed_as_text_or_escaped() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"hello", "hello"),
+            (b"two\nlines", "two\nlines"),
+            (
+                &[0x41, 0xff, 0x00, 0xfe],
+                r"<binary, 4 bytes> A\xff\x00\xfe",
+            ),
+            (b"bell\x07", r"<binary, 5 bytes> bell\x07"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(printable(value), expected);
+        }
+        assert_eq!(
+            shown(&"k".repeat(100)).len(),
+            64 + " ... (100 bytes)".len() - 1
+        );
     }
 }

@@ -163,8 +163,44 @@ fn dev_cluster_then_put_get_delete_and_status() {
             .all(|m| m["up"] == true && m["in_ring"] == true)
     );
 
+    // Shares a person can add up: primary partitions sum to 100%, replicas to N x 100%.
+    let sum = |field: &str| -> f64 {
+        members
+            .iter()
+            .map(|m| m[field].as_f64().expect(field))
+            .sum()
+    };
+    assert!((sum("primary_percent") - 100.0).abs() < 0.5, "{members:?}");
+    assert!(
+        (sum("replicated_percent") - 300.0).abs() < 0.5,
+        "{members:?}"
+    );
+
     let human = dynamo(&["status"], &nodes, &certs);
     assert!(stdout(&human).contains("node-1") && stdout(&human).contains("UP"));
+    let header = stdout(&human).lines().nth(1).unwrap_or_default().to_owned();
+    assert!(
+        header.starts_with("state") && header.contains("primary") && header.contains("replicated"),
+        "every column has a header: {header}"
+    );
+
+    // A second dev cluster in the same directory is refused and leaves the first one's files
+    // alone (it used to report "up" while seeing the first cluster, and truncate its logs).
+    let log = dir.path().join("node-1.log");
+    let log_before = std::fs::metadata(&log).expect("log").len();
+    let second = Command::new(DYNAMO)
+        .args(["dev", "cluster", "--nodes", "3", "--base-port"])
+        .arg((base_port + 10).to_string())
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("second dev cluster");
+    assert!(!second.status.success(), "{second:?}");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already running"),
+        "{second:?}"
+    );
+    assert!(std::fs::metadata(&log).expect("log").len() >= log_before);
 
     // A usage error is exit code 2, with help a person can act on.
     let usage = dynamo(&["put", "default"], &nodes, &certs);

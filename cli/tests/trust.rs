@@ -8,97 +8,12 @@
 //! (Hole 3, resource exhaustion, is covered by `node/tests/transport.rs` and the flood test in
 //! `tests`; hole 6, the dev cluster's client directory, by `tests/cli.rs`.)
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const DYNAMO: &str = env!("CARGO_BIN_EXE_dynamo");
-
-/// A node process, killed when dropped (also when the test fails).
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Setup {
-    dir: PathBuf,
-    address: String,
-}
-
-impl Setup {
-    fn new(dir: &Path) -> Setup {
-        let port = 17_000 + (std::process::id() % 4_000) as u16;
-        Setup {
-            dir: dir.to_path_buf(),
-            address: format!("127.0.0.1:{port}"),
-        }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).to_str().expect("utf-8 path").to_owned()
-    }
-
-    /// Runs `dynamo` with `args`, stdin not a terminal, no environment defaults.
-    fn dynamo(&self, args: &[&str]) -> Output {
-        Command::new(DYNAMO)
-            .args(args)
-            .env("DYNAMO_NODES", &self.address)
-            .env_remove("DYNAMO_CERTS_DIR")
-            .env_remove("DYNAMO_IDENTITY")
-            .env_remove("DYNAMO_CA_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dynamo")
-    }
-
-    /// Runs `dynamo` as the identity in certificate directory `certs`.
-    fn as_identity(&self, certs: &str, args: &[&str]) -> Output {
-        let mut all = args.to_vec();
-        all.extend(["--certs-dir", certs]);
-        self.dynamo(&all)
-    }
-
-    /// Creates a cluster CA in directory `name`; returns its path.
-    fn init_ca(&self, name: &str) -> String {
-        let ca = self.path(name);
-        let output = self.dynamo(&["cert", "init", "--ca-dir", &ca]);
-        assert!(output.status.success(), "{output:?}");
-        ca
-    }
-
-    fn issue(&self, ca: &str, dir: &str, role: &str, name: &str) -> Output {
-        self.dynamo(&["cert", "issue", "--ca-dir", ca, "--dir", dir, role, name])
-    }
-
-    fn start_node(&self, certs: &str) -> Child {
-        Command::new(DYNAMO)
-            .args(["node", "start", "--name", "n1", "--listen", &self.address])
-            .args(["--data-dir", &self.path("data"), "--certs-dir", certs])
-            .args(["--partitions", "8"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start node")
-    }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_refused(output: &Output, expected: &str) {
-    assert!(!output.status.success(), "not refused: {output:?}");
-    assert!(
-        stderr(output).contains(expected),
-        "expected {expected:?} in: {}",
-        stderr(output)
-    );
-}
+use common::{NodeProcess, Setup, assert_refused, stderr};
 
 /// Hole 1: `cert issue --client ca` overwrote `ca.pem` and `ca.key`; `--client n1` overwrote
 /// node n1's certificate. Now the CA lives in its own directory, identities cannot collide with
@@ -106,7 +21,7 @@ fn assert_refused(output: &Output, expected: &str) {
 #[test]
 fn certificate_tooling_cannot_destroy_what_it_manages() {
     let dir = tempfile::tempdir().expect("dir");
-    let setup = Setup::new(dir.path());
+    let setup = Setup::new(dir.path(), 17_000);
     let (ca, certs) = (setup.init_ca("ca"), setup.path("certs"));
     let ca_files =
         || ["ca.pem", "ca.key"].map(|f| std::fs::read(Path::new(&ca).join(f)).expect("CA file"));
@@ -156,7 +71,7 @@ fn certificate_tooling_cannot_destroy_what_it_manages() {
 #[test]
 fn roles_private_files_and_the_cluster_a_data_directory_belongs_to() {
     let dir = tempfile::tempdir().expect("dir");
-    let setup = Setup::new(dir.path());
+    let setup = Setup::new(dir.path(), 17_000);
     let (ca, certs) = (setup.init_ca("ca"), setup.path("certs"));
     assert!(setup.issue(&ca, &certs, "--node", "n1").status.success());
     let mut clients = Vec::new();
@@ -172,12 +87,7 @@ fn roles_private_files_and_the_cluster_a_data_directory_belongs_to() {
     let [admin, client, viewer] = [&clients[0], &clients[1], &clients[2]];
     let node = NodeProcess(setup.start_node(&certs));
 
-    // Wait (bounded) for the node to serve.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !setup.as_identity(viewer, &["status"]).status.success() {
-        assert!(Instant::now() < deadline, "the node did not come up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    setup.wait_until_serving(viewer);
 
     // (identity, command, refusal expected)
     let cases: &[(&str, &[&str], Option<&str>)] = &[

@@ -103,6 +103,8 @@ pub struct Node {
     /// The task that saves node state; it ends once the driver is gone.
     saver: JoinHandle<()>,
     serve: JoinHandle<()>,
+    /// Held while the node runs, so a second node cannot open the same data directory.
+    _lock: std::fs::File,
 }
 
 /// A request from the endpoint, with where its answer goes.
@@ -168,6 +170,7 @@ impl Node {
         let clock = Clock::new();
         let (tls, ca_fingerprint) = load_tls(&config.certs_dir, &config.name)?;
         create_data_dir(&config.data_dir)?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let store_dir = config.data_dir.join("store");
         let mut options = StoreOptions::new(config.name.clone(), clock.now());
         // The store's limit applies to the encoded sibling, a few bytes more than the value.
@@ -310,6 +313,7 @@ impl Node {
             driver,
             saver,
             serve,
+            _lock: lock,
         })
     }
 
@@ -573,6 +577,31 @@ fn create_data_dir(dir: &Path) -> Result<(), NodeError> {
         }
     }
     Ok(())
+}
+
+/// Takes the data directory's lock file, or says which directory is in use and what to do.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
+    let path = dir.join("node.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| NodeError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Config(format!(
+            "the data directory {} is in use by another node; give this node its own --data-dir",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
 }
 
 /// Records `fingerprint` as the cluster CA of a store that has none yet; returns the one it

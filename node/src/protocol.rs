@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// Longest bucket name.
 pub const MAX_BUCKET_NAME: usize = 64;
-/// Longest user key, in bytes.
-pub const MAX_KEY_BYTES: usize = 64 * 1024 - MAX_BUCKET_NAME - 1;
+/// Longest user key, in bytes: what the store takes, less the longest bucket prefix (its length
+/// byte and name), so a key the node accepts is never refused by the store.
+pub const MAX_KEY_BYTES: usize = dynamo_storage::MAX_KEY_BYTES - MAX_BUCKET_NAME - 1;
 
 /// Per-request overrides of the bucket's quorum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

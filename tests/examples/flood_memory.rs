@@ -12,69 +12,20 @@
 //! (defaults: 15 s, 2000 connections, 64 streams; the `dynamo` binary is taken from the same
 //! target directory as this example.)
 
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dynamo_node::Client;
 use dynamo_node::protocol::RequestOptions;
 use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
 use dynamo_tests::flood::{Flood, FloodPlan};
-
-/// The node process, killed when dropped.
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Resident and peak resident memory of process `pid`, in MiB (Linux).
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+use dynamo_tests::process::{NodeProcess, arg_or, free_address, percentile};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let arg = |i: usize, default: u64| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(default)
-    };
-    let seconds = arg(1, 15);
-    let connections = arg(2, 2_000) as usize;
-    let streams = arg(3, 64) as usize;
+    let seconds = arg_or(1, 15);
+    let connections = arg_or(2, 2_000) as usize;
+    let streams = arg_or(3, 64) as usize;
 
-    let exe = std::env::current_exe().expect("this example's path");
-    let dynamo = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|dir| dir.join("dynamo"))
-        .expect("target directory");
-    assert!(
-        dynamo.exists(),
-        "{} is missing: run `cargo build --release -p dynamo-cli` first",
-        dynamo.display()
-    );
     let dir = tempfile::tempdir().expect("temporary directory");
     let certs = dir.path().join("certs");
     let ca = ClusterCa::generate("flood").expect("CA");
@@ -86,27 +37,8 @@ async fn main() {
     let tls = |role, name| {
         TlsConfig::new(ca.cert_pem(), &ca.issue(role, name).expect("issue")).expect("tls")
     };
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port();
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let node = NodeProcess(
-        Command::new(&dynamo)
-            .args(["node", "start", "--name", "n1", "--partitions", "16"])
-            .arg("--listen")
-            .arg(address.to_string())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--certs-dir")
-            .arg(&certs)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the node"),
-    );
-    let pid = node.0.id();
+    let address = free_address();
+    let node = NodeProcess::start("n1", address, dir.path(), &certs, None);
     let client = Client::new(
         &tls(Role::Client, "app"),
         vec![address],
@@ -129,7 +61,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (baseline, _) = memory_mib(pid);
+    let (baseline, _) = node.memory_mib();
     println!("node RSS before the flood: {baseline:.1} MiB");
 
     let plan = FloodPlan {
@@ -162,7 +94,7 @@ async fn main() {
         if !ok {
             failures += 1;
         }
-        peak = peak.max(memory_mib(pid).0);
+        peak = peak.max(node.memory_mib().0);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let flood = flood.await.expect("the flood");
@@ -175,7 +107,7 @@ async fn main() {
     println!(
         "during the flood: {} streams opened; node RSS peaked at {peak:.1} MiB (VmHWM {:.1} MiB)",
         flood.streams(),
-        memory_mib(pid).1
+        node.memory_mib().1
     );
     latencies.sort();
     println!(
@@ -192,7 +124,7 @@ async fn main() {
         tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
         println!(
             "{after:>2} s after the flood: node RSS {:.1} MiB",
-            memory_mib(pid).0
+            node.memory_mib().0
         );
     }
     drop(node);

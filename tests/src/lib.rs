@@ -6,6 +6,7 @@
 //! public client library, like a user.
 
 pub mod flood;
+pub mod process;
 pub mod sim;
 
 use std::future::Future;
