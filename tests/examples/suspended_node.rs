@@ -5,9 +5,9 @@
 //!
 //! ```text
 //! cargo build --release -p dynamo-cli
-//! cargo run --release -p dynamo-tests --example suspended_node [SECONDS] [CONCURRENCY]
+//! cargo run --release -p dynamo-tests --example suspended_node [SECONDS] [CONCURRENCY] [KILL]
 //! ```
-//! (defaults: 15 s, 8 workers.)
+//! (defaults: 15 s, 8 workers; KILL = 1 kills the node with SIGKILL instead of suspending it.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,11 @@ use dynamo_tests::process::{NodeProcess, arg_or, free_address, percentile};
 async fn main() {
     let seconds = arg_or(1, 15);
     let concurrency = arg_or(2, 8) as usize;
+    let (signal, done) = if arg_or(3, 0) == 1 {
+        ("KILL", "killed")
+    } else {
+        ("STOP", "suspended")
+    };
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let certs = dir.path().join("certs");
@@ -60,7 +65,9 @@ async fn main() {
     }
     let client = Arc::new(fresh());
     for i in 0..1000u32 {
-        client
+        // The last ring may still be spreading when every member first shows up: retry.
+        let mut attempts = 0;
+        while let Err(error) = client
             .put(
                 "default",
                 format!("k{i}").as_bytes(),
@@ -69,11 +76,15 @@ async fn main() {
                 RequestOptions::default(),
             )
             .await
-            .expect("load phase");
+        {
+            attempts += 1;
+            assert!(attempts < 50, "load phase: {error}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
-    nodes[0].signal("STOP");
-    println!("n1 (the first seed) suspended with SIGSTOP");
+    nodes[0].signal(signal);
+    println!("n1 (the first seed) {done} with SIG{signal}");
     for round in 0..3 {
         let client = fresh();
         let started = Instant::now();
@@ -163,7 +174,7 @@ async fn main() {
     for (what, samples) in [("get", &mut gets), ("put", &mut puts)] {
         samples.sort();
         println!(
-            "{what}: {} in {seconds} s with n1 suspended; p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+            "{what}: {} in {seconds} s with n1 {done}; p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
             samples.len(),
             ms(percentile(samples, 0.5)),
             ms(percentile(samples, 0.99)),
@@ -172,7 +183,9 @@ async fn main() {
         );
     }
     println!("failed requests: {failures}");
-    nodes[0].signal("CONT");
+    if signal == "STOP" {
+        nodes[0].signal("CONT");
+    }
 }
 
 fn ms(duration: Duration) -> f64 {
