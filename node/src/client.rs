@@ -7,7 +7,8 @@
 //! request, so a stale ring costs a hop, never a wrong answer.
 //!
 //! It does not wait on the dead. A dial that does not finish within the transport's connect
-//! timeout fails at once; members the cluster reports down are tried last; and requests that
+//! timeout fails at once; members the cluster reports down, or that failed a request in the
+//! last 10 s, are tried last; and requests that
 //! are safe to send twice (reads, status, ring, bucket listing and creation) go to the next
 //! candidate when the previous one has not answered within a hedge delay (the p99 of recent
 //! answers, as Cassandra's speculative retry), first answer wins. Writes go to one node at a
@@ -16,7 +17,7 @@
 //!
 //! This module must not know how nodes coordinate; it only picks where to send.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -35,6 +36,9 @@ use crate::transport::{Endpoint, TransportError, TransportOptions};
 
 /// How often the client refreshes its ring.
 const RING_REFRESH: Duration = Duration::from_secs(10);
+
+/// How long a node that failed a request is tried only after the others.
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
 
 /// Answers whose latency decides the hedge delay.
 const LATENCY_SAMPLES: usize = 128;
@@ -121,6 +125,9 @@ pub struct Client {
     timeout: Duration,
     routing: Mutex<Option<Routing>>,
     latencies: Mutex<Latencies>,
+    /// Nodes that failed a request lately, until when they are tried last: the cluster takes
+    /// seconds to call a node down, and until then every request would wait on it again.
+    suspects: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
 impl Client {
@@ -144,6 +151,7 @@ impl Client {
             timeout,
             routing: Mutex::new(None),
             latencies: Mutex::new(Latencies::default()),
+            suspects: Mutex::new(HashMap::new()),
         })
     }
 
@@ -288,9 +296,10 @@ impl Client {
     ) -> Result<Response, ClientError> {
         self.refresh_if_stale().await;
         let mut candidates = self.preferred_addresses(bucket, key);
-        candidates.extend(self.ordered(self.seeds.clone()));
+        candidates.extend(self.seeds.iter().copied());
         let mut seen = std::collections::HashSet::new();
         candidates.retain(|address| seen.insert(*address));
+        let candidates = self.ordered(candidates);
         let outcome = self.first_answer(candidates, request).await;
         match &outcome {
             Err(ClientError::Unreachable(_)) => self.invalidate(),
@@ -325,7 +334,8 @@ impl Client {
             .lock()
             .map_or(DEFAULT_HEDGE, |l| l.hedge_delay());
         let mut pending = candidates.into_iter();
-        let mut asked: JoinSet<(Instant, Result<Response, TransportError>)> = JoinSet::new();
+        let mut asked: JoinSet<(SocketAddr, Instant, Result<Response, TransportError>)> =
+            JoinSet::new();
         let mut failures = Vec::new();
         let ask = |asked: &mut JoinSet<_>, address: SocketAddr| {
             let endpoint = self.endpoint.clone();
@@ -336,7 +346,7 @@ impl Client {
                 let result = endpoint
                     .request::<Request, Response>(address, &request, timeout)
                     .await;
-                (started, result)
+                (address, started, result)
             });
         };
         loop {
@@ -348,7 +358,8 @@ impl Client {
             }
             tokio::select! {
                 joined = asked.join_next() => match joined {
-                    Some(Ok((started, Ok(response)))) => {
+                    Some(Ok((address, started, Ok(response)))) => {
+                        self.clear_suspicion(address);
                         // Only hedged requests set the hedge delay: a write's latency includes
                         // its quorum and says nothing about a slow read.
                         if hedged && let Ok(mut latencies) = self.latencies.lock() {
@@ -360,7 +371,8 @@ impl Client {
                             other => Ok(other),
                         };
                     }
-                    Some(Ok((_, Err(error)))) => {
+                    Some(Ok((address, _, Err(error)))) => {
+                        self.suspect(address);
                         failures.push(error);
                         if let Some(address) = pending.next() {
                             ask(&mut asked, address);
@@ -385,22 +397,43 @@ impl Client {
         }
     }
 
-    /// `addresses` with the members the cluster reports down moved to the end.
+    /// `addresses` reordered: members that answer first, then those that failed a request in
+    /// the last [`SUSPECT_FOR`], then those the cluster reports down (the given order is kept
+    /// within each group).
     fn ordered(&self, mut addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        let now = Instant::now();
+        let suspects: Vec<SocketAddr> = self.suspects.lock().map_or_else(
+            |_| Vec::new(),
+            |mut suspects| {
+                suspects.retain(|_, until| *until > now);
+                suspects.keys().copied().collect()
+            },
+        );
         let Ok(routing) = self.routing.lock() else {
             return addresses;
         };
-        if let Some(routing) = routing.as_ref() {
-            let down = |address: &SocketAddr| {
+        let down = |address: &SocketAddr| {
+            routing.as_ref().is_some_and(|routing| {
                 routing
                     .addresses
                     .iter()
                     .any(|(_, a, up)| a == address && !*up)
-            };
-            // A stable sort keeps the given order among up members and among down ones.
-            addresses.sort_by_key(down);
-        }
+            })
+        };
+        addresses.sort_by_key(|address| (down(address), suspects.contains(address)));
         addresses
+    }
+
+    fn suspect(&self, address: SocketAddr) {
+        if let Ok(mut suspects) = self.suspects.lock() {
+            suspects.insert(address, Instant::now() + SUSPECT_FOR);
+        }
+    }
+
+    fn clear_suspicion(&self, address: SocketAddr) {
+        if let Ok(mut suspects) = self.suspects.lock() {
+            suspects.remove(&address);
+        }
     }
 
     /// The addresses of the up members of the key's preference list, in order.
