@@ -128,6 +128,12 @@ enum Command {
         /// and every version that read saw is deleted.
         #[arg(long)]
         context: Option<String>,
+        /// Read quorum of the read a delete without --context starts with.
+        #[arg(long)]
+        r: Option<usize>,
+        /// Write quorum for the tombstone.
+        #[arg(long)]
+        w: Option<usize>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -622,9 +628,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             bucket,
             key,
             context,
+            r,
+            w,
             connection,
         } => {
             let options = RequestOptions {
+                r,
+                w,
                 timeout_ms: Some(connection.timeout_ms),
                 ..RequestOptions::default()
             };
