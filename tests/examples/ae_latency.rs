@@ -1,0 +1,49 @@
+//! Foreground latency with anti-entropy working against without it (issue 11: "within 20%"):
+//! three real `dynamo` processes (N = 3); n3 is killed while KEYS keys are written at W = 2, so
+//! it misses all of them, then restarts. The same closed-loop load (50% gets, 50% blind puts,
+//! CONCURRENCY workers, SECONDS) then runs once with anti-entropy off and once with it
+//! refilling n3 (every second, at the default 16 MiB/s budget). Prints both runs' percentiles.
+//!
+//! ```text
+//! cargo build --release -p dynamo-cli
+//! cargo run --release -p dynamo-tests --example ae_latency [SECONDS] [CONCURRENCY] [KEYS]
+//! ```
+//! (defaults: 20 s, 8 workers, 20,000 keys.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynamo_node::protocol::RequestOptions;
+use dynamo_tests::process::{ProcessCluster, arg_or, run_load};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds = arg_or(1, 20);
+    let concurrency = arg_or(2, 8) as usize;
+    let keys = arg_or(3, 20_000) as u32;
+    for (label, config) in [
+        ("anti-entropy off", "anti_entropy_interval_ms = 0\n"),
+        ("anti-entropy on", "anti_entropy_interval_ms = 1000\n"),
+    ] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut cluster = ProcessCluster::start(dir.path(), 3, Some(config)).await;
+        let client = Arc::new(cluster.client());
+        drop(cluster.nodes.remove(2)); // SIGKILL
+        let two = RequestOptions {
+            w: Some(2),
+            ..RequestOptions::default()
+        };
+        cluster.write_keys(&client, keys, two).await;
+        let restarted = cluster.start_node(2);
+        cluster.nodes.push(restarted);
+        cluster.wait_until_up(3).await;
+        let report = run_load(
+            client,
+            Duration::from_secs(seconds),
+            concurrency,
+            u64::from(keys),
+        )
+        .await;
+        report.print(label);
+    }
+}
