@@ -140,6 +140,9 @@ enum Command {
     /// Buckets: namespaces with their own N, R, W.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Partition handoff after joins, leaves and restarts (progress is in `status`).
+    #[command(subcommand)]
+    Handoff(HandoffCommand),
     /// Members, up/down, zone, ownership, partitions and pending hints.
     Status {
         #[command(flatten)]
@@ -209,6 +212,21 @@ enum NodeCommand {
     /// Take a member that is down for good out of the ring; its partitions get new owners,
     /// which anti-entropy fills from the surviving replicas. Needs an admin certificate.
     Remove {
+        /// The member's node id.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum HandoffCommand {
+    /// Drop the partition transfers member NAME has queued or running; anti-entropy copies
+    /// what they would have. A leaving node refuses. Needs an admin certificate.
+    Cancel {
         /// The member's node id.
         name: String,
         /// Do not ask for confirmation.
@@ -398,6 +416,19 @@ fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
     TlsConfig::new(&ca, &identity).context("building the TLS configuration")
 }
 
+/// The address of member `name`, from the cluster's status.
+async fn member_address(client: &Client, name: &str) -> Result<SocketAddr> {
+    let status = client.status().await.context("reading the members")?;
+    let Some(member) = status.members.iter().find(|m| m.id == name) else {
+        let known: Vec<&str> = status.members.iter().map(|m| m.id.as_str()).collect();
+        bail!("{name} is not a member (members: {})", known.join(", "));
+    };
+    member
+        .address
+        .parse()
+        .with_context(|| format!("{name}'s address {:?}", member.address))
+}
+
 /// Asks the person at the terminal to confirm `action`; `yes` confirms in advance. Without a
 /// terminal and without `yes`, refuses.
 fn confirm(action: &str, yes: bool) -> Result<()> {
@@ -537,15 +568,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             connection,
         } => {
             let client = connection.client()?;
-            let status = client.status().await.context("reading the members")?;
-            let Some(member) = status.members.iter().find(|m| m.id == name) else {
-                let known: Vec<&str> = status.members.iter().map(|m| m.id.as_str()).collect();
-                bail!("{name} is not a member (members: {})", known.join(", "));
-            };
-            let node: SocketAddr = member
-                .address
-                .parse()
-                .with_context(|| format!("{name}'s address {:?}", member.address))?;
+            let node = member_address(&client, &name).await?;
             confirm(
                 &format!(
                     "{name} ({node}) will leave the cluster; its partitions move to the other members"
@@ -713,6 +736,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             outln!("bucket {name} {verb} {}", describe(&props));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Handoff(HandoffCommand::Cancel {
+            name,
+            yes,
+            connection,
+        }) => {
+            let client = connection.client()?;
+            let node = member_address(&client, &name).await?;
+            confirm(
+                &format!(
+                    "{name} ({node}) will drop its partition transfers; anti-entropy copies that data instead, more slowly"
+                ),
+                yes,
+            )?;
+            let answer = client
+                .request_to(node, &dynamo_node::protocol::Request::CancelHandoff)
+                .await
+                .with_context(|| format!("cancelling {name}'s handoff"))?;
+            match answer {
+                dynamo_node::protocol::Response::Cancelled(dropped) => {
+                    outln!("{name}: {dropped} partition transfers cancelled");
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => bail!("{name} answered {other:?}"),
+            }
         }
         Command::Bucket(BucketCommand::List { connection }) => {
             let buckets = connection
@@ -1013,10 +1061,13 @@ fn member_state(member: &dynamo_node::protocol::MemberStatus) -> &'static str {
 
 /// One line on the partitions the answering node is handing to other nodes.
 fn handoff_line(handoff: &dynamo_node::protocol::HandoffStatus) -> String {
-    let running = handoff.running.as_ref().map(|(partition, to, keys)| {
-        format!("p{partition} to {to} in progress ({keys} keys acknowledged)")
-    });
-    let mut parts: Vec<String> = running.into_iter().collect();
+    let mut parts: Vec<String> = handoff
+        .running
+        .iter()
+        .map(|(partition, to, keys)| {
+            format!("p{partition} to {to} in progress ({keys} keys acknowledged)")
+        })
+        .collect();
     if handoff.queued > 0 {
         parts.push(format!("{} partitions queued", handoff.queued));
     }

@@ -63,6 +63,8 @@ pub struct NodeConfig {
     pub anti_entropy_sessions: usize,
     /// Bytes of versions anti-entropy may move per second; 0: no limit.
     pub anti_entropy_bytes_per_sec: u64,
+    /// Partition transfers handoff (after joins, leaves and restarts) runs at once.
+    pub handoff_concurrency: usize,
     /// An explicit join (`dynamo join`): a node that had left the cluster joins it again. A
     /// plain restart of a node that left keeps it out.
     pub rejoin: bool,
@@ -95,6 +97,7 @@ impl Default for NodeConfig {
             anti_entropy_interval_ms: 30_000,
             anti_entropy_sessions: 2,
             anti_entropy_bytes_per_sec: 16 * 1024 * 1024,
+            handoff_concurrency: 2,
             rejoin: false,
             max_client_requests_in_flight: 1024,
             max_peer_requests_in_flight: 4096,

@@ -236,6 +236,7 @@ impl Node {
             anti_entropy_interval_ms: config.anti_entropy_interval_ms,
             anti_entropy_sessions: config.anti_entropy_sessions,
             anti_entropy_bytes_per_sec: config.anti_entropy_bytes_per_sec,
+            handoff_concurrency: config.handoff_concurrency,
             rejoin: config.rejoin,
         };
         let now = clock.now();

@@ -165,6 +165,9 @@ pub enum Request {
         /// The member's node id.
         name: String,
     },
+    /// Drop every partition transfer this node has queued or running (anti-entropy copies what
+    /// they would have); answered with the number dropped. Refused by a leaving node.
+    CancelHandoff,
 }
 
 /// What a request asks of the cluster, which decides the certificate roles that may send it.
@@ -200,7 +203,10 @@ impl Request {
                 Access::Read
             }
             Request::Put { .. } => Access::Write,
-            Request::CreateBucket(_) | Request::Leave | Request::RemoveNode { .. } => Access::Admin,
+            Request::CreateBucket(_)
+            | Request::Leave
+            | Request::RemoveNode { .. }
+            | Request::CancelHandoff => Access::Admin,
             Request::Replica { .. }
             | Request::Buckets(_)
             | Request::Gossip { .. }
@@ -278,10 +284,11 @@ pub struct ClusterStatus {
 /// (or, after a restart, everything it no longer replicates).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandoffStatus {
-    /// Transfers waiting to start (one runs at a time).
+    /// Transfers waiting to start.
     pub queued: usize,
-    /// The transfer running now: partition, destination, and keys acknowledged so far.
-    pub running: Option<(u32, String, u64)>,
+    /// The transfers running now (at most `handoff_concurrency`): partition, destination, and
+    /// keys acknowledged so far.
+    pub running: Vec<(u32, String, u64)>,
     /// Transfers given up since the last time the queue emptied (anti-entropy covers them).
     pub failed: usize,
 }
@@ -380,6 +387,8 @@ pub enum Response {
     /// (keys it lacks are left out; a long answer stops early and the rest waits for the next
     /// exchange).
     Entries(Vec<(Vec<u8>, Object)>),
+    /// The answer to a [`Request::CancelHandoff`]: how many transfers were dropped.
+    Cancelled(usize),
 }
 
 impl Response {

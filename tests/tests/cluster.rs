@@ -591,3 +591,67 @@ async fn a_dead_seed_does_not_stall_the_client() {
     }
     cluster.shutdown().await;
 }
+
+/// Issue 11: handoff after a join can be cancelled by an admin, and what it would have copied
+/// still reaches the new owner by anti-entropy: every key stays readable and every node's
+/// status shows no transfer left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_handoff_leaves_the_copying_to_anti_entropy() {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.write_keys("h", 200).await;
+    let old = cluster.addresses();
+    cluster.add_node().await;
+    cluster.wait_for_members(4).await;
+    let client = cluster.client();
+    for &address in &old {
+        match client
+            .request_to(address, &dynamo_node::protocol::Request::CancelHandoff)
+            .await
+        {
+            Ok(dynamo_node::protocol::Response::Cancelled(_)) => {}
+            other => panic!("cancel on {address}: {other:?}"),
+        }
+        let status = cluster.client_of(address).status().await.expect("status");
+        assert!(
+            status.handoff.running.is_empty() && status.handoff.queued == 0,
+            "{address}: {:?}",
+            status.handoff
+        );
+    }
+    // The new node replicates about three quarters of the keys (N = 3 of 4 nodes); it gets
+    // them without handoff. Its store is read with it stopped, so no read repair helps.
+    let new = cluster.nodes.len() - 1;
+    let deadline = std::time::Instant::now() + dynamo_tests::SETTLE;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.stop(new).await;
+        let held = keys_held(&cluster.data_dir(new), "node-4", b"h");
+        if held >= 100 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new node holds {held} of 200 keys"
+        );
+        cluster.restart(new).await;
+    }
+    cluster.shutdown().await;
+}
+
+/// Keys of the default bucket starting with `prefix` in the store of a stopped node.
+fn keys_held(data_dir: &std::path::Path, name: &str, prefix: &[u8]) -> usize {
+    use dynamo_storage::{FjallStore, Store, StoreOptions};
+    let store: FjallStore<dynamo_quorum::Value> =
+        FjallStore::open(data_dir.join("store"), &StoreOptions::new(name, 1)).expect("store");
+    let prefix = dynamo_node::protocol::storage_key("default", prefix);
+    (0..64)
+        .map(|partition| {
+            store
+                .scan_partition(partition, None, 100_000)
+                .expect("scan")
+                .iter()
+                .filter(|(key, _)| key.starts_with(&prefix))
+                .count()
+        })
+        .sum()
+}

@@ -558,7 +558,7 @@ fn responses() -> Vec<Response> {
             }),
             handoff: HandoffStatus {
                 queued: 2,
-                running: Some((5, "node-1".into(), 128)),
+                running: vec![(5, "node-1".into(), 128)],
                 failed: 0,
             },
         }),

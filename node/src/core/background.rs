@@ -88,9 +88,11 @@ struct Transfer {
     not_before: u64,
 }
 
-/// The transfer being sent.
+/// A transfer being sent.
 #[derive(Debug)]
 struct Running {
+    /// Names this transfer in the store operations and calls it is waiting for.
+    id: u64,
     transfer: Transfer,
     /// The node it goes to (resolved when it started).
     to: NodeId,
@@ -114,7 +116,9 @@ struct Running {
 pub(super) struct Handoffs {
     /// Plan transfers first, in plan order; restart-sweep transfers after them.
     queue: VecDeque<Transfer>,
-    running: Option<Running>,
+    /// Transfers being sent, at most the configured concurrency.
+    running: Vec<Running>,
+    next_id: u64,
     failed: usize,
     /// When to look at the queue again while no queued transfer can start (peers down).
     idle_until: Option<u64>,
@@ -127,22 +131,28 @@ impl Handoffs {
             queued: self.queue.len(),
             running: self
                 .running
-                .as_ref()
-                .map(|r| (r.transfer.partition, r.to.to_string(), r.keys_sent)),
+                .iter()
+                .map(|r| (r.transfer.partition, r.to.to_string(), r.keys_sent))
+                .collect(),
             failed: self.failed,
         }
     }
 
     /// Whether any transfer is queued or running.
     pub(super) fn pending(&self) -> bool {
-        self.running.is_some() || !self.queue.is_empty()
+        !self.running.is_empty() || !self.queue.is_empty()
     }
 
     pub(super) fn next_due(&self) -> Option<u64> {
-        match &self.running {
-            Some(running) => running.retry_at,
-            None => self.idle_until,
-        }
+        self.running
+            .iter()
+            .filter_map(|r| r.retry_at)
+            .chain(self.idle_until)
+            .min()
+    }
+
+    fn running_mut(&mut self, id: u64) -> Option<&mut Running> {
+        self.running.iter_mut().find(|r| r.id == id)
     }
 }
 
@@ -387,15 +397,9 @@ impl NodeCore {
         let before = self.handoffs.queue.len();
         self.handoffs.queue.retain(|t| !gone(t));
         let mut dropped = self.handoffs.queue.len() != before;
-        if self
-            .handoffs
-            .running
-            .as_ref()
-            .is_some_and(|r| gone(&r.transfer))
-        {
-            self.handoffs.running = None;
-            dropped = true;
-        }
+        let running = self.handoffs.running.len();
+        self.handoffs.running.retain(|r| !gone(&r.transfer));
+        dropped |= self.handoffs.running.len() != running;
         if dropped {
             self.hand_off_unowned(now);
         }
@@ -444,12 +448,9 @@ impl NodeCore {
         }
     }
 
-    /// Starts the first queued transfer whose peer is reachable; with none, looks again later;
-    /// with an empty queue, reports that handoff is done.
+    /// Starts queued transfers whose peer is reachable, up to the concurrency limit; with none
+    /// ready, looks again later; with nothing queued or running, reports that handoff is done.
     fn start_transfers(&mut self, now: u64) {
-        if self.handoffs.running.is_some() {
-            return;
-        }
         // A sweep transfer whose partition this node replicates again is dropped.
         let ring = self.ring.clone();
         let me = self.me.clone();
@@ -462,49 +463,94 @@ impl NodeCore {
         });
         if self.handoffs.queue.is_empty() {
             self.handoffs.idle_until = None;
-            let failed = std::mem::take(&mut self.handoffs.failed);
-            self.event(CoreEvent::HandoffFinished { failed });
-            // A leaving node may now announce `Left`.
-            self.update_own_status(now);
-            self.flush_gossip();
+            if self.handoffs.running.is_empty() {
+                self.handoff_done(now);
+            }
             return;
         }
-        let ready = self
-            .handoffs
-            .queue
-            .iter()
-            .enumerate()
-            .find_map(|(i, t)| Some((i, self.destination(now, t)?)));
-        let Some((index, to)) = ready else {
-            self.handoffs.idle_until = Some(now + IDLE_RECHECK_MS);
-            return;
-        };
-        let Some(transfer) = self.handoffs.queue.remove(index) else {
-            return;
-        };
-        self.handoffs.idle_until = None;
-        self.handoffs.running = Some(Running {
-            transfer,
-            to,
-            after: None,
-            scanned_all: false,
-            batches: VecDeque::new(),
-            attempts: 0,
-            backoff_ms: FIRST_BACKOFF_MS,
-            retry_at: None,
-            keys_sent: 0,
-        });
-        self.scan_more();
+        while self.handoffs.running.len() < self.config.handoff_concurrency.max(1) {
+            // One partition is never sent twice at once.
+            let busy: Vec<u32> = self
+                .handoffs
+                .running
+                .iter()
+                .map(|r| r.transfer.partition)
+                .collect();
+            let ready = self
+                .handoffs
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| !busy.contains(&t.partition))
+                .find_map(|(i, t)| Some((i, self.destination(now, t)?)));
+            let Some((index, to)) = ready else {
+                if !self.handoffs.queue.is_empty() {
+                    self.handoffs.idle_until = Some(now + IDLE_RECHECK_MS);
+                }
+                return;
+            };
+            let Some(transfer) = self.handoffs.queue.remove(index) else {
+                return;
+            };
+            self.handoffs.idle_until = None;
+            let id = self.handoffs.next_id;
+            self.handoffs.next_id += 1;
+            self.handoffs.running.push(Running {
+                id,
+                transfer,
+                to,
+                after: None,
+                scanned_all: false,
+                batches: VecDeque::new(),
+                attempts: 0,
+                backoff_ms: FIRST_BACKOFF_MS,
+                retry_at: None,
+                keys_sent: 0,
+            });
+            self.scan_more(id);
+        }
     }
 
-    /// The running transfer ended (done or given up): on to the next.
-    fn next_transfer(&mut self, now: u64) {
-        self.handoffs.running = None;
+    /// Nothing is queued or running any more: report it, and let a leaving node say `Left`.
+    fn handoff_done(&mut self, now: u64) {
+        let failed = std::mem::take(&mut self.handoffs.failed);
+        self.event(CoreEvent::HandoffFinished { failed });
+        self.update_own_status(now);
+        self.flush_gossip();
+    }
+
+    /// Transfer `id` ended (done or given up): on to the next.
+    fn next_transfer(&mut self, now: u64, id: u64) {
+        self.handoffs.running.retain(|r| r.id != id);
         self.start_transfers(now);
     }
 
-    fn scan_more(&mut self) {
-        let Some(running) = &self.handoffs.running else {
+    /// Drops every queued and running transfer (an operator's `handoff cancel`): what they
+    /// would have copied is left to anti-entropy and read repair. A leaving node refuses: it
+    /// may not say `Left` before everything it holds was handed off. Returns how many were
+    /// dropped.
+    pub(super) fn cancel_handoff(&mut self, now: u64) -> Result<usize, String> {
+        if self.status() == Some(dynamo_gossip::Status::Leaving) {
+            return Err(format!(
+                "{} is leaving: it hands off everything it holds before it may leave, so its handoff cannot be cancelled",
+                self.me
+            ));
+        }
+        let dropped = self.handoffs.queue.len() + self.handoffs.running.len();
+        self.handoffs.queue.clear();
+        self.handoffs.running.clear();
+        self.handoffs.idle_until = None;
+        if dropped > 0 {
+            self.problem(format!(
+                "handoff cancelled: {dropped} partition transfers dropped; anti-entropy copies what they would have"
+            ));
+            self.handoff_done(now);
+        }
+        Ok(dropped)
+    }
+
+    fn scan_more(&mut self, id: u64) {
+        let Some(running) = self.handoffs.running.iter().find(|r| r.id == id) else {
             return;
         };
         let op = StoreOp::Scan {
@@ -512,11 +558,16 @@ impl NodeCore {
             after: running.after.clone(),
             limit: BATCH,
         };
-        self.store(op, Pending::HandoffScanned);
+        self.store(op, Pending::HandoffScanned(id));
     }
 
-    pub(super) fn handoff_scanned(&mut self, now: u64, result: Result<StoreResult, String>) {
-        let Some(running) = &mut self.handoffs.running else {
+    pub(super) fn handoff_scanned(
+        &mut self,
+        now: u64,
+        id: u64,
+        result: Result<StoreResult, String>,
+    ) {
+        let Some(running) = self.handoffs.running_mut(id) else {
             return;
         };
         match result {
@@ -524,7 +575,7 @@ impl NodeCore {
                 running.scanned_all = entries.len() < BATCH;
                 running.after = entries.last().map(|(k, _)| k.clone());
                 running.batches = split_batches(entries);
-                self.send_batch(now);
+                self.send_batch(now, id);
             }
             other => {
                 let partition = running.transfer.partition;
@@ -532,34 +583,40 @@ impl NodeCore {
                     "handoff could not scan partition {partition}: {other:?}"
                 ));
                 self.handoffs.failed += 1;
-                self.next_transfer(now);
+                self.next_transfer(now, id);
             }
         }
     }
 
     /// Sends the front batch, scans more, or ends the transfer.
-    fn send_batch(&mut self, now: u64) {
-        let Some(running) = &mut self.handoffs.running else {
+    fn send_batch(&mut self, now: u64, id: u64) {
+        let Some(running) = self.handoffs.running_mut(id) else {
             return;
         };
         running.retry_at = None;
         let Some(batch) = running.batches.front() else {
             if running.scanned_all {
-                return self.next_transfer(now);
+                return self.next_transfer(now, id);
             }
-            return self.scan_more();
+            return self.scan_more(id);
         };
         let request = Request::Handoff {
             partition: running.transfer.partition,
             entries: batch.clone(),
         };
         let to = running.to.clone();
-        self.call(now, &to, request, HANDOFF_TIMEOUT_MS, Pending::HandoffSent);
+        self.call(
+            now,
+            &to,
+            request,
+            HANDOFF_TIMEOUT_MS,
+            Pending::HandoffSent(id),
+        );
     }
 
-    pub(super) fn handoff_sent(&mut self, now: u64, result: &Result<Response, String>) {
+    pub(super) fn handoff_sent(&mut self, now: u64, id: u64, result: &Result<Response, String>) {
         let leaving = self.status() == Some(dynamo_gossip::Status::Leaving);
-        let Some(running) = &mut self.handoffs.running else {
+        let Some(running) = self.handoffs.running_mut(id) else {
             return;
         };
         if let Ok(Response::Ack) = result {
@@ -570,7 +627,7 @@ impl NodeCore {
             // The sender keeps its copy. Deleting it would let this node, should it coordinate
             // the key again later, make a dot it already used for another version (kv679 at
             // the key level: found by the simulator, seed 11239).
-            return self.send_batch(now);
+            return self.send_batch(now, id);
         }
         if running.transfer.to == Destination::AnyReplica {
             // Any replica will do: put the transfer back so it starts again towards a replica
@@ -578,7 +635,7 @@ impl NodeCore {
             let mut transfer = running.transfer.clone();
             transfer.not_before = now + running.backoff_ms;
             self.handoffs.queue.push_front(transfer);
-            return self.next_transfer(now);
+            return self.next_transfer(now, id);
         }
         running.attempts += 1;
         if running.attempts >= HANDOFF_ATTEMPTS {
@@ -599,21 +656,30 @@ impl NodeCore {
                 ));
                 self.handoffs.failed += 1;
             }
-            return self.next_transfer(now);
+            return self.next_transfer(now, id);
         }
         running.retry_at = Some(now + running.backoff_ms);
         running.backoff_ms = (running.backoff_ms * 2).min(MAX_BACKOFF_MS);
     }
 
-    /// Retries a failed batch once its backoff passed, or looks at the queue again.
+    /// Retries failed batches whose backoff passed, and looks at the queue again.
     pub(super) fn handoff_tick(&mut self, now: u64) {
         let due = self.handoffs.next_due().is_some_and(|at| at <= now);
         if !due {
             return;
         }
-        if self.handoffs.running.is_some() {
-            self.send_batch(now);
-        } else {
+        let retry: Vec<u64> = self
+            .handoffs
+            .running
+            .iter()
+            .filter(|r| r.retry_at.is_some_and(|at| at <= now))
+            .map(|r| r.id)
+            .collect();
+        for id in retry {
+            self.send_batch(now, id);
+        }
+        if self.handoffs.idle_until.is_some_and(|at| at <= now) {
+            self.handoffs.idle_until = None;
             self.start_transfers(now);
         }
     }

@@ -103,6 +103,8 @@ pub struct CoreConfig {
     pub anti_entropy_sessions: usize,
     /// Bytes of versions anti-entropy may move per second (fetched and pushed); 0: no limit.
     pub anti_entropy_bytes_per_sec: u64,
+    /// Partition transfers handoff runs at once (at least one).
+    pub handoff_concurrency: usize,
     /// The operator asked this node to join (again): a node that had left joins anew. Without
     /// it, a node that left stays out when restarted (a process supervisor's restart must not
     /// undo a decommission).

@@ -62,9 +62,9 @@ pub(super) enum Pending {
     /// A delivered hint checked for removal.
     HintRemoved,
     /// A handoff scan.
-    HandoffScanned,
+    HandoffScanned(u64),
     /// A handoff batch sent.
-    HandoffSent,
+    HandoffSent(u64),
     /// Serving a peer's anti-entropy diff step.
     ServeDiff(RequestId),
     /// Serving a peer's anti-entropy fetch.
@@ -348,6 +348,10 @@ impl NodeCore {
                 };
                 self.store(op, Pending::HandoffApplied(id));
             }
+            Request::CancelHandoff => match self.cancel_handoff(now) {
+                Ok(dropped) => self.respond(id, Response::Cancelled(dropped)),
+                Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
+            },
             Request::RemoveNode { name } => match self.remove_node(now, &name) {
                 Ok(ring) => self.respond(id, Response::Ring(Some(Box::new(ring)))),
                 Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
@@ -413,7 +417,7 @@ impl NodeCore {
                 }
             }
             Pending::HintDelivered(hint) => self.hint_delivered(now, hint, result),
-            Pending::HandoffSent => self.handoff_sent(now, &result),
+            Pending::HandoffSent(transfer) => self.handoff_sent(now, transfer, &result),
             Pending::AeDiffReply { id, session } => {
                 self.anti_entropy_diff_reply(now, id, session, result);
             }
@@ -519,7 +523,7 @@ impl NodeCore {
             Pending::HintsRead => self.hints_read(now, result),
             Pending::HintRemoved => self.hint_removed(now, result),
             Pending::HintAppliedHere(sent) => self.hint_applied_here(now, sent, result),
-            Pending::HandoffScanned => self.handoff_scanned(now, result),
+            Pending::HandoffScanned(transfer) => self.handoff_scanned(now, transfer, result),
             Pending::ServeDiff(request) => {
                 let response = match result {
                     Ok(StoreResult::DiffAnswer(reply)) => Response::Diff(reply),

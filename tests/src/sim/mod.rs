@@ -741,6 +741,8 @@ impl Sim {
             anti_entropy_interval_ms: self.config.anti_entropy_interval_ms,
             anti_entropy_sessions: 2,
             anti_entropy_bytes_per_sec: 64 * 1024,
+            // One, two or three transfers at once, by seed.
+            handoff_concurrency: 1 + (self.config.seed % 3) as usize,
             rejoin: false,
         }
     }
