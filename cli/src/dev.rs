@@ -252,24 +252,16 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
 /// Creates `dir` and takes its lock file; refuses when another `dev cluster` holds it. The lock
 /// goes with the process, however it ends.
 fn lock_dir(dir: &Path) -> Result<std::fs::File> {
-    dynamo_node::tls::create_private_dir(dir)
+    dynamo_node::files::create_private_dir(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("dev-cluster.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
+    match dynamo_node::files::lock_file(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => bail!(
             "a dev cluster is already running in {}; stop it (Ctrl-C in its shell) or pass another --dir",
             dir.display()
         ),
-        Err(std::fs::TryLockError::Error(error)) => {
-            Err(error).with_context(|| format!("locking {}", path.display()))
-        }
+        Err(error) => Err(error).with_context(|| format!("locking {}", path.display())),
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dynamo_node::client::GetOutcome;
-use dynamo_node::protocol::{BucketProps, RequestOptions};
+use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
 use dynamo_node::tls::{ClusterCa, Identity, Role, TlsConfig, TlsError};
 use dynamo_node::{Client, DurabilityMode, Node, NodeConfig};
 
@@ -65,15 +65,7 @@ enum Command {
     },
     /// Ask the member NAME to leave the cluster; its partitions move to the others. Needs an
     /// admin certificate.
-    Leave {
-        /// The member's node id (as `dynamo status` shows it).
-        name: String,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Leave(MemberChange),
     /// Write a value.
     Put {
         /// Bucket.
@@ -211,30 +203,14 @@ enum NodeCommand {
     Start(NodeArgs),
     /// Take a member that is down for good out of the ring; its partitions get new owners,
     /// which anti-entropy fills from the surviving replicas. Needs an admin certificate.
-    Remove {
-        /// The member's node id.
-        name: String,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Remove(MemberChange),
 }
 
 #[derive(Subcommand)]
 enum HandoffCommand {
     /// Drop the partition transfers member NAME has queued or running; anti-entropy copies
     /// what they would have. A leaving node refuses. Needs an admin certificate.
-    Cancel {
-        /// The member's node id.
-        name: String,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Cancel(MemberChange),
 }
 
 #[derive(Subcommand)]
@@ -270,6 +246,36 @@ enum BucketCommand {
         #[command(flatten)]
         connection: Connection,
     },
+}
+
+/// A change an admin makes to one member, confirmed first.
+#[derive(Args)]
+struct MemberChange {
+    /// The member's node id (as `dynamo status` shows it).
+    name: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+impl MemberChange {
+    /// Confirms `consequence` (of the member at its address) and sends `request` to the member.
+    async fn ask_member(
+        &self,
+        consequence: &str,
+        request: &Request,
+    ) -> Result<(Response, SocketAddr)> {
+        let client = self.connection.client()?;
+        let node = member_address(&client, &self.name).await?;
+        confirm(&format!("{} ({node}) {consequence}", self.name), self.yes)?;
+        let answer = client
+            .request_to(node, request)
+            .await
+            .with_context(|| format!("asking {} ({node})", self.name))?;
+        Ok((answer, node))
+    }
 }
 
 /// How to reach a cluster.
@@ -530,56 +536,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             config.rejoin = true;
             serve(config).await
         }
-        Command::Node(NodeCommand::Remove {
-            name,
-            yes,
-            connection,
-        }) => {
+        Command::Node(NodeCommand::Remove(change)) => {
+            let name = &change.name;
             confirm(
                 &format!(
                     "{name} will be taken out of the ring for good; its partitions get new owners"
                 ),
-                yes,
+                change.yes,
             )?;
-            let client = connection.client()?;
-            let request = dynamo_node::protocol::Request::RemoveNode { name: name.clone() };
-            let mut last_error = None;
-            for &node in &connection.nodes {
-                match client.request_to(node, &request).await {
-                    Ok(dynamo_node::protocol::Response::Ring(Some(ring))) => {
-                        outln!(
-                            "{name} removed: ring version {} has {} members; anti-entropy refills its partitions",
-                            ring.version(),
-                            ring.members().len()
-                        );
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    Ok(other) => last_error = Some(anyhow::anyhow!("{node} answered {other:?}")),
-                    Err(error) => last_error = Some(anyhow::Error::new(error)),
-                }
-            }
-            Err(last_error
-                .unwrap_or_else(|| anyhow::anyhow!("no node to ask"))
-                .context(format!("removing {name}")))
-        }
-        Command::Leave {
-            name,
-            yes,
-            connection,
-        } => {
-            let client = connection.client()?;
-            let node = member_address(&client, &name).await?;
-            confirm(
-                &format!(
-                    "{name} ({node}) will leave the cluster; its partitions move to the other members"
-                ),
-                yes,
-            )?;
-            client
-                .request_to(node, &dynamo_node::protocol::Request::Leave)
+            let request = Request::RemoveNode { name: name.clone() };
+            let answer = change
+                .connection
+                .client()?
+                .request_any(&request)
                 .await
-                .with_context(|| format!("asking {name} ({node}) to leave"))?;
-            outln!("{name} ({node}) is leaving; its partitions move to the other members");
+                .with_context(|| format!("removing {name}"))?;
+            let Response::Ring(Some(ring)) = answer else {
+                bail!("removing {name}: the node answered {answer:?}");
+            };
+            outln!(
+                "{name} removed: ring version {} has {} members; anti-entropy refills its partitions",
+                ring.version(),
+                ring.members().len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leave(change) => {
+            let (_, node) = change
+                .ask_member(
+                    "will leave the cluster; its partitions move to the other members",
+                    &Request::Leave,
+                )
+                .await?;
+            outln!(
+                "{} ({node}) is leaving; its partitions move to the other members",
+                change.name
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Put {
@@ -737,30 +729,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             outln!("bucket {name} {verb} {}", describe(&props));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Handoff(HandoffCommand::Cancel {
-            name,
-            yes,
-            connection,
-        }) => {
-            let client = connection.client()?;
-            let node = member_address(&client, &name).await?;
-            confirm(
-                &format!(
-                    "{name} ({node}) will drop its partition transfers; anti-entropy copies that data instead, more slowly"
-                ),
-                yes,
-            )?;
-            let answer = client
-                .request_to(node, &dynamo_node::protocol::Request::CancelHandoff)
-                .await
-                .with_context(|| format!("cancelling {name}'s handoff"))?;
-            match answer {
-                dynamo_node::protocol::Response::Cancelled(dropped) => {
-                    outln!("{name}: {dropped} partition transfers cancelled");
-                    Ok(ExitCode::SUCCESS)
-                }
-                other => bail!("{name} answered {other:?}"),
-            }
+        Command::Handoff(HandoffCommand::Cancel(change)) => {
+            let (answer, _) = change
+                .ask_member(
+                    "will drop its partition transfers; anti-entropy copies that data instead, more slowly",
+                    &Request::CancelHandoff,
+                )
+                .await?;
+            let Response::Cancelled(dropped) = answer else {
+                bail!("{} answered {answer:?}", change.name);
+            };
+            outln!("{}: {dropped} partition transfers cancelled", change.name);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bucket(BucketCommand::List { connection }) => {
             let buckets = connection
@@ -813,14 +793,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     f64::from(m.partitions) * 100.0 / f64::from(total_partitions)
                 }
             };
-            let state = member_state;
             if connection.json {
                 let members: Vec<_> = status
                     .members
                     .iter()
                     .map(|m| serde_json::json!({
                         "id": m.id, "address": m.address, "zone": m.zone, "capacity": m.capacity,
-                        "state": state(m), "status": m.status, "up": m.up, "in_ring": m.in_ring,
+                        "state": member_state(m), "status": m.status, "up": m.up, "in_ring": m.in_ring,
                         "partitions": m.partitions, "primary_percent": primary_percent(m),
                         "replicated_percent": m.ownership_percent,
                         "pending_hints": m.pending_hints,
@@ -852,7 +831,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 for m in &status.members {
                     outln!(
                         "{:<5} {:<16} {:<22} {:<10} {:<8} {:>10} {:>7.1}% {:>9.1}% {:>6}",
-                        state(m),
+                        member_state(m),
                         m.id,
                         m.address,
                         m.zone,

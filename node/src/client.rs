@@ -95,26 +95,46 @@ struct Routing {
 }
 
 /// Latencies of recent answers, for the hedge delay.
-#[derive(Default)]
-struct Latencies(VecDeque<Duration>);
+struct Latencies {
+    samples: VecDeque<Duration>,
+    /// The p99 of `samples` within bounds, recomputed every [`HEDGE_RECOMPUTE`] samples
+    /// rather than sorted on every request.
+    hedge: Duration,
+    since_recompute: usize,
+}
+
+/// Samples recorded between two recomputations of the hedge delay.
+const HEDGE_RECOMPUTE: usize = 16;
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies {
+            samples: VecDeque::with_capacity(LATENCY_SAMPLES),
+            hedge: DEFAULT_HEDGE,
+            since_recompute: HEDGE_RECOMPUTE - 1,
+        }
+    }
+}
 
 impl Latencies {
     fn record(&mut self, latency: Duration) {
-        if self.0.len() == LATENCY_SAMPLES {
-            self.0.pop_front();
+        if self.samples.len() == LATENCY_SAMPLES {
+            self.samples.pop_front();
         }
-        self.0.push_back(latency);
+        self.samples.push_back(latency);
+        self.since_recompute += 1;
+        if self.since_recompute >= HEDGE_RECOMPUTE {
+            self.since_recompute = 0;
+            let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
+            sorted.sort_unstable();
+            let p99 = sorted[(sorted.len() - 1) * 99 / 100];
+            self.hedge = p99.clamp(MIN_HEDGE, MAX_HEDGE);
+        }
     }
 
     /// The p99 of recent answers, within bounds.
     fn hedge_delay(&self) -> Duration {
-        if self.0.is_empty() {
-            return DEFAULT_HEDGE;
-        }
-        let mut sorted: Vec<Duration> = self.0.iter().copied().collect();
-        sorted.sort_unstable();
-        let p99 = sorted[(sorted.len() - 1) * 99 / 100];
-        p99.clamp(MIN_HEDGE, MAX_HEDGE)
+        self.hedge
     }
 }
 
@@ -233,7 +253,7 @@ impl Client {
 
     /// Creates or changes a bucket.
     pub async fn create_bucket(&self, props: BucketProps) -> Result<(), ClientError> {
-        match self.any(&Request::CreateBucket(props)).await? {
+        match self.request_any(&Request::CreateBucket(props)).await? {
             Response::Ack => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -241,7 +261,7 @@ impl Client {
 
     /// Lists the buckets.
     pub async fn list_buckets(&self) -> Result<Vec<BucketProps>, ClientError> {
-        match self.any(&Request::ListBuckets).await? {
+        match self.request_any(&Request::ListBuckets).await? {
             Response::Buckets(buckets) => Ok(buckets),
             other => Err(unexpected(other)),
         }
@@ -249,7 +269,7 @@ impl Client {
 
     /// The cluster as the first reachable seed sees it.
     pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
-        match self.any(&Request::Status).await? {
+        match self.request_any(&Request::Status).await? {
             Response::Status(status) => Ok(status),
             other => Err(unexpected(other)),
         }
@@ -257,7 +277,7 @@ impl Client {
 
     /// The ring of the first reachable seed.
     pub async fn ring(&self) -> Result<Option<Ring>, ClientError> {
-        match self.any(&Request::Ring).await? {
+        match self.request_any(&Request::Ring).await? {
             Response::Ring(ring) => Ok(ring.map(|r| *r)),
             other => Err(unexpected(other)),
         }
@@ -280,8 +300,9 @@ impl Client {
         }
     }
 
-    /// Sends a request to the seeds (members known to be down last) until one answers.
-    async fn any(&self, request: &Request) -> Result<Response, ClientError> {
+    /// Sends a request to the seeds (members known to be down last) until one answers; a
+    /// request that is not safe to repeat goes to the next only when one failed.
+    pub async fn request_any(&self, request: &Request) -> Result<Response, ClientError> {
         let candidates = self.ordered(self.seeds.clone());
         self.first_answer(candidates, request).await
     }

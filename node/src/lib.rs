@@ -11,6 +11,7 @@
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod files;
 pub mod node;
 pub mod protocol;
 pub mod tls;

@@ -560,8 +560,8 @@ fn load_tls(dir: &Path, name: &str) -> Result<(TlsConfig, String), NodeError> {
 /// Creates the data directory readable only by the node's user (0700 on unix); an existing one
 /// that others can read gets a warning.
 fn create_data_dir(dir: &Path) -> Result<(), NodeError> {
-    crate::tls::create_private_dir(dir).map_err(|source| NodeError::Tls {
-        dir: dir.display().to_string(),
+    crate::files::create_private_dir(dir).map_err(|source| NodeError::Io {
+        path: dir.display().to_string(),
         source,
     })?;
     #[cfg(unix)]
@@ -583,22 +583,13 @@ fn create_data_dir(dir: &Path) -> Result<(), NodeError> {
 /// Takes the data directory's lock file, or says which directory is in use and what to do.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
     let path = dir.join("node.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| NodeError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Config(format!(
+    match crate::files::lock_file(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(NodeError::Config(format!(
             "the data directory {} is in use by another node; give this node its own --data-dir",
             dir.display()
         ))),
-        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Io {
+        Err(source) => Err(NodeError::Io {
             path: path.display().to_string(),
             source,
         }),

@@ -718,17 +718,9 @@ fn read_to_string(path: &Path) -> Result<String, TlsError> {
     fs::read_to_string(path).map_err(|source| io_error(path, source))
 }
 
-/// Creates `dir` and any missing parents readable only by their owner (0700 on unix), from the
-/// start rather than by a chmod afterwards.
-pub fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|source| io_error(dir, source))
+/// Creates a private directory (see [`crate::files::create_private_dir`]).
+fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
+    crate::files::create_private_dir(dir).map_err(|source| io_error(dir, source))
 }
 
 /// Writes a file readable only by its owner (0600 on unix, set when it is created). Fails if

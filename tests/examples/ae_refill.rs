@@ -10,17 +10,14 @@
 use std::time::{Duration, Instant};
 
 use dynamo_node::protocol::RequestOptions;
-use dynamo_storage::{FjallStore, Store, StoreOptions};
 use dynamo_tests::TestCluster;
+use dynamo_tests::process::arg_or;
 
 const VALUE_BYTES: usize = 1024;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let keys: usize = std::env::args()
-        .nth(1)
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(10_000);
+    let keys = arg_or(1, 10_000) as usize;
     let mut cluster = TestCluster::start(3).await;
     let client = cluster.client();
     let written = Instant::now();
@@ -55,7 +52,7 @@ async fn main() {
     let seconds = wiped.elapsed().as_secs_f64();
     let moved = bytes_moved(&cluster).await - moved_before;
     cluster.stop(2).await;
-    let held = keys_on_disk(&cluster, 2);
+    let held = cluster.keys_on_disk(2, "key-");
     assert_eq!(held, keys, "node-3's store after anti-entropy");
     let data = (keys * VALUE_BYTES) as f64;
     println!(
@@ -95,17 +92,4 @@ async fn idle(cluster: &TestCluster, since: Duration) -> bool {
         }
     }
     idle
-}
-
-fn keys_on_disk(cluster: &TestCluster, index: usize) -> usize {
-    let options = StoreOptions::new(format!("node-{}", index + 1), 1);
-    let store: FjallStore<dynamo_quorum::Value> =
-        FjallStore::open(cluster.data_dir(index).join("store"), &options).expect("open store");
-    (0..64)
-        .map(|p| {
-            store
-                .scan_partition(p, None, usize::MAX)
-                .map_or(0, |e| e.len())
-        })
-        .sum()
 }

@@ -10,14 +10,12 @@ use std::time::{Duration, Instant};
 
 use dynamo_node::Client;
 use dynamo_node::protocol::RequestOptions;
+use dynamo_tests::process::arg_or;
 use dynamo_tests::{TestCluster, tls_for};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(10);
+    let rounds = arg_or(1, 10) as usize;
     let mut cluster = TestCluster::start(3).await;
     let addresses = cluster.addresses();
     cluster.stop(0).await;

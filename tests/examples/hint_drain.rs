@@ -10,13 +10,11 @@
 use std::time::{Duration, Instant};
 
 use dynamo_tests::TestCluster;
+use dynamo_tests::process::arg_or;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let keys: usize = std::env::args()
-        .nth(1)
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(2_000);
+    let keys = arg_or(1, 2_000) as usize;
     let mut cluster = TestCluster::start(4).await;
     cluster.stop(3).await;
     // Let the others see node 4 down, so writes go to fallbacks with hints.

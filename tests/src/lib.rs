@@ -106,6 +106,27 @@ impl TestCluster {
         self.configs[index].data_dir.clone()
     }
 
+    /// Keys of the default bucket starting with `prefix` in the store of stopped node `index`,
+    /// read directly (a read through the cluster would repair what it looks at).
+    pub fn keys_on_disk(&self, index: usize, prefix: &str) -> usize {
+        use dynamo_storage::{FjallStore, Store, StoreOptions};
+        assert!(self.nodes[index].is_none(), "node {index} is running");
+        let options = StoreOptions::new(format!("node-{}", index + 1), 1);
+        let store: FjallStore<dynamo_quorum::Value> =
+            FjallStore::open(self.data_dir(index).join("store"), &options).expect("open store");
+        let wanted = dynamo_node::protocol::storage_key("default", prefix.as_bytes());
+        (0..self.partitions)
+            .map(|partition| {
+                store
+                    .scan_partition(partition, None, usize::MAX)
+                    .expect("scan")
+                    .iter()
+                    .filter(|(key, _)| key.starts_with(&wanted))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Addresses of the running nodes.
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.nodes.iter().flatten().map(Node::address).collect()

@@ -395,26 +395,6 @@ async fn buckets_and_keys_survive_a_full_cluster_restart() {
     cluster.shutdown().await;
 }
 
-/// Keys of the default bucket stored on stopped node `index`, read from its store directly (a
-/// read through the cluster would repair the replica and hide what anti-entropy did).
-fn keys_on_disk(cluster: &TestCluster, index: usize, prefix: &str) -> usize {
-    use dynamo_storage::{FjallStore, Store, StoreOptions};
-    let options = StoreOptions::new(format!("node-{}", index + 1), 1);
-    let store: FjallStore<dynamo_quorum::Value> =
-        FjallStore::open(cluster.data_dir(index).join("store"), &options).expect("open store");
-    let wanted = dynamo_node::protocol::storage_key("default", prefix.as_bytes());
-    (0..64)
-        .map(|partition| {
-            store
-                .scan_partition(partition, None, 10_000)
-                .expect("scan")
-                .iter()
-                .filter(|(key, _)| key.starts_with(&wanted))
-                .count()
-        })
-        .sum()
-}
-
 /// Paper 4.7, issue 11: a replica that was down while writes went on (N = 3 on three nodes, so
 /// no fallback held hints) catches up through Merkle anti-entropy alone, without any read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +426,7 @@ async fn anti_entropy_refills_a_replica_without_reads() {
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
         cluster.stop(2).await;
-        let held = keys_on_disk(&cluster, 2, "ae-");
+        let held = cluster.keys_on_disk(2, "ae-");
         if held == KEYS {
             break;
         }
@@ -625,7 +605,7 @@ async fn cancelled_handoff_leaves_the_copying_to_anti_entropy() {
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         cluster.stop(new).await;
-        let held = keys_held(&cluster.data_dir(new), "node-4", b"h");
+        let held = cluster.keys_on_disk(new, "h");
         if held >= 100 {
             break;
         }
@@ -636,22 +616,4 @@ async fn cancelled_handoff_leaves_the_copying_to_anti_entropy() {
         cluster.restart(new).await;
     }
     cluster.shutdown().await;
-}
-
-/// Keys of the default bucket starting with `prefix` in the store of a stopped node.
-fn keys_held(data_dir: &std::path::Path, name: &str, prefix: &[u8]) -> usize {
-    use dynamo_storage::{FjallStore, Store, StoreOptions};
-    let store: FjallStore<dynamo_quorum::Value> =
-        FjallStore::open(data_dir.join("store"), &StoreOptions::new(name, 1)).expect("store");
-    let prefix = dynamo_node::protocol::storage_key("default", prefix);
-    (0..64)
-        .map(|partition| {
-            store
-                .scan_partition(partition, None, 100_000)
-                .expect("scan")
-                .iter()
-                .filter(|(key, _)| key.starts_with(&prefix))
-                .count()
-        })
-        .sum()
 }
