@@ -847,6 +847,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 outln!("{}", anti_entropy_line(&status.anti_entropy));
                 outln!("{}", handoff_line(&status.handoff));
+                outln!("{}", reaper_line(&status.reaper));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1036,6 +1037,19 @@ fn member_state(member: &dynamo_node::protocol::MemberStatus) -> &'static str {
         (_, true) => "UP",
         (_, false) => "DOWN",
     }
+}
+
+/// One line on the tombstones the answering node reaped.
+fn reaper_line(reaper: &dynamo_node::protocol::ReaperStatus) -> String {
+    if reaper.grace_ms == 0 {
+        return "tombstones: kept forever (tombstone_grace_ms = 0)".into();
+    }
+    format!(
+        "tombstones: {} reaped, {} kept for now (reaped once {} s old, every replica holds them and no node holds a hint of the key)",
+        reaper.reaped,
+        reaper.kept,
+        reaper.grace_ms / 1000
+    )
 }
 
 /// One line on the partitions the answering node is handing to other nodes.

@@ -65,6 +65,9 @@ pub struct NodeConfig {
     pub anti_entropy_bytes_per_sec: u64,
     /// Partition transfers handoff (after joins, leaves and restarts) runs at once.
     pub handoff_concurrency: usize,
+    /// A tombstone older than this (milliseconds) is removed for good once every replica holds
+    /// it and no node holds a hint or an unsent copy of its key; 0 keeps tombstones forever.
+    pub tombstone_grace_ms: u64,
     /// An explicit join (`dynamo join`): a node that had left the cluster joins it again. A
     /// plain restart of a node that left keeps it out.
     pub rejoin: bool,
@@ -98,6 +101,7 @@ impl Default for NodeConfig {
             anti_entropy_sessions: 2,
             anti_entropy_bytes_per_sec: 16 * 1024 * 1024,
             handoff_concurrency: 2,
+            tombstone_grace_ms: 3_600_000,
             rejoin: false,
             max_client_requests_in_flight: 1024,
             max_peer_requests_in_flight: 4096,

@@ -237,6 +237,7 @@ impl Node {
             anti_entropy_sessions: config.anti_entropy_sessions,
             anti_entropy_bytes_per_sec: config.anti_entropy_bytes_per_sec,
             handoff_concurrency: config.handoff_concurrency,
+            tombstone_grace_ms: config.tombstone_grace_ms,
             rejoin: config.rejoin,
         };
         let now = clock.now();
@@ -520,9 +521,11 @@ fn log_event(node: &NodeId, event: CoreEvent) {
         CoreEvent::HandoffStarted { transfers } => {
             tracing::info!(%node, transfers, "handoff started");
         }
-        CoreEvent::HandoffFinished { failed: 0 } => tracing::info!(%node, "handoff finished"),
-        CoreEvent::HandoffFinished { failed } => {
-            tracing::warn!(%node, failed, "handoff gave up on some partitions; read repair and hints must cover them");
+        CoreEvent::HandoffFinished { failed: 0, dropped } => {
+            tracing::info!(%node, dropped, "handoff finished");
+        }
+        CoreEvent::HandoffFinished { failed, dropped } => {
+            tracing::warn!(%node, failed, dropped, "handoff gave up on some partitions; anti-entropy and read repair must cover them");
         }
         CoreEvent::HintRefused { owner, reason } => {
             tracing::warn!(%node, %owner, %reason, "hint refused by its owner");

@@ -278,6 +278,20 @@ pub struct ClusterStatus {
     pub anti_entropy: Box<AntiEntropyStatus>,
     /// Partitions the answering node is handing to other nodes.
     pub handoff: HandoffStatus,
+    /// Tombstones the answering node reaped (it sweeps the partitions it is first replica of;
+    /// boxed like `anti_entropy`).
+    pub reaper: Box<ReaperStatus>,
+}
+
+/// Tombstone reaping as one node runs it, since the node started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReaperStatus {
+    /// How old a tombstone must be to be reaped, in milliseconds; 0: never reaped.
+    pub grace_ms: u64,
+    /// Keys removed for good.
+    pub reaped: u64,
+    /// Attempts that kept the tombstone (a node down, a hint held, replicas not in agreement).
+    pub kept: u64,
 }
 
 /// Handoff as one node runs it: partitions it must give to other replicas after ring changes

@@ -31,6 +31,7 @@ fn config() -> CoreConfig {
         anti_entropy_sessions: 1,
         anti_entropy_bytes_per_sec: 0,
         handoff_concurrency: 2,
+        tombstone_grace_ms: 0,
         rejoin: false,
     }
 }

@@ -32,6 +32,15 @@ pub enum ReplicaRequest {
         /// as a hint and hands them over when the primary is back.
         hint: Option<NodeId>,
     },
+    /// Return every version of `key` the node holds *outside* what the key's replicas hold:
+    /// versions kept for another node (hints) and copies of a partition it does not replicate
+    /// (not yet handed off). A reaper asks every node that is not a primary; any answer other
+    /// than [`ReplicaReply::NotFound`] keeps the tombstone, since such versions could later be
+    /// delivered to a primary that no longer remembers the delete.
+    Holdings {
+        /// The key.
+        key: Vec<u8>,
+    },
     /// Delete `key` if the replica still holds exactly `expected` (a tombstone every primary
     /// holds); anything else means a write raced the reap and the key stays.
     Reap {

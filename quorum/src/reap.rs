@@ -1,7 +1,10 @@
 //! Reaping tombstones: a delete leaves a tombstone, and the key is removed for good only when
-//! every one of its N primaries holds exactly the same tombstone and it is older than a grace
-//! period. Any doubt (a primary down or silent, different versions, a live sibling, a recent
-//! tombstone) keeps the tombstone: deleted data must never come back.
+//! every one of its N primaries holds exactly the same tombstone, it is older than a grace
+//! period, and every other node answers that it holds no version of the key outside the
+//! replicas (no hint, no copy waiting for handoff). Any doubt (a node down or silent,
+//! different versions, a live sibling, a recent tombstone, a hint somewhere) keeps the
+//! tombstone: deleted data must never come back. (Riak's history has the anomaly this guards
+//! against: a hint delivered after the reap brought the deleted value back.)
 //!
 //! The reap itself is a compare-and-delete on each replica ([`ReplicaRequest::Reap`]), so a
 //! write racing the reap survives. This module must not know how replicas store keys.
@@ -20,6 +23,9 @@ pub struct ReapRequest {
     pub key: Vec<u8>,
     /// The key's N primaries (not fallbacks): all must hold the tombstone.
     pub primaries: Vec<NodeId>,
+    /// Every other node that may hold versions of the key (all other members of the ring):
+    /// all must answer that they hold none outside the replicas.
+    pub others: Vec<NodeId>,
     /// The newest tombstone timestamp must be at least this old (milliseconds, in the same
     /// clock as the timestamps the coordinators wrote with).
     pub grace_ms: u64,
@@ -50,6 +56,8 @@ pub struct ReapCoordinator {
     deadline_ms: u64,
     phase: Phase,
     read: Vec<Option<Object>>,
+    /// Which of `others` answered that they hold nothing.
+    clear: Vec<bool>,
     reaped: Vec<Option<bool>>,
     commands: VecDeque<Command>,
 }
@@ -57,23 +65,27 @@ pub struct ReapCoordinator {
 impl ReapCoordinator {
     /// Starts a reap at time `now`: a read to every primary.
     pub fn new(now: u64, request: ReapRequest) -> Self {
-        let commands = request
-            .primaries
-            .iter()
-            .map(|node| Command::Send {
-                to: node.clone(),
-                request: ReplicaRequest::Read {
-                    key: request.key.clone(),
-                },
-            })
-            .collect();
+        let reads = request.primaries.iter().map(|node| Command::Send {
+            to: node.clone(),
+            request: ReplicaRequest::Read {
+                key: request.key.clone(),
+            },
+        });
+        let holdings = request.others.iter().map(|node| Command::Send {
+            to: node.clone(),
+            request: ReplicaRequest::Holdings {
+                key: request.key.clone(),
+            },
+        });
+        let commands = reads.chain(holdings).collect();
         let count = request.primaries.len();
         let mut coordinator = Self {
             deadline_ms: now.saturating_add(request.timeout_ms),
-            request,
             phase: Phase::Reading,
             read: vec![None; count],
+            clear: vec![false; request.others.len()],
             reaped: vec![None; count],
+            request,
             commands,
         };
         if count == 0 {
@@ -82,10 +94,11 @@ impl ReapCoordinator {
         coordinator
     }
 
-    /// A primary's answer (to the read, then to the reap).
+    /// A primary's answer (to the read, then to the reap), or another node's answer about
+    /// what it holds.
     pub fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
         let Some(index) = self.request.primaries.iter().position(|n| n == from) else {
-            return;
+            return self.handle_holdings(now, from, reply);
         };
         match (self.phase, reply) {
             (Phase::Reading, ReplicaReply::Found(object)) => {
@@ -146,8 +159,32 @@ impl ReapCoordinator {
         self.phase == Phase::Done
     }
 
+    fn handle_holdings(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
+        let Some(index) = self.request.others.iter().position(|n| n == from) else {
+            return;
+        };
+        if self.phase != Phase::Reading {
+            return;
+        }
+        match reply {
+            ReplicaReply::NotFound => {
+                self.clear[index] = true;
+                self.maybe_reap(now);
+            }
+            ReplicaReply::Found(_) => self.finish(ReapOutcome::Kept(format!(
+                "{from} still holds versions of the key (a hint or a copy not handed off yet)"
+            ))),
+            ReplicaReply::Failed(reason) => {
+                self.finish(ReapOutcome::Kept(format!("{from} failed: {reason}")));
+            }
+            other => self.finish(ReapOutcome::Kept(format!(
+                "unexpected reply from {from}: {other:?}"
+            ))),
+        }
+    }
+
     fn maybe_reap(&mut self, now: u64) {
-        if self.read.iter().any(Option::is_none) {
+        if self.read.iter().any(Option::is_none) || self.clear.iter().any(|c| !c) {
             return;
         }
         let objects: Vec<&Object> = self.read.iter().flatten().collect();

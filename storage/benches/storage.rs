@@ -88,10 +88,8 @@ impl Versioned {
     fn put(&mut self, durability: Durability) {
         let i = self.next;
         self.next += 1;
-        let actor = self.store.actor();
         let write = LocalWrite {
             context: &VClock::new(),
-            actor: &actor,
             value: blob(),
             now: u64::from(i),
         };

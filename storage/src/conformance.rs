@@ -15,7 +15,7 @@ use crate::fjall_store::FjallStore;
 use crate::keys::{MAX_KEY_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
 use crate::memory::MemoryStore;
 use crate::options::{Durability, StoreOptions};
-use crate::store::{LocalWrite, Store};
+use crate::store::{LocalWrite, Store, incarnation_of};
 
 /// The value type of the suite.
 pub type Bytes = Vec<u8>;
@@ -132,6 +132,7 @@ pub fn checks<H: Harness>() -> Vec<Check<H>> {
         check!(get_of_a_missing_key_is_none),
         check!(update_makes_a_new_version),
         check!(update_discards_what_the_context_saw),
+        check!(key_incarnations_are_never_reused),
         check!(apply_keeps_concurrent_sets_as_siblings),
         check!(apply_is_idempotent_and_keeps_newer_versions),
         check!(racing_updates_of_one_key_lose_nothing),
@@ -224,13 +225,11 @@ fn put<S: Store<Bytes>>(
     context: &VClock,
     value: &[u8],
 ) -> Result<DvvSet<Bytes>> {
-    let actor = store.actor();
     store.update(
         partition,
         key,
         LocalWrite {
             context,
-            actor: &actor,
             value: value.to_vec(),
             now: T0,
         },
@@ -289,9 +288,101 @@ fn update_makes_a_new_version<H: Harness>(h: &mut H) -> Result<(), String> {
         values(&got)
     );
     ensure!(
-        got.context().get(&store.actor()) == 1,
-        "the store's actor should have counter 1 in {:?}",
+        writers(&store, &got) == vec![(1, 1)],
+        "one incarnation of the store's actor should have counter 1 in {:?}",
         got.context()
+    );
+    Ok(())
+}
+
+/// `(incarnation, counter)` of every key incarnation of the store's actor in `set`'s history.
+fn writers<S: Store<Bytes>>(store: &S, set: &DvvSet<Bytes>) -> Vec<(u64, u64)> {
+    let base = store.actor();
+    set.context()
+        .iter()
+        .filter_map(|(actor, entry)| Some((incarnation_of(&base, actor)?, entry.counter)))
+        .collect()
+}
+
+/// The incarnation that made the newest dot of the store's actor in `set`.
+fn writer<S: Store<Bytes>>(store: &S, set: &DvvSet<Bytes>) -> Result<u64, String> {
+    writers(store, set)
+        .into_iter()
+        .map(|(incarnation, _)| incarnation)
+        .max()
+        .ok_or_else(|| format!("no incarnation of {} in {:?}", store.actor(), set.context()))
+}
+
+/// Riak kv679 at the key level: a store that coordinates a key it holds no usable history of
+/// (never written here, reaped, its copy dropped after a handoff, or a context showing dots the
+/// store has not seen) starts a new key incarnation, so it never mints a dot again; with the
+/// history at hand it continues the key's incarnation. Incarnations survive a reopen.
+fn key_incarnations_are_never_reused<H: Harness>(h: &mut H) -> Result<(), String> {
+    let store = h.open_fresh(options()).ctx("open")?;
+    let mut seen = Vec::new();
+    let mut fresh = |incarnation: u64, case: &str| {
+        let new = !seen.contains(&incarnation);
+        seen.push(incarnation);
+        if new {
+            Ok(())
+        } else {
+            Err(format!(
+                "{case}: incarnation {incarnation} was handed out before"
+            ))
+        }
+    };
+    let a1 = put(&store, 0, b"a", &VClock::new(), b"1").ctx("put a")?;
+    fresh(writer(&store, &a1)?, "first write of a")?;
+    let a2 = put(&store, 0, b"a", &a1.context(), b"2").ctx("put a again")?;
+    ensure!(
+        writers(&store, &a2) == vec![(writer(&store, &a1)?, 2)],
+        "a second write of a key continues its incarnation: {:?}",
+        a2.context()
+    );
+    let b1 = put(&store, 0, b"b", &VClock::new(), b"1").ctx("put b")?;
+    fresh(writer(&store, &b1)?, "another key")?;
+    // Reaped: the history is gone, so the next write starts over under a new incarnation.
+    ensure!(
+        store
+            .remove_if_equal(0, b"a", &a2, Durability::Buffered)
+            .ctx("reap")?,
+        "reap refused"
+    );
+    let a3 = put(&store, 0, b"a", &VClock::new(), b"3").ctx("put a after reap")?;
+    fresh(writer(&store, &a3)?, "write after a reap")?;
+    // Retired: b's incarnation is not continued even though b's history is here.
+    store.retire_actors(0).ctx("retire")?;
+    let b2 = put(&store, 0, b"b", &b1.context(), b"2").ctx("put b after retire")?;
+    fresh(writer(&store, &b2)?, "write after retiring the partition")?;
+    ensure!(
+        values(&b2) == sorted(&[b"2"]),
+        "the context still replaces what it saw: {:?}",
+        values(&b2)
+    );
+    // Another partition is not retired.
+    let c1 = put(&store, 1, b"c", &VClock::new(), b"1").ctx("put c")?;
+    let c2 = put(&store, 1, b"c", &c1.context(), b"2").ctx("put c again")?;
+    ensure!(
+        writer(&store, &c2)? == writer(&store, &c1)?,
+        "retiring partition 0 changed partition 1's writer"
+    );
+    // A context that saw more of the incarnation than the store holds: amnesia, start over.
+    let mut ahead = c2.context();
+    let c_actor = crate::store::key_actor(&store.actor(), writer(&store, &c2)?);
+    ahead.increment(&c_actor, T0);
+    let c3 = put(&store, 1, b"c", &ahead, b"3").ctx("put c with a context ahead")?;
+    fresh(
+        writer(&store, &c3)?,
+        "write with a context ahead of the store",
+    )?;
+    // A reopen hands out only incarnations never handed out before.
+    let store = h.reopen(store, options()).ctx("reopen")?;
+    let d1 = put(&store, 1, b"d", &VClock::new(), b"1").ctx("put d after reopen")?;
+    fresh(writer(&store, &d1)?, "write after a reopen")?;
+    let b3 = put(&store, 0, b"b", &b2.context(), b"3").ctx("put b after reopen")?;
+    ensure!(
+        writer(&store, &b3)? == writer(&store, &b2)?,
+        "the retirement floor moved across the reopen"
     );
     Ok(())
 }

@@ -14,17 +14,20 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dynamo_merkle::{KeyEntry, KeyHash, KeyIndex, MerkleTree, TreeShape, key_hash};
-use dynamo_vclock::DvvSet;
+use dynamo_vclock::{Actor, DvvSet, VClock};
 
 use crate::backend::{Backend, Op, Space, Visitor};
 use crate::error::{Result, StorageError};
 use crate::keys::{
-    MAX_NODE_STATE_BYTES, META_EPOCH, META_NODE_ID, META_STATE_PREFIX, check_key, check_node_id,
-    check_state_name, data_key, hint_key, hint_prefix, partition_bounds, prefix_bounds,
-    prefix_successor, split_data_key, split_hint_key, state_key,
+    MAX_NODE_STATE_BYTES, META_EPOCH, META_INCARNATION_LEASE, META_NODE_ID, META_RETIRED_PREFIX,
+    META_STATE_PREFIX, check_key, check_node_id, check_state_name, data_key, hint_key, hint_prefix,
+    partition_bounds, prefix_bounds, prefix_successor, retired_key, split_data_key, split_hint_key,
+    state_key,
 };
 use crate::options::{Durability, StoreOptions};
-use crate::store::{Hint, LocalWrite, PartitionDigest, Value};
+use crate::store::{
+    Hint, LocalWrite, PartitionDigest, Value, actor_for, incarnation_of, key_actor,
+};
 
 /// First byte of every stored version set.
 const FORMAT_V1: u8 = 1;
@@ -34,6 +37,21 @@ const SCAN_BATCH: usize = 1024;
 
 /// Stripes of the hint locks.
 const HINT_STRIPES: usize = 64;
+
+/// Key incarnations leased per durable lease write.
+const INCARNATION_LEASE: u64 = 1024;
+
+/// The key incarnations this store hands out ([`crate::key_actor`]).
+#[derive(Debug)]
+struct Incarnations {
+    /// The next incarnation to hand out.
+    next: u64,
+    /// The durable lease: every incarnation below it may have been handed out, so a reopened
+    /// store starts here.
+    leased_to: u64,
+    /// Per partition, the retirement floor: own incarnations below it are not continued.
+    retired: HashMap<u32, u64>,
+}
 
 /// Per-partition state, behind the partition's lock.
 #[derive(Debug, Default)]
@@ -55,6 +73,11 @@ pub(crate) struct Engine<B, V> {
     partitions: Mutex<HashMap<u32, Arc<Mutex<PartitionState>>>>,
     /// Striped locks for read-merge-write of hints.
     hint_locks: Vec<Mutex<()>>,
+    /// The node's actor in this epoch, of which key writes use incarnations.
+    base_actor: Actor,
+    /// Key incarnations handed out and retired (locked inside a partition lock, never around
+    /// one).
+    incarnations: Mutex<Incarnations>,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -101,6 +124,50 @@ fn bound_ref(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
         Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
         Bound::Unbounded => Bound::Unbounded,
     }
+}
+
+fn u64_value(space: Space, key: &[u8], bytes: &[u8]) -> Result<u64> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {
+        space: space.name(),
+        key: key.to_vec(),
+        reason: "expected 8 bytes".into(),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+/// The incarnation lease and every partition's retirement floor, as recorded.
+fn load_incarnations<B: Backend>(backend: &B) -> Result<Incarnations> {
+    let leased_to = match backend.get(Space::Meta, META_INCARNATION_LEASE)? {
+        Some(bytes) => u64_value(Space::Meta, META_INCARNATION_LEASE, &bytes)?,
+        None => 1,
+    };
+    let mut retired = HashMap::new();
+    let (lower, upper) = prefix_bounds(META_RETIRED_PREFIX);
+    backend.scan(
+        Space::Meta,
+        bound_ref(&lower),
+        bound_ref(&upper),
+        &mut |key, value| {
+            let partition = key
+                .get(META_RETIRED_PREFIX.len()..)
+                .and_then(|p| <[u8; 4]>::try_from(p).ok())
+                .ok_or_else(|| StorageError::Corrupt {
+                    space: "meta",
+                    key: key.to_vec(),
+                    reason: "retirement floor of no partition".into(),
+                })?;
+            retired.insert(
+                u32::from_be_bytes(partition),
+                u64_value(Space::Meta, key, value)?,
+            );
+            Ok(true)
+        },
+    )?;
+    Ok(Incarnations {
+        next: leased_to,
+        leased_to,
+        retired,
+    })
 }
 
 /// The meta keys of every saved node state.
@@ -163,7 +230,10 @@ impl<B: Backend, V: Value> Engine<B, V> {
             }
             _ => return Err(corrupt("only one of node id and epoch is recorded")),
         };
+        let incarnations = load_incarnations(&backend)?;
         Ok(Engine {
+            base_actor: actor_for(&options.node_id, epoch),
+            incarnations: Mutex::new(incarnations),
             backend,
             node_id: options.node_id.clone(),
             epoch,
@@ -235,7 +305,7 @@ impl<B: Backend, V: Value> Engine<B, V> {
         partition: u32,
         key: &[u8],
         durability: Durability,
-        merge: impl FnOnce(Option<DvvSet<V>>) -> DvvSet<V>,
+        merge: impl FnOnce(Option<DvvSet<V>>) -> Result<DvvSet<V>>,
     ) -> Result<DvvSet<V>> {
         let raw = data_key(partition, key);
         let part = self.partition(partition);
@@ -245,7 +315,7 @@ impl<B: Backend, V: Value> Engine<B, V> {
             .as_deref()
             .map(|b| decode_set(Space::Data, key, b))
             .transpose()?;
-        let new = merge(old);
+        let new = merge(old)?;
         if old_bytes.is_none() && new == DvvSet::empty() {
             // An empty incoming set for an absent key: nothing to store.
             return Ok(new);
@@ -278,9 +348,11 @@ impl<B: Backend, V: Value> Engine<B, V> {
     ) -> Result<DvvSet<V>> {
         check_key(key)?;
         self.check_set(incoming)?;
-        self.modify(partition, key, durability, |stored| match stored {
-            Some(stored) => stored.sync(incoming),
-            None => incoming.clone(),
+        self.modify(partition, key, durability, |stored| {
+            Ok(match stored {
+                Some(stored) => stored.sync(incoming),
+                None => incoming.clone(),
+            })
         })
     }
 
@@ -295,8 +367,59 @@ impl<B: Backend, V: Value> Engine<B, V> {
         self.check_value(&write.value)?;
         self.modify(partition, key, durability, |stored| {
             let stored = stored.unwrap_or_default();
-            stored.updated(write.context, write.actor, write.value, write.now)
+            let actor = self.writer(partition, &stored, write.context)?;
+            Ok(stored.updated(write.context, &actor, write.value, write.now))
         })
+    }
+
+    /// The actor a coordinator write of a key continues (see [`crate::Store::update`]); called
+    /// under the partition's lock.
+    fn writer(&self, partition: u32, stored: &DvvSet<V>, context: &VClock) -> Result<Actor> {
+        let mut incarnations = lock(&self.incarnations);
+        let floor = incarnations.retired.get(&partition).copied().unwrap_or(0);
+        let history = stored.context();
+        let continued = history
+            .iter()
+            .filter(|(actor, entry)| context.get(actor) <= entry.counter)
+            .filter_map(|(actor, _)| incarnation_of(&self.base_actor, actor))
+            .filter(|&incarnation| incarnation >= floor)
+            .max();
+        if let Some(incarnation) = continued {
+            return Ok(key_actor(&self.base_actor, incarnation));
+        }
+        if incarnations.next >= incarnations.leased_to {
+            let leased_to = incarnations.next.saturating_add(INCARNATION_LEASE);
+            self.backend.write(
+                &[Op::Put(
+                    Space::Meta,
+                    META_INCARNATION_LEASE,
+                    &leased_to.to_be_bytes(),
+                )],
+                Durability::Sync,
+            )?;
+            incarnations.leased_to = leased_to;
+        }
+        let incarnation = incarnations.next;
+        incarnations.next += 1;
+        Ok(key_actor(&self.base_actor, incarnation))
+    }
+
+    pub(crate) fn retire_actors(&self, partition: u32) -> Result<()> {
+        let mut incarnations = lock(&self.incarnations);
+        let floor = incarnations.next;
+        if incarnations.retired.get(&partition) == Some(&floor) {
+            return Ok(());
+        }
+        self.backend.write(
+            &[Op::Put(
+                Space::Meta,
+                &retired_key(partition),
+                &floor.to_be_bytes(),
+            )],
+            Durability::Sync,
+        )?;
+        incarnations.retired.insert(partition, floor);
+        Ok(())
     }
 
     /// Visits the raw entries of a partition in key order, strictly after `after`.
@@ -617,6 +740,9 @@ macro_rules! delegate_store {
                 durability: $crate::Durability,
             ) -> $crate::Result<dynamo_vclock::DvvSet<V>> {
                 self.engine.update(partition, key, write, durability)
+            }
+            fn retire_actors(&self, partition: u32) -> $crate::Result<()> {
+                self.engine.retire_actors(partition)
             }
             fn scan_partition(
                 &self,

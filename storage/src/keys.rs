@@ -4,8 +4,10 @@
 //!   range and a partition scan is one range scan in key order;
 //! * hints: `len(owner) (u8) ++ owner ++ partition (u32 big-endian) ++ user key`, so the hints
 //!   held for one owner are one range;
-//! * meta: fixed names for the node id and the epoch, and `state/ ++ name` for the node state
-//!   saved by [`crate::Store::save_node_state`] (no fixed name starts with `state/`).
+//! * meta: fixed names for the node id, the epoch and the key-incarnation lease,
+//!   `retired/ ++ partition` for a partition's retirement floor, and `state/ ++ name` for the
+//!   node state saved by [`crate::Store::save_node_state`] (no fixed name starts with
+//!   `state/` or `retired/`).
 //!
 //! This module must not know the version types, rings or the network.
 
@@ -35,6 +37,12 @@ pub(crate) const META_NODE_ID: &[u8] = b"node_id";
 pub(crate) const META_EPOCH: &[u8] = b"epoch";
 /// Prefix of the meta keys holding node state; the fixed names above never start with it.
 pub(crate) const META_STATE_PREFIX: &[u8] = b"state/";
+/// Meta key holding the key-incarnation lease (u64 big-endian): every incarnation below it
+/// may have been handed out.
+pub(crate) const META_INCARNATION_LEASE: &[u8] = b"incarnation_lease";
+/// Prefix of the meta keys holding a partition's retirement floor (`retired/ ++ partition`,
+/// u64 big-endian value): this node's key incarnations below it are retired in the partition.
+pub(crate) const META_RETIRED_PREFIX: &[u8] = b"retired/";
 
 /// Longest name of a piece of node state ([`crate::Store::save_node_state`]), in bytes.
 pub const MAX_NODE_STATE_NAME_BYTES: usize = 64;
@@ -88,6 +96,14 @@ pub(crate) fn state_key(name: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(META_STATE_PREFIX.len() + name.len());
     out.extend_from_slice(META_STATE_PREFIX);
     out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// The meta-space key of a partition's retirement floor.
+pub(crate) fn retired_key(partition: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(META_RETIRED_PREFIX.len() + 4);
+    out.extend_from_slice(META_RETIRED_PREFIX);
+    out.extend_from_slice(&partition.to_be_bytes());
     out
 }
 

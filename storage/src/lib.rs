@@ -27,6 +27,12 @@
 //! counter it had handed out before. The node state goes with the data: a store opened without
 //! its data has none.
 //!
+//! Within an epoch a node writes each key under a *key incarnation* of its actor
+//! ([`key_actor`]: `"{node}#{epoch}.{n}"`), Riak's per-key epochs. A coordinator write on a key
+//! the store holds no usable history of (never written here, reaped, or dropped after a
+//! handoff: [`Store::retire_actors`]) starts a new incarnation from a persisted lease, so a
+//! store never mints a dot it may have minted before for another version of the key.
+//!
 //! # Limits
 //!
 //! Keys longer than [`MAX_KEY_BYTES`] (just under 64 KiB) and sibling values whose postcard
@@ -54,4 +60,6 @@ pub use fjall_store::FjallStore;
 pub use keys::{MAX_KEY_BYTES, MAX_NODE_ID_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
 pub use memory::MemoryStore;
 pub use options::{DEFAULT_MAX_VALUE_BYTES, Durability, StoreOptions};
-pub use store::{Hint, LocalWrite, PartitionDigest, Store, Value, actor_for};
+pub use store::{
+    Hint, LocalWrite, PartitionDigest, Store, Value, actor_for, incarnation_of, key_actor,
+};

@@ -36,8 +36,7 @@ use crate::store::Value;
 /// use dynamo_vclock::VClock;
 ///
 /// let store: MemoryStore<String> = MemoryStore::open(&StoreOptions::new("n1", 1_000))?;
-/// let actor = store.actor();
-/// let write = LocalWrite { context: &VClock::new(), actor: &actor, value: "v1".to_string(), now: 1_000 };
+/// let write = LocalWrite { context: &VClock::new(), value: "v1".to_string(), now: 1_000 };
 /// store.update(7, b"cart", write, Durability::Sync)?;
 /// let set = store.get(7, b"cart")?.expect("stored");
 /// assert_eq!(set.values().collect::<Vec<_>>(), vec![&"v1".to_string()]);

@@ -24,14 +24,12 @@ impl<T> Value for T where T: Clone + PartialEq + Serialize + DeserializeOwned + 
 {}
 
 /// A coordinator's local write (the Dynamo paper, section 4.4: the coordinator makes the new
-/// version): the new value, the context the client read, and who writes when.
+/// version): the new value, the context the client read, and when. The store picks the actor
+/// that makes the new dot (see [`Store::update`]).
 #[derive(Clone, Debug)]
 pub struct LocalWrite<'a, V> {
     /// The causal context the client read; versions it has seen are replaced.
     pub context: &'a VClock,
-    /// The actor that makes the new dot; use [`Store::actor`] so that a replica that lost its
-    /// disk never reuses old counters.
-    pub actor: &'a Actor,
     /// The new value.
     pub value: V,
     /// Wall-clock milliseconds, recorded in the clock entry (for pruning).
@@ -64,8 +62,36 @@ pub struct PartitionDigest {
 ///
 /// A node that lost its disk opens with a new, larger epoch and therefore writes under a new
 /// actor, so it can never hand out a counter it already used before the loss (Riak kv679).
+/// Writes are made by one *key incarnation* of this actor at a time ([`key_actor`]).
 pub fn actor_for(node_id: &str, epoch: u64) -> Actor {
     Actor::new(format!("{node_id}#{epoch}"))
+}
+
+/// The actor a node writes one key under: `"{base}.{incarnation}"` for incarnations from 1,
+/// and `base` itself for incarnation 0 (written before key incarnations existed).
+///
+/// A store starts a key's new incarnation whenever it coordinates a write for a key it holds no
+/// usable history of (never seen, reaped, or dropped after a handoff), so it can never mint a
+/// dot that another replica still holds for an older version (Riak's per-key epochs, kv679).
+pub fn key_actor(base: &Actor, incarnation: u64) -> Actor {
+    if incarnation == 0 {
+        base.clone()
+    } else {
+        Actor::new(format!("{base}.{incarnation}"))
+    }
+}
+
+/// The key incarnation of `actor` if it is one of `base`'s ([`key_actor`]), else `None`.
+pub fn incarnation_of(base: &Actor, actor: &Actor) -> Option<u64> {
+    let rest = actor.as_str().strip_prefix(base.as_str())?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let digits = rest.strip_prefix('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&n| n > 0)
 }
 
 /// A replica's storage. Methods are synchronous and may block on the disk: the `node` calls
@@ -105,6 +131,11 @@ pub trait Store<V: Value>: Send + Sync {
 
     /// The coordinator's write: `DvvSet::update` of the stored set with `write` atomically,
     /// which makes the new dot. Returns the new stored set.
+    ///
+    /// The dot's actor is a key incarnation of [`Store::actor`] ([`key_actor`]): the newest one
+    /// the stored set already has, if it is not retired in the partition
+    /// ([`Store::retire_actors`]) and the context shows no dot of it the store has not seen;
+    /// otherwise a new incarnation, never handed out before (even across crashes).
     fn update(
         &self,
         partition: u32,
@@ -112,6 +143,13 @@ pub trait Store<V: Value>: Send + Sync {
         write: LocalWrite<'_, V>,
         durability: Durability,
     ) -> Result<DvvSet<V>>;
+
+    /// Retires this node's key incarnations in use in `partition` so far: later writes to any
+    /// key of it start a new incarnation. Call it, and let it return, before dropping copies
+    /// of the partition's keys (after handing them to another replica): a node that later
+    /// coordinates such a key again must not continue a history it no longer holds. Durable
+    /// when it returns.
+    fn retire_actors(&self, partition: u32) -> Result<()>;
 
     /// Up to `limit` keys of `partition` in key order, strictly after `after` when given.
     /// Call again with the last key returned to continue; fewer than `limit` entries means the

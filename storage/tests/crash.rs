@@ -61,11 +61,9 @@ fn child_writer(dir: &str) {
     };
     writeln!(out, "epoch {}", store.epoch()).expect("stdout");
     out.flush().expect("stdout");
-    let actor = store.actor();
     for i in 0..MAX_WRITES {
         let write = LocalWrite {
             context: &VClock::new(),
-            actor: &actor,
             value: value_of(i, value_len),
             now: u64::from(i),
         };
@@ -184,10 +182,8 @@ fn check_acknowledged(dir: &Path, run: &ChildRun, value_bytes: usize) -> FjallSt
         assert_eq!(values, vec![&value_of(i, value_bytes)], "key {i}");
     }
     // The store also works for new writes, and its trees equal a rebuild.
-    let actor = store.actor();
     let write = LocalWrite {
         context: &VClock::new(),
-        actor: &actor,
         value: b"after".to_vec(),
         now: 1,
     };

@@ -4,7 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use dynamo_storage::{Durability, FjallStore, LocalWrite, MemoryStore, Store, StoreOptions};
+use std::collections::HashMap;
+
+use dynamo_storage::{
+    Durability, FjallStore, LocalWrite, MemoryStore, Store, StoreOptions, incarnation_of, key_actor,
+};
 use dynamo_vclock::{Actor, DvvSet, VClock};
 use proptest::prelude::*;
 
@@ -28,6 +32,8 @@ enum Op {
     },
     /// Reaping with the current set (succeeds) or a stale one (must not).
     Remove { p: u32, k: u8, current: bool },
+    /// Retiring the partition's key incarnations (before dropping handed-off copies).
+    Retire { p: u32 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -38,14 +44,48 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(p, k, value, read_first)| Op::Update { p, k, value, read_first }),
         2 => (p.clone(), k.clone(), any::<u8>(), any::<bool>())
             .prop_map(|(p, k, value, read_first)| Op::Apply { p, k, value, read_first }),
-        1 => (p, k, any::<bool>()).prop_map(|(p, k, current)| Op::Remove { p, k, current }),
+        1 => (p.clone(), k, any::<bool>()).prop_map(|(p, k, current)| Op::Remove { p, k, current }),
+        1 => p.prop_map(|p| Op::Retire { p }),
     ]
 }
 
 type Model = BTreeMap<(u32, Vec<u8>), DvvSet<Vec<u8>>>;
 
+/// The model of key incarnations (`Store::update`'s documented rule): continue the newest own
+/// incarnation the stored set has unless it is retired in the partition or the context saw
+/// more of it; otherwise hand out the next one.
+#[derive(Debug)]
+struct Incarnations {
+    base: Actor,
+    next: u64,
+    floors: HashMap<u32, u64>,
+}
+
+impl Incarnations {
+    fn writer(&mut self, p: u32, stored: &DvvSet<Vec<u8>>, context: &VClock) -> Actor {
+        let floor = self.floors.get(&p).copied().unwrap_or(0);
+        let continued = stored
+            .context()
+            .iter()
+            .filter(|(actor, entry)| context.get(actor) <= entry.counter)
+            .filter_map(|(actor, _)| incarnation_of(&self.base, actor))
+            .filter(|&n| n >= floor)
+            .max();
+        let incarnation = continued.unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        });
+        key_actor(&self.base, incarnation)
+    }
+}
+
 fn check_against_model<S: Store<Vec<u8>>>(store: &S, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut model = Model::new();
+    let mut incarnations = Incarnations {
+        base: store.actor(),
+        next: 1,
+        floors: HashMap::new(),
+    };
     // Partition 0's tree is kept from the start; the others are built lazily at the end.
     store.merkle_tree(0).expect("tree");
     for (i, op) in ops.iter().enumerate() {
@@ -63,11 +103,10 @@ fn check_against_model<S: Store<Vec<u8>>>(store: &S, ops: &[Op]) -> Result<(), T
                 } else {
                     VClock::new()
                 };
-                let actor = store.actor();
+                let actor = incarnations.writer(p, &current, &context);
                 let want = current.updated(&context, &actor, vec![value], i as u64);
                 let write = LocalWrite {
                     context: &context,
-                    actor: &actor,
                     value: vec![value],
                     now: i as u64,
                 };
@@ -118,6 +157,10 @@ fn check_against_model<S: Store<Vec<u8>>>(store: &S, ops: &[Op]) -> Result<(), T
                 if removed {
                     model.remove(&key);
                 }
+            }
+            Op::Retire { p } => {
+                store.retire_actors(p).expect("retire");
+                incarnations.floors.insert(p, incarnations.next);
             }
         }
     }

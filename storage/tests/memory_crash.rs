@@ -76,14 +76,12 @@ fn a_later_sync_write_of_another_key_makes_a_buffered_write_durable() {
 #[test]
 fn sync_writes_flush_and_node_state_survive_a_crash() {
     let store = open();
-    let actor = store.actor();
     store
         .update(
             0,
             b"synced",
             LocalWrite {
                 context: &VClock::new(),
-                actor: &actor,
                 value: b"1".to_vec(),
                 now: T0,
             },

@@ -26,6 +26,8 @@ pub struct TestCluster {
     dir: tempfile::TempDir,
     ca: ClusterCa,
     partitions: u32,
+    /// Applied to every node's configuration.
+    tweak: fn(&mut NodeConfig),
 }
 
 /// How long tests wait for a cluster to settle.
@@ -35,6 +37,12 @@ impl TestCluster {
     /// Starts `count` nodes: the first founds the cluster, the others join through it, and the
     /// call returns once every node reports all of them in the ring and up.
     pub async fn start(count: usize) -> TestCluster {
+        Self::start_with(count, |_| {}).await
+    }
+
+    /// [`TestCluster::start`] with `tweak` applied to every node's configuration (now and on
+    /// later adds and restarts).
+    pub async fn start_with(count: usize, tweak: fn(&mut NodeConfig)) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let ca = ClusterCa::generate("test").expect("CA");
         ca.install_cert(&dir.path().join("certs"))
@@ -50,6 +58,7 @@ impl TestCluster {
             dir,
             ca,
             partitions: 64,
+            tweak,
         };
         for _ in 0..count {
             cluster.add_node().await;
@@ -73,7 +82,7 @@ impl TestCluster {
             .save(&self.certs_dir(), false)
             .expect("save node certificate");
         let seeds = self.addresses().into_iter().take(1).collect();
-        let config = NodeConfig {
+        let mut config = NodeConfig {
             name: name.clone(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: self.dir.path().join(&name),
@@ -85,6 +94,7 @@ impl TestCluster {
             anti_entropy_interval_ms: 1_000,
             ..NodeConfig::default()
         };
+        (self.tweak)(&mut config);
         let node = Node::start(config.clone()).await.expect("node starts");
         self.nodes.push(Some(node));
         self.configs.push(config);

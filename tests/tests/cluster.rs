@@ -617,3 +617,94 @@ async fn cancelled_handoff_leaves_the_copying_to_anti_entropy() {
     }
     cluster.shutdown().await;
 }
+
+/// Issue 11 and Riak's known anomaly: a tombstone reaped while a fallback still held a hint of
+/// the deleted value lets the hint's delivery bring the value back. Here node-4 is down while
+/// keys are written (a fallback keeps hints for it), then that fallback goes down holding the
+/// hints, node-4 comes back, and the keys are deleted. While the fallback is down no tombstone
+/// is reaped, however old; once it is back its hints reach node-4 (which already holds the
+/// tombstones, so nothing comes back), and only then are the tombstones reaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_delivered_after_the_delete_does_not_bring_the_value_back() {
+    const KEYS: usize = 12;
+    let mut cluster = TestCluster::start_with(4, |config| config.tombstone_grace_ms = 1).await;
+    let observer = cluster.client_of(cluster.addresses()[0]);
+    cluster.stop(3).await;
+    eventually("node-4 marked down", || async {
+        let status = observer.status().await.expect("status");
+        status.members.iter().any(|m| m.id == "node-4" && !m.up)
+    })
+    .await;
+    cluster.write_keys("gone", KEYS).await;
+    // The fallback holding hints for node-4 (with 4 nodes and N = 3 there is one per key).
+    let mut holder = None;
+    for (index, address) in cluster.addresses().into_iter().enumerate() {
+        let status = cluster.client_of(address).status().await.expect("status");
+        let held = status
+            .members
+            .iter()
+            .filter(|m| m.id == "node-4")
+            .map(|m| m.pending_hints)
+            .sum::<usize>();
+        if held > 0 {
+            holder = Some(index);
+        }
+    }
+    let holder = holder.expect("some node holds hints for node-4");
+    cluster.stop(holder).await;
+    cluster.restart(3).await;
+    let client = cluster.client_of(cluster.addresses()[0]);
+    for i in 0..KEYS {
+        client
+            .delete("default", format!("gone{i}").as_bytes(), None, OPTIONS)
+            .await
+            .expect("delete");
+    }
+    // Well past the grace period and a sweep: with the hint holder down, nothing is reaped.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut reaped = 0;
+    for address in cluster.addresses() {
+        reaped += cluster
+            .client_of(address)
+            .status()
+            .await
+            .expect("status")
+            .reaper
+            .reaped;
+    }
+    assert_eq!(
+        reaped, 0,
+        "tombstones reaped while a node holding hints was down"
+    );
+
+    cluster.restart(holder).await;
+    eventually("every hint delivered", || async {
+        cluster.hints_held_for("node-4").await == 0
+    })
+    .await;
+    eventually("the tombstones reaped", || async {
+        let mut reaped = 0;
+        for address in cluster.addresses() {
+            if let Ok(status) = cluster.client_of(address).status().await {
+                reaped += status.reaper.reaped;
+            }
+        }
+        reaped >= KEYS as u64
+    })
+    .await;
+    let all = RequestOptions {
+        r: Some(3),
+        ..OPTIONS
+    };
+    for i in 0..KEYS {
+        let read = client
+            .get("default", format!("gone{i}").as_bytes(), all)
+            .await
+            .expect("R=3 read");
+        assert!(
+            matches!(read, GetOutcome::NotFound { .. }),
+            "gone{i} came back: {read:?}"
+        );
+    }
+    cluster.shutdown().await;
+}

@@ -23,7 +23,7 @@ use dynamo_merkle::{
 };
 use dynamo_node::protocol::{
     AntiEntropyStatus, BucketEntry, BucketProps, ClusterStatus, ErrorKind, GetReply, HandoffStatus,
-    MemberStatus, PartitionSync, PutReply, Request, RequestOptions, Response,
+    MemberStatus, PartitionSync, PutReply, ReaperStatus, Request, RequestOptions, Response,
 };
 use dynamo_node::transport::MAX_FRAME_BYTES;
 use dynamo_quorum::{ClientContext, Object, ReplicaReply, ReplicaRequest, Value};
@@ -561,6 +561,11 @@ fn responses() -> Vec<Response> {
                 running: vec![(5, "node-1".into(), 128)],
                 failed: 0,
             },
+            reaper: Box::new(ReaperStatus {
+                grace_ms: 3_600_000,
+                reaped: 3,
+                kept: 1,
+            }),
         }),
         Response::Diff(DiffReply::Hashes(vec![NodeHash(1), NodeHash(2)])),
         Response::Entries(vec![(b"a".to_vec(), object())]),

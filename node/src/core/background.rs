@@ -11,7 +11,7 @@
 //! [`HANDOFF_ATTEMPTS`]. A leaving node announces `Left` only when no transfer is queued. This
 //! module must not know how calls travel or how the store runs.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use dynamo_quorum::{Object, Value};
 use dynamo_ring::{NodeId, TransferPlan};
@@ -111,6 +111,19 @@ struct Running {
     keys_sent: u64,
 }
 
+/// A handed-off batch of a partition this node no longer replicates: its copies go once every
+/// current replica of the partition holds a set that descends them, so dropping never leaves
+/// fewer copies than a fully replicated key has.
+#[derive(Debug)]
+pub(super) struct DropCheck {
+    partition: u32,
+    sent: Vec<(Vec<u8>, Object)>,
+    /// Replicas still to answer.
+    waiting: usize,
+    /// Per sent key: whether every replica that answered so far holds it.
+    covered: Vec<bool>,
+}
+
 /// The state of handoff.
 #[derive(Debug, Default)]
 pub(super) struct Handoffs {
@@ -120,11 +133,34 @@ pub(super) struct Handoffs {
     running: Vec<Running>,
     next_id: u64,
     failed: usize,
+    /// Copies dropped once every replica held them, since the node started.
+    dropped: u64,
+    /// Acknowledged batches whose replicas are being asked whether they hold them.
+    drop_checks: BTreeMap<u64, DropCheck>,
+    next_check: u64,
+    /// Whether the transfers under way are worth reporting when they end: a ring change's
+    /// plan, a restart or a leave, or a periodic sweep that found something to send.
+    announced: bool,
+    /// When to look again for copies of partitions this node does not replicate.
+    next_unowned_sweep: Option<u64>,
+    /// Keys the sweep under way found in partitions this node does not replicate (none while
+    /// no sweep runs).
+    sweep_found: Option<u64>,
+    /// The last sweep found nothing to send: this node holds no copy of a partition it does
+    /// not replicate. A leaving node says `Left` only then.
+    holds_nothing: bool,
     /// When to look at the queue again while no queued transfer can start (peers down).
     idle_until: Option<u64>,
 }
 
 impl Handoffs {
+    pub(super) fn new(now: u64) -> Self {
+        Self {
+            next_unowned_sweep: Some(now + UNOWNED_SWEEP_MS),
+            ..Self::default()
+        }
+    }
+
     /// What handoff is doing, for `dynamo status`.
     pub(super) fn status(&self) -> crate::protocol::HandoffStatus {
         crate::protocol::HandoffStatus {
@@ -138,6 +174,11 @@ impl Handoffs {
         }
     }
 
+    /// Whether the last sweep found nothing outside the partitions this node replicates.
+    pub(super) fn holds_nothing(&self) -> bool {
+        self.holds_nothing
+    }
+
     /// Whether any transfer is queued or running.
     pub(super) fn pending(&self) -> bool {
         !self.running.is_empty() || !self.queue.is_empty()
@@ -148,6 +189,7 @@ impl Handoffs {
             .iter()
             .filter_map(|r| r.retry_at)
             .chain(self.idle_until)
+            .chain(self.next_unowned_sweep)
             .min()
     }
 
@@ -161,6 +203,12 @@ impl Handoffs {
 const IDLE_RECHECK_MS: u64 = 1_000;
 /// How long a leaving node waits before it tries again a transfer that failed every attempt.
 const LEAVING_RETRY_MS: u64 = 30_000;
+/// Time between sweeps for copies of partitions this node does not replicate (a handoff that
+/// was given up or refused, a hint or batch that arrived while the rings differed); each
+/// partition it does not replicate costs one range scan, empty in the common case.
+pub(super) const UNOWNED_SWEEP_MS: u64 = 60_000;
+/// The same while this node is leaving.
+const LEAVING_SWEEP_MS: u64 = 5_000;
 
 /// Splits scanned entries into batches whose encoded size stays under the frame limit.
 fn split_batches(entries: Vec<(Vec<u8>, Object)>) -> VecDeque<Vec<(Vec<u8>, Object)>> {
@@ -349,11 +397,6 @@ impl NodeCore {
             .ring
             .as_ref()
             .is_some_and(|ring| ring.member(&self.me).is_none())
-            && !self
-                .handoffs
-                .queue
-                .iter()
-                .any(|t| t.to == Destination::AnyReplica)
         {
             // This node is out of the ring (it left): everything it holds goes to a current
             // replica, not only the partitions the plan names it the sender of. The plan may
@@ -361,6 +404,7 @@ impl NodeCore {
             // write only this node still holds (found by the simulator, seed 24825).
             self.hand_off_unowned(now);
         }
+        self.handoffs.announced = true;
         let outgoing: Vec<Transfer> = plan
             .outgoing(&self.me)
             .map(|t| Transfer {
@@ -392,6 +436,18 @@ impl NodeCore {
     /// longer replicates goes to the current replicas instead (the restart sweep's transfers).
     fn retarget_handoffs(&mut self, now: u64) {
         let Some(ring) = &self.ring else { return };
+        // A queued transfer to a member that no longer replicates its partition (the ring
+        // changed again) goes to whichever replica is up when it starts.
+        for transfer in &mut self.handoffs.queue {
+            if let Destination::Node(node) = &transfer.to
+                && ring.member(node).is_some()
+                && !ring
+                    .replicas_of_partition(transfer.partition, ring.target_n())
+                    .contains(&node)
+            {
+                transfer.to = Destination::AnyReplica;
+            }
+        }
         let gone =
             |t: &Transfer| matches!(&t.to, Destination::Node(node) if ring.member(node).is_none());
         let before = self.handoffs.queue.len();
@@ -409,14 +465,21 @@ impl NodeCore {
     /// of its replicas that is up. Run at start: a node that stopped in the middle of a handoff
     /// (or of leaving) cannot know what it had sent, and its copy of a partition it no longer
     /// replicates is where no read or anti-entropy looks. Empty partitions cost one empty scan;
-    /// the copy stays here (see `handoff_sent`), so a later restart sends it again.
+    /// the copy is dropped once acknowledged (see `handoff_sent`).
     pub(super) fn hand_off_unowned(&mut self, now: u64) {
         let Some(ring) = &self.ring else { return };
+        self.handoffs.sweep_found.get_or_insert(0);
+        let swept = |p: u32| {
+            let sweep = |t: &Transfer| t.partition == p && t.to == Destination::AnyReplica;
+            self.handoffs.queue.iter().any(sweep)
+                || self.handoffs.running.iter().any(|r| sweep(&r.transfer))
+        };
         let transfers: Vec<Transfer> = (0..ring.partition_count())
             .filter(|&p| {
                 !ring
                     .replicas_of_partition(p, ring.target_n())
                     .contains(&&self.me)
+                    && !swept(p)
             })
             .map(|partition| Transfer {
                 partition,
@@ -514,9 +577,24 @@ impl NodeCore {
     /// Nothing is queued or running any more: report it, and let a leaving node say `Left`.
     fn handoff_done(&mut self, now: u64) {
         let failed = std::mem::take(&mut self.handoffs.failed);
-        self.event(CoreEvent::HandoffFinished { failed });
+        let dropped = self.handoffs.dropped;
+        if let Some(found) = self.handoffs.sweep_found.take() {
+            self.handoffs.holds_nothing = found == 0 && failed == 0;
+        }
+        if self.status() == Some(dynamo_gossip::Status::Leaving) && !self.handoffs.holds_nothing {
+            // Copies stay until every replica holds them: look again soon, to say `Left`.
+            let soon = now + LEAVING_SWEEP_MS;
+            let next = self
+                .handoffs
+                .next_unowned_sweep
+                .map_or(soon, |at| at.min(soon));
+            self.handoffs.next_unowned_sweep = Some(next);
+        }
+        if std::mem::take(&mut self.handoffs.announced) || failed > 0 {
+            self.event(CoreEvent::HandoffFinished { failed, dropped });
+            self.flush_gossip();
+        }
         self.update_own_status(now);
-        self.flush_gossip();
     }
 
     /// Transfer `id` ended (done or given up): on to the next.
@@ -572,6 +650,14 @@ impl NodeCore {
         };
         match result {
             Ok(StoreResult::Scanned(entries)) => {
+                if running.transfer.to == Destination::AnyReplica
+                    && let Some(found) = self.handoffs.sweep_found.as_mut()
+                {
+                    *found += entries.len() as u64;
+                }
+                let Some(running) = self.handoffs.running_mut(id) else {
+                    return;
+                };
                 running.scanned_all = entries.len() < BATCH;
                 running.after = entries.last().map(|(k, _)| k.clone());
                 running.batches = split_batches(entries);
@@ -620,19 +706,30 @@ impl NodeCore {
             return;
         };
         if let Ok(Response::Ack) = result {
-            let sent = running.batches.pop_front();
-            running.keys_sent += sent.as_ref().map_or(0, |b| b.len() as u64);
+            let sent = running.batches.pop_front().unwrap_or_default();
+            let partition = running.transfer.partition;
+            running.keys_sent += sent.len() as u64;
             running.attempts = 0;
             running.backoff_ms = FIRST_BACKOFF_MS;
-            // The sender keeps its copy. Deleting it would let this node, should it coordinate
-            // the key again later, make a dot it already used for another version (kv679 at
-            // the key level: found by the simulator, seed 11239).
+            let to = running.to.clone();
+            self.handoffs.announced |= !sent.is_empty();
+            if !sent.is_empty() && self.is_fallback_for(partition) {
+                self.check_handed_off(now, partition, &to, sent);
+            }
             return self.send_batch(now, id);
         }
-        if running.transfer.to == Destination::AnyReplica {
-            // Any replica will do: put the transfer back so it starts again towards a replica
-            // that is up then, rather than retrying one that may be gone.
+        let stale_destination = match (&running.transfer.to, &self.ring) {
+            (Destination::Node(node), Some(ring)) => !ring
+                .replicas_of_partition(running.transfer.partition, ring.target_n())
+                .contains(&node),
+            _ => false,
+        };
+        if running.transfer.to == Destination::AnyReplica || stale_destination {
+            // Any replica will do (and a plan's destination that no longer replicates the
+            // partition is refused): put the transfer back so it starts again towards a
+            // replica that is up then, rather than retrying one that may be gone.
             let mut transfer = running.transfer.clone();
+            transfer.to = Destination::AnyReplica;
             transfer.not_before = now + running.backoff_ms;
             self.handoffs.queue.push_front(transfer);
             return self.next_transfer(now, id);
@@ -662,11 +759,133 @@ impl NodeCore {
         running.backoff_ms = (running.backoff_ms * 2).min(MAX_BACKOFF_MS);
     }
 
+    /// The destination stored a batch of a partition this node no longer replicates: asks
+    /// the partition's other current replicas for the batch's keys, to drop the copies they all
+    /// hold. With a replica down the copies stay; the periodic sweep sends them again later.
+    fn check_handed_off(
+        &mut self,
+        now: u64,
+        partition: u32,
+        destination: &NodeId,
+        sent: Vec<(Vec<u8>, Object)>,
+    ) {
+        let Some(ring) = &self.ring else { return };
+        let ask: Vec<NodeId> = ring
+            .replicas_of_partition(partition, ring.target_n())
+            .into_iter()
+            .filter(|r| *r != destination && **r != self.me)
+            .cloned()
+            .collect();
+        if ask
+            .iter()
+            .any(|r| !self.is_up(r) || self.address_of(r).is_none())
+        {
+            return;
+        }
+        let id = self.handoffs.next_check;
+        self.handoffs.next_check += 1;
+        let keys: Vec<Vec<u8>> = sent.iter().map(|(key, _)| key.clone()).collect();
+        self.handoffs.drop_checks.insert(
+            id,
+            DropCheck {
+                partition,
+                covered: vec![true; sent.len()],
+                sent,
+                waiting: ask.len(),
+            },
+        );
+        if ask.is_empty() {
+            return self.drop_if_covered(id);
+        }
+        for replica in &ask {
+            let request = Request::Fetch {
+                partition,
+                keys: keys.clone(),
+            };
+            self.call(
+                now,
+                replica,
+                request,
+                PEER_TIMEOUT_MS,
+                Pending::DropCheckFetched(id),
+            );
+        }
+    }
+
+    /// A replica's versions of a handed-off batch's keys.
+    pub(super) fn drop_check_fetched(&mut self, id: u64, result: &Result<Response, String>) {
+        let Some(check) = self.handoffs.drop_checks.get_mut(&id) else {
+            return;
+        };
+        let held: BTreeMap<&[u8], &Object> = match result {
+            Ok(Response::Entries(entries)) => entries
+                .iter()
+                .map(|(key, object)| (key.as_slice(), object))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        for ((key, sent), covered) in check.sent.iter().zip(check.covered.iter_mut()) {
+            *covered &= held
+                .get(key.as_slice())
+                .is_some_and(|object| object.descends(sent));
+        }
+        check.waiting = check.waiting.saturating_sub(1);
+        if check.waiting == 0 {
+            self.drop_if_covered(id);
+        }
+    }
+
+    /// Every replica answered: drops the copies they all hold. The store retires the
+    /// partition's key incarnations first, so should this node coordinate one of these keys
+    /// again it starts a new one rather than mint a dot it already used for another version
+    /// (kv679 at the key level: found by the simulator, seed 11239).
+    fn drop_if_covered(&mut self, id: u64) {
+        let Some(check) = self.handoffs.drop_checks.remove(&id) else {
+            return;
+        };
+        let sent: Vec<(Vec<u8>, Object)> = check
+            .sent
+            .into_iter()
+            .zip(check.covered)
+            .filter_map(|(entry, covered)| covered.then_some(entry))
+            .collect();
+        if !sent.is_empty() {
+            let op = StoreOp::DropHandedOff {
+                partition: check.partition,
+                sent,
+            };
+            self.store(op, Pending::HandedOffDropped);
+        }
+    }
+
+    /// Copies dropped after a handoff batch was acknowledged.
+    pub(super) fn handed_off_dropped(&mut self, result: Result<StoreResult, String>) {
+        match result {
+            Ok(StoreResult::Dropped(dropped)) => self.handoffs.dropped += dropped as u64,
+            other => self.problem(format!(
+                "dropping handed-off copies failed ({other:?}); they stay, and the next restart sends them again"
+            )),
+        }
+    }
+
     /// Retries failed batches whose backoff passed, and looks at the queue again.
     pub(super) fn handoff_tick(&mut self, now: u64) {
         let due = self.handoffs.next_due().is_some_and(|at| at <= now);
         if !due {
             return;
+        }
+        if self.handoffs.next_unowned_sweep.is_some_and(|at| at <= now) {
+            // A leaving node looks often: it may say `Left` once a sweep finds nothing.
+            let leaving = self.status() == Some(dynamo_gossip::Status::Leaving);
+            let interval = if leaving {
+                LEAVING_SWEEP_MS
+            } else {
+                UNOWNED_SWEEP_MS
+            };
+            self.handoffs.next_unowned_sweep = Some(now + interval);
+            if !self.handoffs.pending() {
+                self.hand_off_unowned(now);
+            }
         }
         let retry: Vec<u64> = self
             .handoffs

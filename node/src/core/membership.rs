@@ -291,7 +291,14 @@ impl NodeCore {
             .is_some_and(|r| r.member(&self.me).is_some());
         let next = match status {
             Status::Joining if in_ring => Some(Status::Alive),
-            Status::Leaving if !in_ring && self.ring.is_some() && !self.handoffs.pending() => {
+            // Left only once its copies are all fully replicated elsewhere and dropped, so a
+            // node that left can never bring a reaped key back.
+            Status::Leaving
+                if !in_ring
+                    && self.ring.is_some()
+                    && !self.handoffs.pending()
+                    && self.handoffs.holds_nothing() =>
+            {
                 Some(Status::Left)
             }
             _ => None,

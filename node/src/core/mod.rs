@@ -23,6 +23,7 @@
 mod anti_entropy;
 mod background;
 mod membership;
+mod reaper;
 mod requests;
 mod store_ops;
 
@@ -109,6 +110,9 @@ pub struct CoreConfig {
     /// it, a node that left stays out when restarted (a process supervisor's restart must not
     /// undo a decommission).
     pub rejoin: bool,
+    /// A tombstone older than this (milliseconds) is removed for good once every replica holds
+    /// it and no other node holds a version of its key; 0 keeps tombstones forever.
+    pub tombstone_grace_ms: u64,
 }
 
 /// Node state a restarted node reads back from its store before it builds its core.
@@ -202,6 +206,8 @@ pub enum CoreEvent {
     HandoffFinished {
         /// Transfers given up after retries.
         failed: usize,
+        /// Copies dropped after their new replica acknowledged them, since the node started.
+        dropped: u64,
     },
     /// A hint owner refused a hint.
     HintRefused {
@@ -241,6 +247,7 @@ pub struct NodeCore {
     bucket_pushes: BTreeMap<u64, (RequestId, usize)>,
     hints: HintDelivery,
     handoffs: Handoffs,
+    reaper: reaper::Reaper,
     anti_entropy: AntiEntropy,
     /// Latency of client requests, which background work yields to.
     foreground: anti_entropy::Foreground,
@@ -369,7 +376,8 @@ impl NodeCore {
             coordinator_timers: BTreeSet::new(),
             bucket_pushes: BTreeMap::new(),
             hints: HintDelivery::new(now),
-            handoffs: Handoffs::default(),
+            handoffs: Handoffs::new(now),
+            reaper: reaper::Reaper::new(now, config.tombstone_grace_ms),
             anti_entropy: AntiEntropy::new(
                 now,
                 config.anti_entropy_interval_ms,
@@ -502,6 +510,7 @@ impl NodeCore {
         self.hints_tick(now);
         self.handoff_tick(now);
         self.anti_entropy_tick(now);
+        self.reaper_tick(now);
     }
 
     /// The next time [`NodeCore::handle_timeout`] must be called.
@@ -518,6 +527,7 @@ impl NodeCore {
             self.hints.next_due(),
             self.handoffs.next_due(),
             self.anti_entropy.next_due(),
+            self.reaper.next_due(),
         ]
         .into_iter()
         .flatten()

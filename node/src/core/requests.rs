@@ -7,7 +7,7 @@
 
 use dynamo_quorum::{
     ClientContext, Command, GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum,
-    QuorumError, ReplicaReply, ReplicaRequest, Value,
+    QuorumError, ReapCoordinator, ReplicaReply, ReplicaRequest, Value,
 };
 use dynamo_ring::{NodeId, Ring, Role as ReplicaRole, Target};
 use dynamo_storage::Durability;
@@ -65,6 +65,12 @@ pub(super) enum Pending {
     HandoffScanned(u64),
     /// A handoff batch sent.
     HandoffSent(u64),
+    /// Copies of an acknowledged handoff batch dropped.
+    HandedOffDropped,
+    /// A replica's versions of a handed-off batch, to decide whether the copies may go.
+    DropCheckFetched(u64),
+    /// A tombstone sweep's scan.
+    ReaperScanned,
     /// Serving a peer's anti-entropy diff step.
     ServeDiff(RequestId),
     /// Serving a peer's anti-entropy fetch.
@@ -89,6 +95,8 @@ const MAX_FETCH_KEYS: usize = 4 * super::BATCH;
 pub(super) enum Machine {
     Put(PutCoordinator),
     Get(GetCoordinator),
+    /// A tombstone reap the core started itself (no client waits for it).
+    Reap(ReapCoordinator),
 }
 
 impl Machine {
@@ -96,30 +104,35 @@ impl Machine {
         match self {
             Machine::Put(m) => m.poll_command(),
             Machine::Get(m) => m.poll_command(),
+            Machine::Reap(m) => m.poll_command(),
         }
     }
     fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
         match self {
             Machine::Put(m) => m.handle_reply(now, from, reply),
             Machine::Get(m) => m.handle_reply(now, from, reply),
+            Machine::Reap(m) => m.handle_reply(now, from, reply),
         }
     }
     fn handle_timeout(&mut self, now: u64) {
         match self {
             Machine::Put(m) => m.handle_timeout(now),
             Machine::Get(m) => m.handle_timeout(now),
+            Machine::Reap(m) => m.handle_timeout(now),
         }
     }
     fn poll_timeout(&self) -> Option<u64> {
         match self {
             Machine::Put(m) => m.poll_timeout(),
             Machine::Get(m) => m.poll_timeout(),
+            Machine::Reap(m) => m.poll_timeout(),
         }
     }
     fn is_finished(&self) -> bool {
         match self {
             Machine::Put(m) => m.is_finished(),
             Machine::Get(m) => m.is_finished(),
+            Machine::Reap(m) => m.is_finished(),
         }
     }
 }
@@ -142,6 +155,22 @@ pub(super) struct Coordinator {
     /// hint must hold the coordinator's own copy (else that copy would stay in this node's
     /// main store, where no read or handoff looks for it).
     hint_for: Option<NodeId>,
+}
+
+impl Coordinator {
+    /// A coordinator of the core's own (a reap): nobody waits for its answer.
+    pub(super) fn background(machine: Machine, partition: u32, key: Vec<u8>, now: u64) -> Self {
+        Self {
+            machine,
+            partition,
+            request: RequestId(u64::MAX),
+            key,
+            down: Vec::new(),
+            deadline: None,
+            started: now,
+            hint_for: None,
+        }
+    }
 }
 
 /// The error reply for a failed quorum operation; availability errors name the primaries down.
@@ -197,6 +226,10 @@ fn replica_op(
             object,
             durability,
         },
+        // Everything outside the replicas' data: hints, and the main store of a node that is
+        // not a replica (or a copy not handed off yet). A non-primary holding the key in its
+        // main store means the rings differ or a handoff is pending: the reaper must wait.
+        ReplicaRequest::Holdings { key } => StoreOp::GetWithHints { partition, key },
         ReplicaRequest::Reap { key, expected } => StoreOp::RemoveIfEqual {
             partition,
             key,
@@ -340,6 +373,19 @@ impl NodeCore {
                 };
                 self.store(op, Pending::HintApplied(id));
             }
+            Request::Handoff { partition, entries } if self.is_fallback_for(partition) => {
+                // The sender drops its copy on our answer: a node that does not replicate the
+                // partition (the two rings differ while a change spreads) must not take it, or
+                // the copy would sit where no read or anti-entropy looks. The sender tries
+                // again with the ring it has then.
+                let _ = entries;
+                let message = format!(
+                    "{} does not replicate partition {partition} under its ring (version {}): hand it to a current replica",
+                    self.me,
+                    self.ring.as_ref().map_or(0, dynamo_ring::Ring::version)
+                );
+                self.respond(id, Response::error(ErrorKind::Unavailable, message));
+            }
             Request::Handoff { partition, entries } => {
                 let op = StoreOp::ApplyBatch {
                     partition,
@@ -422,6 +468,7 @@ impl NodeCore {
                 self.anti_entropy_diff_reply(now, id, session, result);
             }
             Pending::AeFetched(id) => self.anti_entropy_fetched(now, id, result),
+            Pending::DropCheckFetched(id) => self.drop_check_fetched(id, &result),
             other => self.problem(format!("a call answered a store operation: {other:?}")),
         }
     }
@@ -524,6 +571,8 @@ impl NodeCore {
             Pending::HintRemoved => self.hint_removed(now, result),
             Pending::HintAppliedHere(sent) => self.hint_applied_here(now, sent, result),
             Pending::HandoffScanned(transfer) => self.handoff_scanned(now, transfer, result),
+            Pending::HandedOffDropped => self.handed_off_dropped(result),
+            Pending::ReaperScanned => self.reaper_scanned(now, result),
             Pending::ServeDiff(request) => {
                 let response = match result {
                     Ok(StoreResult::DiffAnswer(reply)) => Response::Diff(reply),
@@ -548,7 +597,7 @@ impl NodeCore {
 
     /// Whether this node stands in for others on `partition`: it does not replicate it under
     /// its ring (so what it holds of the partition's keys may be in its hint space).
-    fn is_fallback_for(&self, partition: u32) -> bool {
+    pub(super) fn is_fallback_for(&self, partition: u32) -> bool {
         self.ring.as_ref().is_some_and(|ring| {
             !ring
                 .replicas_of_partition(partition, ring.target_n())
@@ -782,7 +831,7 @@ impl NodeCore {
         }
     }
 
-    fn start_coordinator(&mut self, now: u64, coordinator: Coordinator) {
+    pub(super) fn start_coordinator(&mut self, now: u64, coordinator: Coordinator) {
         let id = self.next_id().0;
         self.coordinators.insert(id, coordinator);
         self.with_coordinator(now, id, |_| {});
@@ -825,7 +874,6 @@ impl NodeCore {
                         partition: coordinator.partition,
                         key,
                         context,
-                        actor: self.actor.clone(),
                         value,
                         now,
                         durability: Durability::Sync,
@@ -861,6 +909,9 @@ impl NodeCore {
                         coordinator.machine.handle_reply(now, &to, reply);
                     }
                 }
+                Command::Respond(dynamo_quorum::Response::Reap(outcome)) => {
+                    self.reap_finished(now, outcome);
+                }
                 Command::Respond(response) => {
                     let latency = now.saturating_sub(coordinator.started);
                     self.foreground.observe(now, latency);
@@ -871,9 +922,11 @@ impl NodeCore {
         }
         if coordinator.machine.is_finished() {
             // A coordinator answers before it finishes; should one not, its client still gets
-            // an answer (a no-op when it was answered).
-            let message = "the coordinator stopped without an answer";
-            self.respond(coordinator.request, internal(message));
+            // an answer (a no-op when it was answered). A reap always reports its outcome.
+            if !matches!(coordinator.machine, Machine::Reap(_)) {
+                let message = "the coordinator stopped without an answer";
+                self.respond(coordinator.request, internal(message));
+            }
             return;
         }
         coordinator.deadline = coordinator.machine.poll_timeout();
@@ -972,6 +1025,7 @@ impl NodeCore {
             members,
             anti_entropy: Box::new(self.anti_entropy_status(now)),
             handoff: self.handoffs.status(),
+            reaper: Box::new(self.reaper_status()),
         };
         self.store(
             StoreOp::PendingHints { owners },

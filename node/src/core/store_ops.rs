@@ -8,7 +8,7 @@
 use dynamo_merkle::{DiffInitiator, DiffReply, DiffRequest, KeyEntry, Step};
 use dynamo_quorum::{Object, Value};
 use dynamo_storage::{Durability, Hint, LocalWrite, Store};
-use dynamo_vclock::{Actor, VClock};
+use dynamo_vclock::VClock;
 
 /// Most bytes of versions one [`StoreOp::GetMany`] returns (well under the frame limit).
 pub const GET_MANY_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -57,10 +57,9 @@ pub enum StoreOp {
         partition: u32,
         /// Storage key.
         key: Vec<u8>,
-        /// What the client had read.
+        /// What the client had read. The store picks the actor (a key incarnation of the
+        /// node's actor).
         context: VClock,
-        /// The actor that makes the dot.
-        actor: Actor,
         /// The new value or a tombstone.
         value: Value,
         /// Milliseconds recorded in the clock entry.
@@ -87,6 +86,16 @@ pub enum StoreOp {
         expected: Object,
         /// How durable the delete must be.
         durability: Durability,
+    },
+    /// Drops this node's copies of keys it handed to another replica of a partition it no
+    /// longer replicates, each only if it is still exactly the set the replica acknowledged,
+    /// after retiring the partition's key incarnations ([`StoreResult::Dropped`] with how many
+    /// were dropped).
+    DropHandedOff {
+        /// Ring partition.
+        partition: u32,
+        /// The keys and the sets sent.
+        sent: Vec<(Vec<u8>, Object)>,
     },
     /// Keeps versions for `owner` as a hint ([`StoreResult::Done`]).
     PutHint {
@@ -180,6 +189,8 @@ pub enum StoreResult {
     Scanned(Vec<(Vec<u8>, Object)>),
     /// Whether a reap deleted the key.
     Reaped(bool),
+    /// How many handed-off copies were dropped.
+    Dropped(usize),
     /// Owners of held hints.
     Owners(Vec<String>),
     /// Held hints.
@@ -230,14 +241,12 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
             partition,
             key,
             context,
-            actor,
             value,
             now,
             durability,
         } => {
             let write = LocalWrite {
                 context: &context,
-                actor: &actor,
                 value,
                 now,
             };
@@ -260,6 +269,9 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
         } => store
             .remove_if_equal(partition, &key, &expected, durability)
             .map(StoreResult::Reaped),
+        StoreOp::DropHandedOff { partition, sent } => {
+            drop_handed_off(store, partition, &sent).map(StoreResult::Dropped)
+        }
         StoreOp::PutHint {
             owner,
             partition,
@@ -349,6 +361,24 @@ where
         let no_keys = |_segment: u32| -> Vec<KeyEntry> { Vec::new() };
         step(&tree, &no_keys)
     }
+}
+
+fn drop_handed_off<S: Store<Value> + ?Sized>(
+    store: &S,
+    partition: u32,
+    sent: &[(Vec<u8>, Object)],
+) -> dynamo_storage::Result<usize> {
+    // Retire first: should this node coordinate one of these keys again after the drop, it
+    // must not continue a history it no longer holds (kv679 at the key level).
+    store.retire_actors(partition)?;
+    let mut dropped = 0;
+    for (key, object) in sent {
+        // Buffered: a drop lost in a crash only leaves a copy the restart sweep sends again.
+        if store.remove_if_equal(partition, key, object, Durability::Buffered)? {
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
 }
 
 fn get_many<S: Store<Value> + ?Sized>(

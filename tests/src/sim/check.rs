@@ -120,6 +120,8 @@ pub struct History {
     by_value: BTreeMap<Vec<u8>, usize>,
     /// Tombstone dots per key, from coordinated deletes.
     tombstones: BTreeMap<Vec<u8>, Vec<Dot>>,
+    /// Per key, the clocks of the tombstone sets reaped from some replica.
+    reaped: BTreeMap<Vec<u8>, Vec<VClock>>,
     reads: Vec<(Vec<u8>, ReadResult)>,
     keys: BTreeSet<Vec<u8>>,
     buckets: Vec<BucketProps>,
@@ -156,15 +158,15 @@ impl History {
         self.writes.get(index).and_then(|w| w.value.clone())
     }
 
-    /// A coordinator stored `value` for storage key `skey` (as `stored` shows, with its dot).
+    /// A coordinator stored `value` for storage key `skey` under the dot `(actor, counter)`
+    /// (`stored` is the set after the write).
     pub fn observe_coordinated_write(
         &mut self,
         skey: &[u8],
-        actor: &Actor,
+        (actor, counter): (&Actor, u64),
         value: &Value,
         stored: &Object,
     ) {
-        let counter = stored.context().get(actor);
         let key = user_key(skey);
         match value {
             Value::Data(bytes) => {
@@ -266,6 +268,25 @@ impl History {
     /// Writes acknowledged.
     pub fn acknowledged(&self) -> usize {
         self.writes.iter().filter(|w| w.acknowledged).count()
+    }
+
+    /// A replica removed `skey` whose every version was a tombstone with history `clock`.
+    pub fn observe_reap(&mut self, skey: &[u8], clock: VClock) {
+        self.reaped
+            .entry(user_key(skey).to_vec())
+            .or_default()
+            .push(clock);
+    }
+
+    /// Whether a reaped tombstone had seen every one of `dots`: a delete superseded them and
+    /// the reap removed the delete's trace, so a final read cannot show them any more.
+    pub fn reaped_dots(&self, write: &WriteRecord, dots: &[Dot]) -> bool {
+        !dots.is_empty()
+            && self.reaped.get(&write.key).is_some_and(|clocks| {
+                clocks
+                    .iter()
+                    .any(|clock| dots.iter().all(|(actor, n)| clock.get(actor) >= *n))
+            })
     }
 
     /// Whether some write attempt's context has seen every one of `dots` of `write` (the

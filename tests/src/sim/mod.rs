@@ -686,16 +686,34 @@ impl Sim {
         let Some(store) = &self.nodes[index].store else {
             return;
         };
+        // A coordinator write: the store picks the dot's actor (a key incarnation), so the dot
+        // is the one live version the set before the write had not seen.
         let written = match &store_op {
             StoreOp::Update {
-                key, value, actor, ..
-            } => Some((key.clone(), value.clone(), actor.clone())),
+                partition,
+                key,
+                value,
+                ..
+            } => {
+                let before = store.get(*partition, key).ok().flatten();
+                Some((key.clone(), value.clone(), before))
+            }
+            _ => None,
+        };
+        let reaping = match &store_op {
+            StoreOp::RemoveIfEqual { key, expected, .. } => Some((key.clone(), expected.context())),
             _ => None,
         };
         let result = execute(store, store_op);
-        if let (Some((key, value, actor)), Ok(StoreResult::Stored(object))) = (written, &result) {
-            self.history
-                .observe_coordinated_write(&key, &actor, &value, object);
+        if let (Some((key, clock)), Ok(StoreResult::Reaped(true))) = (reaping, &result) {
+            self.history.observe_reap(&key, clock);
+        }
+        if let (Some((key, value, before)), Ok(StoreResult::Stored(object))) = (written, &result) {
+            let seen = before.map(|b| b.context()).unwrap_or_default();
+            if let Some((actor, counter, _)) = object.iter().find(|(a, n, _)| seen.get(a) < *n) {
+                self.history
+                    .observe_coordinated_write(&key, (actor, counter), &value, object);
+            }
         }
         let incarnation = self.nodes[index].incarnation;
         let at = self.now + self.rng.random_range(0..=2);
@@ -743,6 +761,12 @@ impl Sim {
             anti_entropy_bytes_per_sec: 64 * 1024,
             // One, two or three transfers at once, by seed.
             handoff_concurrency: 1 + (self.config.seed % 3) as usize,
+            // Half the seeds reap tombstones (a sweep every 10 s once they are 15 s old).
+            tombstone_grace_ms: if self.config.seed.is_multiple_of(2) {
+                15_000
+            } else {
+                0
+            },
             rejoin: false,
         }
     }

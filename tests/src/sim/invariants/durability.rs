@@ -2,7 +2,8 @@
 //! lost): after healing, a read with R = N has seen every acknowledged write, and returns its
 //! value unless a client overwrote it on purpose with a context that had seen it.
 //!
-//! Runs wipe at most one disk, so every acknowledged write keeps a copy somewhere.
+//! Runs wipe at most one disk, so every acknowledged write keeps a copy somewhere. A write a
+//! reaped tombstone had seen is accounted for by that delete.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +33,10 @@ pub fn check(history: &History, finals: &BTreeMap<Vec<u8>, ReadResult>) -> Vec<V
         // Only the acknowledged coordination is promised; a duplicate of it (a message the
         // network delivered twice) is an unacknowledged write and may be lost.
         let acked = &write.acked_dots;
+        if history.reaped_dots(write, acked) {
+            // A delete superseded it, and the tombstone was reaped after the grace period.
+            continue;
+        }
         if !acked.iter().any(|(actor, n)| read.clock.get(actor) >= *n) {
             let message = format!(
                 "{what} {:?} is not in the final read's context {:?}: it was lost",
