@@ -349,6 +349,7 @@ async fn demo(cluster: &LocalCluster) -> Result<()> {
             context: Some(first.context.clone()),
             options,
             forwarded: false,
+            write_id: None,
         };
         let client = &client;
         async move { client.request_to(node, &request).await }

@@ -34,6 +34,14 @@ use crate::protocol::{
 use crate::tls::TlsConfig;
 use crate::transport::{Endpoint, TransportError, TransportOptions};
 
+/// A random write id (see [`Request::Put`]); `None` if the system has no randomness to give.
+fn new_write_id() -> Option<u128> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut bytes = [0u8; 16];
+    SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(u128::from_le_bytes(bytes))
+}
+
 /// How often the client refreshes its ring.
 const RING_REFRESH: Duration = Duration::from_secs(10);
 
@@ -237,6 +245,8 @@ impl Client {
         context: Option<String>,
         options: RequestOptions,
     ) -> Result<PutReply, ClientError> {
+        // One id for every attempt of this write: when a node times out and the next one is
+        // asked, replicas recognise the retry as the same write.
         let request = Request::Put {
             bucket: bucket.into(),
             key: key.to_vec(),
@@ -244,6 +254,7 @@ impl Client {
             context,
             options,
             forwarded: false,
+            write_id: new_write_id(),
         };
         match self.routed(bucket, key, &request).await? {
             Response::Put(reply) => Ok(reply),

@@ -99,6 +99,10 @@ pub enum Request {
         /// Set by a node that forwards the request to a replica of the key (paper 4.5); a
         /// forwarded request is never forwarded again.
         forwarded: bool,
+        /// The write's identity, the same on every retry of it (the client library picks a
+        /// random one): a retry through another node is recognised as the same write, never
+        /// shown as a second sibling of the same value.
+        write_id: Option<u128>,
     },
     /// Create or change a bucket.
     CreateBucket(BucketProps),

@@ -151,6 +151,7 @@ fn each_role_may_send_exactly_its_requests() {
         context: None,
         options: RequestOptions::default(),
         forwarded: false,
+        write_id: None,
     };
     let peer = Request::Replica {
         partition: 0,
@@ -241,6 +242,7 @@ fn a_single_node_writes_and_reads() {
         context: None,
         options: RequestOptions::default(),
         forwarded: false,
+        write_id: None,
     };
     assert!(matches!(node.ask(Role::Client, put), Response::Put(reply) if reply.acknowledged == 1));
     let get = Request::Get {
@@ -251,6 +253,47 @@ fn a_single_node_writes_and_reads() {
     match node.ask(Role::Client, get) {
         Response::Get(reply) => assert_eq!(reply.values, vec![b"book".to_vec()]),
         other => panic!("{other:?}"),
+    }
+}
+
+/// Issue 11: a write retried with its write id (the client timed out and asked again) is one
+/// version: the coordinator that already holds it makes no second dot, and the retry answers
+/// with the same context. Without an id the retry is a new write and a sibling.
+#[test]
+fn a_retried_write_is_one_version() {
+    let mut node = Harness::found();
+    node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1)));
+    let put = |key: &[u8], write_id: Option<u128>| Request::Put {
+        bucket: "solo".into(),
+        key: key.to_vec(),
+        value: Some(b"book".to_vec()),
+        context: None,
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id,
+    };
+    let get = |key: &[u8]| Request::Get {
+        bucket: "solo".into(),
+        key: key.to_vec(),
+        options: RequestOptions::default(),
+    };
+    // (key, write id, values a read shows after two attempts, whether the contexts are equal)
+    let table: [(&[u8], Option<u128>, usize, bool); 2] = [
+        (b"with-id", Some(7), 1, true),
+        (b"without-id", None, 2, false),
+    ];
+    for (key, write_id, shown, same_context) in table {
+        let contexts: Vec<String> = (0..2)
+            .map(|_| match node.ask(Role::Client, put(key, write_id)) {
+                Response::Put(reply) => reply.context,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(contexts[0] == contexts[1], same_context, "{write_id:?}");
+        match node.ask(Role::Client, get(key)) {
+            Response::Get(reply) => assert_eq!(reply.values.len(), shown, "{write_id:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
 
@@ -267,6 +310,7 @@ fn bad_client_requests_get_errors() {
         context: context.map(String::from),
         options: RequestOptions::default(),
         forwarded: false,
+        write_id: None,
     };
     let table = [
         (

@@ -32,6 +32,13 @@ pub enum ReplicaRequest {
         /// as a hint and hands them over when the primary is back.
         hint: Option<NodeId>,
     },
+    /// Make every write the replica holds durable, then return its versions of `key` (a reaper
+    /// reads the tombstone this way: a replica that crashed after the read still holds it, so a
+    /// reap that only some replicas carried out cannot leave an older value behind).
+    ReadSynced {
+        /// The key.
+        key: Vec<u8>,
+    },
     /// Return every version of `key` the node holds *outside* what the key's replicas hold:
     /// versions kept for another node (hints) and copies of a partition it does not replicate
     /// (not yet handed off). A reaper asks every node that is not a primary; any answer other

@@ -44,6 +44,35 @@ pub struct PutRequest {
     pub timeout_ms: u64,
 }
 
+/// Adds to `context` the other copies of writes it supersedes: when the context covers one dot
+/// of a write id, the other dots of that write (a retry coordinated elsewhere) are the same
+/// client write and must not survive as siblings of the new value. An actor's entry is raised
+/// only when every live value of it above the context is such a copy, since a version vector
+/// entry covers everything below it.
+fn extend_over_retries(context: &mut VClock, stored: &Object) {
+    let superseded: std::collections::HashSet<_> = stored
+        .iter()
+        .filter(|(actor, counter, _)| context.get(actor) >= *counter)
+        .filter_map(|(_, _, value)| value.write_id())
+        .collect();
+    if superseded.is_empty() {
+        return;
+    }
+    let history = stored.context();
+    for (actor, entry) in history.iter() {
+        let mut above = stored
+            .iter()
+            .filter(|(a, counter, _)| *a == actor && context.get(actor) < *counter)
+            .peekable();
+        if above.peek().is_none() {
+            continue;
+        }
+        if above.all(|(_, _, value)| value.write_id().is_some_and(|id| superseded.contains(&id))) {
+            context.witness(actor, entry);
+        }
+    }
+}
+
 /// A successful put.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutOk {
@@ -142,6 +171,16 @@ impl PutCoordinator {
         let Some(value) = self.value.take() else {
             return;
         };
+        if let Some(id) = value.write_id()
+            && stored.values().any(|v| v.write_id() == Some(id))
+        {
+            // A retry of a write this coordinator already holds (its first attempt timed out
+            // at the client, or the request arrived twice): no second version; what is held
+            // goes to the other targets like a fresh write.
+            self.phase = Phase::WritingLocal;
+            return self.handle_local_write(now, Ok(stored));
+        }
+        extend_over_retries(&mut self.context, &stored);
         let mut preview = stored;
         preview.update(&self.context, &self.actor, value.clone(), now);
         if preview.len() > HARD_SIBLING_LIMIT {

@@ -67,7 +67,7 @@ impl ReapCoordinator {
     pub fn new(now: u64, request: ReapRequest) -> Self {
         let reads = request.primaries.iter().map(|node| Command::Send {
             to: node.clone(),
-            request: ReplicaRequest::Read {
+            request: ReplicaRequest::ReadSynced {
                 key: request.key.clone(),
             },
         });

@@ -2,10 +2,22 @@
 //! (a tombstone), so it carries a clock and wins or loses like any write (paper 4.4, and Riak's
 //! lesson that deletes are a protocol).
 //!
+//! A client write may carry a [`WriteId`]: a retry of a write that timed out (through another
+//! coordinator, or a request delivered twice) carries the same id, so the store can recognise
+//! one write coordinated twice. Coordinators do not mint a second version of a write they
+//! already hold, readers show a write once however many dots it has, and a write that
+//! supersedes one copy of a write supersedes its other copies too (see
+//! [`crate::PutCoordinator`]).
+//!
 //! This module must not know about storage or the network.
 
 use dynamo_vclock::DvvSet;
 use serde::{Deserialize, Serialize};
+
+/// The identity of one client write, the same on every retry of it (random, chosen by the
+/// client library).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WriteId(pub u128);
 
 /// One sibling of a key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -15,6 +27,41 @@ pub enum Value {
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A delete: hides older values until it is reaped.
     Tombstone,
+    /// Bytes written by a client under a write id (variants are appended, so versions stored
+    /// before write ids existed still decode).
+    Written {
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// The write they belong to.
+        id: WriteId,
+    },
+}
+
+impl Value {
+    /// A client's bytes, with the write's id when it has one.
+    pub fn data(data: Vec<u8>, id: Option<WriteId>) -> Self {
+        match id {
+            Some(id) => Value::Written { data, id },
+            None => Value::Data(data),
+        }
+    }
+
+    /// The client's bytes; `None` for a tombstone.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Data(data) | Value::Written { data, .. } => Some(data),
+            Value::Tombstone => None,
+        }
+    }
+
+    /// The id of the write this value belongs to, if the client gave one.
+    pub fn write_id(&self) -> Option<WriteId> {
+        match self {
+            Value::Written { id, .. } => Some(*id),
+            Value::Data(_) | Value::Tombstone => None,
+        }
+    }
 }
 
 /// Every version of one key that a replica holds: siblings and tombstones with their dots.
@@ -25,13 +72,13 @@ pub fn is_deleted(object: &Object) -> bool {
     object.values().all(|v| *v == Value::Tombstone)
 }
 
-/// The data siblings of `object`, tombstones left out.
+/// The data siblings of `object`, tombstones left out, and each write once: two siblings with
+/// one write id are one client write coordinated twice (a retry).
 pub fn live_values(object: &Object) -> Vec<&[u8]> {
+    let mut seen = std::collections::HashSet::new();
     object
         .values()
-        .filter_map(|v| match v {
-            Value::Data(bytes) => Some(bytes.as_slice()),
-            Value::Tombstone => None,
-        })
+        .filter(|v| v.write_id().is_none_or(|id| seen.insert(id)))
+        .filter_map(Value::bytes)
         .collect()
 }

@@ -5,6 +5,7 @@
 use dynamo_quorum::{
     ClientContext, Command, GetCoordinator, GetRequest, Object, PutCoordinator, PutRequest, Quorum,
     QuorumError, ReapCoordinator, ReapRequest, ReplicaReply, ReplicaRequest, Response, Value,
+    WriteId,
 };
 use dynamo_ring::{Role, Target};
 use dynamo_vclock::{Actor, VClock};
@@ -44,6 +45,7 @@ fn describe(command: &Command) -> String {
         Command::WriteLocal { value, .. } => format!("write-local {}", describe_value(value)),
         Command::Send { to, request } => match request {
             ReplicaRequest::Read { .. } => format!("read {to}"),
+            ReplicaRequest::ReadSynced { .. } => format!("read-synced {to}"),
             ReplicaRequest::Write { hint, object, .. } => {
                 let hint = hint
                     .as_ref()
@@ -75,6 +77,7 @@ fn describe(command: &Command) -> String {
 fn describe_value(value: &Value) -> String {
     match value {
         Value::Data(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::Written { data, id } => format!("{}#{}", String::from_utf8_lossy(data), id.0),
         Value::Tombstone => "<tombstone>".into(),
     }
 }
@@ -873,7 +876,12 @@ fn reap_tables() {
         );
         assert_eq!(
             drain(|| reap.poll_command()),
-            ["read a", "read b", "read c", "holdings d"]
+            [
+                "read-synced a",
+                "read-synced b",
+                "read-synced c",
+                "holdings d"
+            ]
         );
         let mut got = Vec::new();
         for (from, reply) in replies {
@@ -933,4 +941,69 @@ fn delete_is_a_tombstone_that_supersedes_what_was_read() {
     assert!(!ok.found());
     assert!(ok.values().is_empty());
     assert_eq!(ok.context(), stored.context());
+}
+
+/// Issue 11, retried writes: a write carries a write id kept by its retries. A coordinator that
+/// already holds the write makes no new version; a read shows a write once however many dots
+/// it got; and a write whose context saw one copy of a write supersedes its other copies too,
+/// unless that would also cover a different value of the same actor.
+#[test]
+fn retried_writes_are_one_write() {
+    let retried = |text: &str| Value::data(text.as_bytes().to_vec(), Some(WriteId(7)));
+    // The first attempt coordinated by x, the retry by y: two dots of one write.
+    let first = written(&Object::empty(), "x#1", retried("book"), 1);
+    let both = first.sync(&written(&Object::empty(), "y#1", retried("book"), 2));
+    // x also coordinated a concurrent blind write of another value after the first attempt.
+    let mut with_other = both.clone();
+    with_other.update(&VClock::new(), &Actor::new("x#1"), data("pen"), 3);
+    assert_eq!(describe_object(&with_other), "[book#7,book#7,pen]");
+    let put = |value: Value, context: Option<&Object>| {
+        PutCoordinator::new(
+            0,
+            PutRequest {
+                key: b"cart".to_vec(),
+                context: context.map(|o| ClientContext::new(b"cart", o.context())),
+                value,
+                coordinator: "a".into(),
+                actor: Actor::new("a#1"),
+                targets: targets("a b c"),
+                quorum: Quorum::new(3, 2, 2),
+                timeout_ms: 100,
+            },
+        )
+        .unwrap()
+    };
+
+    // A retry reaching a coordinator that holds the write: no local write, the held set is sent.
+    let mut retry = put(retried("book"), None);
+    drain(|| retry.poll_command());
+    retry.handle_local_read(1, Ok(Some(first.clone())));
+    assert_eq!(
+        drain(|| retry.poll_command()),
+        ["write b [book#7]", "write c [book#7]"]
+    );
+
+    // Readers see it once.
+    assert_eq!(dynamo_quorum::live_values(&both), vec![b"book".as_slice()]);
+
+    // (stored, what the client's context saw, whether x's copy must be covered)
+    let y_only = written(&Object::empty(), "y#1", retried("book"), 2);
+    let cases = [
+        ("the other copy is covered", &both, &y_only, true),
+        ("x also holds another value", &with_other, &y_only, false),
+    ];
+    for (name, stored, seen, covered) in cases {
+        let mut next = put(data("lamp"), Some(seen));
+        drain(|| next.poll_command());
+        next.handle_local_read(1, Ok(Some(stored.clone())));
+        let Some(Command::WriteLocal { context, .. }) = next.poll_command() else {
+            panic!("{name}: expected the local write");
+        };
+        let x = Actor::new("x#1");
+        assert_eq!(
+            context.get(&x) >= stored.context().get(&x),
+            covered,
+            "{name}"
+        );
+    }
 }

@@ -323,6 +323,8 @@ fn object() -> Object {
     let (a, b) = (Actor::from("node-a#1"), Actor::from("node-b#2"));
     let mut object = Object::new(&a, Value::Data(b"book".to_vec()), 1);
     object.update(&VClock::new(), &b, Value::Data(b"pen".to_vec()), 2);
+    let retried = Value::data(b"lamp".to_vec(), Some(dynamo_quorum::WriteId(9)));
+    object.update(&VClock::new(), &b, retried, 2);
     object.update(&VClock::new(), &a, Value::Tombstone, 3);
     object
 }
@@ -461,6 +463,7 @@ fn requests() -> Vec<Request> {
             context: Some(ClientContext::new(b"\x05cartsalice", clock()).to_text()),
             options: RequestOptions::default(),
             forwarded: true,
+            write_id: Some(u128::MAX),
         },
         Request::CreateBucket(bucket_table()[1].props.clone()),
         Request::ListBuckets,

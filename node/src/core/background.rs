@@ -179,6 +179,15 @@ impl Handoffs {
         self.holds_nothing
     }
 
+    /// Whether a transfer of `partition` is queued or running.
+    pub(super) fn busy_with(&self, partition: u32) -> bool {
+        self.queue.iter().any(|t| t.partition == partition)
+            || self
+                .running
+                .iter()
+                .any(|r| r.transfer.partition == partition)
+    }
+
     /// Whether any transfer is queued or running.
     pub(super) fn pending(&self) -> bool {
         !self.running.is_empty() || !self.queue.is_empty()

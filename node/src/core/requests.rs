@@ -91,6 +91,17 @@ pub(super) enum Pending {
 /// Most keys a peer may fetch in one request.
 const MAX_FETCH_KEYS: usize = 4 * super::BATCH;
 
+/// A client's put or delete, as received.
+pub(super) struct ClientWrite {
+    bucket: String,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    context: Option<String>,
+    options: RequestOptions,
+    forwarded: bool,
+    write_id: Option<dynamo_quorum::WriteId>,
+}
+
 /// A quorum machine the core runs.
 pub(super) enum Machine {
     Put(PutCoordinator),
@@ -205,6 +216,7 @@ fn replica_op(
     match request {
         ReplicaRequest::Read { key } if fallback => StoreOp::GetWithHints { partition, key },
         ReplicaRequest::Read { key } => StoreOp::Get { partition, key },
+        ReplicaRequest::ReadSynced { key } => StoreOp::GetSynced { partition, key },
         ReplicaRequest::Write {
             key,
             object,
@@ -317,7 +329,19 @@ impl NodeCore {
                 context,
                 options,
                 forwarded,
-            } => self.client_put(now, id, &bucket, key, value, context, options, forwarded),
+                write_id,
+            } => {
+                let write = ClientWrite {
+                    bucket,
+                    key,
+                    value,
+                    context,
+                    options,
+                    forwarded,
+                    write_id: write_id.map(dynamo_quorum::WriteId),
+                };
+                self.client_put(now, id, write);
+            }
             Request::CreateBucket(props) => match self.record_bucket(now, props) {
                 Ok(table) => self.push_buckets(now, id, &table),
                 Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
@@ -341,6 +365,20 @@ impl NodeCore {
                 if let Err(message) = self.leave(now, id) {
                     self.respond(id, Response::error(ErrorKind::BadRequest, message));
                 }
+            }
+            Request::Replica { partition, request }
+                if matches!(
+                    request,
+                    ReplicaRequest::ReadSynced { .. } | ReplicaRequest::Holdings { .. }
+                ) && self.handoffs.busy_with(partition) =>
+            {
+                // A reaper asks: a batch of this partition scanned for handoff may still be
+                // sent (retried from memory), carrying versions older than the tombstone.
+                let reply = failed(format!(
+                    "{} is handing off partition {partition}; the tombstone must wait",
+                    self.me
+                ));
+                self.respond(id, Response::Replica(reply));
             }
             Request::Replica { partition, request } => {
                 let fallback = self.is_fallback_for(partition);
@@ -719,18 +757,17 @@ impl NodeCore {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn client_put(
-        &mut self,
-        now: u64,
-        id: RequestId,
-        bucket: &str,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: Option<String>,
-        options: RequestOptions,
-        forwarded: bool,
-    ) {
+    fn client_put(&mut self, now: u64, id: RequestId, write: ClientWrite) {
+        let ClientWrite {
+            bucket,
+            key,
+            value,
+            context,
+            options,
+            forwarded,
+            write_id,
+        } = write;
+        let bucket = bucket.as_str();
         let quorum = match self.checked_request(bucket, &key, options) {
             Ok(q) => q,
             Err(response) => return self.respond(id, response),
@@ -781,6 +818,7 @@ impl NodeCore {
                 context,
                 options,
                 forwarded: true,
+                write_id: write_id.map(|id| id.0),
             };
             let timeout = self.client_timeout_ms(options).saturating_add(500);
             let pending = Pending::Forwarded {
@@ -806,7 +844,7 @@ impl NodeCore {
         let request = PutRequest {
             key: skey.clone(),
             context,
-            value: value.map_or(Value::Tombstone, Value::Data),
+            value: value.map_or(Value::Tombstone, |bytes| Value::data(bytes, write_id)),
             coordinator: self.me.clone(),
             actor: self.actor.clone(),
             targets,

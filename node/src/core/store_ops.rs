@@ -23,6 +23,14 @@ pub enum StoreOp {
         /// Storage key.
         key: Vec<u8>,
     },
+    /// Makes every write so far durable, then reads a key's stored versions
+    /// ([`StoreResult::Found`]).
+    GetSynced {
+        /// Ring partition.
+        partition: u32,
+        /// Storage key.
+        key: Vec<u8>,
+    },
     /// The stored versions of a key joined with the versions held for it as hints, for any
     /// owner ([`StoreResult::Found`]): what a fallback answers a read with.
     GetWithHints {
@@ -212,6 +220,10 @@ pub enum StoreResult {
 pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<StoreResult, String> {
     let result = match op {
         StoreOp::Get { partition, key } => store.get(partition, &key).map(StoreResult::Found),
+        StoreOp::GetSynced { partition, key } => store
+            .flush()
+            .and_then(|()| store.get(partition, &key))
+            .map(StoreResult::Found),
         StoreOp::GetWithHints { partition, key } => store.get(partition, &key).and_then(|stored| {
             let hinted = store.hinted(partition, &key)?;
             Ok(StoreResult::Found(match (stored, hinted) {

@@ -61,7 +61,8 @@ pub struct WriteRecord {
     pub context: VClock,
     /// Whether a node acknowledged it.
     pub acknowledged: bool,
-    /// The dots it got (more than one if a duplicated message made two coordinators write it).
+    /// The dots it got (more than one if a retry or a duplicated message made two coordinators
+    /// write it).
     pub dots: Vec<Dot>,
     /// The dot(s) of the coordination whose acknowledgement reached the client; the others
     /// are unacknowledged duplicates, which may be lost.
@@ -168,8 +169,8 @@ impl History {
         stored: &Object,
     ) {
         let key = user_key(skey);
-        match value {
-            Value::Data(bytes) => {
+        match value.bytes() {
+            Some(bytes) => {
                 if let Some(&index) = self.by_value.get(bytes)
                     && let Some(write) = self.writes.get_mut(index)
                 {
@@ -179,7 +180,7 @@ impl History {
                     }
                 }
             }
-            Value::Tombstone => {
+            None => {
                 self.tombstones
                     .entry(key.to_vec())
                     .or_default()
@@ -289,22 +290,14 @@ impl History {
             })
     }
 
-    /// Whether some write attempt's context has seen every one of `dots` of `write` (the
-    /// acknowledged version was overwritten on purpose by a client that read it).
-    pub fn superseded_dots(&self, write: &WriteRecord, dots: &[Dot]) -> bool {
-        !dots.is_empty()
-            && self.writes.iter().any(|other| {
-                other.key == write.key
-                    && dots.iter().all(|(actor, n)| other.context.get(actor) >= *n)
-            })
-    }
-
-    /// Whether some write attempt's context has seen every dot of `write` (it was overwritten
-    /// on purpose by a client that read it).
+    /// Whether some write attempt's context has seen `write` (it was overwritten on purpose by
+    /// a client that read it). A write retried under its write id is one write however many
+    /// dots it got: a client that saw one copy saw the write, and its coordinator supersedes
+    /// the copies it holds (`dynamo_quorum::PutCoordinator`).
     pub fn superseded(&self, write: &WriteRecord) -> bool {
         self.writes
             .iter()
-            .any(|other| other.key == write.key && write.fully_seen_by(&other.context))
+            .any(|other| other.key == write.key && write.seen_by(&other.context))
     }
 }
 

@@ -182,6 +182,8 @@ impl Sim {
                 context: context.clone(),
                 options: RequestOptions::default(),
                 forwarded: false,
+                // One id per write, kept by its retries (as the client library does).
+                write_id: Some(*write as u128 + 1),
             },
         };
         let attempt = self.clients.attempt();
@@ -236,7 +238,15 @@ impl Sim {
                     self.operation_done(client);
                 }
                 _ if retries_left > 0 => {
-                    let step = self.write_step(client, key, delete, context, retries_left - 1);
+                    // The same write again, through whichever node the retry picks: it may
+                    // have been coordinated already (the reply was lost or late).
+                    let step = Step::Write {
+                        key,
+                        delete,
+                        context,
+                        retries_left: retries_left - 1,
+                        write,
+                    };
                     self.send_step(client, step);
                 }
                 _ => self.operation_done(client),

@@ -47,7 +47,7 @@ pub fn check(history: &History, finals: &BTreeMap<Vec<u8>, ReadResult>) -> Vec<V
         }
         if let Some(value) = &write.value
             && !read.values.contains(value)
-            && !history.superseded_dots(write, acked)
+            && !history.superseded(write)
         {
             let message = format!(
                 "{what} {:?} was dropped: the final read has seen it but returns only {:?}, and no client overwrote it",
