@@ -60,6 +60,11 @@ enum Command {
     Join {
         /// Address of a member of the cluster.
         seed: SocketAddr,
+        /// Take the place of member NAME, which is down for good: it leaves the ring and this
+        /// node joins in the same ring change, taking over its partitions (anti-entropy fills
+        /// them from the surviving replicas).
+        #[arg(long, value_name = "NAME")]
+        replace: Option<String>,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -528,10 +533,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             init_logging(&cli.log_format);
             serve(args.to_config()?).await
         }
-        Command::Join { seed, node } => {
+        Command::Join {
+            seed,
+            replace,
+            node,
+        } => {
             init_logging(&cli.log_format);
             let mut config = node.to_config()?;
             config.seeds = vec![seed];
+            config.replaces = replace;
             // An explicit join: a node that had left the cluster joins it again.
             config.rejoin = true;
             serve(config).await

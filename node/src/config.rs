@@ -71,6 +71,9 @@ pub struct NodeConfig {
     /// An explicit join (`dynamo join`): a node that had left the cluster joins it again. A
     /// plain restart of a node that left keeps it out.
     pub rejoin: bool,
+    /// A member that is down for good which this node replaces when it joins (`dynamo join
+    /// --replace NAME`): it takes the member's place in one ring change.
+    pub replaces: Option<String>,
     /// Client requests (every role but node) this node works on at once; more are answered
     /// "overloaded" at once.
     pub max_client_requests_in_flight: usize,
@@ -103,6 +106,7 @@ impl Default for NodeConfig {
             handoff_concurrency: 2,
             tombstone_grace_ms: 3_600_000,
             rejoin: false,
+            replaces: None,
             max_client_requests_in_flight: 1024,
             max_peer_requests_in_flight: 4096,
             limits: TransportLimits::default(),

@@ -238,6 +238,7 @@ impl Node {
             anti_entropy_bytes_per_sec: config.anti_entropy_bytes_per_sec,
             handoff_concurrency: config.handoff_concurrency,
             tombstone_grace_ms: config.tombstone_grace_ms,
+            replaces: config.replaces.clone(),
             rejoin: config.rejoin,
         };
         let now = clock.now();

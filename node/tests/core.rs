@@ -32,6 +32,7 @@ fn config() -> CoreConfig {
         anti_entropy_bytes_per_sec: 0,
         handoff_concurrency: 2,
         tombstone_grace_ms: 0,
+        replaces: None,
         rejoin: false,
     }
 }

@@ -74,6 +74,12 @@ impl TestCluster {
 
     /// Starts one more node that joins through the first running node.
     pub async fn add_node(&mut self) -> usize {
+        self.add_node_replacing(None).await
+    }
+
+    /// Starts one more node that joins through the first running node and, with `dead`, takes
+    /// the place of that member (`dynamo join --replace`).
+    pub async fn add_node_replacing(&mut self, dead: Option<&str>) -> usize {
         let index = self.nodes.len();
         let name = format!("node-{}", index + 1);
         self.ca
@@ -95,6 +101,7 @@ impl TestCluster {
             ..NodeConfig::default()
         };
         (self.tweak)(&mut config);
+        config.replaces = dead.map(str::to_owned);
         let node = Node::start(config.clone()).await.expect("node starts");
         self.nodes.push(Some(node));
         self.configs.push(config);

@@ -708,3 +708,58 @@ async fn a_hint_delivered_after_the_delete_does_not_bring_the_value_back() {
     }
     cluster.shutdown().await;
 }
+
+/// Issue 11: a dead node is replaced by a new one in one step (`dynamo join --replace`): the
+/// claimant removes the dead member and adds the new one in a single ring change, the new node
+/// takes over exactly the dead node's partitions (no other partition moves), and anti-entropy
+/// fills them from the surviving replicas: every key reads back at R = 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_in_one_ring_change() {
+    const KEYS: usize = 40;
+    let mut cluster = TestCluster::start(4).await;
+    let client = cluster.client_of(cluster.addresses()[0]);
+    cluster.write_keys("r", KEYS).await;
+    cluster.stop(3).await;
+    eventually("node-4 marked down", || async {
+        let status = client.status().await.expect("status");
+        status.members.iter().any(|m| m.id == "node-4" && !m.up)
+    })
+    .await;
+    let before = client.ring().await.expect("ring").expect("a ring");
+    cluster.add_node_replacing(Some("node-4")).await;
+    eventually("node-5 in the ring in place of node-4", || async {
+        client.ring().await.ok().flatten().is_some_and(|ring| {
+            ring.member(&"node-5".into()).is_some() && ring.member(&"node-4".into()).is_none()
+        })
+    })
+    .await;
+    let after = client.ring().await.expect("ring").expect("a ring");
+    assert_eq!(after.version(), before.version() + 1, "one ring change");
+    for partition in 0..before.partition_count() {
+        let (old, new) = (
+            before.partition_owner(partition),
+            after.partition_owner(partition),
+        );
+        if old.as_str() == "node-4" {
+            assert_eq!(new.as_str(), "node-5", "partition {partition}");
+        } else {
+            assert_eq!(old, new, "partition {partition} moved");
+        }
+    }
+    cluster.wait_for_members(4).await;
+    let all = RequestOptions {
+        r: Some(3),
+        ..OPTIONS
+    };
+    for i in 0..KEYS {
+        let key = format!("r{i}");
+        eventually(&format!("{key} readable at R=3"), || async {
+            client
+                .get("default", key.as_bytes(), all)
+                .await
+                .is_ok_and(|read| values(&read) == [format!("v{i}")])
+        })
+        .await;
+    }
+    cluster.shutdown().await;
+}

@@ -22,6 +22,8 @@ use crate::protocol::{BucketEntry, BucketProps, Request, valid_bucket_name};
 pub(super) const RING_KEY: &str = "ring";
 /// Gossip key holding a member's bucket table (postcard).
 pub(super) const BUCKETS_KEY: &str = "buckets";
+/// Gossip key under which a joining node names the dead member it replaces.
+pub(super) const REPLACES_KEY: &str = "replaces";
 
 pub(super) fn gossip_id(id: &NodeId) -> GossipId {
     GossipId::new(id.as_str())
@@ -238,6 +240,16 @@ impl NodeCore {
         if *claimant != self.me {
             return None;
         }
+        // Members a live joining node replaces (`dynamo join --replace`): only members that are
+        // down, never the claimant.
+        let replaced: Vec<NodeId> = self
+            .gossip
+            .members()
+            .filter(|view| view.status() == Status::Joining && view.is_live())
+            .filter_map(|view| view.get(REPLACES_KEY))
+            .map(|name| NodeId::from(String::from_utf8_lossy(name).as_ref()))
+            .filter(|dead| ring.member(dead).is_some() && !self.is_up(dead) && dead != claimant)
+            .collect();
         let mut desired: Vec<Member> = ring
             .members()
             .iter()
@@ -247,6 +259,7 @@ impl NodeCore {
                     .member(&gossip_id(&member.id))
                     .map(|m| m.status());
                 !matches!(status, Some(Status::Leaving | Status::Left))
+                    && !replaced.contains(&member.id)
             })
             .cloned()
             .collect();

@@ -113,6 +113,11 @@ pub struct CoreConfig {
     /// A tombstone older than this (milliseconds) is removed for good once every replica holds
     /// it and no other node holds a version of its key; 0 keeps tombstones forever.
     pub tombstone_grace_ms: u64,
+    /// A member that is down for good which this joining node replaces: the claimant removes it
+    /// and adds this node in one ring change, so this node takes over its partitions (which
+    /// anti-entropy fills from the surviving replicas) instead of a removal and a join each
+    /// moving data.
+    pub replaces: Option<String>,
 }
 
 /// Node state a restarted node reads back from its store before it builds its core.
@@ -334,13 +339,20 @@ impl NodeCore {
         let identity = GossipIdentity::new(config.name.as_str(), now, config.address.clone())
             .with_zone(config.zone.clone())
             .with_capacity(config.capacity);
-        let gossip = Gossip::new(
+        let mut gossip = Gossip::new(
             gossip_config,
             identity,
             status,
             Duration::from_millis(now),
             seed,
         );
+        if let Some(dead) = &config.replaces
+            && status == Status::Joining
+        {
+            gossip
+                .set(membership::REPLACES_KEY, dead.as_bytes().to_vec())
+                .map_err(|e| CoreError::Config(e.to_string()))?;
+        }
         let mut buckets = BTreeMap::new();
         let default = BucketProps::default_bucket();
         buckets.insert(

@@ -762,6 +762,7 @@ impl Sim {
             // One, two or three transfers at once, by seed.
             handoff_concurrency: 1 + (self.config.seed % 3) as usize,
             // Half the seeds reap tombstones (a sweep every 10 s once they are 15 s old).
+            replaces: None,
             tombstone_grace_ms: if self.config.seed.is_multiple_of(2) {
                 15_000
             } else {
