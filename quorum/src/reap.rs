@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use dynamo_ring::NodeId;
 
 use crate::message::{Command, ReplicaReply, ReplicaRequest, Response};
-use crate::value::{Object, is_deleted};
+use crate::value::{Object, is_deleted, newest_write_ms};
 
 /// A request to reap `key`.
 #[derive(Debug, Clone)]
@@ -199,13 +199,7 @@ impl ReapCoordinator {
         if !is_deleted(first) {
             return self.finish(ReapOutcome::Kept("the key has live values".into()));
         }
-        let newest = first
-            .context()
-            .iter()
-            .map(|(_, entry)| entry.timestamp)
-            .max()
-            .unwrap_or(0);
-        if now.saturating_sub(newest) < self.request.grace_ms {
+        if now.saturating_sub(newest_write_ms(first)) < self.request.grace_ms {
             return self.finish(ReapOutcome::Kept(
                 "the tombstone is younger than the grace period".into(),
             ));

@@ -72,6 +72,18 @@ pub fn is_deleted(object: &Object) -> bool {
     object.values().all(|v| *v == Value::Tombstone)
 }
 
+/// When the newest version `object` has seen was written (the largest clock timestamp, in the
+/// coordinators' milliseconds; 0 for an empty set): a tombstone is reaped only once this is
+/// older than the grace period.
+pub fn newest_write_ms(object: &Object) -> u64 {
+    object
+        .context()
+        .iter()
+        .map(|(_, entry)| entry.timestamp)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The data siblings of `object`, tombstones left out, and each write once: two siblings with
 /// one write id are one client write coordinated twice (a retry).
 pub fn live_values(object: &Object) -> Vec<&[u8]> {

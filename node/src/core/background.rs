@@ -88,6 +88,15 @@ struct Transfer {
     not_before: u64,
 }
 
+impl Transfer {
+    /// Whether this is a plan transfer to a member that `ring` (newer than the plan) no longer
+    /// gives the partition: such a transfer goes to whichever replica is up instead.
+    fn stale_under(&self, ring: &dynamo_ring::Ring) -> bool {
+        matches!(&self.to, Destination::Node(node)
+            if !ring.replicas_of_partition(self.partition, ring.target_n()).contains(&node))
+    }
+}
+
 /// A transfer being sent.
 #[derive(Debug)]
 struct Running {
@@ -448,12 +457,9 @@ impl NodeCore {
         // A queued transfer to a member that no longer replicates its partition (the ring
         // changed again) goes to whichever replica is up when it starts.
         for transfer in &mut self.handoffs.queue {
-            if let Destination::Node(node) = &transfer.to
-                && ring.member(node).is_some()
-                && !ring
-                    .replicas_of_partition(transfer.partition, ring.target_n())
-                    .contains(&node)
-            {
+            let member =
+                matches!(&transfer.to, Destination::Node(node) if ring.member(node).is_some());
+            if member && transfer.stale_under(ring) {
                 transfer.to = Destination::AnyReplica;
             }
         }
@@ -659,17 +665,14 @@ impl NodeCore {
         };
         match result {
             Ok(StoreResult::Scanned(entries)) => {
-                if running.transfer.to == Destination::AnyReplica
-                    && let Some(found) = self.handoffs.sweep_found.as_mut()
-                {
-                    *found += entries.len() as u64;
-                }
-                let Some(running) = self.handoffs.running_mut(id) else {
-                    return;
-                };
+                let sweep = running.transfer.to == Destination::AnyReplica;
+                let scanned = entries.len() as u64;
                 running.scanned_all = entries.len() < BATCH;
                 running.after = entries.last().map(|(k, _)| k.clone());
                 running.batches = split_batches(entries);
+                if let Some(found) = self.handoffs.sweep_found.as_mut().filter(|_| sweep) {
+                    *found += scanned;
+                }
                 self.send_batch(now, id);
             }
             other => {
@@ -727,12 +730,10 @@ impl NodeCore {
             }
             return self.send_batch(now, id);
         }
-        let stale_destination = match (&running.transfer.to, &self.ring) {
-            (Destination::Node(node), Some(ring)) => !ring
-                .replicas_of_partition(running.transfer.partition, ring.target_n())
-                .contains(&node),
-            _ => false,
-        };
+        let stale_destination = self
+            .ring
+            .as_ref()
+            .is_some_and(|ring| running.transfer.stale_under(ring));
         if running.transfer.to == Destination::AnyReplica || stale_destination {
             // Any replica will do (and a plan's destination that no longer replicates the
             // partition is refused): put the transfer back so it starts again towards a

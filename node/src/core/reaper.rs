@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 
-use dynamo_quorum::{ReapCoordinator, ReapOutcome, ReapRequest, is_deleted};
+use dynamo_quorum::{ReapCoordinator, ReapOutcome, ReapRequest, is_deleted, newest_write_ms};
 use dynamo_ring::NodeId;
 
 use super::requests::{Coordinator, Machine, Pending};
@@ -159,13 +159,7 @@ impl NodeCore {
                 self.reaper.scanned_all = entries.len() < BATCH;
                 self.reaper.after = entries.last().map(|(key, _)| key.clone());
                 let old = |object: &dynamo_quorum::Object| {
-                    let newest = object
-                        .context()
-                        .iter()
-                        .map(|(_, entry)| entry.timestamp)
-                        .max()
-                        .unwrap_or(0);
-                    now.saturating_sub(newest) >= grace
+                    now.saturating_sub(newest_write_ms(object)) >= grace
                 };
                 self.reaper.candidates = entries
                     .into_iter()
