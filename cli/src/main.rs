@@ -1127,9 +1127,12 @@ fn anti_entropy_line(ae: &dynamo_node::protocol::AntiEntropyStatus) -> String {
         ae.repaired_keys,
         ae.bytes_moved,
         if ae.throttled {
-            "; holding back: foreground requests are slow"
+            format!(
+                "; held to {:.1} MiB/s to spare client requests",
+                ae.allowed_bytes_per_sec as f64 / (1024.0 * 1024.0)
+            )
         } else {
-            ""
+            String::new()
         }
     )
 }

@@ -327,8 +327,11 @@ pub struct AntiEntropyStatus {
     pub repaired_keys: u64,
     /// Bytes of versions moved since the node started.
     pub bytes_moved: u64,
-    /// Whether new exchanges wait because foreground requests are slow (paper 6.5).
+    /// Whether the admission controller holds anti-entropy under its ceiling because clients
+    /// are active (paper 6.5).
     pub throttled: bool,
+    /// Bytes per second the admission controller allows anti-entropy now (0: unlimited).
+    pub allowed_bytes_per_sec: u64,
 }
 
 /// One partition and one other replica of it.

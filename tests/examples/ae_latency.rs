@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynamo_node::protocol::RequestOptions;
+use dynamo_node::protocol::{Request, RequestOptions, Response};
 use dynamo_tests::process::{ProcessCluster, arg_or, run_load};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -38,12 +38,24 @@ async fn main() {
         cluster.nodes.push(restarted);
         cluster.wait_until_up(3).await;
         let report = run_load(
-            client,
+            client.clone(),
             Duration::from_secs(seconds),
             concurrency,
             u64::from(keys),
         )
         .await;
         report.print(label);
+        let status = client
+            .request_to(cluster.addresses[2], &Request::Status)
+            .await;
+        if let Ok(Response::Status(status)) = status {
+            let ae = &status.anti_entropy;
+            println!(
+                "{label}: n3 repaired {} keys ({:.1} MiB); allowed now {:.1} MiB/s",
+                ae.repaired_keys,
+                ae.bytes_moved as f64 / (1024.0 * 1024.0),
+                ae.allowed_bytes_per_sec as f64 / (1024.0 * 1024.0)
+            );
+        }
     }
 }

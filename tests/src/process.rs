@@ -254,6 +254,8 @@ pub struct LoadReport {
     pub puts: Vec<Duration>,
     /// Requests that failed.
     pub failures: usize,
+    /// The first failure's error, to say what failed.
+    pub first_failure: Option<String>,
 }
 
 impl LoadReport {
@@ -270,7 +272,13 @@ impl LoadReport {
                 ms(samples.last().copied().unwrap_or_default()),
             );
         }
-        println!("{label}: {} requests failed", self.failures);
+        match &self.first_failure {
+            Some(error) => println!(
+                "{label}: {} requests failed, the first with: {error}",
+                self.failures
+            ),
+            None => println!("{label}: 0 requests failed"),
+        }
     }
 }
 
@@ -294,20 +302,28 @@ pub async fn run_load(
                 let key = format!("k{}", (i >> 33) % keys);
                 let started = Instant::now();
                 let options = RequestOptions::default();
-                let ok = if i & (1 << 40) == 0 {
-                    let ok = client.get("default", key.as_bytes(), options).await.is_ok();
+                let outcome = if i & (1 << 40) == 0 {
+                    let outcome = client
+                        .get("default", key.as_bytes(), options)
+                        .await
+                        .map(drop);
                     report.gets.push(started.elapsed());
-                    ok
+                    outcome
                 } else {
                     let value = vec![2; 1024];
-                    let ok = client
+                    let outcome = client
                         .put("default", key.as_bytes(), value, None, options)
                         .await
-                        .is_ok();
+                        .map(drop);
                     report.puts.push(started.elapsed());
-                    ok
+                    outcome
                 };
-                report.failures += usize::from(!ok);
+                if let Err(error) = outcome {
+                    report.failures += 1;
+                    report
+                        .first_failure
+                        .get_or_insert_with(|| error.to_string());
+                }
             }
             report
         });
@@ -318,6 +334,7 @@ pub async fn run_load(
         total.gets.extend(report.gets);
         total.puts.extend(report.puts);
         total.failures += report.failures;
+        total.first_failure = total.first_failure.or(report.first_failure);
     }
     total.gets.sort();
     total.puts.sort();

@@ -558,6 +558,7 @@ fn responses() -> Vec<Response> {
                 repaired_keys: 7,
                 bytes_moved: 900,
                 throttled: false,
+                allowed_bytes_per_sec: 16 << 20,
             }),
             handoff: HandoffStatus {
                 queued: 2,

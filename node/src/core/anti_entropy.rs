@@ -10,11 +10,10 @@
 //! data is refilled about once rather than once by every other replica (each pushing what it
 //! has at the same time). Tombstones travel like any version.
 //!
-//! Exchanges are rate-limited: the versions they move draw on a token bucket of
-//! [`CoreConfig::anti_entropy_bytes_per_sec`](super::CoreConfig), and a batch waits until the
-//! bucket is positive again. Paper 6.5: background work yields to foreground requests, so while
-//! client requests are slow (a fast moving average of their latency above both twice the slow
-//! average and a floor) no batch and no exchange starts.
+//! Exchanges are rate-limited by the [admission controller](super::admission) (paper 6.5): the
+//! versions they move draw on a rate that adapts to foreground latency, at most
+//! [`CoreConfig::anti_entropy_bytes_per_sec`](super::CoreConfig); a batch, and a new exchange,
+//! waits while the controller says so.
 //!
 //! This module must not know how calls travel, how the store runs the diff, or how trees are
 //! kept up to date (storage updates them on every write).
@@ -24,14 +23,13 @@ use std::collections::{BTreeMap, VecDeque};
 use dynamo_merkle::{DiffInitiator, Step};
 use dynamo_ring::NodeId;
 
+use super::admission::Admission;
 use super::requests::Pending;
 use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
 use crate::protocol::{Request, Response};
 
-/// Foreground latency under which anti-entropy never holds back, in milliseconds.
-const THROTTLE_FLOOR_MS: f64 = 50.0;
-/// How long a throttled or rate-limited batch waits before it looks again, at most.
-const THROTTLE_PAUSE_MS: u64 = 500;
+/// What one diff round trip is charged to the rate limit, besides its reply's bytes.
+const DIFF_ROUND_TRIP_BYTES: u64 = 4 * 1024;
 
 /// One exchange in progress.
 #[derive(Debug)]
@@ -42,82 +40,8 @@ struct Exchange {
     keys: VecDeque<Vec<u8>>,
     /// The keys of the batch in flight.
     batch: Vec<Vec<u8>>,
-    /// Set while the next batch waits for the rate limit or for foreground load to drop.
+    /// Set while the next batch waits for the admission controller.
     resume_at: Option<u64>,
-}
-
-/// Bytes anti-entropy may move: refilled at a fixed rate, one second of it at most.
-#[derive(Debug, Default)]
-struct TokenBucket {
-    /// Bytes per second; 0: unlimited.
-    rate: u64,
-    tokens: i64,
-    refilled_at: u64,
-}
-
-impl TokenBucket {
-    fn refill(&mut self, now: u64) {
-        let elapsed = now.saturating_sub(self.refilled_at);
-        self.refilled_at = now;
-        let added = i64::try_from(self.rate.saturating_mul(elapsed) / 1000).unwrap_or(i64::MAX);
-        let capacity = i64::try_from(self.rate).unwrap_or(i64::MAX);
-        self.tokens = self.tokens.saturating_add(added).min(capacity);
-    }
-
-    /// When the bucket is positive again, if it is not now.
-    fn wait_until(&mut self, now: u64) -> Option<u64> {
-        if self.rate == 0 {
-            return None;
-        }
-        self.refill(now);
-        (self.tokens < 0).then(|| {
-            let deficit = self.tokens.unsigned_abs();
-            now + (deficit.saturating_mul(1000) / self.rate).clamp(1, THROTTLE_PAUSE_MS)
-        })
-    }
-
-    fn take(&mut self, bytes: u64) {
-        if self.rate > 0 {
-            self.tokens = self
-                .tokens
-                .saturating_sub(i64::try_from(bytes).unwrap_or(i64::MAX));
-        }
-    }
-}
-
-/// Moving averages of foreground request latency (paper 6.5's admission control).
-#[derive(Debug, Default)]
-pub(super) struct Foreground {
-    fast_ms: f64,
-    slow_ms: f64,
-    /// When the last client request was answered: averages older than [`QUIET_MS`] say
-    /// nothing about the load now.
-    last_at: u64,
-}
-
-/// Without a client request for this long, the foreground is not busy.
-const QUIET_MS: u64 = 5_000;
-
-impl Foreground {
-    /// A client request answered at `now` took `latency_ms`.
-    pub(super) fn observe(&mut self, now: u64, latency_ms: u64) {
-        self.last_at = now;
-        let latency = latency_ms as f64;
-        if self.slow_ms == 0.0 {
-            self.slow_ms = latency;
-            self.fast_ms = latency;
-        }
-        self.fast_ms += 0.2 * (latency - self.fast_ms);
-        self.slow_ms += 0.01 * (latency - self.slow_ms);
-    }
-
-    /// Whether foreground requests are slow now: background work holds back. With no client
-    /// request for a while there is no foreground to protect.
-    pub(super) fn busy(&self, now: u64) -> bool {
-        now.saturating_sub(self.last_at) < QUIET_MS
-            && self.fast_ms > THROTTLE_FLOOR_MS
-            && self.fast_ms > 2.0 * self.slow_ms
-    }
 }
 
 /// Encoded size of a batch of versions.
@@ -132,7 +56,7 @@ fn entries_bytes(entries: &[(Vec<u8>, dynamo_quorum::Object)]) -> u64 {
 }
 
 /// The state of anti-entropy.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct AntiEntropy {
     /// When the next sweep starts, once the last one is done.
     next_sweep: Option<u64>,
@@ -146,8 +70,8 @@ pub(super) struct AntiEntropy {
     repaired_keys: u64,
     /// Bytes of versions moved so far.
     bytes_moved: u64,
-    bucket: TokenBucket,
-    /// When to try starting exchanges again after the foreground was busy.
+    admission: Admission,
+    /// When to try starting exchanges again after the admission controller held them back.
     retry_start_at: Option<u64>,
     /// State of the sweep-order RNG (splitmix64, seeded by the core's seed).
     random: u64,
@@ -158,13 +82,21 @@ impl AntiEntropy {
         Self {
             random: seed,
             next_sweep: (interval_ms > 0).then_some(now + interval_ms),
-            bucket: TokenBucket {
-                rate: bytes_per_sec,
-                tokens: i64::try_from(bytes_per_sec).unwrap_or(i64::MAX),
-                refilled_at: now,
-            },
-            ..Self::default()
+            queue: VecDeque::new(),
+            exchanges: BTreeMap::new(),
+            next_exchange: 0,
+            last_agreed: BTreeMap::new(),
+            repaired_keys: 0,
+            bytes_moved: 0,
+            admission: Admission::new(now, bytes_per_sec),
+            retry_start_at: None,
         }
+    }
+
+    /// A client request answered at `now` took `latency_ms` (the admission controller's
+    /// measure of the foreground).
+    pub(super) fn observe_client(&mut self, now: u64, latency_ms: u64) {
+        self.admission.observe(now, latency_ms);
     }
 
     /// The next pseudo-random number (splitmix64): deterministic from the core's seed.
@@ -177,9 +109,9 @@ impl AntiEntropy {
     }
 
     /// Versions moved (fetched or pushed): they draw on the rate limit and count for status.
-    fn count_moved(&mut self, entries: &[(Vec<u8>, dynamo_quorum::Object)]) {
+    fn count_moved(&mut self, now: u64, entries: &[(Vec<u8>, dynamo_quorum::Object)]) {
         let bytes = entries_bytes(entries);
-        self.bucket.take(bytes);
+        self.admission.moved(now, bytes);
         self.bytes_moved += bytes;
         self.repaired_keys += entries.len() as u64;
     }
@@ -237,7 +169,8 @@ impl NodeCore {
                 .collect(),
             repaired_keys: self.anti_entropy.repaired_keys,
             bytes_moved: self.anti_entropy.bytes_moved,
-            throttled: self.foreground.busy(now),
+            throttled: self.anti_entropy.admission.throttled(now),
+            allowed_bytes_per_sec: self.anti_entropy.admission.allowed_rate(),
         }
     }
 
@@ -262,10 +195,9 @@ impl NodeCore {
             self.anti_entropy_fetch(now, id);
         }
         self.anti_entropy.retry_start_at = None;
-        if self.foreground.busy(now) {
-            // Paper 6.5: no new background work while foreground requests are slow; a sweep
+        if let Some(later) = self.anti_entropy.admission.admit(now) {
+            // Paper 6.5: no new background work while the controller holds it back; a sweep
             // that was due waits too (else it would be due again at once, forever).
-            let later = now + THROTTLE_PAUSE_MS;
             self.anti_entropy.retry_start_at = Some(later);
             if let Some(at) = &mut self.anti_entropy.next_sweep {
                 *at = (*at).max(later);
@@ -368,7 +300,14 @@ impl NodeCore {
                 self.call(now, &peer, call, PEER_TIMEOUT_MS, pending);
             }
             Step::Done(outcome) => {
-                exchange.keys = outcome.differences.into_iter().map(|d| d.key).collect();
+                // Only keys the peer holds are worth fetching; what it lacks it pulls from
+                // here in its own sweep.
+                exchange.keys = outcome
+                    .differences
+                    .into_iter()
+                    .filter(|d| d.remote.is_some())
+                    .map(|d| d.key)
+                    .collect();
                 self.anti_entropy_fetch(now, id);
             }
         }
@@ -388,6 +327,13 @@ impl NodeCore {
         match result {
             Ok(Response::Diff(reply)) => {
                 let partition = exchange.partition;
+                // A round trip costs the nodes about as much as moving a small batch, however
+                // few bytes it carries: the controller counts it, so a sweep of many equal
+                // trees is paced too.
+                let bytes = postcard::experimental::serialized_size(&reply).map_or(0, |n| n as u64);
+                self.anti_entropy
+                    .admission
+                    .moved(now, bytes + DIFF_ROUND_TRIP_BYTES);
                 let op = StoreOp::DiffStep {
                     partition,
                     session,
@@ -406,15 +352,13 @@ impl NodeCore {
     /// Fetches the peer's versions of the next batch of differing keys (once the rate limit and
     /// the foreground load allow), or ends the exchange.
     fn anti_entropy_fetch(&mut self, now: u64, id: u64) {
-        let busy = self.foreground.busy(now);
-        let wait = self.anti_entropy.bucket.wait_until(now);
         let Some(exchange) = self.anti_entropy.exchanges.get_mut(&id) else {
             return;
         };
         if exchange.keys.is_empty() {
             return self.end_exchange(now, id, true);
         }
-        if let Some(at) = wait.or(busy.then_some(now + THROTTLE_PAUSE_MS)) {
+        if let Some(at) = self.anti_entropy.admission.admit(now) {
             exchange.resume_at = Some(at);
             return;
         }
@@ -425,6 +369,7 @@ impl NodeCore {
             keys: exchange.batch.clone(),
         };
         let peer = exchange.peer.clone();
+        self.anti_entropy.admission.sent(now + PEER_TIMEOUT_MS);
         self.call(now, &peer, request, PEER_TIMEOUT_MS, Pending::AeFetched(id));
     }
 
@@ -441,7 +386,7 @@ impl NodeCore {
         let Ok(Response::Entries(entries)) = result else {
             return self.end_exchange(now, id, false);
         };
-        self.anti_entropy.count_moved(&entries);
+        self.anti_entropy.count_moved(now, &entries);
         let op = StoreOp::ApplyBatch {
             partition,
             entries,
@@ -464,54 +409,5 @@ impl NodeCore {
             return self.end_exchange(now, id, false);
         }
         self.anti_entropy_fetch(now, id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Foreground, QUIET_MS, TokenBucket};
-
-    /// The rate limit: a batch that overdraws the bucket makes the next one wait until the
-    /// bucket refilled (checked every half second at most), and an idle second refills it.
-    #[test]
-    fn the_token_bucket_holds_batches_back_until_refilled() {
-        let mut bucket = TokenBucket {
-            rate: 1_000,
-            tokens: 1_000,
-            refilled_at: 0,
-        };
-        assert_eq!(bucket.wait_until(0), None);
-        bucket.take(1_200);
-        assert_eq!(bucket.wait_until(0), Some(200), "200 bytes short: 200 ms");
-        assert_eq!(bucket.wait_until(200), None);
-        bucket.take(5_000);
-        assert_eq!(
-            bucket.wait_until(200),
-            Some(700),
-            "long waits are re-checked"
-        );
-        assert_eq!(bucket.wait_until(10_000), None);
-        let mut unlimited = TokenBucket::default();
-        unlimited.take(u64::MAX);
-        assert_eq!(unlimited.wait_until(0), None);
-    }
-
-    /// Paper 6.5: background work yields while client requests are slower than usual, and
-    /// only while there are client requests at all.
-    #[test]
-    fn slow_foreground_requests_hold_background_work_back() {
-        let mut foreground = Foreground::default();
-        for t in 0..100 {
-            foreground.observe(t * 10, 5);
-        }
-        assert!(!foreground.busy(1_000), "fast requests");
-        for t in 0..10 {
-            foreground.observe(1_000 + t, 400);
-        }
-        assert!(foreground.busy(1_010), "requests slowed down");
-        assert!(
-            !foreground.busy(1_010 + QUIET_MS),
-            "no requests for a while"
-        );
     }
 }

@@ -20,6 +20,7 @@
 //! fjall, the wall clock or a thread RNG: randomness comes from the seed given to
 //! [`NodeCore::new`], time from the callers, and the store only through [`StoreOp`]s.
 
+mod admission;
 mod anti_entropy;
 mod background;
 mod membership;
@@ -254,8 +255,6 @@ pub struct NodeCore {
     handoffs: Handoffs,
     reaper: reaper::Reaper,
     anti_entropy: AntiEntropy,
-    /// Latency of client requests, which background work yields to.
-    foreground: anti_entropy::Foreground,
     /// Node-state saves by name: at most one in flight and one waiting (the latest) each.
     saves: BTreeMap<&'static str, SaveSlot>,
     /// Bumped whenever the ring in use changes.
@@ -396,7 +395,6 @@ impl NodeCore {
                 config.anti_entropy_bytes_per_sec,
                 seed.rotate_left(17),
             ),
-            foreground: anti_entropy::Foreground::default(),
             saves: BTreeMap::new(),
             ring_generation: 0,
             outputs: VecDeque::new(),

@@ -952,7 +952,7 @@ impl NodeCore {
                 }
                 Command::Respond(response) => {
                     let latency = now.saturating_sub(coordinator.started);
-                    self.foreground.observe(now, latency);
+                    self.anti_entropy.observe_client(now, latency);
                     let answer = Self::client_answer(&coordinator, response);
                     self.respond(coordinator.request, answer);
                 }
