@@ -2,13 +2,14 @@
 //! three real `dynamo` processes (N = 3); n3 is killed while KEYS keys are written at W = 2, so
 //! it misses all of them, then restarts. The same closed-loop load (50% gets, 50% blind puts,
 //! CONCURRENCY workers, SECONDS) then runs once with anti-entropy off and once with it
-//! refilling n3 (every second, at the default 16 MiB/s budget). Prints both runs' percentiles.
+//! refilling n3 (a sweep every `INTERVAL_MS`, at the default 16 MiB/s ceiling). Prints both runs'
+//! percentiles.
 //!
 //! ```text
 //! cargo build --release -p dynamo-cli
-//! cargo run --release -p dynamo-tests --example ae_latency [SECONDS] [CONCURRENCY] [KEYS]
+//! cargo run --release -p dynamo-tests --example ae_latency [SECONDS] [CONCURRENCY] [KEYS] [INTERVAL_MS]
 //! ```
-//! (defaults: 20 s, 8 workers, 20,000 keys.)
+//! (defaults: 20 s, 8 workers, 20,000 keys, a sweep every 1,000 ms.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +22,11 @@ async fn main() {
     let seconds = arg_or(1, 20);
     let concurrency = arg_or(2, 8) as usize;
     let keys = arg_or(3, 20_000) as u32;
+    let interval_ms = arg_or(4, 1000);
+    let on = format!("anti_entropy_interval_ms = {interval_ms}\n");
     for (label, config) in [
         ("anti-entropy off", "anti_entropy_interval_ms = 0\n"),
-        ("anti-entropy on", "anti_entropy_interval_ms = 1000\n"),
+        ("anti-entropy on", on.as_str()),
     ] {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut cluster = ProcessCluster::start(dir.path(), 3, Some(config)).await;

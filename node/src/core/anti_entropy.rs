@@ -116,6 +116,14 @@ impl AntiEntropy {
         self.repaired_keys += entries.len() as u64;
     }
 
+    /// Whether a batch fetched for `key` of `partition` may still be merged here (it was asked
+    /// for and not yet applied, as far as this node knows).
+    pub(super) fn fetching(&self, partition: u32, key: &[u8]) -> bool {
+        self.exchanges
+            .values()
+            .any(|e| e.partition == partition && e.batch.iter().any(|k| k == key))
+    }
+
     pub(super) fn next_due(&self) -> Option<u64> {
         let resumes = self.exchanges.values().filter_map(|e| e.resume_at).min();
         let sweep = if self.queue.is_empty() && self.exchanges.is_empty() {
@@ -387,10 +395,14 @@ impl NodeCore {
             return self.end_exchange(now, id, false);
         };
         self.anti_entropy.count_moved(now, &entries);
+        // Buffered, not fsynced: a repair acknowledges nothing to anyone, and the peer keeps its
+        // durable copy, so what a power loss takes from here the next sweep brings back. (The
+        // reaper syncs before it believes a replica holds a tombstone.) Foreground writes then
+        // do not wait behind a repair's fsync.
         let op = StoreOp::ApplyBatch {
             partition,
             entries,
-            durability: self.config.replica_durability,
+            durability: dynamo_storage::Durability::Buffered,
         };
         self.store(op, Pending::AeApplied(id));
     }
