@@ -380,6 +380,19 @@ impl NodeCore {
                 ));
                 self.respond(id, Response::Replica(reply));
             }
+            Request::Replica {
+                partition,
+                request: ReplicaRequest::Reap { key, .. },
+            } if self.anti_entropy.fetching(partition, &key) => {
+                // A reaper asks to remove: versions of this key fetched by anti-entropy before
+                // the tombstone reached the peer may still be merged here after the removal,
+                // and would bring the deleted value back. The tombstone waits for a later sweep.
+                let reply = failed(format!(
+                    "{} is fetching this key by anti-entropy; the tombstone must wait",
+                    self.me
+                ));
+                self.respond(id, Response::Replica(reply));
+            }
             Request::Replica { partition, request } => {
                 let fallback = self.is_fallback_for(partition);
                 let op = replica_op(partition, request, self.config.replica_durability, fallback);
