@@ -15,6 +15,7 @@ use dynamo_node::Client;
 use dynamo_node::client::GetOutcome;
 use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
 use dynamo_node::tls::{ClusterCa, Identity, Role};
+use dynamo_resolve::Resolver;
 
 /// Local development commands.
 #[derive(Subcommand)]
@@ -328,6 +329,7 @@ async fn demo(cluster: &LocalCluster) -> Result<()> {
             w: 2,
             pr: 0,
             pw: 0,
+            resolver: Resolver::Siblings,
         })
         .await?;
     outln!("created bucket carts (N=3, R=2, W=2)");

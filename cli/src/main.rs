@@ -28,9 +28,11 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dynamo_node::client::GetOutcome;
-use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
+use dynamo_node::protocol::{BucketProps, GetReply, Request, RequestOptions, Response};
+use dynamo_node::sets::{SetOp, SetView};
 use dynamo_node::tls::{ClusterCa, Identity, Role, TlsConfig, TlsError};
 use dynamo_node::{Client, DurabilityMode, Node, NodeConfig};
+use dynamo_resolve::{Resolution, Resolver};
 
 /// jemalloc hands memory freed after a burst (a client's flood of partial frames, a large
 /// handoff) back to the OS within seconds; glibc's allocator kept a node's peak for good.
@@ -137,6 +139,10 @@ enum Command {
     /// Buckets: namespaces with their own N, R, W.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Shopping carts: items in a `cart` bucket (removes stay removed) or a `union` bucket (the
+    /// paper's cart). Each operation reads the key and writes with its context.
+    #[command(subcommand)]
+    Cart(CartCommand),
     /// Partition handoff after joins, leaves and restarts (progress is in `status`).
     #[command(subcommand)]
     Handoff(HandoffCommand),
@@ -239,6 +245,12 @@ enum BucketCommand {
         /// Primary write quorum.
         #[arg(long, default_value_t = 0)]
         pw: usize,
+        /// How concurrent versions resolve on read: siblings (every version, with the context),
+        /// lww (newest write wins), max (largest integer), union (set union: the paper's cart,
+        /// removed items can come back) or cart (observed-remove set: removes stay removed).
+        /// Chosen at creation; it cannot change.
+        #[arg(long, default_value = "siblings")]
+        resolver: Resolver,
         /// Change the bucket if it exists (without it, an existing bucket is left as it is and
         /// the command fails).
         #[arg(long)]
@@ -251,6 +263,36 @@ enum BucketCommand {
         #[command(flatten)]
         connection: Connection,
     },
+}
+
+#[derive(Subcommand)]
+enum CartCommand {
+    /// Put an item in the cart.
+    Add(CartItem),
+    /// Take an item out of the cart (the adds this read saw).
+    Remove(CartItem),
+    /// The cart's items and what its read merged.
+    Show {
+        /// Bucket (created with --resolver cart or union).
+        bucket: String,
+        /// Key: the cart.
+        key: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// One item of one cart.
+#[derive(Args)]
+struct CartItem {
+    /// Bucket (created with --resolver cart or union).
+    bucket: String,
+    /// Key: the cart.
+    key: String,
+    /// The item.
+    item: String,
+    #[command(flatten)]
+    connection: Connection,
 }
 
 /// A change an admin makes to one member, confirmed first.
@@ -678,6 +720,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cart(command) => {
+            let (bucket, key, op, connection) = match command {
+                CartCommand::Add(i) => (
+                    i.bucket,
+                    i.key,
+                    Some(SetOp::Add(i.item.into())),
+                    i.connection,
+                ),
+                CartCommand::Remove(i) => (
+                    i.bucket,
+                    i.key,
+                    Some(SetOp::Remove(i.item.into())),
+                    i.connection,
+                ),
+                CartCommand::Show {
+                    bucket,
+                    key,
+                    connection,
+                } => (bucket, key, None, connection),
+            };
+            let options = RequestOptions {
+                timeout_ms: Some(connection.timeout_ms),
+                ..RequestOptions::default()
+            };
+            let view = connection
+                .client()?
+                .update_set(&bucket, key.as_bytes(), op.clone(), options)
+                .await
+                .with_context(|| format!("cart {bucket}/{}", shown(&key)))?;
+            print_set(&view, op.as_ref(), connection.json);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bucket(BucketCommand::Create {
             name,
             n,
@@ -685,6 +759,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             w,
             pr,
             pw,
+            resolver,
             update,
             connection,
         }) => {
@@ -695,10 +770,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 w,
                 pr,
                 pw,
+                resolver,
             };
             let client = connection.client()?;
-            let describe =
-                |b: &BucketProps| format!("n={} r={} w={} pr={} pw={}", b.n, b.r, b.w, b.pr, b.pw);
+            let describe = |b: &BucketProps| {
+                format!(
+                    "n={} r={} w={} pr={} pw={} resolver={}",
+                    b.n, b.r, b.w, b.pr, b.pw, b.resolver
+                )
+            };
             let buckets = client.list_buckets().await.context("listing buckets")?;
             let existing = buckets.iter().find(|b| b.name == name);
             if let Some(existing) = existing {
@@ -761,12 +841,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if connection.json {
                 let list: Vec<_> = buckets
                     .iter()
-                    .map(|b| serde_json::json!({"name": b.name, "n": b.n, "r": b.r, "w": b.w, "pr": b.pr, "pw": b.pw}))
+                    .map(|b| serde_json::json!({"name": b.name, "n": b.n, "r": b.r, "w": b.w, "pr": b.pr, "pw": b.pw, "resolver": b.resolver.name()}))
                     .collect();
                 outln!("{}", serde_json::Value::Array(list));
             } else {
                 outln!(
-                    "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}",
+                    "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}  resolver",
                     "bucket",
                     "n",
                     "r",
@@ -776,13 +856,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 for b in buckets {
                     outln!(
-                        "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}",
+                        "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}  {}",
                         b.name,
                         b.n,
                         b.r,
                         b.w,
                         b.pr,
-                        b.pw
+                        b.pw,
+                        b.resolver
                     );
                 }
             }
@@ -972,7 +1053,15 @@ fn write_exact(outcome: &GetOutcome, output: Option<&Path>) -> Result<ExitCode> 
         }
         GetOutcome::Found(reply) => reply,
     };
-    let [value] = reply.values.as_slice() else {
+    let values = match &reply.resolution {
+        None => reply.values.as_slice(),
+        Some(resolution) if resolution.value.is_none() => {
+            eprintln!("not found ({})", resolution.notes.join("; "));
+            return Ok(ExitCode::from(3));
+        }
+        Some(resolution) => resolution.value.as_slice(),
+    };
+    let [value] = values else {
         eprintln!(
             "error: {} siblings; --raw and --output write one value: read them with --json (base64) and resolve them with a write that carries the context",
             reply.values.len()
@@ -999,6 +1088,18 @@ fn write_exact(outcome: &GetOutcome, output: Option<&Path>) -> Result<ExitCode> 
 fn print_get(outcome: &GetOutcome, json: bool) -> ExitCode {
     use base64::Engine as _;
     match outcome {
+        GetOutcome::Found(GetReply {
+            resolution: Some(resolution),
+            context,
+            ..
+        }) => {
+            print_resolution(resolution, context, json);
+            if resolution.value.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
         GetOutcome::Found(reply) => {
             if json {
                 let values: Vec<String> = reply
@@ -1035,6 +1136,107 @@ fn print_get(outcome: &GetOutcome, json: bool) -> ExitCode {
                 outln!("not found");
             }
             ExitCode::from(3)
+        }
+    }
+}
+
+/// A resolved value as a person reads it: a set's items one per line, anything else as text.
+fn resolved_lines(resolver: Resolver, value: &[u8]) -> Vec<String> {
+    let items: Option<Vec<Vec<u8>>> = match resolver {
+        Resolver::Cart => dynamo_resolve::Cart::decode(value)
+            .ok()
+            .map(|c| c.items().map(<[u8]>::to_vec).collect()),
+        Resolver::Union => dynamo_resolve::ItemSet::decode(value)
+            .ok()
+            .map(|s| s.0.into_iter().collect()),
+        _ => None,
+    };
+    match items {
+        Some(items) if items.is_empty() => vec!["(empty)".to_string()],
+        Some(items) => items.iter().map(|i| printable(i)).collect(),
+        None => vec![printable(value)],
+    }
+}
+
+/// Prints a get that the bucket's resolver resolved: the value, then what was merged.
+fn print_resolution(resolution: &Resolution, context: &str, json: bool) {
+    use base64::Engine as _;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    if json {
+        let discarded: Vec<String> = resolution
+            .discarded
+            .iter()
+            .map(|v| engine.encode(v))
+            .collect();
+        outln!(
+            "{}",
+            serde_json::json!({
+                "found": resolution.value.is_some(),
+                "resolver": resolution.resolver.name(),
+                "encoding": "base64",
+                "value": resolution.value.as_ref().map(|v| engine.encode(v)),
+                "merged": resolution.merged,
+                "notes": resolution.notes,
+                "discarded": discarded,
+                "context": context,
+            })
+        );
+        return;
+    }
+    match &resolution.value {
+        Some(value) => {
+            for line in resolved_lines(resolution.resolver, value) {
+                outln!("{line}");
+            }
+        }
+        None => outln!("not found"),
+    }
+    outln!(
+        "resolved by {}: {}",
+        resolution.resolver,
+        match resolution.merged {
+            1 => "one version, nothing to merge".to_string(),
+            n => format!("{n} versions merged"),
+        }
+    );
+    for note in &resolution.notes {
+        outln!("  {note}");
+    }
+    for value in &resolution.discarded {
+        outln!("  discarded: {}", printable(value));
+    }
+    outln!("context: {context}");
+}
+
+/// Prints a cart after an operation.
+fn print_set(view: &SetView, op: Option<&SetOp>, json: bool) {
+    if json {
+        let items: Vec<String> = view.items.iter().map(|i| printable(i)).collect();
+        outln!(
+            "{}",
+            serde_json::json!({"resolver": view.resolver.name(), "items": items, "merged": view.merged, "notes": view.notes, "changed": view.changed})
+        );
+        return;
+    }
+    match op {
+        Some(SetOp::Add(item)) if view.changed => outln!("added {}", printable(item)),
+        Some(SetOp::Add(item)) => outln!("{} was already in the cart", printable(item)),
+        Some(SetOp::Remove(item)) if view.changed => outln!("removed {}", printable(item)),
+        Some(SetOp::Remove(item)) => outln!("{} was not in the cart", printable(item)),
+        None => {}
+    }
+    if view.merged > 1 {
+        outln!("{} versions merged ({})", view.merged, view.resolver);
+    }
+    for note in &view.notes {
+        outln!("  {note}");
+    }
+    if view.items.is_empty() {
+        outln!("the cart is empty");
+    } else {
+        outln!("cart ({}):", view.items.len());
+        for item in &view.items {
+            outln!("  {}", printable(item));
         }
     }
 }

@@ -152,6 +152,78 @@ fn dev_cluster_then_put_get_delete_and_status() {
     let gone = dynamo(&["get", "default", "greeting"], &nodes, &certs);
     assert_eq!(gone.status.code(), Some(3));
 
+    // Issue 14: a bucket's resolver, its typed cart operations, and what a resolved get shows.
+    let run = |args: &[&str]| dynamo(args, &nodes, &certs);
+    let created = run(&["bucket", "create", "shop", "--resolver", "cart"]);
+    assert!(created.status.success(), "{created:?}");
+    let listed = stdout(&run(&["bucket", "list"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("shop") && l.ends_with("cart")),
+        "{listed}"
+    );
+    for (args, expected) in [
+        (
+            &["cart", "add", "shop", "alice", "kibble"][..],
+            "added kibble",
+        ),
+        (&["cart", "add", "shop", "alice", "toy"], "added toy"),
+        (
+            &["cart", "remove", "shop", "alice", "kibble"],
+            "removed kibble",
+        ),
+        (
+            &["cart", "remove", "shop", "alice", "kibble"],
+            "kibble was not in the cart",
+        ),
+        (&["cart", "show", "shop", "alice"], "cart (1):\n  toy"),
+        (
+            &["get", "shop", "alice"],
+            "toy\nresolved by cart: one version",
+        ),
+    ] {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        assert!(
+            stdout(&output).contains(expected),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+    // Bad input gets a clear error: raw bytes in a cart bucket, cart commands elsewhere, a
+    // resolver that does not exist, a resolver changed after creation.
+    for (args, says) in [
+        (
+            &["put", "shop", "bob", "kibble"][..],
+            "write it with `dynamo cart add`",
+        ),
+        (
+            &["cart", "add", "default", "alice", "kibble"],
+            "resolves by siblings",
+        ),
+        (
+            &["bucket", "create", "b2", "--resolver", "crdt"],
+            "unknown resolver",
+        ),
+        (
+            &[
+                "bucket",
+                "create",
+                "shop",
+                "--resolver",
+                "union",
+                "--update",
+            ],
+            "chosen when it is created",
+        ),
+    ] {
+        let output = run(args);
+        assert!(!output.status.success(), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+
     let status = dynamo(&["status", "--json"], &nodes, &certs);
     assert!(status.status.success(), "{status:?}");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");

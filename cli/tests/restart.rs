@@ -94,12 +94,23 @@ impl Setup {
         }
     }
 
-    /// Waits for the cluster, creates bucket `carts` (N=3, R=2, W=3) and writes `k{i}` =
+    /// Waits for the cluster, creates bucket `carts` (N=3, R=2, W=3, last write wins: issue 14,
+    /// the resolver survives restarts too) and writes `k{i}` =
     /// `v{i}` for every i below KEYS.
     fn create_carts_and_write_keys(&self) {
         self.wait_until_up();
         let created = self.dynamo(&[
-            "bucket", "create", "carts", "--n", "3", "--r", "2", "--w", "3",
+            "bucket",
+            "create",
+            "carts",
+            "--n",
+            "3",
+            "--r",
+            "2",
+            "--w",
+            "3",
+            "--resolver",
+            "lww",
         ]);
         assert!(created.status.success(), "{created:?}");
         for i in 0..KEYS {
@@ -205,7 +216,7 @@ fn a_custom_bucket_and_its_keys_survive_kill_9_of_every_node() {
             .find(|fields| fields.first() == Some(&"carts"));
         assert_eq!(
             carts.as_deref(),
-            Some(&["carts", "3", "2", "3", "0", "0"][..]),
+            Some(&["carts", "3", "2", "3", "0", "0", "lww"][..]),
             "bucket list through {address}: {listing}"
         );
     }

@@ -73,6 +73,9 @@ pub enum ClientError {
     /// The client was given no node to talk to.
     #[error("no seed address given")]
     NoSeeds,
+    /// A typed operation on a bucket whose resolver does not hold that type.
+    #[error("{0}")]
+    WrongBucket(String),
 }
 
 /// The outcome of a get.

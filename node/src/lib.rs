@@ -14,6 +14,7 @@ pub mod core;
 pub mod files;
 pub mod node;
 pub mod protocol;
+pub mod sets;
 pub mod tls;
 pub mod transport;
 

@@ -6,6 +6,7 @@
 
 use dynamo_merkle::{DiffReply, DiffRequest};
 use dynamo_quorum::{Object, ReplicaReply, ReplicaRequest};
+use dynamo_resolve::{Resolution, Resolver};
 use dynamo_ring::Ring;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,8 @@ pub struct BucketProps {
     pub pr: usize,
     /// Default primary write quorum.
     pub pw: usize,
+    /// How concurrent versions resolve on read (chosen when the bucket is created).
+    pub resolver: Resolver,
 }
 
 impl BucketProps {
@@ -57,6 +60,7 @@ impl BucketProps {
             w: 2,
             pr: 0,
             pw: 0,
+            resolver: Resolver::Siblings,
         }
     }
 }
@@ -231,6 +235,8 @@ pub struct GetReply {
     pub context: String,
     /// Whether every sibling is a tombstone (the key was deleted).
     pub deleted: bool,
+    /// The bucket's resolution of the siblings; `None` in a `siblings` bucket.
+    pub resolution: Option<Box<Resolution>>,
 }
 
 /// The answer to a put or delete.

@@ -9,6 +9,7 @@ use dynamo_node::core::{
 use dynamo_node::protocol::{BucketProps, ErrorKind, Request, RequestOptions, Response};
 use dynamo_node::tls::{PeerIdentity, Role};
 use dynamo_quorum::Value;
+use dynamo_resolve::Resolver;
 use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};
 
 const NOW: u64 = 1_000_000;
@@ -131,6 +132,7 @@ fn bucket(name: &str, n: usize) -> BucketProps {
         w: 1,
         pr: 0,
         pw: 0,
+        resolver: Resolver::Siblings,
     }
 }
 
@@ -482,4 +484,67 @@ fn status_shows_the_handoff_queue() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Issue 14: a bucket resolves siblings by the resolver it was created with. A get answers
+/// the raw siblings and the resolution; a value the resolver could not read is refused at put;
+/// the resolver cannot change once chosen.
+#[test]
+fn a_bucket_resolves_by_its_resolver() {
+    let mut node = Harness::found();
+    let scores = BucketProps {
+        resolver: Resolver::Max,
+        ..bucket("scores", 1)
+    };
+    assert_eq!(
+        node.ask(Role::Admin, Request::CreateBucket(scores)),
+        Response::Ack
+    );
+    let put = |value: &[u8]| Request::Put {
+        bucket: "scores".into(),
+        key: b"alice".to_vec(),
+        value: Some(value.to_vec()),
+        context: None,
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id: None,
+    };
+    // Two blind writes are concurrent: siblings that `max` resolves.
+    for value in [&b"17"[..], b"42"] {
+        assert!(matches!(
+            node.ask(Role::Client, put(value)),
+            Response::Put(_)
+        ));
+    }
+    let refused = node.ask(Role::Client, put(b"lots"));
+    assert_eq!(
+        error_kind(&refused),
+        Some(ErrorKind::BadRequest),
+        "{refused:?}"
+    );
+    assert!(format!("{refused:?}").contains("max"), "{refused:?}");
+    let get = Request::Get {
+        bucket: "scores".into(),
+        key: b"alice".to_vec(),
+        options: RequestOptions::default(),
+    };
+    match node.ask(Role::Client, get) {
+        Response::Get(reply) => {
+            assert_eq!(reply.values.len(), 2);
+            let resolution = reply.resolution.expect("a max bucket resolves");
+            assert_eq!(resolution.value, Some(b"42".to_vec()));
+            assert_eq!(resolution.merged, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    let changed = BucketProps {
+        resolver: Resolver::Cart,
+        ..bucket("scores", 1)
+    };
+    let refused = node.ask(Role::Admin, Request::CreateBucket(changed));
+    assert_eq!(
+        error_kind(&refused),
+        Some(ErrorKind::BadRequest),
+        "{refused:?}"
+    );
 }

@@ -5,6 +5,7 @@
 //! This crate must not reach into node internals: it starts nodes and talks to them through the
 //! public client library, like a user.
 
+pub mod cart_story;
 pub mod flood;
 pub mod process;
 pub mod sim;

@@ -7,6 +7,7 @@ use dynamo_node::Client;
 use dynamo_node::client::{ClientError, GetOutcome};
 use dynamo_node::protocol::{BucketProps, ErrorKind, RequestOptions};
 use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
+use dynamo_resolve::Resolver;
 use dynamo_tests::{TestCluster, eventually, tls_for};
 
 fn values(outcome: &GetOutcome) -> Vec<String> {
@@ -150,6 +151,7 @@ async fn bucket_quorums_are_honoured() {
                 w,
                 pr: 0,
                 pw: 0,
+                resolver: Resolver::Siblings,
             })
             .await
             .expect("create bucket");
@@ -164,6 +166,7 @@ async fn bucket_quorums_are_honoured() {
                 w: 1,
                 pr: 0,
                 pw: 0,
+                resolver: Resolver::Siblings,
             })
             .await;
         assert!(
@@ -348,6 +351,8 @@ async fn buckets_and_keys_survive_a_full_cluster_restart() {
         w: 3,
         pr: 0,
         pw: 0,
+        // Issue 14: a bucket's resolver survives a full restart too.
+        resolver: Resolver::Lww,
     };
     let client = cluster.client();
     client.create_bucket(carts.clone()).await.expect("create");

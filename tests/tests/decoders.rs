@@ -27,6 +27,7 @@ use dynamo_node::protocol::{
 };
 use dynamo_node::transport::MAX_FRAME_BYTES;
 use dynamo_quorum::{ClientContext, Object, ReplicaReply, ReplicaRequest, Value};
+use dynamo_resolve::{Resolution, Resolver};
 use dynamo_ring::{Layout, Member, Ring};
 use dynamo_vclock::{Actor, Causality, Context, VClock};
 use proptest::prelude::*;
@@ -355,6 +356,7 @@ fn bucket_table() -> Vec<BucketEntry> {
         w: 2,
         pr: 1,
         pw: 0,
+        resolver: Resolver::Cart,
     };
     vec![
         BucketEntry {
@@ -532,6 +534,13 @@ fn responses() -> Vec<Response> {
             values: vec![b"book".to_vec(), b"pen".to_vec()],
             context: ClientContext::new(b"k", clock()).to_text(),
             deleted: false,
+            resolution: Some(Box::new(Resolution {
+                resolver: Resolver::Cart,
+                value: Some(vec![1, 2, 3]),
+                merged: 2,
+                notes: vec!["a concurrent remove of kibble was overridden by an add".into()],
+                discarded: vec![b"junk".to_vec()],
+            })),
         }),
         Response::NotFound {
             context: String::new(),

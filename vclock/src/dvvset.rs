@@ -206,6 +206,18 @@ impl<V> DvvSet<V> {
         })
     }
 
+    /// Each actor's newest live value with its dot `(actor, counter)` and the time its
+    /// coordinator wrote it (the `now` given to [`DvvSet::update`]); actors whose values were
+    /// all superseded are left out. Older live values of an actor were written no later, so
+    /// the value with the largest time here is the newest write of the whole set.
+    pub fn newest_per_actor(&self) -> impl Iterator<Item = (&Actor, u64, u64, &V)> + '_ {
+        self.entries.iter().filter_map(|e| {
+            e.values
+                .first()
+                .map(|v| (&e.actor, e.counter, e.timestamp, v))
+        })
+    }
+
     /// Takes the live values out, by actor then newest first.
     pub fn into_values(self) -> Vec<V> {
         self.entries.into_iter().flat_map(|e| e.values).collect()

@@ -396,6 +396,15 @@ impl NodeCore {
     ) -> Result<Vec<BucketEntry>, String> {
         let max_n = self.ring.as_ref().map_or(MAX_BUCKET_N, Ring::target_n);
         check_bucket(&props, max_n)?;
+        // What is stored was written for the resolver it has: another would misread it.
+        if let Some(current) = self.buckets.get(&props.name)
+            && current.props.resolver != props.resolver
+        {
+            return Err(format!(
+                "bucket {} resolves by {}; a bucket's resolver is chosen when it is created",
+                props.name, current.props.resolver
+            ));
+        }
         if !self.buckets.contains_key(&props.name) && self.buckets.len() >= MAX_BUCKETS {
             return Err(format!(
                 "a cluster holds at most {MAX_BUCKETS} buckets; {} exist",

@@ -9,6 +9,7 @@ use dynamo_quorum::{
     ClientContext, Command, GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum,
     QuorumError, ReapCoordinator, ReplicaReply, ReplicaRequest, Value,
 };
+use dynamo_resolve::Resolver;
 use dynamo_ring::{NodeId, Ring, Role as ReplicaRole, Target};
 use dynamo_storage::Durability;
 
@@ -166,6 +167,8 @@ pub(super) struct Coordinator {
     /// hint must hold the coordinator's own copy (else that copy would stay in this node's
     /// main store, where no read or handoff looks for it).
     hint_for: Option<NodeId>,
+    /// How the bucket resolves a get's siblings for the client.
+    resolver: Resolver,
 }
 
 impl Coordinator {
@@ -180,6 +183,7 @@ impl Coordinator {
             deadline: None,
             started: now,
             hint_for: None,
+            resolver: Resolver::Siblings,
         }
     }
 }
@@ -717,6 +721,13 @@ impl NodeCore {
     }
 
     /// The bucket's quorum for a request on `key`, once the key's size is checked.
+    /// How `bucket` resolves siblings (`siblings` for a bucket this node does not know).
+    fn resolver_of(&self, bucket: &str) -> Resolver {
+        self.buckets
+            .get(bucket)
+            .map_or(Resolver::Siblings, |entry| entry.props.resolver)
+    }
+
     fn checked_request(
         &self,
         bucket: &str,
@@ -762,6 +773,7 @@ impl NodeCore {
                     deadline: None,
                     started: now,
                     hint_for: None,
+                    resolver: self.resolver_of(bucket),
                 })
             });
         match prepared {
@@ -793,6 +805,13 @@ impl NodeCore {
                 value.len(),
                 self.config.max_value_bytes
             );
+            return self.respond(id, Response::error(ErrorKind::BadRequest, message));
+        }
+        // A bucket never stores what its resolver could not read (a delete has no value).
+        if let Some(value) = &value
+            && let Err(error) = dynamo_resolve::validate(self.resolver_of(bucket), value)
+        {
+            let message = format!("bucket {bucket}: {error}");
             return self.respond(id, Response::error(ErrorKind::BadRequest, message));
         }
         let skey = storage_key(bucket, &key);
@@ -876,6 +895,7 @@ impl NodeCore {
                     deadline: None,
                     started: now,
                     hint_for,
+                    resolver: Resolver::Siblings,
                 },
             ),
             Err(error) => self.respond(id, quorum_error(&error, &down)),
@@ -994,10 +1014,16 @@ impl NodeCore {
             dynamo_quorum::Response::Get(Ok(ok)) => {
                 let context = ClientContext::new(key, ok.context()).to_text();
                 if ok.found() {
+                    let resolution = ok
+                        .object
+                        .as_ref()
+                        .and_then(|object| dynamo_resolve::resolve(coordinator.resolver, object))
+                        .map(Box::new);
                     Response::Get(GetReply {
                         values: ok.values().into_iter().map(<[u8]>::to_vec).collect(),
                         context,
                         deleted: false,
+                        resolution,
                     })
                 } else {
                     Response::NotFound { context }

@@ -23,6 +23,7 @@ use dynamo_node::core::{
 use dynamo_node::protocol::{BucketProps, Request, Response};
 use dynamo_node::tls::{PeerIdentity, Role};
 use dynamo_quorum::Value;
+use dynamo_resolve::Resolver;
 use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -885,6 +886,7 @@ impl Sim {
             w: 2,
             pr: 0,
             pw: 0,
+            resolver: Resolver::Siblings,
         };
         for attempt in 0..10 {
             let target = attempt % self.nodes.len();

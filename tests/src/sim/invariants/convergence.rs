@@ -2,10 +2,16 @@
 //! faults stop and the cluster had time to heal, every replica of every key holds an identical
 //! version set. Checked before the final reads, so read repair cannot hide a replica that only
 //! anti-entropy would have brought up to date.
+//!
+//! Agreeing sets must also resolve alike under every bucket resolver (issue 14: resolution is a
+//! join, so replicas that received versions in different orders resolve to the same value). That
+//! is checked here too: two sets with the same dots but different write timestamps would pass
+//! the causal comparison and still disagree under `lww`.
 
 use std::collections::BTreeMap;
 
 use dynamo_quorum::{Object, is_deleted};
+use dynamo_resolve::{Resolver, resolve};
 
 use crate::sim::check::Violation;
 
@@ -40,6 +46,19 @@ pub fn check(view: &ReplicaView) -> Vec<Violation> {
                 (None, None) => true,
                 (Some(object), None) | (None, Some(object)) => is_deleted(object),
             };
+            if same
+                && let (Some(a), Some(b)) = (first, stored)
+                && let Some(resolver) = Resolver::ALL
+                    .into_iter()
+                    .find(|r| resolve(*r, a) != resolve(*r, b))
+            {
+                let message = format!(
+                    "replicas {first_name} and {name} hold the same versions but resolve \
+                     differently under {resolver}"
+                );
+                violations.push(Violation::on_key(NAME, key, message));
+                break;
+            }
             if !same {
                 let count = |s: &Option<Object>| s.as_ref().map_or(0, Object::len);
                 let message = format!(
