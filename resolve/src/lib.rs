@@ -237,6 +237,15 @@ pub fn resolve_versions(resolver: Resolver, versions: &[Version<'_>]) -> Option<
     if versions.is_empty() {
         return None;
     }
+    // One set and nothing to merge: its bytes are the answer (no decode, join and encode).
+    if let ([only], Resolver::Union | Resolver::Cart) = (versions, resolver)
+        && let Some(bytes) = only.bytes
+        && validate(resolver, bytes).is_ok()
+    {
+        let mut resolution = empty(resolver, 1);
+        resolution.value = Some(bytes.to_vec());
+        return Some(resolution);
+    }
     let mut resolution = match resolver {
         Resolver::Siblings => return None,
         Resolver::Lww => lww(versions),
