@@ -547,4 +547,36 @@ fn a_bucket_resolves_by_its_resolver() {
         Some(ErrorKind::BadRequest),
         "{refused:?}"
     );
+
+    // Last write wins: blind writes replace what their coordinator holds, no sibling grows.
+    let sessions = BucketProps {
+        resolver: Resolver::Lww,
+        ..bucket("sessions", 1)
+    };
+    node.ask(Role::Admin, Request::CreateBucket(sessions));
+    for value in ["one", "two", "three"] {
+        let put = Request::Put {
+            bucket: "sessions".into(),
+            key: b"s1".to_vec(),
+            value: Some(value.into()),
+            context: None,
+            options: RequestOptions::default(),
+            forwarded: false,
+            write_id: None,
+        };
+        assert!(matches!(node.ask(Role::Client, put), Response::Put(_)));
+    }
+    let get = Request::Get {
+        bucket: "sessions".into(),
+        key: b"s1".to_vec(),
+        options: RequestOptions::default(),
+    };
+    match node.ask(Role::Client, get) {
+        Response::Get(reply) => {
+            assert_eq!(reply.values, vec![b"three".to_vec()]);
+            let resolution = reply.resolution.expect("an lww bucket resolves");
+            assert_eq!(resolution.merged, 1);
+        }
+        other => panic!("{other:?}"),
+    }
 }

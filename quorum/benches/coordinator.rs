@@ -33,6 +33,7 @@ fn one_put(stored: &Object, actor: &Actor) -> usize {
             targets: targets(),
             quorum: Quorum::default(),
             timeout_ms: 1_000,
+            supersede_local: false,
         },
     )
     .expect("valid put");

@@ -25,6 +25,7 @@
 //!     targets,
 //!     quorum: Quorum::default(), // N=3, R=2, W=2
 //!     timeout_ms: 1_000,
+//!     supersede_local: false, // true in a last-write-wins bucket
 //! };
 //! let mut put = PutCoordinator::new(0, request)?;
 //! assert!(matches!(put.poll_command(), Some(Command::ReadLocal { .. })));

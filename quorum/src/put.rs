@@ -42,6 +42,10 @@ pub struct PutRequest {
     pub quorum: Quorum,
     /// How long the client waits at most.
     pub timeout_ms: u64,
+    /// Last write wins: the write supersedes every version the coordinator holds, as if its
+    /// context were theirs, so a bucket written blind keeps at most one sibling per concurrent
+    /// coordinator instead of one per write (the bucket's resolver picks among those).
+    pub supersede_local: bool,
 }
 
 /// Adds to `context` the other copies of writes it supersedes: when the context covers one dot
@@ -110,6 +114,8 @@ pub struct PutCoordinator {
     object: Option<Object>,
     warnings: Vec<Warning>,
     commands: VecDeque<Command>,
+    /// See [`PutRequest::supersede_local`].
+    supersede_local: bool,
 }
 
 impl PutCoordinator {
@@ -154,6 +160,7 @@ impl PutCoordinator {
             object: None,
             warnings: Vec::new(),
             commands,
+            supersede_local: request.supersede_local,
         })
     }
 
@@ -179,6 +186,9 @@ impl PutCoordinator {
             // goes to the other targets like a fresh write.
             self.phase = Phase::WritingLocal;
             return self.handle_local_write(now, Ok(stored));
+        }
+        if self.supersede_local {
+            self.context.merge(&stored.context());
         }
         extend_over_retries(&mut self.context, &stored);
         let mut preview = stored;

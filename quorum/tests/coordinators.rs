@@ -124,6 +124,7 @@ fn run_put_case(case: &Case) {
         targets: targets(case.targets),
         quorum: case.quorum,
         timeout_ms: 100,
+        supersede_local: false,
     };
     let mut put = PutCoordinator::new(0, request).expect(case.name);
     assert_eq!(
@@ -368,6 +369,7 @@ fn put_refuses_requests_that_cannot_succeed() {
         targets: targets(targets_spec),
         quorum,
         timeout_ms: 100,
+        supersede_local: false,
     };
     let cases = vec![
         (
@@ -448,6 +450,40 @@ fn sibling_limits() {
     for case in &cases {
         run_put_case(case);
     }
+}
+
+/// Issue 14, last write wins: a blind write in an `lww` bucket supersedes every version its
+/// coordinator holds, so 100 siblings do not refuse it and the store keeps only the new value
+/// (without the flag, the same write is refused above).
+#[test]
+fn a_last_write_wins_put_supersedes_what_the_coordinator_holds() {
+    let mut crowded = Object::empty();
+    for i in 0..100 {
+        crowded = crowded.sync(&written(&Object::empty(), &format!("w{i}"), data("s"), i));
+    }
+    let mut put = PutCoordinator::new(
+        0,
+        PutRequest {
+            key: b"cart".to_vec(),
+            context: None,
+            value: data("new"),
+            coordinator: "a".into(),
+            actor: Actor::new("a#1"),
+            targets: targets("a"),
+            quorum: Quorum::new(1, 1, 1),
+            timeout_ms: 100,
+            supersede_local: true,
+        },
+    )
+    .expect("put");
+    drain(|| put.poll_command());
+    put.handle_local_read(1, Ok(Some(crowded.clone())));
+    let Some(Command::WriteLocal { context, value, .. }) = put.poll_command() else {
+        panic!("the write goes ahead");
+    };
+    let mut stored = crowded;
+    stored.update(&context, &Actor::new("a#1"), value, 1);
+    assert_eq!(stored.values().collect::<Vec<_>>(), vec![&data("new")]);
 }
 
 fn run_get_case(case: &Case) -> Vec<Vec<String>> {
@@ -907,6 +943,7 @@ fn delete_is_a_tombstone_that_supersedes_what_was_read() {
         targets: targets("a b c"),
         quorum: Quorum::new(3, 2, 2),
         timeout_ms: 100,
+        supersede_local: false,
     };
     let mut delete = PutCoordinator::new(0, request).unwrap();
     assert_eq!(drain(|| delete.poll_command()), ["read-local"]);
@@ -969,6 +1006,7 @@ fn retried_writes_are_one_write() {
                 targets: targets("a b c"),
                 quorum: Quorum::new(3, 2, 2),
                 timeout_ms: 100,
+                supersede_local: false,
             },
         )
         .unwrap()

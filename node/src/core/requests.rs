@@ -882,6 +882,8 @@ impl NodeCore {
             targets,
             quorum,
             timeout_ms: self.client_timeout_ms(options),
+            // Issue 14: a last-write-wins bucket keeps no history of writes a coordinator saw.
+            supersede_local: self.resolver_of(bucket) == Resolver::Lww,
         };
         match PutCoordinator::new(now, request) {
             Ok(machine) => self.start_coordinator(
