@@ -176,8 +176,8 @@ pub struct Resolution {
     pub value: Option<Vec<u8>>,
     /// How many versions were joined (1: there was nothing to resolve).
     pub merged: usize,
-    /// What a person should know about the merge, one sentence each (for example "a
-    /// concurrent remove of kibble was overridden by an add").
+    /// What a person should know about the merge beyond its count, one sentence each (for
+    /// example "a concurrent remove of kibble was overridden by an add").
     pub notes: Vec<String>,
     /// Versions that lost (`lww`) or could not be read in the bucket's format.
     pub discarded: Vec<Vec<u8>>,
@@ -287,8 +287,7 @@ fn lww(versions: &[Version<'_>]) -> Resolution {
     let lost = versions.len() - 1;
     if lost > 0 {
         resolution.notes.push(format!(
-            "{} versions merged; the newest write won and {lost} older concurrent {} discarded",
-            versions.len(),
+            "the newest write won; {lost} older concurrent {} discarded",
             if lost == 1 {
                 "write was"
             } else {
@@ -304,13 +303,9 @@ fn lww(versions: &[Version<'_>]) -> Resolution {
     resolution
 }
 
-/// Notes shared by the structured resolvers: how many versions merged, which were unreadable.
+/// Notes shared by the structured resolvers: versions that were unreadable, a concurrent
+/// delete. (How many versions merged is [`Resolution::merged`].)
 fn merge_notes(resolution: &mut Resolution, deletes: usize) {
-    if resolution.merged > 1 {
-        resolution
-            .notes
-            .push(format!("{} versions merged", resolution.merged));
-    }
     if !resolution.discarded.is_empty() {
         resolution.notes.push(format!(
             "{} versions were not in the `{}` format and were left out",
