@@ -24,6 +24,10 @@ pub(crate) enum DevCommand {
     Cluster(ClusterArgs),
     /// Start a local cluster, run the shopping-cart story against it, and stop it.
     Demo(ClusterArgs),
+    /// The benchmark matrix (`cargo xtask bench`): local 3-node clusters, one per durability
+    /// mode, workloads A, B, C, F and W at several concurrencies, the transport ceiling and
+    /// server- against client-driven coordination; writes a Markdown report.
+    Bench(crate::bench::MatrixArgs),
 }
 
 /// Where and how big the local cluster is.
@@ -41,14 +45,31 @@ pub(crate) struct ClusterArgs {
     /// Partitions of the ring.
     #[arg(long, default_value_t = 64)]
     partitions: u32,
+    /// Durability of the nodes' replica writes: sync or buffered (the node default, sync,
+    /// without it).
+    #[arg(long, value_parser = ["sync", "buffered"])]
+    durability: Option<String>,
+}
+
+impl ClusterArgs {
+    /// A cluster of `nodes` in `dir` from `base_port`.
+    pub(crate) fn local(nodes: usize, dir: PathBuf, base_port: u16, durability: &str) -> Self {
+        Self {
+            nodes,
+            dir,
+            base_port,
+            partitions: 64,
+            durability: Some(durability.to_string()),
+        }
+    }
 }
 
 /// A running local cluster; dropping it stops the processes.
-struct LocalCluster {
-    children: Vec<(String, Child)>,
-    addresses: Vec<SocketAddr>,
+pub(crate) struct LocalCluster {
+    pub(crate) children: Vec<(String, Child)>,
+    pub(crate) addresses: Vec<SocketAddr>,
     /// The client's certificate directory: the CA certificate and the admin identity only.
-    client_certs: PathBuf,
+    pub(crate) client_certs: PathBuf,
     /// Held while the cluster runs: a second `dev cluster` in the same directory is refused.
     _lock: std::fs::File,
 }
@@ -118,6 +139,10 @@ pub(crate) async fn run(command: DevCommand, log_format: &str) -> Result<ExitCod
             outcome?;
             Ok(ExitCode::SUCCESS)
         }
+        DevCommand::Bench(args) => {
+            crate::bench::matrix(args, log_format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -174,7 +199,7 @@ impl DevCerts {
 
 /// Creates the CA and certificates (once), starts the node processes and waits until every
 /// node is in the ring and up.
-async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
+pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
     if args.nodes == 0 {
         bail!("a cluster needs at least one node");
     }
@@ -228,12 +253,16 @@ async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
         if i > 0 {
             command.arg("--seed").arg(addresses[0].to_string());
         }
+        if let Some(durability) = &args.durability {
+            command.arg("--durability").arg(durability);
+        }
         for key in [
             "DYNAMO_SEEDS",
             "DYNAMO_NAME",
             "DYNAMO_LISTEN",
             "DYNAMO_CONFIG",
             "DYNAMO_DATA_DIR",
+            "DYNAMO_DURABILITY",
         ] {
             command.env_remove(key);
         }
@@ -266,7 +295,7 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-fn client(cluster: &LocalCluster) -> Result<Client> {
+pub(crate) fn client(cluster: &LocalCluster) -> Result<Client> {
     let tls = super::load_tls(&cluster.client_certs, None)?;
     Client::new(&tls, cluster.addresses.clone(), Duration::from_secs(5))
         .context("creating a client")

@@ -17,6 +17,7 @@ macro_rules! outln {
     };
 }
 
+mod bench;
 mod dev;
 
 use std::io::Write as _;
@@ -139,6 +140,14 @@ enum Command {
     /// Buckets: namespaces with their own N, R, W.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Load the cluster with a YCSB-style workload and report throughput and latency
+    /// percentiles (HDR histograms). Creates the bucket (last write wins) if it is missing.
+    Bench {
+        #[command(flatten)]
+        bench: bench::BenchArgs,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Shopping carts: items in a `cart` bucket (removes stay removed) or a `union` bucket (the
     /// paper's cart). Each operation reads the key and writes with its context.
     #[command(subcommand)]
@@ -442,7 +451,7 @@ impl Connection {
     }
 }
 
-fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
+pub(crate) fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
     let ca_path = dir.join(dynamo_node::tls::CA_CERT_FILE);
     let ca = std::fs::read_to_string(&ca_path).with_context(|| {
         format!(
@@ -717,6 +726,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
             } else {
                 outln!("deleted ({} acknowledgements)", reply.acknowledged);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { bench, connection } => {
+            let client = if bench.server_driven {
+                let mut first = connection.clone();
+                first.nodes.truncate(1);
+                first.client()?.server_driven()
+            } else {
+                connection.client()?
+            };
+            let report = bench::run(
+                client,
+                connection.nodes.clone(),
+                bench,
+                connection.timeout_ms,
+                connection.json,
+            )
+            .await?;
+            if connection.json {
+                outln!("{}", report.json());
+            } else {
+                outln!("{}", report.text().trim_end());
             }
             Ok(ExitCode::SUCCESS)
         }

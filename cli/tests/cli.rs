@@ -224,6 +224,51 @@ fn dev_cluster_then_put_get_delete_and_status() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 
+    // Issue 16: `dynamo bench` runs a workload and the transport ceiling through the binary.
+    for (args, op) in [
+        (
+            &[
+                "bench",
+                "--workload",
+                "a",
+                "--ops",
+                "200",
+                "--concurrency",
+                "4",
+                "--json",
+            ][..],
+            "all",
+        ),
+        (
+            &[
+                "bench",
+                "--transport",
+                "--ops",
+                "100",
+                "--concurrency",
+                "4",
+                "--json",
+            ],
+            "ping",
+        ),
+    ] {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        let expected = if op == "ping" { 100 } else { 200 };
+        assert_eq!(report["ops"], expected, "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        let last = report["operations"]
+            .as_array()
+            .and_then(|ops| ops.last())
+            .cloned();
+        assert_eq!(
+            last.map(|row| row["op"].clone()),
+            Some(op.into()),
+            "{report}"
+        );
+    }
+
     let status = dynamo(&["status", "--json"], &nodes, &certs);
     assert!(status.status.success(), "{status:?}");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");

@@ -159,9 +159,21 @@ pub struct Client {
     /// Nodes that failed a request lately, until when they are tried last: the cluster takes
     /// seconds to call a node down, and until then every request would wait on it again.
     suspects: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Whether requests go to the key's replicas (client-driven coordination) or only to the
+    /// seeds, which coordinate or forward them (server-driven; paper 6.4, Table 2).
+    partition_aware: bool,
 }
 
 impl Client {
+    /// Sends every request to the seeds only, in order, and lets the node that answers
+    /// coordinate or forward it: the paper's server-driven coordination (section 6.4), to
+    /// compare with the default partition-aware routing.
+    #[must_use]
+    pub fn server_driven(mut self) -> Self {
+        self.partition_aware = false;
+        self
+    }
+
     /// A client that reaches the cluster through `seeds`, authenticated with `tls` (a client or
     /// node identity of the cluster CA).
     pub fn new(
@@ -183,6 +195,7 @@ impl Client {
             routing: Mutex::new(None),
             latencies: Mutex::new(Latencies::default()),
             suspects: Mutex::new(HashMap::new()),
+            partition_aware: true,
         })
     }
 
@@ -473,6 +486,9 @@ impl Client {
 
     /// The addresses of the up members of the key's preference list, in order.
     fn preferred_addresses(&self, bucket: &str, key: &[u8]) -> Vec<SocketAddr> {
+        if !self.partition_aware {
+            return Vec::new();
+        }
         let Ok(routing) = self.routing.lock() else {
             return Vec::new();
         };

@@ -176,7 +176,14 @@ pub enum Request {
     /// Drop every partition transfer this node has queued or running (anti-entropy copies what
     /// they would have); answered with the number dropped. Refused by a leaving node.
     CancelHandoff,
+    /// Answered at once with [`Response::Pong`] carrying the same bytes (at most
+    /// [`MAX_PING_BYTES`]): no store, no quorum. `dynamo bench --transport` measures with it
+    /// what the QUIC and mTLS path alone allows.
+    Ping(#[serde(with = "serde_bytes")] Vec<u8>),
 }
+
+/// Longest payload a [`Request::Ping`] may carry.
+pub const MAX_PING_BYTES: usize = 64 * 1024;
 
 /// What a request asks of the cluster, which decides the certificate roles that may send it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,9 +214,11 @@ impl Request {
     /// What this request asks of the cluster.
     pub fn access(&self) -> Access {
         match self {
-            Request::Get { .. } | Request::ListBuckets | Request::Status | Request::Ring => {
-                Access::Read
-            }
+            Request::Get { .. }
+            | Request::ListBuckets
+            | Request::Status
+            | Request::Ring
+            | Request::Ping(_) => Access::Read,
             Request::Put { .. } => Access::Write,
             Request::CreateBucket(_)
             | Request::Leave
@@ -416,6 +425,8 @@ pub enum Response {
     Entries(Vec<(Vec<u8>, Object)>),
     /// The answer to a [`Request::CancelHandoff`]: how many transfers were dropped.
     Cancelled(usize),
+    /// The answer to a [`Request::Ping`]: its bytes.
+    Pong(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl Response {

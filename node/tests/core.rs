@@ -166,6 +166,7 @@ fn each_role_may_send_exactly_its_requests() {
         (Request::Status, "", [true, true, true, true]),
         (Request::Ring, "", [true, true, true, true]),
         (Request::ListBuckets, "", [true, true, true, true]),
+        (Request::Ping(vec![1; 8]), "", [true, true, true, true]),
         (put, "the client or admin role", [true, true, true, false]),
         (
             Request::CreateBucket(bucket("solo", 1)),

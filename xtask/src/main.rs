@@ -9,6 +9,8 @@
 //! * `cargo xtask sim --seeds A..B` / `cargo xtask sim --reproduce SEED`: the deterministic
 //!   whole-cluster simulator (`dynamo-tests`' `sim` binary) in release mode, over a range of
 //!   seeds or replaying one.
+//! * `cargo xtask bench [--seconds S ...]`: the benchmark matrix (`dynamo dev bench`) on local
+//!   3-node clusters in release mode; writes `target/bench-report/report.md`.
 //!
 //! It has no dependencies so it compiles in a second. It must not know how the crates work; it
 //! only runs cargo.
@@ -32,6 +34,20 @@ fn main() -> ExitCode {
                 "--bin",
                 "sim",
                 "--",
+            ];
+            args.extend(rest.iter().map(String::as_str));
+            run_all(&[&args])
+        }
+        Some("bench") => {
+            let mut args = vec![
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "dynamo-cli",
+                "--",
+                "dev",
+                "bench",
             ];
             args.extend(rest.iter().map(String::as_str));
             run_all(&[&args])
@@ -79,6 +95,7 @@ fn main() -> ExitCode {
             eprintln!("  ci    cargo fmt --check, clippy -D warnings, then the test command");
             eprintln!("  demo  a local 3-node cluster and the shopping-cart story against it");
             eprintln!("  sim   --seeds A..B | --reproduce SEED: the whole-cluster simulator");
+            eprintln!("  bench the benchmark matrix on local clusters (target/bench-report)");
             ExitCode::from(2)
         }
     }

@@ -360,6 +360,17 @@ impl NodeCore {
                 self.respond(id, Response::Buckets(buckets));
             }
             Request::Status => self.status_request(now, id),
+            Request::Ping(bytes) if bytes.len() <= crate::protocol::MAX_PING_BYTES => {
+                self.respond(id, Response::Pong(bytes));
+            }
+            Request::Ping(bytes) => {
+                let message = format!(
+                    "a ping carries at most {} bytes, not {}",
+                    crate::protocol::MAX_PING_BYTES,
+                    bytes.len()
+                );
+                self.respond(id, Response::error(ErrorKind::BadRequest, message));
+            }
             Request::Ring => {
                 let ring = self.ring.clone().map(Box::new);
                 self.respond(id, Response::Ring(ring));

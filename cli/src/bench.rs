@@ -1,0 +1,1040 @@
+//! `dynamo bench`: a load generator in the style of YCSB, cassandra-stress and `basho_bench`, run
+//! through the client library like any application (issue 16).
+//!
+//! Workloads are YCSB's: A (50% read, 50% update), B (95/5), C (100% read), D (read latest,
+//! 5% inserts), F (read-modify-write with the read's context, as a Dynamo client must) and W
+//! (100% blind writes). Keys are uniform or zipfian (scrambled, so hot keys spread over the
+//! ring); the run is closed loop (each worker as fast as it can) or open loop at a target rate,
+//! where latency is measured from when a request was due, not when it was sent, so a stall is
+//! not hidden by the requests it delayed (coordinated omission). Latencies go to HDR histograms.
+//! `--transport` measures the bare QUIC + mTLS request/response ceiling with `Ping`.
+//!
+//! This module must not know how nodes serve requests; it only uses the client library.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use dynamo_node::client::{Client, ClientError, GetOutcome};
+use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
+use dynamo_resolve::Resolver;
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution as _, Zipf};
+
+/// YCSB's core workloads, plus W.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Workload {
+    /// 50% read, 50% update (a blind write of an existing key).
+    A,
+    /// 95% read, 5% update.
+    B,
+    /// 100% read.
+    C,
+    /// 95% read of recently inserted keys, 5% insert of new keys.
+    D,
+    /// 50% read, 50% read-modify-write (read, then write with the read's context).
+    F,
+    /// 100% blind write.
+    W,
+}
+
+impl Workload {
+    fn describe(self) -> &'static str {
+        match self {
+            Workload::A => "50% read, 50% update",
+            Workload::B => "95% read, 5% update",
+            Workload::C => "100% read",
+            Workload::D => "95% read latest, 5% insert",
+            Workload::F => "50% read, 50% read-modify-write",
+            Workload::W => "100% blind write",
+        }
+    }
+}
+
+/// How keys are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KeyChoice {
+    /// Every key as likely.
+    Uniform,
+    /// A few keys hot (YCSB's scrambled zipfian, constant `--zipf`).
+    Zipfian,
+}
+
+/// `dynamo bench` options.
+#[derive(Args, Clone)]
+pub(crate) struct BenchArgs {
+    /// Workload.
+    #[arg(long, value_enum, default_value = "a", ignore_case = true)]
+    pub(crate) workload: Workload,
+    /// Number of keys.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) keys: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) value_size: usize,
+    /// Requests in flight (workers).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub(crate) concurrency: u64,
+    /// How long to run, in seconds (ignored with --ops).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) seconds: u64,
+    /// Run this many operations instead of a duration.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) ops: Option<u64>,
+    /// Key distribution.
+    #[arg(long, value_enum, default_value = "zipfian")]
+    pub(crate) distribution: KeyChoice,
+    /// Zipfian constant (0.99 in YCSB: Dynamo's hot keys).
+    #[arg(long, default_value_t = 0.99)]
+    pub(crate) zipf: f64,
+    /// Write every key once before the run (the load phase).
+    #[arg(long)]
+    pub(crate) load: bool,
+    /// Open loop at this many operations per second in all (closed loop without it).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) rate: Option<u64>,
+    /// Bucket (created as N=3, R=2, W=2, last write wins if missing, so blind writes do not
+    /// pile up siblings).
+    #[arg(long, default_value = "bench")]
+    pub(crate) bucket: String,
+    /// Measure the transport ceiling instead: `Ping` requests of `--value-size` bytes, no
+    /// store, no quorum.
+    #[arg(long)]
+    pub(crate) transport: bool,
+    /// Send every request to the first of --nodes, which coordinates or forwards it
+    /// (server-driven coordination, paper 6.4), instead of to the key's replicas.
+    #[arg(long)]
+    pub(crate) server_driven: bool,
+    /// Seed of the key and operation choices.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+}
+
+/// The kinds of operation, each with its own histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    Read,
+    Update,
+    Insert,
+    ReadModifyWrite,
+    Ping,
+}
+
+impl Op {
+    const ALL: [Op; 5] = [
+        Op::Read,
+        Op::Update,
+        Op::Insert,
+        Op::ReadModifyWrite,
+        Op::Ping,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::Update => "update",
+            Op::Insert => "insert",
+            Op::ReadModifyWrite => "rmw",
+            Op::Ping => "ping",
+        }
+    }
+}
+
+/// What one worker measured.
+struct Tally {
+    histograms: BTreeMap<Op, Histogram<u64>>,
+    errors: BTreeMap<String, (u64, String)>,
+    siblings_seen: u64,
+    /// Operations completed per second of the run.
+    per_second: Vec<u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            histograms: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            siblings_seen: 0,
+            per_second: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, op: Op, latency: Duration, second: usize) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let histogram = self.histograms.entry(op).or_insert_with(new_histogram);
+        histogram.saturating_record(micros);
+        if self.per_second.len() <= second {
+            self.per_second.resize(second + 1, 0);
+        }
+        self.per_second[second] += 1;
+    }
+
+    fn error(&mut self, error: &ClientError) {
+        let kind = match error {
+            ClientError::Server(reply) => format!("{:?}", reply.kind),
+            ClientError::Unreachable(_) => "Unreachable".to_string(),
+            other => format!("{other}").chars().take(40).collect(),
+        };
+        let entry = self
+            .errors
+            .entry(kind)
+            .or_insert_with(|| (0, error.to_string()));
+        entry.0 += 1;
+    }
+
+    fn merge(&mut self, other: Tally) {
+        for (op, histogram) in other.histograms {
+            let mine = self.histograms.entry(op).or_insert_with(new_histogram);
+            // Both span the same range, so adding cannot fail.
+            let _ = mine.add(&histogram);
+        }
+        for (kind, (count, first)) in other.errors {
+            self.errors.entry(kind).or_insert((0, first)).0 += count;
+        }
+        self.siblings_seen += other.siblings_seen;
+        if self.per_second.len() < other.per_second.len() {
+            self.per_second.resize(other.per_second.len(), 0);
+        }
+        for (mine, theirs) in self.per_second.iter_mut().zip(other.per_second) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// 1 µs to 100 s at 3 significant figures.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("constant bounds are valid")
+}
+
+/// Chooses keys: an index below `keys` (or below the latest insert, for D).
+struct KeyChooser {
+    zipf: Option<Zipf<f64>>,
+    keys: u64,
+}
+
+impl KeyChooser {
+    fn new(args: &BenchArgs) -> Result<Self> {
+        let zipf = match args.distribution {
+            KeyChoice::Uniform => None,
+            KeyChoice::Zipfian => Some(
+                Zipf::new(args.keys as f64, args.zipf)
+                    .map_err(|e| anyhow::anyhow!("--zipf {}: {e}", args.zipf))?,
+            ),
+        };
+        Ok(Self {
+            zipf,
+            keys: args.keys,
+        })
+    }
+
+    /// A popularity rank: 0 is the hottest.
+    fn rank(&self, rng: &mut SmallRng) -> u64 {
+        match &self.zipf {
+            Some(zipf) => (zipf.sample(rng) as u64)
+                .saturating_sub(1)
+                .min(self.keys - 1),
+            None => rng.random_range(0..self.keys),
+        }
+    }
+
+    /// A key index, hot ranks scattered over the key space (scrambled zipfian).
+    fn key(&self, rng: &mut SmallRng) -> u64 {
+        let rank = self.rank(rng);
+        if self.zipf.is_some() {
+            scramble(rank) % self.keys
+        } else {
+            rank
+        }
+    }
+}
+
+/// splitmix64: spreads consecutive ranks over the key space.
+fn scramble(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn key_name(index: u64) -> Vec<u8> {
+    format!("user{index:012}").into_bytes()
+}
+
+fn value(size: usize, salt: u64) -> Vec<u8> {
+    (0..size)
+        .map(|i| (salt as usize).wrapping_add(i) as u8)
+        .collect()
+}
+
+/// Shared by every worker.
+struct Shared {
+    client: Client,
+    addresses: Vec<SocketAddr>,
+    args: BenchArgs,
+    chooser: KeyChooser,
+    options: RequestOptions,
+    started: Instant,
+    /// Operations done so far (for the progress line).
+    done: AtomicU64,
+    /// Operations started so far (`--ops` stops at exactly that many).
+    claimed: AtomicU64,
+    /// Next key index an insert takes (workload D).
+    next_insert: AtomicU64,
+}
+
+impl Shared {
+    /// Runs one operation of the workload and says which kind it was; failures go to `tally`.
+    async fn one(&self, rng: &mut SmallRng, tally: &mut Tally) -> Op {
+        let args = &self.args;
+        let bucket = args.bucket.as_str();
+        if args.transport {
+            let address = self.addresses[rng.random_range(0..self.addresses.len())];
+            let request = Request::Ping(value(args.value_size, rng.random()));
+            match self.client.request_to(address, &request).await {
+                Ok(Response::Pong(_)) => {}
+                Ok(other) => tally.error(&ClientError::Unexpected(format!("{other:?}"))),
+                Err(error) => tally.error(&error),
+            }
+            return Op::Ping;
+        }
+        let roll = rng.random_range(0..100u32);
+        let op = match (args.workload, roll) {
+            (Workload::C, _)
+            | (Workload::A | Workload::F, 0..50)
+            | (Workload::B | Workload::D, 0..95) => Op::Read,
+            (Workload::A | Workload::B | Workload::W, _) => Op::Update,
+            (Workload::D, _) => Op::Insert,
+            (Workload::F, _) => Op::ReadModifyWrite,
+        };
+        let key = match (op, args.workload) {
+            (Op::Insert, _) => self.next_insert.fetch_add(1, Ordering::Relaxed),
+            // D reads the latest: recent inserts are the hot keys.
+            (_, Workload::D) => {
+                let latest = self.next_insert.load(Ordering::Relaxed).max(1);
+                latest - 1 - self.chooser.rank(rng) % latest
+            }
+            _ => self.chooser.key(rng),
+        };
+        let key = key_name(key);
+        let outcome = match op {
+            Op::Read => self.read(&key, tally).await.map(drop),
+            Op::Update | Op::Insert => self
+                .client
+                .put(
+                    bucket,
+                    &key,
+                    value(args.value_size, rng.random()),
+                    None,
+                    self.options,
+                )
+                .await
+                .map(drop),
+            Op::ReadModifyWrite => match self.read(&key, tally).await {
+                Ok(context) => self
+                    .client
+                    .put(
+                        bucket,
+                        &key,
+                        value(args.value_size, rng.random()),
+                        Some(context),
+                        self.options,
+                    )
+                    .await
+                    .map(drop),
+                Err(error) => Err(error),
+            },
+            Op::Ping => Ok(()),
+        };
+        if let Err(error) = outcome {
+            tally.error(&error);
+        }
+        op
+    }
+
+    /// A get: the context to write with; counts reads that saw siblings.
+    async fn read(&self, key: &[u8], tally: &mut Tally) -> Result<String, ClientError> {
+        match self
+            .client
+            .get(&self.args.bucket, key, self.options)
+            .await?
+        {
+            GetOutcome::Found(reply) => {
+                if reply.values.len() > 1 {
+                    tally.siblings_seen += 1;
+                }
+                Ok(reply.context)
+            }
+            GetOutcome::NotFound { context } => Ok(context),
+        }
+    }
+
+    /// Whether the run is over; otherwise the caller may start one more operation.
+    fn finished(&self) -> bool {
+        match self.args.ops {
+            Some(ops) => self.claimed.fetch_add(1, Ordering::Relaxed) >= ops,
+            None => self.started.elapsed() >= Duration::from_secs(self.args.seconds),
+        }
+    }
+}
+
+/// One worker: closed loop, or open loop with one request due every `period`.
+async fn worker(shared: Arc<Shared>, index: u64) -> Tally {
+    let mut rng = SmallRng::seed_from_u64(scramble(shared.args.seed ^ scramble(index)));
+    let mut tally = Tally::new();
+    let period = shared
+        .args
+        .rate
+        .map(|rate| Duration::from_secs_f64(shared.args.concurrency as f64 / rate as f64));
+    let mut due = shared.started
+        + period.map_or(Duration::ZERO, |p| {
+            p.mul_f64(index as f64 / shared.args.concurrency as f64)
+        });
+    while !shared.finished() {
+        let sent = match period {
+            Some(period) => {
+                tokio::time::sleep_until(due.into()).await;
+                let was_due = due;
+                due += period;
+                // Coordinated omission: latency counts from when the request was due.
+                was_due
+            }
+            None => Instant::now(),
+        };
+        let op = shared.one(&mut rng, &mut tally).await;
+        let second = shared.started.elapsed().as_secs() as usize;
+        tally.record(op, sent.elapsed(), second);
+        shared.done.fetch_add(1, Ordering::Relaxed);
+    }
+    tally
+}
+
+/// Makes sure the bucket exists (creating it needs an admin certificate).
+async fn ensure_bucket(client: &Client, bucket: &str) -> Result<()> {
+    let buckets = client.list_buckets().await.context("listing buckets")?;
+    if buckets.iter().any(|b| b.name == bucket) {
+        return Ok(());
+    }
+    let props = BucketProps {
+        name: bucket.to_string(),
+        n: 3,
+        r: 2,
+        w: 2,
+        pr: 0,
+        pw: 0,
+        resolver: Resolver::Lww,
+    };
+    client.create_bucket(props).await.with_context(|| {
+        format!("creating bucket {bucket} (needs an admin certificate; or pass --bucket with one that exists)")
+    })
+}
+
+/// Writes every key once, `concurrency` at a time.
+async fn load(shared: &Arc<Shared>) -> Result<(u64, Duration)> {
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..shared.args.concurrency {
+        let (shared, next) = (shared.clone(), next.clone());
+        workers.spawn(async move {
+            let mut failed = 0u64;
+            let mut first = None;
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= shared.args.keys {
+                    return (failed, first);
+                }
+                let key = key_name(index);
+                let bytes = value(shared.args.value_size, index);
+                if let Err(error) = shared
+                    .client
+                    .put(&shared.args.bucket, &key, bytes, None, shared.options)
+                    .await
+                {
+                    failed += 1;
+                    first.get_or_insert(error.to_string());
+                }
+            }
+        });
+    }
+    let mut failed = 0;
+    let mut first_failure = None;
+    while let Some(joined) = workers.join_next().await {
+        let (count, first) = joined.context("a load worker stopped")?;
+        failed += count;
+        first_failure = first_failure.or(first);
+    }
+    if let Some(first) = first_failure {
+        eprintln!("load: {failed} writes failed, the first with: {first}");
+    }
+    Ok((failed, started.elapsed()))
+}
+
+/// Runs the benchmark; `quiet` keeps the load phase's line off stdout.
+pub(crate) async fn run(
+    client: Client,
+    addresses: Vec<SocketAddr>,
+    args: BenchArgs,
+    timeout_ms: u64,
+    quiet: bool,
+) -> Result<Report> {
+    if args.transport && args.value_size > dynamo_node::protocol::MAX_PING_BYTES {
+        bail!(
+            "--transport pings carry at most {} bytes; lower --value-size",
+            dynamo_node::protocol::MAX_PING_BYTES
+        );
+    }
+    if !args.transport {
+        ensure_bucket(&client, &args.bucket).await?;
+    }
+    let chooser = KeyChooser::new(&args)?;
+    let options = RequestOptions {
+        timeout_ms: Some(timeout_ms),
+        ..RequestOptions::default()
+    };
+    let mut shared = Arc::new(Shared {
+        client,
+        addresses,
+        next_insert: AtomicU64::new(args.keys),
+        args,
+        chooser,
+        options,
+        started: Instant::now(),
+        done: AtomicU64::new(0),
+        claimed: AtomicU64::new(0),
+    });
+    let mut load_line = None;
+    if shared.args.load && !shared.args.transport {
+        let (failed, took) = load(&shared).await?;
+        let line = format!(
+            "load: {} keys in {:.1} s ({:.0} ops/s), {failed} failed",
+            shared.args.keys,
+            took.as_secs_f64(),
+            shared.args.keys as f64 / took.as_secs_f64()
+        );
+        if !quiet {
+            println!("{line}");
+        }
+        load_line = Some((took, failed));
+        if let Some(inner) = Arc::get_mut(&mut shared) {
+            inner.started = Instant::now();
+        }
+    }
+    let progress = progress_line(&shared);
+    let mut workers = tokio::task::JoinSet::new();
+    for index in 0..shared.args.concurrency {
+        workers.spawn(worker(shared.clone(), index));
+    }
+    let mut total = Tally::new();
+    while let Some(joined) = workers.join_next().await {
+        total.merge(joined.context("a bench worker stopped")?);
+    }
+    let elapsed = shared.started.elapsed();
+    progress.abort();
+    Ok(Report::new(&shared.args, &total, elapsed, load_line))
+}
+
+/// A progress line on stderr while the run lasts (hidden when stderr is not a terminal).
+fn progress_line(shared: &Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let done = shared.done.load(Ordering::Relaxed);
+            bar.set_message(format!("{done} ops, {} ops/s now", (done - last) * 2));
+            bar.tick();
+            last = done;
+        }
+    })
+}
+
+/// The figures of one run.
+pub(crate) struct Report {
+    header: String,
+    elapsed: Duration,
+    /// Per operation kind, and "all": (name, count, p50, p90, p99, p99.9, max) in µs.
+    rows: Vec<(String, u64, [u64; 5])>,
+    total_ops: u64,
+    errors: BTreeMap<String, (u64, String)>,
+    siblings_seen: u64,
+    per_second: Vec<u64>,
+    load: Option<(Duration, u64)>,
+}
+
+impl Report {
+    fn new(
+        args: &BenchArgs,
+        tally: &Tally,
+        elapsed: Duration,
+        load: Option<(Duration, u64)>,
+    ) -> Self {
+        let what = if args.transport {
+            format!("transport ceiling: Ping of {} B", args.value_size)
+        } else {
+            format!(
+                "workload {:?} ({}), {} over {} keys, {} B values",
+                args.workload,
+                args.workload.describe(),
+                match args.distribution {
+                    KeyChoice::Uniform => "uniform".to_string(),
+                    KeyChoice::Zipfian => format!("zipfian {}", args.zipf),
+                },
+                args.keys,
+                args.value_size
+            )
+        };
+        let mode = match args.rate {
+            Some(rate) => format!("open loop at {rate} ops/s"),
+            None => "closed loop".to_string(),
+        };
+        let header = format!("{what}, concurrency {}, {mode}", args.concurrency);
+        let figures = |h: &Histogram<u64>| {
+            [
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.9),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max(),
+            ]
+        };
+        let mut all = new_histogram();
+        let mut rows = Vec::new();
+        for op in Op::ALL {
+            if let Some(h) = tally.histograms.get(&op) {
+                let _ = all.add(h);
+                rows.push((op.name().to_string(), h.len(), figures(h)));
+            }
+        }
+        if rows.len() > 1 {
+            rows.push(("all".to_string(), all.len(), figures(&all)));
+        }
+        Self {
+            header,
+            elapsed,
+            rows,
+            total_ops: all.len(),
+            errors: tally.errors.clone(),
+            siblings_seen: tally.siblings_seen,
+            per_second: tally.per_second.clone(),
+            load,
+        }
+    }
+
+    /// Operations per second of the whole run.
+    pub(crate) fn throughput(&self) -> f64 {
+        self.ops_per_sec(self.total_ops)
+    }
+
+    /// The "all" row (or the only one): p50, p90, p99, p99.9 and max in milliseconds.
+    pub(crate) fn overall_ms(&self) -> [f64; 5] {
+        self.rows.last().map_or([0.0; 5], |(_, _, figures)| {
+            figures.map(|us| us as f64 / 1000.0)
+        })
+    }
+
+    /// Errors of every kind.
+    pub(crate) fn error_count(&self) -> u64 {
+        self.errors.values().map(|(n, _)| n).sum()
+    }
+
+    fn ops_per_sec(&self, count: u64) -> f64 {
+        count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub(crate) fn text(&self) -> String {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let errors: u64 = self.errors.values().map(|(n, _)| n).sum();
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.header);
+        let _ = writeln!(
+            out,
+            "{:.0} ops/s: {} operations in {:.1} s, {errors} errors",
+            self.ops_per_sec(self.total_ops),
+            self.total_ops,
+            self.elapsed.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "{:<7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8}",
+            "op", "count", "ops/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+        );
+        for (name, count, [p50, p90, p99, p999, max]) in &self.rows {
+            let _ = writeln!(
+                out,
+                "{name:<7} {count:>9} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>8.2}",
+                self.ops_per_sec(*count),
+                ms(*p50),
+                ms(*p90),
+                ms(*p99),
+                ms(*p999),
+                ms(*max)
+            );
+        }
+        if self.siblings_seen > 0 {
+            let _ = writeln!(out, "reads that saw siblings: {}", self.siblings_seen);
+        }
+        for (kind, (count, first)) in &self.errors {
+            let _ = writeln!(out, "errors {kind}: {count}, the first: {first}");
+        }
+        out
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let rows: Vec<_> = self
+            .rows
+            .iter()
+            .map(|(name, count, [p50, p90, p99, p999, max])| {
+                serde_json::json!({
+                    "op": name, "count": count, "ops_per_sec": self.ops_per_sec(*count),
+                    "p50_ms": *p50 as f64 / 1000.0, "p90_ms": *p90 as f64 / 1000.0,
+                    "p99_ms": *p99 as f64 / 1000.0, "p999_ms": *p999 as f64 / 1000.0,
+                    "max_ms": *max as f64 / 1000.0,
+                })
+            })
+            .collect();
+        let errors: serde_json::Map<String, serde_json::Value> = self
+            .errors
+            .iter()
+            .map(|(kind, (count, first))| {
+                (
+                    kind.clone(),
+                    serde_json::json!({"count": count, "first": first}),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "run": self.header,
+            "seconds": self.elapsed.as_secs_f64(),
+            "ops": self.total_ops,
+            "ops_per_sec": self.ops_per_sec(self.total_ops),
+            "operations": rows,
+            "errors": errors,
+            "siblings_seen": self.siblings_seen,
+            "ops_per_second_over_time": self.per_second,
+            "load_seconds": self.load.map(|(took, _)| took.as_secs_f64()),
+            "load_failed": self.load.map(|(_, failed)| failed),
+        })
+    }
+}
+
+/// `dynamo dev bench` (what `cargo xtask bench` runs): the matrix of issue 16.
+#[derive(Args, Clone)]
+pub(crate) struct MatrixArgs {
+    /// Where the clusters live and the report is written.
+    #[arg(long, default_value = "target/bench-report")]
+    out: std::path::PathBuf,
+    /// Seconds per point.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// Concurrencies.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
+    concurrency: Vec<u64>,
+    /// Workloads.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "a,b,c,f,w",
+        ignore_case = true
+    )]
+    workloads: Vec<Workload>,
+    /// Durability modes, one cluster each.
+    #[arg(long, value_delimiter = ',', default_value = "sync,buffered", value_parser = ["sync", "buffered"])]
+    durability: Vec<String>,
+    /// Keys (loaded once per cluster) and value size.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    keys: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    value_size: usize,
+    /// Port of the first node.
+    #[arg(long, default_value_t = 7300)]
+    base_port: u16,
+}
+
+/// CPU time (user + system) the processes `pids` have used, from /proc (Linux; zero elsewhere).
+fn cpu_time(pids: &[u32]) -> Duration {
+    // /proc/PID/stat fields 14 and 15 are utime and stime in clock ticks, 100 per second on
+    // Linux for every architecture we run on.
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// One point of the matrix.
+struct Point {
+    durability: String,
+    label: String,
+    concurrency: u64,
+    report: Report,
+    /// Cluster CPU per operation.
+    cpu_per_op: Duration,
+}
+
+/// Runs one point against `cluster`, measuring the nodes' CPU while it runs.
+async fn point(
+    cluster: &crate::dev::LocalCluster,
+    client: Client,
+    args: BenchArgs,
+    durability: &str,
+    label: String,
+) -> Result<Point> {
+    let pids: Vec<u32> = cluster.children.iter().map(|(_, c)| c.id()).collect();
+    let before = cpu_time(&pids);
+    let concurrency = args.concurrency;
+    let report = run(client, cluster.addresses.clone(), args, 5_000, true).await?;
+    let cpu = cpu_time(&pids).saturating_sub(before);
+    let cpu_per_op = cpu / u32::try_from(report.total_ops.max(1)).unwrap_or(u32::MAX);
+    eprintln!(
+        "{durability:>8} {label:<28} c={concurrency:<3} {:>8.0} ops/s  p99.9 {:>7.2} ms  cpu/op {:.3} ms",
+        report.throughput(),
+        report.overall_ms()[3],
+        cpu_per_op.as_secs_f64() * 1000.0
+    );
+    Ok(Point {
+        durability: durability.to_string(),
+        label,
+        concurrency,
+        report,
+        cpu_per_op,
+    })
+}
+
+/// Runs the matrix and writes `report.md` and `results.jsonl` under `--out`.
+pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let base = |workload, concurrency| BenchArgs {
+        workload,
+        keys: args.keys,
+        value_size: args.value_size,
+        concurrency,
+        seconds: args.seconds,
+        ops: None,
+        distribution: KeyChoice::Zipfian,
+        zipf: 0.99,
+        load: false,
+        rate: None,
+        bucket: "bench".into(),
+        transport: false,
+        server_driven: false,
+        seed: 1,
+    };
+    let started = Instant::now();
+    let mut points = Vec::new();
+    for (i, durability) in args.durability.iter().enumerate() {
+        let dir = args.out.join(format!("cluster-{durability}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        let port = args.base_port + 10 * i as u16;
+        let cluster_args = crate::dev::ClusterArgs::local(3, dir, port, durability);
+        let cluster = crate::dev::start(&cluster_args, log_format).await?;
+        let client = || crate::dev::client(&cluster);
+        // The load phase: every key once.
+        let mut load = base(Workload::C, 32);
+        load.load = true;
+        load.ops = Some(1);
+        run(client()?, cluster.addresses.clone(), load, 5_000, true).await?;
+        if i == 0 {
+            for &concurrency in &args.concurrency {
+                let mut ping = base(Workload::C, concurrency);
+                ping.transport = true;
+                points.push(
+                    point(
+                        &cluster,
+                        client()?,
+                        ping,
+                        "-",
+                        "transport ceiling (Ping)".into(),
+                    )
+                    .await?,
+                );
+            }
+        }
+        for &workload in &args.workloads {
+            for &concurrency in &args.concurrency {
+                let label = format!("{workload:?}: {}", workload.describe());
+                points.push(
+                    point(
+                        &cluster,
+                        client()?,
+                        base(workload, concurrency),
+                        durability,
+                        label,
+                    )
+                    .await?,
+                );
+            }
+        }
+        // Paper 6.4, Table 2: the same workload coordinated by one fixed node (server-driven)
+        // and by the key's replicas (client-driven).
+        let table2 = args.concurrency.iter().copied().max().unwrap_or(32);
+        for server_driven in [true, false] {
+            let mut bench = base(Workload::B, table2);
+            bench.server_driven = server_driven;
+            let mut client = client()?;
+            if server_driven {
+                let tls = crate::load_tls(&cluster.client_certs, None)?;
+                client = Client::new(&tls, vec![cluster.addresses[0]], Duration::from_secs(5))
+                    .context("creating a client")?
+                    .server_driven();
+            }
+            let label = if server_driven {
+                "B, server-driven"
+            } else {
+                "B, client-driven"
+            };
+            points.push(point(&cluster, client, bench, durability, label.into()).await?);
+        }
+        drop(cluster);
+    }
+    let took = started.elapsed();
+    let report = markdown(&args, &points, took);
+    let path = args.out.join("report.md");
+    std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    let mut jsonl = String::new();
+    for p in &points {
+        let mut line = p.report.json();
+        line["durability"] = p.durability.clone().into();
+        line["label"] = p.label.clone().into();
+        line["concurrency"] = p.concurrency.into();
+        line["cluster_cpu_ms_per_op"] = (p.cpu_per_op.as_secs_f64() * 1000.0).into();
+        let _ = writeln!(jsonl, "{line}");
+    }
+    let path = args.out.join("results.jsonl");
+    std::fs::write(&path, jsonl).with_context(|| format!("writing {}", path.display()))?;
+    println!("{report}");
+    println!(
+        "wrote {} and results.jsonl in {:.0} s",
+        args.out.join("report.md").display(),
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn markdown(args: &MatrixArgs, points: &[Point], took: Duration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# dynamo bench report\n");
+    let _ = writeln!(
+        out,
+        "3 local nodes, (N, R, W) = (3, 2, 2), {} keys (zipfian 0.99), {} B values, {} s per point, closed loop; the whole run took {:.0} s. Cluster CPU is user + system time of the three node processes per operation.\n",
+        args.keys,
+        args.value_size,
+        args.seconds,
+        took.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "| durability | run | concurrency | ops/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | cluster CPU ms/op |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    for p in points {
+        let [p50, _, p99, p999, max] = p.report.overall_ms();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {p50:.2} | {p99:.2} | {p999:.2} | {max:.2} | {} | {:.3} |",
+            p.durability,
+            p.label,
+            p.concurrency,
+            p.report.throughput(),
+            p.report.error_count(),
+            p.cpu_per_op.as_secs_f64() * 1000.0
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        Cli::parse_from(std::iter::once("bench").chain(extra.iter().copied())).bench
+    }
+
+    /// YCSB's zipfian: keys stay in range, the hottest key takes far more than its uniform
+    /// share, and hot keys are scattered (not keys 0, 1, 2: they would share partitions).
+    #[test]
+    fn keys_follow_their_distribution() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        // (distribution, share of draws the most drawn key gets at least, at most)
+        let cases = [("zipfian", 0.05, 1.0), ("uniform", 0.0, 0.01)];
+        for (distribution, at_least, at_most) in cases {
+            let chooser =
+                KeyChooser::new(&args(&["--distribution", distribution, "--keys", "1000"]))
+                    .expect("chooser");
+            let mut counts = BTreeMap::new();
+            for _ in 0..20_000 {
+                let key = chooser.key(&mut rng);
+                assert!(key < 1000, "{distribution}: {key}");
+                *counts.entry(key).or_insert(0u32) += 1;
+            }
+            let (&hottest, &count) = counts.iter().max_by_key(|(_, c)| **c).expect("draws");
+            let share = f64::from(count) / 20_000.0;
+            assert!(
+                share >= at_least && share <= at_most,
+                "{distribution}: {share}"
+            );
+            if distribution == "zipfian" {
+                assert_ne!(hottest, 0, "hot ranks are scrambled over the key space");
+            }
+        }
+        assert!(KeyChooser::new(&args(&["--zipf=-1"])).is_err());
+    }
+
+    /// The report's figures come from the histograms, per operation and for all together.
+    #[test]
+    fn a_report_adds_up() {
+        let mut tally = Tally::new();
+        for ms in 1..=100u64 {
+            tally.record(Op::Read, Duration::from_millis(ms), 0);
+        }
+        tally.record(Op::Update, Duration::from_millis(500), 1);
+        let report = Report::new(&args(&[]), &tally, Duration::from_secs(2), None);
+        assert_eq!(report.total_ops, 101);
+        assert!((report.throughput() - 50.5).abs() < 1e-9);
+        let [p50, _, _, _, max] = report.overall_ms();
+        assert!((p50 - 51.0).abs() < 0.5, "{p50}");
+        assert!((max - 500.0).abs() < 1.0, "{max}");
+        let text = report.text();
+        assert!(
+            text.contains("read") && text.contains("update") && text.contains("all"),
+            "{text}"
+        );
+        assert_eq!(
+            report.json()["ops_per_second_over_time"],
+            serde_json::json!([100, 1])
+        );
+    }
+}
