@@ -2,7 +2,8 @@
 //!
 //! One fjall database per node with three keyspaces (`data`, `hints`, `meta`; layouts in the
 //! crate docs). Writes are single-key fjall writes or atomic batches; [`Durability::Sync`]
-//! fsyncs the journal before returning. This module must not know the ring, the network or
+//! fsyncs the journal before returning, sharing the fsync with concurrent writers
+//! ([`GroupCommit`]). This module must not know the ring, the network or
 //! the version-set types beyond handing bytes to the shared versioning code.
 
 use std::fmt;
@@ -14,6 +15,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use crate::backend::{Backend, Op, Space, Visitor, bounds_empty};
 use crate::engine::{Engine, delegate_store};
 use crate::error::Result;
+use crate::group_commit::GroupCommit;
 use crate::options::{Durability, StoreOptions};
 use crate::store::Value;
 
@@ -21,6 +23,7 @@ use crate::store::Value;
 pub(crate) struct FjallBackend {
     db: Database,
     spaces: [Keyspace; 3],
+    group: GroupCommit,
 }
 
 impl FjallBackend {
@@ -28,18 +31,23 @@ impl FjallBackend {
         let db = Database::builder(path).open()?;
         let open = |space: Space| db.keyspace(space.name(), KeyspaceCreateOptions::default);
         let spaces = [open(Space::Data)?, open(Space::Hints)?, open(Space::Meta)?];
-        Ok(FjallBackend { db, spaces })
+        Ok(FjallBackend {
+            db,
+            spaces,
+            group: GroupCommit::default(),
+        })
+    }
+
+    /// Makes every write buffered so far durable, in one fsync shared with concurrent callers.
+    fn durable(&self) -> Result<()> {
+        let ticket = self.group.written();
+        self.group
+            .wait_durable(ticket, || self.db.persist(PersistMode::SyncAll))?;
+        Ok(())
     }
 
     fn space(&self, space: Space) -> &Keyspace {
         &self.spaces[space.index()]
-    }
-}
-
-fn persist_mode(durability: Durability) -> PersistMode {
-    match durability {
-        Durability::Sync => PersistMode::SyncAll,
-        Durability::Buffered => PersistMode::Buffer,
     }
 }
 
@@ -56,25 +64,25 @@ impl Backend for FjallBackend {
                 Op::Put(space, key, value) => self.space(space).insert(key, value)?,
                 Op::Delete(space, key) => self.space(space).remove(key)?,
             }
-            if durability == Durability::Sync {
-                self.db.persist(PersistMode::SyncAll)?;
+        } else {
+            let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+            for op in ops {
+                match *op {
+                    Op::Put(space, key, value) => batch.insert(self.space(space), key, value),
+                    Op::Delete(space, key) => batch.remove(self.space(space), key),
+                }
             }
-            return Ok(());
+            batch.commit()?;
         }
-        let mut batch = self.db.batch().durability(Some(persist_mode(durability)));
-        for op in ops {
-            match *op {
-                Op::Put(space, key, value) => batch.insert(self.space(space), key, value),
-                Op::Delete(space, key) => batch.remove(self.space(space), key),
-            }
+        // Sync: the write is in the journal's buffer; an fsync that starts now covers it.
+        if durability == Durability::Sync {
+            self.durable()?;
         }
-        batch.commit()?;
         Ok(())
     }
 
     fn sync(&self) -> Result<()> {
-        self.db.persist(PersistMode::SyncAll)?;
-        Ok(())
+        self.durable()
     }
 
     fn scan(

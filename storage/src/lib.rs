@@ -50,6 +50,7 @@ pub mod conformance;
 mod engine;
 mod error;
 mod fjall_store;
+mod group_commit;
 mod keys;
 mod memory;
 mod options;
