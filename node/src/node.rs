@@ -504,10 +504,14 @@ impl Driver {
         }
         let store = self.store.clone();
         let completions = self.completions_tx.clone();
-        tokio::spawn(async move {
-            let result = tokio::task::spawn_blocking(move || core::execute(&*store, op))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+        // Straight onto the blocking pool, which reports back itself: no async task in
+        // between to spawn and wake for every store operation. A panic in the store is an
+        // error for this operation, not a lost answer.
+        tokio::task::spawn_blocking(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                core::execute(&*store, op)
+            }))
+            .unwrap_or_else(|_| Err("the store panicked on this operation".to_string()));
             let _ = completions.send(Completion::Store(id, result));
         });
     }
