@@ -24,34 +24,8 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let rest: Vec<String> = std::env::args().skip(2).collect();
     match task.as_deref() {
-        Some("sim") => {
-            let mut args = vec![
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "dynamo-tests",
-                "--bin",
-                "sim",
-                "--",
-            ];
-            args.extend(rest.iter().map(String::as_str));
-            run_all(&[&args])
-        }
-        Some("bench") => {
-            let mut args = vec![
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "dynamo-cli",
-                "--",
-                "dev",
-                "bench",
-            ];
-            args.extend(rest.iter().map(String::as_str));
-            run_all(&[&args])
-        }
+        Some("sim") => release_run(&["-p", "dynamo-tests", "--bin", "sim", "--"], &rest),
+        Some("bench") => release_run(&["-p", "dynamo-cli", "--", "dev", "bench"], &rest),
         Some("ci") => run_all(&[
             &["fmt", "--all", "--", "--check"],
             &[
@@ -102,6 +76,14 @@ fn main() -> ExitCode {
 }
 
 /// Runs cargo with each argument list in turn, stopping at the first failure.
+/// `cargo run --release --quiet TARGET... REST...`: a binary of the workspace, optimised.
+fn release_run(target: &[&str], rest: &[String]) -> ExitCode {
+    let mut args = vec!["run", "--release", "--quiet"];
+    args.extend_from_slice(target);
+    args.extend(rest.iter().map(String::as_str));
+    run_all(&[&args])
+}
+
 fn run_all(steps: &[&[&str]]) -> ExitCode {
     for &args in steps {
         eprintln!("xtask: cargo {}", args.join(" "));
