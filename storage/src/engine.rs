@@ -321,20 +321,23 @@ impl<B: Backend, V: Value> Engine<B, V> {
             return Ok(new);
         }
         let new_bytes = encode_set(&new)?;
-        if old_bytes.as_deref() == Some(new_bytes.as_slice()) {
-            // Nothing changed; a durable caller still needs earlier buffered writes on disk.
-            if durability == Durability::Sync {
-                self.backend.sync()?;
+        if old_bytes.as_deref() != Some(new_bytes.as_slice()) {
+            // Buffered under the lock; made durable below, after it, so writers of other keys
+            // of the partition do not wait for this fsync and can share it (group commit).
+            let written = self.backend.write(
+                &[Op::Put(Space::Data, &raw, &new_bytes)],
+                Durability::Buffered,
+            );
+            forget_tree_on_error(&mut state, written)?;
+            if let Some(tree) = state.tree.as_mut() {
+                let old_hash = old_bytes.as_deref().map(|b| state_hash(key, b));
+                tree.update(key, old_hash, Some(state_hash(key, &new_bytes)));
             }
-            return Ok(new);
         }
-        let written = self
-            .backend
-            .write(&[Op::Put(Space::Data, &raw, &new_bytes)], durability);
-        forget_tree_on_error(&mut state, written)?;
-        if let Some(tree) = state.tree.as_mut() {
-            let old_hash = old_bytes.as_deref().map(|b| state_hash(key, b));
-            tree.update(key, old_hash, Some(state_hash(key, &new_bytes)));
+        drop(state);
+        // Also when nothing changed: a durable caller needs earlier buffered writes on disk.
+        if durability == Durability::Sync {
+            self.backend.sync()?;
         }
         Ok(new)
     }
