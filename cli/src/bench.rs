@@ -76,8 +76,8 @@ pub(crate) struct BenchArgs {
     /// Number of keys.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) keys: u64,
-    /// Value size in bytes.
-    #[arg(long, default_value_t = 1024)]
+    /// Value size in bytes (at most 16 MiB: every worker holds one).
+    #[arg(long, default_value_t = 1024, value_parser = parse_value_size)]
     pub(crate) value_size: usize,
     /// Requests in flight (workers).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -115,6 +115,15 @@ pub(crate) struct BenchArgs {
     /// Seed of the key and operation choices.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+}
+
+/// `--value-size`: 0 to 16 MiB.
+fn parse_value_size(text: &str) -> Result<usize, String> {
+    const MAX: usize = 16 << 20;
+    match text.parse::<usize>() {
+        Ok(size) if size <= MAX => Ok(size),
+        _ => Err(format!("a value size is 0 to {MAX} bytes")),
+    }
 }
 
 /// The kinds of operation, each with its own histogram.
@@ -759,8 +768,8 @@ pub(crate) struct MatrixArgs {
     /// Keys (loaded once per cluster) and value size.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     keys: u64,
-    /// Value size in bytes.
-    #[arg(long, default_value_t = 1024)]
+    /// Value size in bytes (at most 16 MiB).
+    #[arg(long, default_value_t = 1024, value_parser = parse_value_size)]
     value_size: usize,
     /// Port of the first node.
     #[arg(long, default_value_t = 7300)]
