@@ -6,7 +6,8 @@
 //! (100% blind writes). Keys are uniform or zipfian (scrambled, so hot keys spread over the
 //! ring); the run is closed loop (each worker as fast as it can) or open loop at a target rate,
 //! where latency is measured from when a request was due, not when it was sent, so a stall is
-//! not hidden by the requests it delayed (coordinated omission). Latencies go to HDR histograms.
+//! not hidden by the requests it delayed (coordinated omission). Latencies go to HDR histograms;
+//! plots are SVG (plotters).
 //! `--transport` measures the bare QUIC + mTLS request/response ceiling with `Ping`.
 //!
 //! This module must not know how nodes serve requests; it only uses the client library.
@@ -115,6 +116,10 @@ pub(crate) struct BenchArgs {
     /// Seed of the key and operation choices.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+    /// Write `latency.svg` (the latency distribution) and `throughput.svg` (operations per
+    /// second over the run) to this directory.
+    #[arg(long)]
+    pub(crate) plot: Option<std::path::PathBuf>,
 }
 
 /// `--value-size`: 0 to 16 MiB.
@@ -583,6 +588,61 @@ pub(crate) struct Report {
     siblings_seen: u64,
     per_second: Vec<u64>,
     load: Option<(Duration, u64)>,
+    /// The latency distribution of all operations: (nines, milliseconds), where nines is
+    /// -log10(1 - quantile) (1 for p90, 2 for p99, 3 for p99.9), the maximum at 5.
+    curve: Vec<(f64, f64)>,
+}
+
+/// Quantiles drawn in the latency plots.
+const CURVE: [f64; 12] = [
+    0.0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999,
+];
+
+/// One line of a plot: its name and its points.
+pub(crate) type Series = (String, Vec<(f64, f64)>);
+
+/// Draws `series` as lines into the SVG file `path`.
+pub(crate) fn plot(
+    path: &std::path::Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    series: &[Series],
+) -> Result<()> {
+    use plotters::prelude::*;
+    let points = series.iter().flat_map(|(_, p)| p.iter());
+    let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max);
+    let y_max = points.map(|p| p.1).fold(1.0, f64::max) * 1.05;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()?;
+        for (i, (name, line)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(line.iter().copied(), color.stroke_width(2)))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
 }
 
 impl Report {
@@ -632,6 +692,11 @@ impl Report {
         if rows.len() > 1 {
             rows.push(("all".to_string(), all.len(), figures(&all)));
         }
+        let mut curve: Vec<(f64, f64)> = CURVE
+            .iter()
+            .map(|&q| (-(1.0 - q).log10(), all.value_at_quantile(q) as f64 / 1000.0))
+            .collect();
+        curve.push((5.0, all.max() as f64 / 1000.0));
         Self {
             header,
             elapsed,
@@ -641,6 +706,7 @@ impl Report {
             siblings_seen: tally.siblings_seen,
             per_second: tally.per_second.clone(),
             load,
+            curve,
         }
     }
 
@@ -654,6 +720,37 @@ impl Report {
         self.rows.last().map_or([0.0; 5], |(_, _, figures)| {
             figures.map(|us| us as f64 / 1000.0)
         })
+    }
+
+    /// The latency distribution (see the field).
+    pub(crate) fn curve(&self) -> &[(f64, f64)] {
+        &self.curve
+    }
+
+    /// Writes `latency.svg` and `throughput.svg` for this run into `dir`.
+    pub(crate) fn plots(&self, dir: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        plot(
+            &dir.join("latency.svg"),
+            &self.header,
+            (
+                "nines (1 = p90, 2 = p99, 3 = p99.9, 5 = max)",
+                "latency, ms",
+            ),
+            &[("all operations".to_string(), self.curve.clone())],
+        )?;
+        let over_time = self
+            .per_second
+            .iter()
+            .enumerate()
+            .map(|(second, &ops)| (second as f64, ops as f64))
+            .collect();
+        plot(
+            &dir.join("throughput.svg"),
+            &self.header,
+            ("second of the run", "operations per second"),
+            &[("all operations".to_string(), over_time)],
+        )
     }
 
     /// Errors of every kind.
@@ -850,6 +947,7 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
         transport: false,
         server_driven: false,
         seed: 1,
+        plot: None,
     };
     let started = Instant::now();
     let mut points = Vec::new();
@@ -921,6 +1019,7 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
         drop(cluster);
     }
     let took = started.elapsed();
+    matrix_plots(&args, &points)?;
     let report = markdown(&args, &points, took);
     let path = args.out.join("report.md");
     std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
@@ -944,6 +1043,52 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
     Ok(())
 }
 
+/// Per durability mode: throughput against concurrency, and the latency distribution at the
+/// highest concurrency, one line per workload.
+fn matrix_plots(args: &MatrixArgs, points: &[Point]) -> Result<()> {
+    let top = args.concurrency.iter().copied().max().unwrap_or(0);
+    for durability in &args.durability {
+        let mine: Vec<&Point> = points
+            .iter()
+            .filter(|p| &p.durability == durability && !p.label.contains("driven"))
+            .collect();
+        let mut labels: Vec<&str> = mine.iter().map(|p| p.label.as_str()).collect();
+        labels.dedup();
+        let throughput: Vec<Series> = labels
+            .iter()
+            .map(|label| {
+                let line = mine
+                    .iter()
+                    .filter(|p| p.label == *label)
+                    .map(|p| (p.concurrency as f64, p.report.throughput()))
+                    .collect();
+                ((*label).to_string(), line)
+            })
+            .collect();
+        plot(
+            &args.out.join(format!("throughput-{durability}.svg")),
+            &format!("throughput, {durability} durability"),
+            ("concurrency", "operations per second"),
+            &throughput,
+        )?;
+        let latency: Vec<Series> = mine
+            .iter()
+            .filter(|p| p.concurrency == top)
+            .map(|p| (p.label.clone(), p.report.curve().to_vec()))
+            .collect();
+        plot(
+            &args.out.join(format!("latency-{durability}.svg")),
+            &format!("latency distribution at concurrency {top}, {durability} durability"),
+            (
+                "nines (1 = p90, 2 = p99, 3 = p99.9, 5 = max)",
+                "latency, ms",
+            ),
+            &latency,
+        )?;
+    }
+    Ok(())
+}
+
 fn markdown(args: &MatrixArgs, points: &[Point], took: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# dynamo bench report\n");
@@ -955,6 +1100,12 @@ fn markdown(args: &MatrixArgs, points: &[Point], took: Duration) -> String {
         args.seconds,
         took.as_secs_f64()
     );
+    for durability in &args.durability {
+        let _ = writeln!(
+            out,
+            "![throughput, {durability}](throughput-{durability}.svg) ![latency, {durability}](latency-{durability}.svg)\n"
+        );
+    }
     let _ = writeln!(
         out,
         "| durability | run | concurrency | ops/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | cluster CPU ms/op |"

@@ -737,6 +737,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 connection.client()?
             };
+            let plots = bench.plot.clone();
             let report = bench::run(
                 client,
                 connection.nodes.clone(),
@@ -745,6 +746,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 connection.json,
             )
             .await?;
+            if let Some(dir) = plots {
+                report.plots(&dir)?;
+            }
             if connection.json {
                 outln!("{}", report.json());
             } else {

@@ -268,6 +268,25 @@ fn dev_cluster_then_put_get_delete_and_status() {
             "{report}"
         );
     }
+    let plots = dir.path().join("plots");
+    let plot_dir = plots.to_string_lossy().into_owned();
+    let plotted = run(&[
+        "bench",
+        "--workload",
+        "c",
+        "--ops",
+        "50",
+        "--plot",
+        &plot_dir,
+    ]);
+    assert!(plotted.status.success(), "{plotted:?}");
+    for file in ["latency.svg", "throughput.svg"] {
+        let svg = std::fs::read_to_string(plots.join(file)).expect("plot written");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("all operations"),
+            "{file}"
+        );
+    }
 
     let status = dynamo(&["status", "--json"], &nodes, &certs);
     assert!(status.status.success(), "{status:?}");
