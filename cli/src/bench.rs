@@ -1002,13 +1002,11 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
         for server_driven in [true, false] {
             let mut bench = base(Workload::B, table2);
             bench.server_driven = server_driven;
-            let mut client = client()?;
-            if server_driven {
-                let tls = crate::load_tls(&cluster.client_certs, None)?;
-                client = Client::new(&tls, vec![cluster.addresses[0]], Duration::from_secs(5))
-                    .context("creating a client")?
-                    .server_driven();
-            }
+            let client = if server_driven {
+                crate::dev::client_to(&cluster, vec![cluster.addresses[0]])?.server_driven()
+            } else {
+                client()?
+            };
             let label = if server_driven {
                 "B, server-driven"
             } else {

@@ -296,9 +296,13 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
 }
 
 pub(crate) fn client(cluster: &LocalCluster) -> Result<Client> {
+    client_to(cluster, cluster.addresses.clone())
+}
+
+/// A client of the cluster's admin identity that knows only `seeds`.
+pub(crate) fn client_to(cluster: &LocalCluster, seeds: Vec<SocketAddr>) -> Result<Client> {
     let tls = super::load_tls(&cluster.client_certs, None)?;
-    Client::new(&tls, cluster.addresses.clone(), Duration::from_secs(5))
-        .context("creating a client")
+    Client::new(&tls, seeds, Duration::from_secs(5)).context("creating a client")
 }
 
 async fn wait_until_ready(cluster: &mut LocalCluster, nodes: usize, dir: &Path) -> Result<()> {

@@ -451,7 +451,7 @@ impl Connection {
     }
 }
 
-pub(crate) fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
+fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
     let ca_path = dir.join(dynamo_node::tls::CA_CERT_FILE);
     let ca = std::fs::read_to_string(&ca_path).with_context(|| {
         format!(

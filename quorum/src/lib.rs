@@ -64,4 +64,6 @@ pub use get::{GetCoordinator, GetOk, GetRequest};
 pub use message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};
 pub use put::{PutCoordinator, PutOk, PutRequest};
 pub use reap::{ReapCoordinator, ReapOutcome, ReapRequest};
-pub use value::{Object, Value, WriteId, is_deleted, live_values, newest_write_ms};
+pub use value::{
+    Object, Value, WriteId, distinct_writes, is_deleted, live_values, newest_write_ms,
+};

@@ -11,7 +11,7 @@
 //!
 //! This module must not know about storage or the network.
 
-use dynamo_vclock::DvvSet;
+use dynamo_vclock::{Actor, DvvSet};
 use serde::{Deserialize, Serialize};
 
 /// The identity of one client write, the same on every retry of it (random, chosen by the
@@ -84,13 +84,19 @@ pub fn newest_write_ms(object: &Object) -> u64 {
         .unwrap_or(0)
 }
 
-/// The data siblings of `object`, tombstones left out, and each write once: two siblings with
-/// one write id are one client write coordinated twice (a retry).
-pub fn live_values(object: &Object) -> Vec<&[u8]> {
+/// The siblings of `object` with their dots, tombstones included, each write once: two
+/// siblings with one write id are one client write coordinated twice (a retry).
+pub fn distinct_writes(object: &Object) -> impl Iterator<Item = (&Actor, u64, &Value)> {
     let mut seen = std::collections::HashSet::new();
     object
-        .values()
-        .filter(|v| v.write_id().is_none_or(|id| seen.insert(id)))
-        .filter_map(Value::bytes)
+        .iter()
+        .filter(move |(_, _, v)| v.write_id().is_none_or(|id| seen.insert(id)))
+}
+
+/// The data siblings of `object`, tombstones left out, and each write once (see
+/// [`distinct_writes`]).
+pub fn live_values(object: &Object) -> Vec<&[u8]> {
+    distinct_writes(object)
+        .filter_map(|(_, _, value)| value.bytes())
         .collect()
 }

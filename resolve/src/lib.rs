@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use dynamo_quorum::{Object, Value};
+use dynamo_quorum::{Object, distinct_writes};
 use serde::{Deserialize, Serialize};
 
 pub use cart::Cart;
@@ -199,29 +199,16 @@ pub struct Version<'a> {
 /// The siblings of `object` as [`Version`]s, each client write once (two siblings with one
 /// write id are one write coordinated twice).
 pub fn versions(object: &Object) -> Vec<Version<'_>> {
-    let newest: BTreeSet<(&str, u64)> = object
-        .newest_per_actor()
-        .map(|(actor, counter, _, _)| (actor.as_str(), counter))
-        .collect();
     let stamps: BTreeMap<(&str, u64), u64> = object
         .newest_per_actor()
         .map(|(actor, counter, stamp, _)| ((actor.as_str(), counter), stamp))
         .collect();
-    let mut seen = BTreeSet::new();
-    object
-        .iter()
-        .filter(|(_, _, value)| value.write_id().is_none_or(|id| seen.insert(id)))
-        .map(|(actor, counter, value)| {
-            let key = (actor.as_str(), counter);
-            Version {
-                timestamp: newest.contains(&key).then(|| stamps[&key]),
-                actor: actor.as_str(),
-                counter,
-                bytes: match value {
-                    Value::Tombstone => None,
-                    other => other.bytes(),
-                },
-            }
+    distinct_writes(object)
+        .map(|(actor, counter, value)| Version {
+            timestamp: stamps.get(&(actor.as_str(), counter)).copied(),
+            actor: actor.as_str(),
+            counter,
+            bytes: value.bytes(),
         })
         .collect()
 }

@@ -731,7 +731,6 @@ impl NodeCore {
         Ok((partition, targets, down))
     }
 
-    /// The bucket's quorum for a request on `key`, once the key's size is checked.
     /// How `bucket` resolves siblings (`siblings` for a bucket this node does not know).
     fn resolver_of(&self, bucket: &str) -> Resolver {
         self.buckets
@@ -739,6 +738,7 @@ impl NodeCore {
             .map_or(Resolver::Siblings, |entry| entry.props.resolver)
     }
 
+    /// The bucket's quorum for a request on `key`, once the key's size is checked.
     fn checked_request(
         &self,
         bucket: &str,
@@ -819,8 +819,9 @@ impl NodeCore {
             return self.respond(id, Response::error(ErrorKind::BadRequest, message));
         }
         // A bucket never stores what its resolver could not read (a delete has no value).
+        let resolver = self.resolver_of(bucket);
         if let Some(value) = &value
-            && let Err(error) = dynamo_resolve::validate(self.resolver_of(bucket), value)
+            && let Err(error) = dynamo_resolve::validate(resolver, value)
         {
             let message = format!("bucket {bucket}: {error}");
             return self.respond(id, Response::error(ErrorKind::BadRequest, message));
@@ -894,7 +895,7 @@ impl NodeCore {
             quorum,
             timeout_ms: self.client_timeout_ms(options),
             // Issue 14: a last-write-wins bucket keeps no history of writes a coordinator saw.
-            supersede_local: self.resolver_of(bucket) == Resolver::Lww,
+            supersede_local: resolver == Resolver::Lww,
         };
         match PutCoordinator::new(now, request) {
             Ok(machine) => self.start_coordinator(
