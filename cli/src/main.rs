@@ -1490,6 +1490,7 @@ mod tests {
                 partitions: 0,
                 ownership_percent: 0.0,
                 pending_hints: 0,
+                phi: None,
             };
             assert_eq!(member_state(&member), expected, "{status} {up}");
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::http::HttpLimits;
 use crate::transport::TransportLimits;
 
 /// How replica writes reach the disk (paper 6.1).
@@ -81,6 +82,11 @@ pub struct NodeConfig {
     pub max_peer_requests_in_flight: usize,
     /// Connections, streams and buffered bytes peers may make this node hold (TOML `[limits]`).
     pub limits: TransportLimits,
+    /// TCP address of the HTTP API (HTTPS with the cluster CA's client certificates); `None`
+    /// turns it off.
+    pub http_listen: Option<SocketAddr>,
+    /// What HTTP clients may make this node hold (TOML `[http_limits]`).
+    pub http_limits: HttpLimits,
 }
 
 impl Default for NodeConfig {
@@ -110,6 +116,8 @@ impl Default for NodeConfig {
             max_client_requests_in_flight: 1024,
             max_peer_requests_in_flight: 4096,
             limits: TransportLimits::default(),
+            http_listen: None,
+            http_limits: HttpLimits::default(),
         }
     }
 }

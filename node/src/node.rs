@@ -19,14 +19,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dynamo_quorum::Value;
 use dynamo_ring::{NodeId, Ring, key_position};
 use dynamo_storage::{Durability, FjallStore, Store, StoreOptions};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{DurabilityMode, NodeConfig};
 use crate::core::{
     self, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult,
 };
-use crate::protocol::{ErrorKind, Request, Response};
+use crate::gate::{Gate, Incoming};
+use crate::metrics::Metrics;
+use crate::protocol::{Request, Response};
 use crate::tls::{Identity, PeerIdentity, Role, TlsConfig};
 use crate::transport::{Endpoint, TransportOptions};
 
@@ -51,6 +53,14 @@ pub enum NodeError {
         dir: String,
         /// The cause.
         source: dynamo_storage::StorageError,
+    },
+    /// The HTTP API's listen address could not be bound.
+    #[error("HTTP API listening on {addr}: {source}")]
+    HttpBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
     },
     /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
@@ -103,15 +113,10 @@ pub struct Node {
     /// The task that saves node state; it ends once the driver is gone.
     saver: JoinHandle<()>,
     serve: JoinHandle<()>,
+    /// The HTTP API, when configured.
+    http: Option<crate::http::HttpServer>,
     /// Held while the node runs, so a second node cannot open the same data directory.
     _lock: std::fs::File,
-}
-
-/// A request from the endpoint, with where its answer goes.
-struct Incoming {
-    from: PeerIdentity,
-    request: Request,
-    answer: oneshot::Sender<Response>,
 }
 
 /// What the driver's own tasks report back.
@@ -248,10 +253,11 @@ impl Node {
         let me = core.id().clone();
         let store = Arc::new(store);
         // Requests in flight, from arrival to answer: a full node answers "overloaded" at once.
-        let client_slots = Arc::new(Semaphore::new(config.max_client_requests_in_flight.max(1)));
-        let peer_slots = Arc::new(Semaphore::new(config.max_peer_requests_in_flight.max(1)));
-        let (requests_tx, requests_rx) = mpsc::channel::<Incoming>(
-            config.max_client_requests_in_flight.max(1) + config.max_peer_requests_in_flight.max(1),
+        let metrics = Arc::new(Metrics::new());
+        let (gate, requests_rx) = Gate::new(
+            config.max_client_requests_in_flight,
+            config.max_peer_requests_in_flight,
+            metrics,
         );
         let (control, completions) = mpsc::unbounded_channel();
         let (ring_tx, ring) = watch::channel(core.ring().cloned());
@@ -267,44 +273,37 @@ impl Node {
             saves,
             ring: ring_tx,
             ring_generation: 0,
+            gate: gate.clone(),
         };
         let driver = tokio::spawn(driver.run(requests_rx, completions));
-        let serve = endpoint.serve(move |from: PeerIdentity, request: Request| {
-            let requests = requests_tx.clone();
-            let slots = if from.role == Role::Node {
-                peer_slots.clone()
-            } else {
-                client_slots.clone()
-            };
-            async move {
-                let Ok(_slot) = slots.try_acquire_owned() else {
-                    return Response::error(
-                        ErrorKind::Overloaded,
-                        "the node has as many requests in flight as it takes; retry later or ask another node",
-                    );
+        let serve = {
+            let gate = gate.clone();
+            endpoint.serve(move |from: PeerIdentity, request: Request| {
+                let gate = gate.clone();
+                async move { gate.submit(from, request).await }
+            })
+        };
+        let http = match config.http_listen {
+            Some(listen) => {
+                let context = crate::http::HttpContext {
+                    node: me.to_string(),
+                    gate: gate.clone(),
+                    store: store.clone(),
+                    endpoint: endpoint.clone(),
+                    max_value_bytes: config.max_value_bytes,
+                    limits: config.http_limits.clone(),
                 };
-                let (answer, answered) = oneshot::channel();
-                let incoming = Incoming {
-                    from,
-                    request,
-                    answer,
-                };
-                if let Err(error) = requests.try_send(incoming) {
-                    return match error {
-                        mpsc::error::TrySendError::Full(_) => Response::error(
-                            ErrorKind::Overloaded,
-                            "the node's request queue is full; retry later or ask another node",
-                        ),
-                        mpsc::error::TrySendError::Closed(_) => {
-                            Response::error(ErrorKind::NotReady, "the node has stopped")
-                        }
-                    };
-                }
-                answered.await.unwrap_or_else(|_| {
-                    Response::error(ErrorKind::NotReady, "the node stopped before answering")
-                })
+                let server = crate::http::HttpServer::bind(listen, &tls, context)
+                    .await
+                    .map_err(|source| NodeError::HttpBind {
+                        addr: listen,
+                        source,
+                    })?;
+                tracing::info!(node = %me, address = %server.address(), "HTTP API listening");
+                Some(server)
             }
-        });
+            None => None,
+        };
         tracing::info!(node = %me, %address, %actor, "node started");
         Ok(Node {
             me,
@@ -316,6 +315,7 @@ impl Node {
             driver,
             saver,
             serve,
+            http,
             _lock: lock,
         })
     }
@@ -323,6 +323,11 @@ impl Node {
     /// The address the node listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address of the HTTP API, when it listens.
+    pub fn http_address(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(crate::http::HttpServer::address)
     }
 
     /// The node id.
@@ -350,6 +355,9 @@ impl Node {
         self.driver.abort();
         // The driver is gone, and with it the saver's queue: let queued saves reach the disk.
         let _ = self.saver.await;
+        if let Some(http) = self.http {
+            http.shutdown();
+        }
         self.endpoint.close().await;
         self.serve.abort();
         let store = self.store.clone();
@@ -390,6 +398,8 @@ struct Driver {
     ring: watch::Sender<Option<Ring>>,
     /// The core's ring generation last published on `ring`.
     ring_generation: u64,
+    /// Told of every key written here, for the HTTP API's watchers.
+    gate: Gate,
 }
 
 impl Driver {
@@ -504,6 +514,12 @@ impl Driver {
         }
         let store = self.store.clone();
         let completions = self.completions_tx.clone();
+        let written = match &op {
+            StoreOp::Update { key, .. } | StoreOp::Apply { key, .. } => {
+                Some((self.gate.clone(), dynamo_quorum::key_fingerprint(key)))
+            }
+            _ => None,
+        };
         // Straight onto the blocking pool, which reports back itself: no async task in
         // between to spawn and wake for every store operation. A panic in the store is an
         // error for this operation, not a lost answer.
@@ -512,6 +528,9 @@ impl Driver {
                 core::execute(&*store, op)
             }))
             .unwrap_or_else(|_| Err("the store panicked on this operation".to_string()));
+            if let (Some((gate, fingerprint)), Ok(_)) = (&written, &result) {
+                gate.key_written(*fingerprint);
+            }
             let _ = completions.send(Completion::Store(id, result));
         });
     }

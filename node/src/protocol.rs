@@ -180,6 +180,49 @@ pub enum Request {
     /// [`MAX_PING_BYTES`]): no store, no quorum. `dynamo bench --transport` measures with it
     /// what the QUIC and mTLS path alone allows.
     Ping(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// List the keys of a bucket, one page at a time ([`Response::Keys`]): a full scan of every
+    /// partition on its replicas, in partition order, then key order within a partition.
+    ListKeys {
+        /// Bucket name.
+        bucket: String,
+        /// Where the previous page ended; `None` starts at the first partition.
+        cursor: Option<ListCursor>,
+        /// Most keys in the page (1 to [`MAX_LIST_KEYS`]).
+        limit: u32,
+    },
+    /// Peer: the live keys of `bucket` this replica holds in `partition`, after `after`
+    /// ([`Response::Keys`]; `next` set when the replica holds more).
+    ScanKeys {
+        /// Ring partition.
+        partition: u32,
+        /// Bucket name.
+        bucket: String,
+        /// Continue after this user key.
+        after: Option<Vec<u8>>,
+        /// Most keys returned.
+        limit: u32,
+    },
+}
+
+/// Most keys one [`Request::ListKeys`] page holds.
+pub const MAX_LIST_KEYS: u32 = 1000;
+
+/// Where a key listing continues: a partition and the last key listed in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListCursor {
+    /// The partition to continue in.
+    pub partition: u32,
+    /// The last user key listed in it; `None`: from its first key.
+    pub after: Option<Vec<u8>>,
+}
+
+/// A page of keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPage {
+    /// User keys, in listing order.
+    pub keys: Vec<Vec<u8>>,
+    /// Where the next page starts; `None`: the listing is complete.
+    pub next: Option<ListCursor>,
 }
 
 /// Longest payload a [`Request::Ping`] may carry.
@@ -218,7 +261,8 @@ impl Request {
             | Request::ListBuckets
             | Request::Status
             | Request::Ring
-            | Request::Ping(_) => Access::Read,
+            | Request::Ping(_)
+            | Request::ListKeys { .. } => Access::Read,
             Request::Put { .. } => Access::Write,
             Request::CreateBucket(_)
             | Request::Leave
@@ -230,7 +274,8 @@ impl Request {
             | Request::DeliverHint { .. }
             | Request::Handoff { .. }
             | Request::Diff { .. }
-            | Request::Fetch { .. } => Access::Peer,
+            | Request::Fetch { .. }
+            | Request::ScanKeys { .. } => Access::Peer,
         }
     }
 }
@@ -282,6 +327,9 @@ pub struct MemberStatus {
     pub ownership_percent: f64,
     /// Hints the answering node holds for it.
     pub pending_hints: usize,
+    /// The failure detector's suspicion of it (phi accrual); `None` for the answering node and
+    /// members it has not heard from.
+    pub phi: Option<f64>,
 }
 
 /// The cluster as one node sees it.
@@ -300,6 +348,22 @@ pub struct ClusterStatus {
     /// Tombstones the answering node reaped (it sweeps the partitions it is first replica of;
     /// boxed like `anti_entropy`).
     pub reaper: Box<ReaperStatus>,
+    /// What the answering node counted since it started (boxed like `anti_entropy`).
+    pub counters: Box<NodeCounters>,
+}
+
+/// Events one node counted since it started (its `/metrics` counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCounters {
+    /// Stale or missing replicas a read repaired (paper 4.5).
+    pub read_repairs: u64,
+    /// Writes this node kept as hints for an unreachable primary (paper 4.6).
+    pub hints_stored: u64,
+    /// Hints this node delivered to their owner (or a current replica).
+    pub hints_delivered: u64,
+    /// Client requests coordinated here that failed for want of replies (unavailable or
+    /// timed out).
+    pub quorum_failures: u64,
 }
 
 /// Tombstone reaping as one node runs it, since the node started.
@@ -380,6 +444,21 @@ pub enum ErrorKind {
     Overloaded,
 }
 
+impl ErrorKind {
+    /// The kind's name in metrics labels and the HTTP API's JSON errors.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::NotReady => "not_ready",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Overloaded => "overloaded",
+        }
+    }
+}
+
 /// An error reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReply {
@@ -427,6 +506,8 @@ pub enum Response {
     Cancelled(usize),
     /// The answer to a [`Request::Ping`]: its bytes.
     Pong(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The answer to a [`Request::ListKeys`] or [`Request::ScanKeys`].
+    Keys(KeyPage),
 }
 
 impl Response {

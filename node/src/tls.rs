@@ -622,6 +622,8 @@ pub struct TlsConfig {
     identity: PeerIdentity,
     server: Arc<quinn::crypto::rustls::QuicServerConfig>,
     client: Arc<quinn::crypto::rustls::QuicClientConfig>,
+    https_server: Arc<rustls::ServerConfig>,
+    https_client: Arc<rustls::ClientConfig>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -674,16 +676,22 @@ impl TlsConfig {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![cert.clone()], key.clone_key())?;
+        let mut https_server = server.clone();
+        https_server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         server.alpn_protocols = vec![ALPN.to_vec()];
 
         let mut client = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(roots)
             .with_client_auth_cert(vec![cert], key)?;
+        let mut https_client = client.clone();
+        https_client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         client.alpn_protocols = vec![ALPN.to_vec()];
 
         Ok(TlsConfig {
             identity: own,
+            https_server: Arc::new(https_server),
+            https_client: Arc::new(https_client),
             server: Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(server)?),
             client: Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client)?),
         })
@@ -698,6 +706,18 @@ impl TlsConfig {
     /// transport settings; [`crate::transport`] sets its own.
     pub fn server_config(&self) -> quinn::ServerConfig {
         quinn::ServerConfig::with_crypto(self.server.clone())
+    }
+
+    /// The rustls configuration of the HTTP API's server: the same trust and client
+    /// certificate requirement as QUIC, with ALPN `h2` and `http/1.1`.
+    pub fn https_server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.https_server.clone()
+    }
+
+    /// A rustls client configuration for the HTTP API (connect to the name
+    /// [`NODE_SERVER_NAME`]), presenting this identity; ALPN `h2` and `http/1.1`.
+    pub fn https_client_config(&self) -> rustls::ClientConfig {
+        (*self.https_client).clone()
     }
 
     /// The quinn client configuration (dial with server name [`NODE_SERVER_NAME`]), with quinn's

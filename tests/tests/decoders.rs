@@ -23,7 +23,8 @@ use dynamo_merkle::{
 };
 use dynamo_node::protocol::{
     AntiEntropyStatus, BucketEntry, BucketProps, ClusterStatus, ErrorKind, GetReply, HandoffStatus,
-    MemberStatus, PartitionSync, PutReply, ReaperStatus, Request, RequestOptions, Response,
+    KeyPage, ListCursor, MemberStatus, NodeCounters, PartitionSync, PutReply, ReaperStatus,
+    Request, RequestOptions, Response,
 };
 use dynamo_node::transport::MAX_FRAME_BYTES;
 use dynamo_quorum::{ClientContext, Object, ReplicaReply, ReplicaRequest, Value};
@@ -513,6 +514,20 @@ fn requests() -> Vec<Request> {
             partition: 3,
             keys: vec![b"a".to_vec(), b"b".to_vec()],
         },
+        Request::ListKeys {
+            bucket: "carts".into(),
+            cursor: Some(ListCursor {
+                partition: 7,
+                after: Some(b"alice".to_vec()),
+            }),
+            limit: 100,
+        },
+        Request::ScanKeys {
+            partition: 7,
+            bucket: "carts".into(),
+            after: None,
+            limit: 10,
+        },
     ]
 }
 
@@ -528,6 +543,7 @@ fn responses() -> Vec<Response> {
         partitions: 5,
         ownership_percent: share,
         pending_hints: 2,
+        phi: Some(0.4),
     };
     vec![
         Response::Get(GetReply {
@@ -578,6 +594,19 @@ fn responses() -> Vec<Response> {
                 grace_ms: 3_600_000,
                 reaped: 3,
                 kept: 1,
+            }),
+            counters: Box::new(NodeCounters {
+                read_repairs: 4,
+                hints_stored: 2,
+                hints_delivered: 1,
+                quorum_failures: 0,
+            }),
+        }),
+        Response::Keys(KeyPage {
+            keys: vec![b"alice".to_vec(), b"bob".to_vec()],
+            next: Some(ListCursor {
+                partition: 3,
+                after: Some(b"bob".to_vec()),
             }),
         }),
         Response::Diff(DiffReply::Hashes(vec![NodeHash(1), NodeHash(2)])),

@@ -376,6 +376,7 @@ impl NodeCore {
     ) {
         match result {
             Ok(Response::Stored(stored)) => {
+                self.counters.hints_delivered += 1;
                 let op = StoreOp::RemoveHintIfCovered {
                     owner: sent.owner,
                     partition: sent.hint.partition,

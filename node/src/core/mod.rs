@@ -23,6 +23,7 @@
 mod admission;
 mod anti_entropy;
 mod background;
+mod listing;
 mod membership;
 mod reaper;
 mod requests;
@@ -259,6 +260,10 @@ pub struct NodeCore {
     saves: BTreeMap<&'static str, SaveSlot>,
     /// Bumped whenever the ring in use changes.
     ring_generation: u64,
+    /// Key listings in progress, by id.
+    listings: BTreeMap<u64, listing::Listing>,
+    /// What this node counted since it started.
+    counters: crate::protocol::NodeCounters,
     outputs: VecDeque<Output>,
 }
 
@@ -397,6 +402,8 @@ impl NodeCore {
             ),
             saves: BTreeMap::new(),
             ring_generation: 0,
+            listings: BTreeMap::new(),
+            counters: crate::protocol::NodeCounters::default(),
             outputs: VecDeque::new(),
             config,
         };

@@ -87,6 +87,10 @@ pub(super) enum Pending {
     AeFetched(u64),
     /// Fetched versions merged here.
     AeApplied(u64),
+    /// A replica's keys for a listing (store or peer).
+    ListScanned { listing: u64 },
+    /// Serving a peer's key scan.
+    ServeScanKeys(RequestId),
 }
 
 /// Most keys a peer may fetch in one request.
@@ -314,6 +318,7 @@ impl NodeCore {
                 | Request::CreateBucket(_)
                 | Request::Leave
                 | Request::RemoveNode { .. }
+                | Request::ListKeys { .. }
         );
         if client_request && self.shutting_down {
             let message = format!("{} is shutting down; try another node", self.me);
@@ -409,6 +414,9 @@ impl NodeCore {
                 self.respond(id, Response::Replica(reply));
             }
             Request::Replica { partition, request } => {
+                if matches!(request, ReplicaRequest::Write { hint: Some(_), .. }) {
+                    self.counters.hints_stored += 1;
+                }
                 let fallback = self.is_fallback_for(partition);
                 let op = replica_op(partition, request, self.config.replica_durability, fallback);
                 self.store(op, Pending::ServeReplica(id));
@@ -472,6 +480,17 @@ impl NodeCore {
                 let op = StoreOp::DiffAnswer { partition, request };
                 self.store(op, Pending::ServeDiff(id));
             }
+            Request::ListKeys {
+                bucket,
+                cursor,
+                limit,
+            } => self.client_list_keys(now, id, &bucket, cursor, limit),
+            Request::ScanKeys {
+                partition,
+                bucket,
+                after,
+                limit,
+            } => self.serve_scan_keys(id, partition, &bucket, after, limit),
             Request::Fetch { partition, keys } => {
                 if keys.len() > MAX_FETCH_KEYS {
                     let message = format!(
@@ -503,6 +522,9 @@ impl NodeCore {
                     Err(error) => failed(error),
                 };
                 self.coordinator_reply(now, coordinator, &from, reply);
+            }
+            Pending::ListScanned { listing } => {
+                self.listing_scanned(now, listing, super::listing::scan_reply(result));
             }
             Pending::Forwarded { request, to } => {
                 let response = result.unwrap_or_else(|error| {
@@ -567,6 +589,7 @@ impl NodeCore {
                 if let (Some((owner, partition, key)), Ok(StoreResult::Stored(written))) =
                     (hint_for, &result)
                 {
+                    self.counters.hints_stored += 1;
                     let op = StoreOp::PutHint {
                         owner: owner.to_string(),
                         partition,
@@ -632,6 +655,16 @@ impl NodeCore {
                 self.respond(request, Response::Status(status));
             }
             Pending::StateSaved(name) => self.state_saved(name, result),
+            Pending::ListScanned { listing } => {
+                self.listing_scanned(now, listing, super::listing::scan_answer(result));
+            }
+            Pending::ServeScanKeys(request) => {
+                let response = match super::listing::scan_answer(result) {
+                    Ok(page) => Response::Keys(page),
+                    Err(error) => internal(error),
+                };
+                self.respond(request, response);
+            }
             Pending::HintOwners => self.hint_owners_read(now, result),
             Pending::HintsRead => self.hints_read(now, result),
             Pending::HintRemoved => self.hint_removed(now, result),
@@ -966,6 +999,11 @@ impl NodeCore {
                     self.store(op, Pending::CoordinatorWrite(id));
                 }
                 Command::Send { to, request } => {
+                    if matches!(coordinator.machine, Machine::Get(_))
+                        && matches!(request, ReplicaRequest::Write { .. })
+                    {
+                        self.counters.read_repairs += 1;
+                    }
                     let partition = coordinator.partition;
                     let pending = Pending::CoordinatorReply {
                         coordinator: id,
@@ -1001,6 +1039,11 @@ impl NodeCore {
                     let latency = now.saturating_sub(coordinator.started);
                     self.anti_entropy.observe_client(now, latency);
                     let answer = Self::client_answer(&coordinator, response);
+                    if let Response::Error(error) = &answer
+                        && matches!(error.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+                    {
+                        self.counters.quorum_failures += 1;
+                    }
                     self.respond(coordinator.request, answer);
                 }
             }
@@ -1102,6 +1145,12 @@ impl NodeCore {
                     partitions: 0,
                     ownership_percent: 0.0,
                     pending_hints: 0,
+                    phi: (node != self.me)
+                        .then(|| {
+                            self.gossip
+                                .phi(m.id(), std::time::Duration::from_millis(now))
+                        })
+                        .flatten(),
                 }
             })
             .collect();
@@ -1117,6 +1166,7 @@ impl NodeCore {
             anti_entropy: Box::new(self.anti_entropy_status(now)),
             handoff: self.handoffs.status(),
             reaper: Box::new(self.reaper_status()),
+            counters: Box::new(self.counters),
         };
         self.store(
             StoreOp::PendingHints { owners },
@@ -1142,6 +1192,7 @@ fn add_ring_view(ring: &Ring, members: &mut Vec<MemberStatus>) {
                 partitions: 0,
                 ownership_percent: 0.0,
                 pending_hints: 0,
+                phi: None,
             });
         }
         let Some(entry) = members.iter_mut().find(|m| m.id == member.id.as_str()) else {

@@ -84,6 +84,19 @@ pub enum StoreOp {
         /// Most keys returned.
         limit: usize,
     },
+    /// Up to `limit` live user keys of `bucket` in a partition, after the user key `after`
+    /// ([`StoreResult::Keys`], `next` set when more follow); keys whose every version is a
+    /// tombstone are left out.
+    ScanKeys {
+        /// Ring partition.
+        partition: u32,
+        /// Bucket name.
+        bucket: String,
+        /// Continue after this user key.
+        after: Option<Vec<u8>>,
+        /// Most keys returned.
+        limit: usize,
+    },
     /// Deletes a key if its set is still `expected` ([`StoreResult::Reaped`]).
     RemoveIfEqual {
         /// Ring partition.
@@ -211,6 +224,8 @@ pub enum StoreResult {
     DiffStepped(Box<DiffInitiator>, Step),
     /// The answer to a peer's diff request.
     DiffAnswer(DiffReply),
+    /// A page of user keys.
+    Keys(crate::protocol::KeyPage),
     /// Done.
     Done,
 }
@@ -273,6 +288,12 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
         } => store
             .scan_partition(partition, after.as_deref(), limit)
             .map(StoreResult::Scanned),
+        StoreOp::ScanKeys {
+            partition,
+            bucket,
+            after,
+            limit,
+        } => scan_keys(store, partition, &bucket, after.as_deref(), limit).map(StoreResult::Keys),
         StoreOp::RemoveIfEqual {
             partition,
             key,
@@ -422,4 +443,50 @@ pub fn load_saved_state<S: Store<Value> + ?Sized>(
         buckets: read(crate::core::STATE_BUCKETS)?,
         status: read(crate::core::STATE_STATUS)?,
     })
+}
+
+/// Keys scanned per store call while listing a bucket.
+const SCAN_BATCH: usize = 256;
+
+/// The live user keys of `bucket` in `partition` after `after` (see [`StoreOp::ScanKeys`]).
+fn scan_keys<S: Store<Value> + ?Sized>(
+    store: &S,
+    partition: u32,
+    bucket: &str,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> dynamo_storage::Result<crate::protocol::KeyPage> {
+    let prefix = crate::protocol::storage_key(bucket, b"");
+    let mut cursor = crate::protocol::storage_key(bucket, after.unwrap_or_default());
+    let mut keys = Vec::new();
+    loop {
+        let batch = store.scan_partition(partition, Some(&cursor), SCAN_BATCH)?;
+        let last_batch = batch.len() < SCAN_BATCH;
+        for (key, object) in batch {
+            let Some(user_key) = key.strip_prefix(prefix.as_slice()) else {
+                return Ok(page(keys, limit, partition));
+            };
+            if !dynamo_quorum::is_deleted(&object) {
+                keys.push(user_key.to_vec());
+                if keys.len() > limit {
+                    return Ok(page(keys, limit, partition));
+                }
+            }
+            cursor = key;
+        }
+        if last_batch {
+            return Ok(page(keys, limit, partition));
+        }
+    }
+}
+
+/// A page of at most `limit` of `keys`, with a cursor when there were more.
+fn page(mut keys: Vec<Vec<u8>>, limit: usize, partition: u32) -> crate::protocol::KeyPage {
+    let more = keys.len() > limit;
+    keys.truncate(limit);
+    let next = more.then(|| crate::protocol::ListCursor {
+        partition,
+        after: keys.last().cloned(),
+    });
+    crate::protocol::KeyPage { keys, next }
 }

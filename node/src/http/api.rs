@@ -1,0 +1,1295 @@
+//! The HTTP API's endpoints, each turned into the same [`Request`] a QUIC client sends.
+//!
+//! Keys and values:
+//! - `GET /buckets/{bucket}/keys/{key}`: one value with `200`, every sibling with `300 Multiple
+//!   Choices` (`multipart/mixed`, or JSON with base64 values on `Accept: application/json`), `404`
+//!   for a missing key. The context is in `X-Dynamo-Context`; `ETag` is derived from it and
+//!   `If-None-Match` answers `304`. Query: `r`, `pr`, `timeout` (`500ms`, `2s`), and
+//!   `watch=CONTEXT` to wait until the key has a version that context has not seen.
+//! - `PUT` (body: the value) and `DELETE` of the same path, with the read's context in
+//!   `X-Dynamo-Context`; query `w`, `pw`, `timeout`.
+//! - `POST /buckets/{bucket}/batch/get` and `.../batch/put`: many keys in one JSON request.
+//! - `GET /buckets/{bucket}/keys?limit=&cursor=`: a page of keys (a full scan of the cluster).
+//!
+//! Buckets and the cluster: `GET`/`POST /buckets`, `GET /cluster/status`, `/cluster/ring`,
+//! `/cluster/placement?bucket=&key=`, `/ping`, `/stats`, `/metrics`; the status page at `/`.
+//!
+//! Errors are JSON, `{"error": {"kind": "bad_request", "message": "..."}}`, with the kinds and
+//! messages the CLI shows. This module must not decide anything a request means: quorums,
+//! roles, validation of buckets, keys and contexts are the core's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use dynamo_quorum::{ClientContext, key_fingerprint};
+use dynamo_resolve::{Cart, ItemSet, Resolution, Resolver};
+use dynamo_vclock::VClock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::HttpContext;
+use crate::metrics::RuntimeGauges;
+use crate::protocol::{
+    BucketProps, ErrorKind, ErrorReply, GetReply, KeyPage, ListCursor, PutReply, Request,
+    RequestOptions, Response, storage_key,
+};
+use crate::tls::PeerIdentity;
+
+/// The header that carries a context token, in answers and on writes.
+pub const CONTEXT_HEADER: &str = "x-dynamo-context";
+/// Default and largest page of a key listing.
+const DEFAULT_LIST_LIMIT: u32 = 100;
+/// A watch checks the key again this often even when no write was seen here (the write may
+/// have reached only other replicas).
+const WATCH_RECHECK: Duration = Duration::from_secs(1);
+/// Boundary of `300 Multiple Choices` multipart bodies (values are sent as they are, so the
+/// boundary is long and unusual; a value containing it is sent as JSON instead).
+const BOUNDARY: &str = "dynamo-sibling-boundary-7c1f0e9b2d4a";
+
+/// The API's state.
+pub(crate) struct Api {
+    context: HttpContext,
+    connections: Arc<AtomicUsize>,
+    watches: Arc<Semaphore>,
+}
+
+impl Api {
+    pub(crate) fn new(context: HttpContext, connections: Arc<AtomicUsize>) -> Self {
+        let watches = Arc::new(Semaphore::new(context.limits.max_watches.max(1)));
+        Self {
+            context,
+            connections,
+            watches,
+        }
+    }
+
+    async fn ask(&self, who: &PeerIdentity, request: Request) -> Response {
+        self.context.gate.submit(who.clone(), request).await
+    }
+}
+
+type ApiState = State<Arc<Api>>;
+
+/// Every route.
+pub(crate) fn router(api: Arc<Api>) -> axum::Router {
+    let body_limit = api.context.limits.max_body_bytes;
+    axum::Router::new()
+        .route("/", get(super::page::index))
+        .route("/page/app.js", get(super::page::script))
+        .route("/page/style.css", get(super::page::style))
+        .route("/ping", get(ping))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route("/buckets", get(list_buckets).post(create_bucket))
+        .route("/buckets/{bucket}/keys", get(list_keys))
+        .route(
+            "/buckets/{bucket}/keys/{key}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
+        .route("/buckets/{bucket}/batch/get", post(batch_get))
+        .route("/buckets/{bucket}/batch/put", post(batch_put))
+        .route("/cluster/status", get(cluster_status))
+        .route("/cluster/ring", get(cluster_ring))
+        .route("/cluster/placement", get(placement))
+        .fallback(not_found_route)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(api)
+}
+
+// ---- errors ---------------------------------------------------------------------------------
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+    /// The context of a missing key (a write with it supersedes the tombstone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+/// One error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// The kind: `bad_request`, `not_found`, `forbidden`, `unavailable`, `timeout`,
+    /// `not_ready`, `overloaded` or `internal`.
+    pub kind: String,
+    /// What a person can act on.
+    pub message: String,
+}
+
+fn error_json(status: StatusCode, kind: &str, message: impl Into<String>) -> HttpResponse {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            kind: kind.to_owned(),
+            message: message.into(),
+        },
+        context: None,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// A JSON request body, whatever its `Content-Type` (`curl -d` sends a form type).
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    serde_json::from_slice(body).map_err(|error| {
+        bad_request(format!(
+            "the body is not the JSON this endpoint takes: {error}"
+        ))
+    })
+}
+
+fn bad_request(message: impl Into<String>) -> HttpResponse {
+    error_json(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Unavailable | ErrorKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn core_error(error: &ErrorReply) -> HttpResponse {
+    error_json(status_of(error.kind), error.kind.label(), &error.message)
+}
+
+/// Any answer the endpoint did not expect: an error reply as itself, anything else a 500.
+fn unexpected(response: &Response) -> HttpResponse {
+    match response {
+        Response::Error(error) => core_error(error),
+        other => error_json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected answer from the node: {other:?}"),
+        ),
+    }
+}
+
+async fn not_found_route(uri: axum::http::Uri) -> HttpResponse {
+    error_json(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint {}; see the API at /", uri.path()),
+    )
+}
+
+// ---- query parameters -----------------------------------------------------------------------
+
+/// Query parameters of key requests.
+#[derive(Debug, Default, Deserialize)]
+struct KeyQuery {
+    r: Option<String>,
+    w: Option<String>,
+    pr: Option<String>,
+    pw: Option<String>,
+    timeout: Option<String>,
+    watch: Option<String>,
+}
+
+/// `500ms`, `2s`, `1m`, or a number of milliseconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "ms"),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (like 500ms, 2s or 1m)"))?;
+    let ms = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1000),
+        "m" => value.checked_mul(60_000),
+        _ => None,
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is not a duration (like 500ms, 2s or 1m)"))
+}
+
+fn parse_count(name: &str, text: Option<&String>) -> Result<Option<usize>, String> {
+    text.map(|text| {
+        text.parse::<usize>()
+            .map_err(|_| format!("{name}={text:?} is not a number of replicas"))
+    })
+    .transpose()
+}
+
+impl KeyQuery {
+    fn options(&self) -> Result<RequestOptions, String> {
+        Ok(RequestOptions {
+            r: parse_count("r", self.r.as_ref())?,
+            w: parse_count("w", self.w.as_ref())?,
+            pr: parse_count("pr", self.pr.as_ref())?,
+            pw: parse_count("pw", self.pw.as_ref())?,
+            timeout_ms: self
+                .timeout
+                .as_deref()
+                .map(|t| parse_duration(t).map(|d| d.as_millis() as u64))
+                .transpose()?,
+        })
+    }
+}
+
+fn context_header(headers: &HeaderMap) -> Result<Option<String>, String> {
+    match headers.get(CONTEXT_HEADER) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|text| (!text.trim().is_empty()).then(|| text.trim().to_owned()))
+            .map_err(|_| format!("the {CONTEXT_HEADER} header is not text")),
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"))
+}
+
+fn etag_of(context: &str) -> String {
+    format!("\"{:016x}\"", key_fingerprint(context.as_bytes()))
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+// ---- single keys ----------------------------------------------------------------------------
+
+/// A value as JSON: the text when it is UTF-8, always the base64.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonValue {
+    /// The value as text, when it is valid UTF-8.
+    pub value: Option<String>,
+    /// The value's bytes in base64.
+    pub value_base64: String,
+}
+
+impl JsonValue {
+    fn of(bytes: &[u8]) -> Self {
+        Self {
+            value: std::str::from_utf8(bytes).ok().map(str::to_owned),
+            value_base64: STANDARD.encode(bytes),
+        }
+    }
+}
+
+/// A bucket's resolution as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonResolution {
+    /// The resolver's name.
+    pub resolver: String,
+    /// The resolved value (`None`: a delete won, or nothing was in the bucket's format).
+    pub value: Option<JsonValue>,
+    /// The items of a `union` or `cart` bucket's resolved set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<String>>,
+    /// Versions joined.
+    pub merged: usize,
+    /// What a person should know about the merge.
+    pub notes: Vec<String>,
+    /// Versions that lost or could not be read.
+    pub discarded: Vec<JsonValue>,
+}
+
+/// A read as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonGet {
+    /// The context to write with.
+    pub context: String,
+    /// Every sibling.
+    pub siblings: Vec<JsonValue>,
+    /// The bucket's resolution, unless the bucket keeps siblings.
+    pub resolution: Option<JsonResolution>,
+}
+
+/// The items of a set-valued resolution, as text.
+fn items_of(resolver: Resolver, value: &[u8]) -> Option<Vec<String>> {
+    let text = |item: &[u8]| String::from_utf8_lossy(item).into_owned();
+    match resolver {
+        Resolver::Union => ItemSet::decode(value)
+            .ok()
+            .map(|set| set.0.iter().map(|i| text(i)).collect()),
+        Resolver::Cart => Cart::decode(value)
+            .ok()
+            .map(|cart| cart.items().map(text).collect()),
+        _ => None,
+    }
+}
+
+fn json_resolution(resolution: &Resolution) -> JsonResolution {
+    JsonResolution {
+        resolver: resolution.resolver.name().to_owned(),
+        value: resolution.value.as_deref().map(JsonValue::of),
+        items: resolution
+            .value
+            .as_deref()
+            .and_then(|value| items_of(resolution.resolver, value)),
+        merged: resolution.merged,
+        notes: resolution.notes.clone(),
+        discarded: resolution
+            .discarded
+            .iter()
+            .map(|v| JsonValue::of(v))
+            .collect(),
+    }
+}
+
+fn json_get(reply: &GetReply) -> JsonGet {
+    JsonGet {
+        context: reply.context.clone(),
+        siblings: reply.values.iter().map(|v| JsonValue::of(v)).collect(),
+        resolution: reply.resolution.as_deref().map(json_resolution),
+    }
+}
+
+/// The answer to a found key.
+fn render_found(reply: &GetReply, headers: &HeaderMap) -> HttpResponse {
+    let etag = etag_of(&reply.context);
+    let mut out = HeaderMap::new();
+    out.insert(CONTEXT_HEADER, header_value(&reply.context));
+    out.insert(header::ETAG, header_value(&etag));
+    out.insert(
+        HeaderName::from_static("x-dynamo-siblings"),
+        HeaderValue::from(reply.values.len()),
+    );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return (StatusCode::NOT_MODIFIED, out).into_response();
+    }
+    let resolved = reply.resolution.as_deref();
+    let conflict = resolved.is_none() && reply.values.len() > 1;
+    let status = if conflict {
+        StatusCode::MULTIPLE_CHOICES
+    } else {
+        StatusCode::OK
+    };
+    if wants_json(headers) {
+        return (status, out, Json(json_get(reply))).into_response();
+    }
+    if let Some(resolution) = resolved {
+        out.insert(
+            HeaderName::from_static("x-dynamo-resolved-by"),
+            header_value(resolution.resolver.name()),
+        );
+        out.insert(
+            HeaderName::from_static("x-dynamo-merged"),
+            HeaderValue::from(resolution.merged),
+        );
+        if let Some(value) = &resolution.value {
+            return (StatusCode::OK, out, value.clone()).into_response();
+        }
+        // A delete won the resolution: the key reads as deleted.
+        let mut response = error_json(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the key's resolved value is a delete",
+        );
+        response.headers_mut().extend(out);
+        return response;
+    }
+    if !conflict {
+        let value = reply.values.first().cloned().unwrap_or_default();
+        return (StatusCode::OK, out, value).into_response();
+    }
+    let marker = format!("--{BOUNDARY}");
+    if reply
+        .values
+        .iter()
+        .any(|v| v.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    {
+        return (status, out, Json(json_get(reply))).into_response();
+    }
+    let mut body = Vec::new();
+    for value in &reply.values {
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out.insert(
+        header::CONTENT_TYPE,
+        header_value(&format!("multipart/mixed; boundary={BOUNDARY}")),
+    );
+    (status, out, body).into_response()
+}
+
+fn render_not_found(context: &str) -> HttpResponse {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            kind: "not_found".into(),
+            message: "the key does not exist (never written, or deleted)".into(),
+        },
+        context: Some(context.to_owned()),
+    };
+    let mut response = (StatusCode::NOT_FOUND, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(CONTEXT_HEADER, header_value(context));
+    response
+}
+
+fn render_get(response: &Response, headers: &HeaderMap) -> HttpResponse {
+    match response {
+        Response::Get(reply) => render_found(reply, headers),
+        Response::NotFound { context } => render_not_found(context),
+        other => unexpected(other),
+    }
+}
+
+/// The clock of a context token; the empty token (or `none`) is the empty clock.
+fn clock_of(token: &str) -> Result<VClock, String> {
+    if token.is_empty() || token == "none" {
+        return Ok(VClock::new());
+    }
+    ClientContext::from_text(token)
+        .map(|context| context.clock)
+        .map_err(|error| format!("the watch context is not a context token: {error}"))
+}
+
+/// The clock of an answer's context (empty for an empty context).
+fn answer_clock(response: &Response) -> Option<VClock> {
+    let context = match response {
+        Response::Get(reply) => &reply.context,
+        Response::NotFound { context } => context,
+        _ => return None,
+    };
+    clock_of(context).ok()
+}
+
+async fn get_key(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> HttpResponse {
+    let (Path((bucket, key)), Query(query)) = match (path, query) {
+        (Ok(path), Ok(query)) => (path, query),
+        (Err(error), _) => return bad_request(error.body_text()),
+        (_, Err(error)) => return bad_request(error.body_text()),
+    };
+    let options = match query.options() {
+        Ok(options) => options,
+        Err(message) => return bad_request(message),
+    };
+    let request = Request::Get {
+        bucket: bucket.clone(),
+        key: key.clone().into_bytes(),
+        options,
+    };
+    let Some(watch) = &query.watch else {
+        return render_get(&api.ask(&who, request).await, &headers);
+    };
+    let seen = match clock_of(watch) {
+        Ok(clock) => clock,
+        Err(message) => return bad_request(message),
+    };
+    let wait = options
+        .timeout_ms
+        .map_or(Duration::from_secs(30), Duration::from_millis)
+        .min(Duration::from_millis(api.context.limits.max_watch_ms));
+    let Ok(_watching) = api.watches.clone().try_acquire_owned() else {
+        return error_json(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Overloaded.label(),
+            "the node has as many watches as it takes; retry later or ask another node",
+        );
+    };
+    let fingerprint = key_fingerprint(&storage_key(&bucket, key.as_bytes()));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut writes = api.context.gate.watch_writes();
+    let mut request = request;
+    if let Request::Get { options, .. } = &mut request {
+        // Each check is an ordinary read; it must not outlive the watch.
+        options.timeout_ms = None;
+    }
+    loop {
+        let response = api.ask(&who, request.clone()).await;
+        match answer_clock(&response) {
+            // Something the watcher has not seen: answer at once.
+            Some(clock) if !seen.descends(&clock) => return render_get(&response, &headers),
+            Some(_) => {}
+            None => return render_get(&response, &headers),
+        }
+        // Wait for a write of this key here, a recheck, or the end of the watch.
+        let recheck = tokio::time::Instant::now() + WATCH_RECHECK;
+        loop {
+            tokio::select! {
+                notice = writes.recv() => match notice {
+                    Ok(written) if written != fingerprint => {}
+                    _ => break,
+                },
+                () = tokio::time::sleep_until(recheck.min(deadline)) => break,
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response
+                .headers_mut()
+                .insert(CONTEXT_HEADER, header_value(watch));
+            return response;
+        }
+    }
+}
+
+async fn write_key(
+    api: &Api,
+    who: &PeerIdentity,
+    bucket: String,
+    key: String,
+    value: Option<Vec<u8>>,
+    query: &KeyQuery,
+    headers: &HeaderMap,
+) -> HttpResponse {
+    let options = match query.options() {
+        Ok(options) => options,
+        Err(message) => return bad_request(message),
+    };
+    let context = match context_header(headers) {
+        Ok(context) => context,
+        Err(message) => return bad_request(message),
+    };
+    let request = Request::Put {
+        bucket,
+        key: key.into_bytes(),
+        value,
+        context,
+        options,
+        forwarded: false,
+        write_id: Some(random_write_id()),
+    };
+    render_put(&api.ask(who, request).await)
+}
+
+fn render_put(response: &Response) -> HttpResponse {
+    match response {
+        Response::Put(reply) => {
+            let mut out = HeaderMap::new();
+            out.insert(CONTEXT_HEADER, header_value(&reply.context));
+            (StatusCode::OK, out, Json(JsonPut::of(reply))).into_response()
+        }
+        other => unexpected(other),
+    }
+}
+
+/// A write's answer as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonPut {
+    /// The context of the version written.
+    pub context: String,
+    /// Replicas that acknowledged it.
+    pub acknowledged: usize,
+    /// Warnings, such as many siblings.
+    pub warnings: Vec<String>,
+}
+
+impl JsonPut {
+    fn of(reply: &PutReply) -> Self {
+        Self {
+            context: reply.context.clone(),
+            acknowledged: reply.acknowledged,
+            warnings: reply.warnings.clone(),
+        }
+    }
+}
+
+/// A write id for a request that came without one: unique per write, from the process's
+/// hasher keys and a counter (no thread RNG is needed for uniqueness).
+fn random_write_id() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed) as u64;
+    let state = std::collections::hash_map::RandomState::new();
+    let mut high = state.build_hasher();
+    high.write_u64(count);
+    let mut low = state.build_hasher();
+    low.write_u64(count ^ 0x9e37_79b9_7f4a_7c15);
+    (u128::from(high.finish()) << 64) | u128::from(low.finish())
+}
+
+async fn put_key(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResponse {
+    let (Path((bucket, key)), Query(query)) = match (path, query) {
+        (Ok(path), Ok(query)) => (path, query),
+        (Err(error), _) => return bad_request(error.body_text()),
+        (_, Err(error)) => return bad_request(error.body_text()),
+    };
+    if body.len() > api.context.max_value_bytes {
+        return error_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bad_request",
+            format!(
+                "the value is {} bytes; this node takes at most {}",
+                body.len(),
+                api.context.max_value_bytes
+            ),
+        );
+    }
+    write_key(
+        &api,
+        &who,
+        bucket,
+        key,
+        Some(body.to_vec()),
+        &query,
+        &headers,
+    )
+    .await
+}
+
+async fn delete_key(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> HttpResponse {
+    let (Path((bucket, key)), Query(query)) = match (path, query) {
+        (Ok(path), Ok(query)) => (path, query),
+        (Err(error), _) => return bad_request(error.body_text()),
+        (_, Err(error)) => return bad_request(error.body_text()),
+    };
+    write_key(&api, &who, bucket, key, None, &query, &headers).await
+}
+
+// ---- batches --------------------------------------------------------------------------------
+
+/// A key in a batch: text, or bytes in base64.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BatchKey {
+    /// The key as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The key's bytes in base64, for keys that are not text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_base64: Option<String>,
+}
+
+impl BatchKey {
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        match (&self.key, &self.key_base64) {
+            (Some(key), None) => Ok(key.clone().into_bytes()),
+            (None, Some(encoded)) => STANDARD
+                .decode(encoded)
+                .map_err(|e| format!("key_base64 is not base64: {e}")),
+            _ => Err("give each key as exactly one of `key` or `key_base64`".into()),
+        }
+    }
+}
+
+/// `POST .../batch/get`.
+#[derive(Debug, Deserialize)]
+struct BatchGet {
+    keys: Vec<BatchKey>,
+    #[serde(default)]
+    r: Option<usize>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// One key's answer in a batch.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchResult {
+    /// The key, as given.
+    #[serde(flatten)]
+    pub key: BatchKey,
+    /// `ok`, `not_found`, or an error kind.
+    pub status: String,
+    /// A read: the key's siblings, context and resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<JsonGet>,
+    /// A write's answer, or the context of a missing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<JsonPut>,
+    /// The context of a missing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// What went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl BatchResult {
+    fn new(key: BatchKey, response: Response) -> Self {
+        let mut result = BatchResult {
+            key,
+            status: "ok".into(),
+            read: None,
+            written: None,
+            context: None,
+            error: None,
+        };
+        match response {
+            Response::Get(reply) => result.read = Some(json_get(&reply)),
+            Response::Put(reply) => result.written = Some(JsonPut::of(&reply)),
+            Response::NotFound { context } => {
+                result.status = "not_found".into();
+                result.context = Some(context);
+            }
+            Response::Error(error) => {
+                result.status = error.kind.label().into();
+                result.error = Some(error.message);
+            }
+            other => {
+                result.status = "internal".into();
+                result.error = Some(format!("unexpected answer from the node: {other:?}"));
+            }
+        }
+        result
+    }
+
+    fn refused(key: BatchKey, message: String) -> Self {
+        BatchResult {
+            key,
+            status: "bad_request".into(),
+            read: None,
+            written: None,
+            context: None,
+            error: Some(message),
+        }
+    }
+}
+
+/// A batch's answer: one result per key, in request order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchAnswer {
+    /// The results.
+    pub results: Vec<BatchResult>,
+}
+
+/// Runs one request per key at once and collects the answers in order.
+async fn run_batch(
+    api: &Api,
+    who: &PeerIdentity,
+    requests: Vec<(BatchKey, Result<Request, String>)>,
+) -> HttpResponse {
+    let mut tasks = tokio::task::JoinSet::new();
+    let count = requests.len();
+    let mut results: Vec<Option<BatchResult>> = (0..count).map(|_| None).collect();
+    for (index, (key, request)) in requests.into_iter().enumerate() {
+        match request {
+            Ok(request) => {
+                let gate = api.context.gate.clone();
+                let who = who.clone();
+                tasks.spawn(async move { (index, key, gate.submit(who, request).await) });
+            }
+            Err(message) => results[index] = Some(BatchResult::refused(key, message)),
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((index, key, response)) = done {
+            results[index] = Some(BatchResult::new(key, response));
+        }
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| BatchResult::refused(BatchKey::default(), "lost".into())))
+        .collect();
+    Json(BatchAnswer { results }).into_response()
+}
+
+fn check_batch(api: &Api, keys: usize) -> Result<(), HttpResponse> {
+    let max = api.context.limits.max_batch_keys;
+    if keys == 0 || keys > max {
+        return Err(bad_request(format!(
+            "a batch holds 1 to {max} keys, not {keys}"
+        )));
+    }
+    Ok(())
+}
+
+async fn batch_get(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+    Path(bucket): Path<String>,
+    body: Bytes,
+) -> HttpResponse {
+    let batch: BatchGet = match parse_json(&body) {
+        Ok(batch) => batch,
+        Err(response) => return response,
+    };
+    if let Err(response) = check_batch(&api, batch.keys.len()) {
+        return response;
+    }
+    let options = RequestOptions {
+        r: batch.r,
+        timeout_ms: batch.timeout_ms,
+        ..RequestOptions::default()
+    };
+    let requests = batch
+        .keys
+        .into_iter()
+        .map(|key| {
+            let request = key.bytes().map(|bytes| Request::Get {
+                bucket: bucket.clone(),
+                key: bytes,
+                options,
+            });
+            (key, request)
+        })
+        .collect();
+    run_batch(&api, &who, requests).await
+}
+
+/// `POST .../batch/put`.
+#[derive(Debug, Deserialize)]
+struct BatchPut {
+    items: Vec<BatchItem>,
+    #[serde(default)]
+    w: Option<usize>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// One write of a batch.
+#[derive(Debug, Deserialize)]
+struct BatchItem {
+    #[serde(flatten)]
+    key: BatchKey,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    value_base64: Option<String>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    delete: bool,
+}
+
+impl BatchItem {
+    fn value(&self) -> Result<Option<Vec<u8>>, String> {
+        match (&self.value, &self.value_base64, self.delete) {
+            (None, None, true) => Ok(None),
+            (Some(text), None, false) => Ok(Some(text.clone().into_bytes())),
+            (None, Some(encoded), false) => STANDARD
+                .decode(encoded)
+                .map(Some)
+                .map_err(|e| format!("value_base64 is not base64: {e}")),
+            _ => Err(
+                "give each item exactly one of `value`, `value_base64` or `delete: true`".into(),
+            ),
+        }
+    }
+}
+
+async fn batch_put(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+    Path(bucket): Path<String>,
+    body: Bytes,
+) -> HttpResponse {
+    let batch: BatchPut = match parse_json(&body) {
+        Ok(batch) => batch,
+        Err(response) => return response,
+    };
+    if let Err(response) = check_batch(&api, batch.items.len()) {
+        return response;
+    }
+    let options = RequestOptions {
+        w: batch.w,
+        timeout_ms: batch.timeout_ms,
+        ..RequestOptions::default()
+    };
+    let requests = batch
+        .items
+        .into_iter()
+        .map(|item| {
+            let request = item.key.bytes().and_then(|key| {
+                Ok(Request::Put {
+                    bucket: bucket.clone(),
+                    key,
+                    value: item.value()?,
+                    context: item.context.clone().filter(|c| !c.is_empty()),
+                    options,
+                    forwarded: false,
+                    write_id: Some(random_write_id()),
+                })
+            });
+            (item.key, request)
+        })
+        .collect();
+    run_batch(&api, &who, requests).await
+}
+
+// ---- listing --------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A page of keys as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonKeyPage {
+    /// The keys.
+    pub keys: Vec<BatchKey>,
+    /// Pass as `cursor` for the next page; `None`: the listing is complete.
+    pub next: Option<String>,
+}
+
+fn encode_cursor(cursor: &ListCursor) -> String {
+    URL_SAFE_NO_PAD.encode(postcard::to_stdvec(cursor).unwrap_or_default())
+}
+
+fn decode_cursor(text: &str) -> Result<ListCursor, String> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| match postcard::take_from_bytes(&bytes) {
+            Ok((cursor, [])) => Some(cursor),
+            _ => None,
+        })
+        .ok_or_else(|| "the cursor is not one a listing returned".to_owned())
+}
+
+fn json_key(key: &[u8]) -> BatchKey {
+    match std::str::from_utf8(key) {
+        Ok(text) => BatchKey {
+            key: Some(text.to_owned()),
+            key_base64: None,
+        },
+        Err(_) => BatchKey {
+            key: None,
+            key_base64: Some(STANDARD.encode(key)),
+        },
+    }
+}
+
+async fn list_keys(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+    Path(bucket): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> HttpResponse {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(error) => return bad_request(error.body_text()),
+    };
+    let cursor = match query.cursor.as_deref().map(decode_cursor).transpose() {
+        Ok(cursor) => cursor,
+        Err(message) => return bad_request(message),
+    };
+    let request = Request::ListKeys {
+        bucket,
+        cursor,
+        limit: query.limit.unwrap_or(DEFAULT_LIST_LIMIT),
+    };
+    match api.ask(&who, request).await {
+        Response::Keys(KeyPage { keys, next }) => Json(JsonKeyPage {
+            keys: keys.iter().map(|k| json_key(k)).collect(),
+            next: next.as_ref().map(encode_cursor),
+        })
+        .into_response(),
+        other => unexpected(&other),
+    }
+}
+
+// ---- buckets and cluster --------------------------------------------------------------------
+
+async fn list_buckets(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+) -> HttpResponse {
+    match api.ask(&who, Request::ListBuckets).await {
+        Response::Buckets(buckets) => Json(buckets).into_response(),
+        other => unexpected(&other),
+    }
+}
+
+/// `POST /buckets`: a bucket as the CLI creates it; omitted fields take the CLI's defaults.
+#[derive(Debug, Deserialize)]
+struct NewBucket {
+    name: String,
+    #[serde(default = "three")]
+    n: usize,
+    #[serde(default = "two")]
+    r: usize,
+    #[serde(default = "two")]
+    w: usize,
+    #[serde(default)]
+    pr: usize,
+    #[serde(default)]
+    pw: usize,
+    #[serde(default)]
+    resolver: Option<String>,
+}
+
+fn three() -> usize {
+    3
+}
+
+fn two() -> usize {
+    2
+}
+
+async fn create_bucket(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+    body: Bytes,
+) -> HttpResponse {
+    let bucket: NewBucket = match parse_json(&body) {
+        Ok(bucket) => bucket,
+        Err(response) => return response,
+    };
+    let resolver = match bucket.resolver.as_deref().map(str::parse::<Resolver>) {
+        None => Resolver::Siblings,
+        Some(Ok(resolver)) => resolver,
+        Some(Err(error)) => return bad_request(error.to_string()),
+    };
+    let props = BucketProps {
+        name: bucket.name,
+        n: bucket.n,
+        r: bucket.r,
+        w: bucket.w,
+        pr: bucket.pr,
+        pw: bucket.pw,
+        resolver,
+    };
+    match api.ask(&who, Request::CreateBucket(props.clone())).await {
+        Response::Ack => (StatusCode::CREATED, Json(props)).into_response(),
+        other => unexpected(&other),
+    }
+}
+
+async fn cluster_status(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+) -> HttpResponse {
+    match api.ask(&who, Request::Status).await {
+        Response::Status(status) => Json(status).into_response(),
+        other => unexpected(&other),
+    }
+}
+
+/// The ring as JSON, for the status page and scripts.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonRing {
+    /// Ring version (0: no ring yet).
+    pub version: u64,
+    /// Partitions.
+    pub partitions: u32,
+    /// Replicas listed per partition.
+    pub n: usize,
+    /// Members.
+    pub members: Vec<JsonMember>,
+    /// Each partition's first `n` replicas, its owner first.
+    pub owners: Vec<Vec<String>>,
+}
+
+/// A ring member.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonMember {
+    /// Node id.
+    pub id: String,
+    /// Zone.
+    pub zone: String,
+    /// Capacity weight.
+    pub capacity: u32,
+}
+
+async fn ring_of(api: &Api, who: &PeerIdentity) -> Result<Option<dynamo_ring::Ring>, HttpResponse> {
+    match api.ask(who, Request::Ring).await {
+        Response::Ring(ring) => Ok(ring.map(|ring| *ring)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn cluster_ring(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+) -> HttpResponse {
+    let ring = match ring_of(&api, &who).await {
+        Ok(ring) => ring,
+        Err(response) => return response,
+    };
+    let Some(ring) = ring else {
+        return Json(JsonRing {
+            version: 0,
+            partitions: 0,
+            n: 0,
+            members: Vec::new(),
+            owners: Vec::new(),
+        })
+        .into_response();
+    };
+    let n = ring.target_n();
+    Json(JsonRing {
+        version: ring.version(),
+        partitions: ring.partition_count(),
+        n,
+        members: ring
+            .members()
+            .iter()
+            .map(|m| JsonMember {
+                id: m.id.to_string(),
+                zone: m.zone.clone(),
+                capacity: m.capacity,
+            })
+            .collect(),
+        owners: (0..ring.partition_count())
+            .map(|p| {
+                ring.replicas_of_partition(p, n)
+                    .into_iter()
+                    .map(ToString::to_string)
+                    .collect()
+            })
+            .collect(),
+    })
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct PlacementQuery {
+    bucket: Option<String>,
+    key: String,
+}
+
+/// Where a key lives.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonPlacement {
+    /// The bucket.
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+    /// Its ring partition.
+    pub partition: u32,
+    /// The bucket's replica count.
+    pub n: usize,
+    /// Its preference list: the coordinator first.
+    pub preference_list: Vec<String>,
+}
+
+async fn placement(
+    State(api): ApiState,
+    Extension(who): Extension<PeerIdentity>,
+    query: Result<Query<PlacementQuery>, QueryRejection>,
+) -> HttpResponse {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(error) => return bad_request(error.body_text()),
+    };
+    let bucket = query.bucket.unwrap_or_else(|| "default".into());
+    let buckets = match api.ask(&who, Request::ListBuckets).await {
+        Response::Buckets(buckets) => buckets,
+        other => return unexpected(&other),
+    };
+    let Some(props) = buckets.iter().find(|b| b.name == bucket) else {
+        return bad_request(format!("there is no bucket {bucket:?}"));
+    };
+    let ring = match ring_of(&api, &who).await {
+        Ok(Some(ring)) => ring,
+        Ok(None) => {
+            return error_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the node has no ring yet",
+            );
+        }
+        Err(response) => return response,
+    };
+    let stored = storage_key(&bucket, query.key.as_bytes());
+    Json(JsonPlacement {
+        partition: ring.partition_of_key(&stored),
+        n: props.n,
+        preference_list: ring
+            .preference_list(&stored, props.n)
+            .into_iter()
+            .map(ToString::to_string)
+            .collect(),
+        bucket,
+        key: query.key,
+    })
+    .into_response()
+}
+
+async fn ping(State(api): ApiState, Extension(who): Extension<PeerIdentity>) -> HttpResponse {
+    match api.ask(&who, Request::Ping(Vec::new())).await {
+        Response::Pong(_) => "OK\n".into_response(),
+        other => unexpected(&other),
+    }
+}
+
+/// Recent latency, for the status page.
+#[derive(Debug, Serialize)]
+struct Stats {
+    node: String,
+    window_s: u64,
+    operations: BTreeMap<&'static str, crate::metrics::RecentLatency>,
+}
+
+async fn stats(State(api): ApiState) -> HttpResponse {
+    Json(Stats {
+        node: api.context.node.clone(),
+        window_s: crate::metrics::RECENT_WINDOW.as_secs(),
+        operations: api.context.gate.metrics().recent(),
+    })
+    .into_response()
+}
+
+async fn metrics(State(api): ApiState, Extension(who): Extension<PeerIdentity>) -> HttpResponse {
+    let status = match api.ask(&who, Request::Status).await {
+        Response::Status(status) => status,
+        other => return unexpected(&other),
+    };
+    let store = api.context.store.clone();
+    let store_bytes = tokio::task::spawn_blocking(move || store.disk_space().unwrap_or(0))
+        .await
+        .unwrap_or(0);
+    let (client, peer) = api.context.gate.in_flight();
+    let runtime = RuntimeGauges {
+        store_bytes,
+        quic_connections: api.context.endpoint.open_connections(),
+        http_connections: api.connections.load(Ordering::Relaxed),
+        client_requests_in_flight: client,
+        peer_requests_in_flight: peer,
+    };
+    let text = api.context.gate.metrics().render(&status, runtime);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The status page's server-rendered part needs the status too.
+pub(crate) async fn status_for_page(
+    api: &Api,
+    who: &PeerIdentity,
+) -> Option<crate::protocol::ClusterStatus> {
+    match api.ask(who, Request::Status).await {
+        Response::Status(status) => Some(status),
+        _ => None,
+    }
+}
