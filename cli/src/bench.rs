@@ -113,6 +113,11 @@ pub(crate) struct BenchArgs {
     /// (server-driven coordination, paper 6.4), instead of to the key's replicas.
     #[arg(long)]
     pub(crate) server_driven: bool,
+    /// Send reads and writes to the HTTP API of these nodes instead (comma-separated
+    /// `HOST:PORT` of each node's `http_listen`), round robin, with the same certificate; the
+    /// bucket is still checked over QUIC through --nodes.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["transport", "server_driven"])]
+    pub(crate) http: Vec<SocketAddr>,
     /// Seed of the key and operation choices.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
@@ -289,9 +294,105 @@ fn value(size: usize, salt: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The HTTP API of the nodes `--http` names (`dynamo bench --http`).
+pub(crate) struct HttpTarget {
+    /// A client presenting the bench's certificate.
+    pub(crate) client: reqwest::Client,
+    /// `https://node.dynamo:PORT` of each node.
+    pub(crate) bases: Vec<String>,
+}
+
+impl HttpTarget {
+    /// A target for `addresses`, presenting `tls`'s identity (the node certificates carry the
+    /// name `node.dynamo`, resolved here to each address).
+    pub(crate) fn new(tls: &dynamo_node::tls::TlsConfig, addresses: &[SocketAddr]) -> Result<Self> {
+        let Some(first) = addresses.first() else {
+            bail!("--http needs at least one address");
+        };
+        if addresses.iter().any(|a| a.ip() != first.ip()) {
+            bail!(
+                "--http addresses must share one IP address (they are all reached as node.dynamo)"
+            );
+        }
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.https_client_config())
+            .resolve(dynamo_node::tls::NODE_SERVER_NAME, *first)
+            .pool_max_idle_per_host(4096)
+            .build()
+            .context("building the HTTP client")?;
+        let bases = addresses
+            .iter()
+            .map(|a| {
+                format!(
+                    "https://{}:{}",
+                    dynamo_node::tls::NODE_SERVER_NAME,
+                    a.port()
+                )
+            })
+            .collect();
+        Ok(Self { client, bases })
+    }
+
+    fn url(&self, rng: &mut SmallRng, bucket: &str, key: &[u8]) -> String {
+        let base = &self.bases[rng.random_range(0..self.bases.len())];
+        format!(
+            "{base}/buckets/{bucket}/keys/{}",
+            String::from_utf8_lossy(key)
+        )
+    }
+
+    /// A get: the context, and whether the key had siblings.
+    async fn read(&self, url: &str) -> Result<(String, bool), ClientError> {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| http_error(&e))?;
+        let status = response.status().as_u16();
+        let context = response
+            .headers()
+            .get("x-dynamo-context")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let _ = response.bytes().await.map_err(|e| http_error(&e))?;
+        match status {
+            200 | 404 => Ok((context, false)),
+            300 => Ok((context, true)),
+            other => Err(ClientError::Unexpected(format!("HTTP {other}"))),
+        }
+    }
+
+    async fn write(
+        &self,
+        url: &str,
+        value: Vec<u8>,
+        context: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut request = self.client.put(url).body(value);
+        if let Some(context) = context {
+            request = request.header("x-dynamo-context", context);
+        }
+        let response = request.send().await.map_err(|e| http_error(&e))?;
+        let status = response.status().as_u16();
+        let _ = response.bytes().await.map_err(|e| http_error(&e))?;
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(ClientError::Unexpected(format!("HTTP {status}")))
+        }
+    }
+}
+
+fn http_error(error: &reqwest::Error) -> ClientError {
+    ClientError::Unexpected(format!("HTTP: {error}"))
+}
+
 /// Shared by every worker.
 struct Shared {
     client: Client,
+    http: Option<HttpTarget>,
     addresses: Vec<SocketAddr>,
     args: BenchArgs,
     chooser: KeyChooser,
@@ -339,6 +440,30 @@ impl Shared {
             _ => self.chooser.key(rng),
         };
         let key = key_name(key);
+        if let Some(http) = &self.http {
+            let url = http.url(rng, bucket, &key);
+            let outcome = match op {
+                Op::Read => http.read(&url).await.map(|(_, siblings)| {
+                    tally.siblings_seen += u64::from(siblings);
+                }),
+                Op::Update | Op::Insert => {
+                    http.write(&url, value(args.value_size, rng.random()), None)
+                        .await
+                }
+                Op::ReadModifyWrite => match http.read(&url).await {
+                    Ok((context, _)) => {
+                        http.write(&url, value(args.value_size, rng.random()), Some(&context))
+                            .await
+                    }
+                    Err(error) => Err(error),
+                },
+                Op::Ping => Ok(()),
+            };
+            if let Err(error) = outcome {
+                tally.error(&error);
+            }
+            return op;
+        }
         let outcome = match op {
             Op::Read => self.read(&key, tally).await.map(drop),
             Op::Update | Op::Insert => self
@@ -495,6 +620,7 @@ async fn load(shared: &Arc<Shared>) -> Result<(u64, Duration)> {
 /// Runs the benchmark; `quiet` keeps the load phase's line off stdout.
 pub(crate) async fn run(
     client: Client,
+    http: Option<HttpTarget>,
     addresses: Vec<SocketAddr>,
     args: BenchArgs,
     timeout_ms: u64,
@@ -516,6 +642,7 @@ pub(crate) async fn run(
     };
     let mut shared = Arc::new(Shared {
         client,
+        http,
         addresses,
         next_insert: AtomicU64::new(args.keys),
         args,
@@ -910,7 +1037,13 @@ async fn point(
     let pids: Vec<u32> = cluster.children.iter().map(|(_, c)| c.id()).collect();
     let before = cpu_time(&pids);
     let concurrency = args.concurrency;
-    let report = run(client, cluster.addresses.clone(), args, 5_000, true).await?;
+    let http = if args.http.is_empty() {
+        None
+    } else {
+        let tls = crate::load_tls(&cluster.client_certs, None)?;
+        Some(HttpTarget::new(&tls, &args.http)?)
+    };
+    let report = run(client, http, cluster.addresses.clone(), args, 5_000, true).await?;
     let cpu = cpu_time(&pids).saturating_sub(before);
     let cpu_per_op = cpu / u32::try_from(report.total_ops.max(1)).unwrap_or(u32::MAX);
     eprintln!(
@@ -946,6 +1079,7 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
         bucket: "bench".into(),
         transport: false,
         server_driven: false,
+        http: Vec::new(),
         seed: 1,
         plot: None,
     };
@@ -964,7 +1098,15 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
         let mut load = base(Workload::C, 32);
         load.load = true;
         load.ops = Some(1);
-        run(client()?, cluster.addresses.clone(), load, 5_000, true).await?;
+        run(
+            client()?,
+            None,
+            cluster.addresses.clone(),
+            load,
+            5_000,
+            true,
+        )
+        .await?;
         if i == 0 {
             for &concurrency in &args.concurrency {
                 let mut ping = base(Workload::C, concurrency);
@@ -994,6 +1136,17 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
                     )
                     .await?,
                 );
+            }
+        }
+        // Issue 15: reads and blind writes through the HTTP API (round robin over the nodes)
+        // against the QUIC client at the same concurrency.
+        if i == 0 {
+            let at = args.concurrency.iter().copied().max().unwrap_or(32).min(32);
+            for workload in [Workload::C, Workload::W] {
+                let mut bench = base(workload, at);
+                bench.http.clone_from(&cluster.http_addresses);
+                let label = format!("{workload:?} over HTTP");
+                points.push(point(&cluster, client()?, bench, durability, label).await?);
             }
         }
         // Paper 6.4, Table 2: the same workload coordinated by one fixed node (server-driven)

@@ -64,10 +64,15 @@ impl ClusterArgs {
     }
 }
 
+/// A dev node's HTTP API listens on its QUIC port plus this.
+pub(crate) const HTTP_PORT_OFFSET: u16 = 100;
+
 /// A running local cluster; dropping it stops the processes.
 pub(crate) struct LocalCluster {
     pub(crate) children: Vec<(String, Child)>,
     pub(crate) addresses: Vec<SocketAddr>,
+    /// Each node's HTTP API (TCP), at the QUIC port plus [`HTTP_PORT_OFFSET`].
+    pub(crate) http_addresses: Vec<SocketAddr>,
     /// The client's certificate directory: the CA certificate and the admin identity only.
     pub(crate) client_certs: PathBuf,
     /// Held while the cluster runs: a second `dev cluster` in the same directory is refused.
@@ -109,9 +114,16 @@ pub(crate) async fn run(command: DevCommand, log_format: &str) -> Result<ExitCod
             let cluster = start(&args, log_format).await?;
             let nodes: Vec<String> = cluster.addresses.iter().map(ToString::to_string).collect();
             outln!("local cluster of {} nodes is up:", args.nodes);
-            for ((name, _), address) in cluster.children.iter().zip(&cluster.addresses) {
+            for (((name, _), address), http) in cluster
+                .children
+                .iter()
+                .zip(&cluster.addresses)
+                .zip(&cluster.http_addresses)
+            {
                 outln!(
-                    "  {name} on {address} (log: {})",
+                    "  {name} on {address}, HTTP API https://{}:{}/ (log: {})",
+                    dynamo_node::tls::NODE_SERVER_NAME,
+                    http.port(),
                     args.dir.join(format!("{name}.log")).display()
                 );
             }
@@ -124,6 +136,20 @@ pub(crate) async fn run(command: DevCommand, log_format: &str) -> Result<ExitCod
             );
             outln!(
                 "  dynamo put default greeting hello && dynamo get default greeting && dynamo status"
+            );
+            outln!();
+            let http = cluster.http_addresses[0];
+            let certs = cluster.client_certs.display();
+            outln!("or over HTTPS with curl (the nodes' certificates name node.dynamo):");
+            outln!(
+                "  curl --cacert {certs}/ca.pem --cert {certs}/admin.admin.pem --key {certs}/admin.admin.key --resolve {name}:{port}:{ip} https://{name}:{port}/cluster/status",
+                name = dynamo_node::tls::NODE_SERVER_NAME,
+                port = http.port(),
+                ip = http.ip(),
+            );
+            outln!("the status page, in a browser, through a local proxy with your certificate:");
+            outln!(
+                "  dynamo proxy --to {http} --certs-dir {certs}   # then open http://127.0.0.1:8080/"
             );
             outln!();
             outln!("Ctrl-C stops the cluster.");
@@ -206,9 +232,10 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
     let Some(last_port) = u16::try_from(args.nodes - 1)
         .ok()
         .and_then(|extra| args.base_port.checked_add(extra))
+        .filter(|last| last.checked_add(HTTP_PORT_OFFSET).is_some())
     else {
         bail!(
-            "{} nodes from port {} would go past port 65535; choose a lower --base-port",
+            "{} nodes from port {} (and their HTTP APIs {HTTP_PORT_OFFSET} ports above) would go past port 65535; choose a lower --base-port",
             args.nodes,
             args.base_port
         );
@@ -225,9 +252,14 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
     let addresses: Vec<SocketAddr> = (0..args.nodes)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], args.base_port + i as u16)))
         .collect();
+    let http_addresses: Vec<SocketAddr> = addresses
+        .iter()
+        .map(|a| SocketAddr::new(a.ip(), a.port() + HTTP_PORT_OFFSET))
+        .collect();
     let mut cluster = LocalCluster {
         children: Vec::new(),
         addresses: addresses.clone(),
+        http_addresses: http_addresses.clone(),
         client_certs: certs.client(),
         _lock: lock,
     };
@@ -242,6 +274,8 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
             .args(["node", "start", "--name", name])
             .arg("--listen")
             .arg(addresses[i].to_string())
+            .arg("--http-listen")
+            .arg(http_addresses[i].to_string())
             .arg("--data-dir")
             .arg(args.dir.join(name))
             .arg("--certs-dir")
@@ -260,6 +294,7 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
             "DYNAMO_SEEDS",
             "DYNAMO_NAME",
             "DYNAMO_LISTEN",
+            "DYNAMO_HTTP_LISTEN",
             "DYNAMO_CONFIG",
             "DYNAMO_DATA_DIR",
             "DYNAMO_DURABILITY",

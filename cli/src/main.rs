@@ -19,6 +19,7 @@ macro_rules! outln {
 
 mod bench;
 mod dev;
+mod proxy;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -147,6 +148,22 @@ enum Command {
         bench: bench::BenchArgs,
         #[command(flatten)]
         connection: Connection,
+    },
+    /// Serve one node's HTTP API on a loopback address without TLS, authenticated to the node
+    /// with your certificate (like `kubectl proxy`), so a browser can open the status page.
+    Proxy {
+        /// The node's HTTP API address (its `--http-listen`).
+        #[arg(long, env = "DYNAMO_HTTP")]
+        to: SocketAddr,
+        /// Where the proxy listens (a loopback address).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Directory with ca.pem and the identity's certificate.
+        #[arg(long, env = "DYNAMO_CERTS_DIR", default_value = "dynamo-certs")]
+        certs_dir: PathBuf,
+        /// Name of the identity to use; needed only when the directory holds several.
+        #[arg(long, env = "DYNAMO_IDENTITY")]
+        identity: Option<String>,
     },
     /// Shopping carts: items in a `cart` bucket (removes stay removed) or a `union` bucket (the
     /// paper's cart). Each operation reads the key and writes with its context.
@@ -372,6 +389,10 @@ struct NodeArgs {
     /// UDP address to listen on.
     #[arg(long, env = "DYNAMO_LISTEN")]
     listen: Option<SocketAddr>,
+    /// TCP address of the HTTP API (HTTPS; clients present cluster certificates). Off
+    /// without it.
+    #[arg(long, env = "DYNAMO_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
     /// Data directory.
     #[arg(long, env = "DYNAMO_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -410,6 +431,9 @@ impl NodeArgs {
         }
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(listen) = self.http_listen {
+            config.http_listen = Some(listen);
         }
         if let Some(dir) = &self.data_dir {
             config.data_dir.clone_from(dir);
@@ -451,7 +475,7 @@ impl Connection {
     }
 }
 
-fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
+pub(crate) fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
     let ca_path = dir.join(dynamo_node::tls::CA_CERT_FILE);
     let ca = std::fs::read_to_string(&ca_path).with_context(|| {
         format!(
@@ -738,8 +762,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 connection.client()?
             };
             let plots = bench.plot.clone();
+            let http = if bench.http.is_empty() {
+                None
+            } else {
+                let tls = load_tls(&connection.certs_dir, connection.identity.as_deref())?;
+                Some(bench::HttpTarget::new(&tls, &bench.http)?)
+            };
             let report = bench::run(
                 client,
+                http,
                 connection.nodes.clone(),
                 bench,
                 connection.timeout_ms,
@@ -754,6 +785,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 outln!("{}", report.text().trim_end());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proxy {
+            to,
+            listen,
+            certs_dir,
+            identity,
+        } => {
+            let tls = load_tls(&certs_dir, identity.as_deref())?;
+            proxy::run(&tls, to, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cart(command) => {
@@ -1437,6 +1478,14 @@ fn cert(command: CertCommand) -> Result<ExitCode> {
 async fn serve(config: NodeConfig) -> Result<ExitCode> {
     let node = Node::start(config).await.context("starting the node")?;
     outln!("node {} listening on {}", node.id(), node.address());
+    if let Some(http) = node.http_address() {
+        outln!(
+            "node {} serves its HTTP API on {http} (https://{}:{}/)",
+            node.id(),
+            dynamo_node::tls::NODE_SERVER_NAME,
+            http.port()
+        );
+    }
     wait_for_signal().await;
     node.shutdown(Duration::from_secs(5)).await;
     Ok(ExitCode::SUCCESS)

@@ -1,33 +1,12 @@
 //! The `dynamo` binary end to end: `dynamo dev cluster` starts three node processes, and put,
 //! get, delete and status run through the binary against them (exit codes included).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
-const DYNAMO: &str = env!("CARGO_BIN_EXE_dynamo");
-
-/// Stops the dev cluster (SIGTERM, so it stops its nodes) even when the test fails.
-struct DevCluster(Child);
-
-impl Drop for DevCluster {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{DYNAMO, DevCluster};
 
 fn dynamo(args: &[&str], nodes: &str, certs: &Path) -> Output {
     Command::new(DYNAMO)
@@ -47,39 +26,7 @@ fn stdout(output: &Output) -> String {
 fn dev_cluster_then_put_get_delete_and_status() {
     let dir = tempfile::tempdir().expect("dir");
     let base_port = 21_000 + (std::process::id() % 20_000) as u16;
-    let mut child = Command::new(DYNAMO)
-        .args(["dev", "cluster", "--nodes", "3", "--base-port"])
-        .arg(base_port.to_string())
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dev cluster");
-    let output = child.stdout.take().expect("stdout");
-    let cluster = DevCluster(child);
-
-    // Wait (bounded) until the cluster says it is up.
-    let (lines_tx, lines_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(output).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut banner = Vec::new();
-    loop {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(90))
-            .expect("the dev cluster came up");
-        let done = line.contains("Ctrl-C stops the cluster");
-        banner.push(line);
-        if done {
-            break;
-        }
-    }
-    let banner = banner.join("\n");
+    let (cluster, banner) = DevCluster::start(dir.path(), base_port);
     assert!(banner.contains("export DYNAMO_NODES="), "{banner}");
     let nodes: Vec<String> = (0..3)
         .map(|i| format!("127.0.0.1:{}", base_port + i))

@@ -3,10 +3,71 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a part
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 pub(crate) const DYNAMO: &str = env!("CARGO_BIN_EXE_dynamo");
+
+/// A `dynamo dev cluster` process, stopped with SIGTERM (so it stops its nodes) when dropped,
+/// also when the test fails.
+pub(crate) struct DevCluster(pub(crate) Child);
+
+impl DevCluster {
+    /// Starts a 3-node dev cluster in `dir` from `base_port` and waits (bounded) until it says
+    /// it is up; returns it with the banner it printed.
+    pub(crate) fn start(dir: &Path, base_port: u16) -> (DevCluster, String) {
+        let mut child = Command::new(DYNAMO)
+            .args(["dev", "cluster", "--nodes", "3", "--base-port"])
+            .arg(base_port.to_string())
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dev cluster");
+        let output = child.stdout.take().expect("stdout");
+        let cluster = DevCluster(child);
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        loop {
+            let line = lines_rx
+                .recv_timeout(Duration::from_secs(90))
+                .expect("the dev cluster came up");
+            let done = line.contains("Ctrl-C stops the cluster");
+            banner.push(line);
+            if done {
+                return (cluster, banner.join("\n"));
+            }
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// A node process, killed when dropped (also when the test fails).
 pub(crate) struct NodeProcess(pub(crate) Child);

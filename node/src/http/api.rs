@@ -1020,8 +1020,43 @@ async fn list_buckets(
     Extension(who): Extension<PeerIdentity>,
 ) -> HttpResponse {
     match api.ask(&who, Request::ListBuckets).await {
-        Response::Buckets(buckets) => Json(buckets).into_response(),
+        Response::Buckets(buckets) => {
+            Json(buckets.iter().map(JsonBucket::of).collect::<Vec<_>>()).into_response()
+        }
         other => unexpected(&other),
+    }
+}
+
+/// A bucket as JSON: its properties, the resolver by name.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JsonBucket {
+    /// Name.
+    pub name: String,
+    /// Replicas per key.
+    pub n: usize,
+    /// Default read quorum.
+    pub r: usize,
+    /// Default write quorum.
+    pub w: usize,
+    /// Default primary read quorum.
+    pub pr: usize,
+    /// Default primary write quorum.
+    pub pw: usize,
+    /// How concurrent versions resolve: `siblings`, `lww`, `max`, `union` or `cart`.
+    pub resolver: String,
+}
+
+impl JsonBucket {
+    fn of(props: &BucketProps) -> Self {
+        Self {
+            name: props.name.clone(),
+            n: props.n,
+            r: props.r,
+            w: props.w,
+            pr: props.pr,
+            pw: props.pw,
+            resolver: props.resolver.name().to_owned(),
+        }
     }
 }
 
@@ -1075,7 +1110,7 @@ async fn create_bucket(
         resolver,
     };
     match api.ask(&who, Request::CreateBucket(props.clone())).await {
-        Response::Ack => (StatusCode::CREATED, Json(props)).into_response(),
+        Response::Ack => (StatusCode::CREATED, Json(JsonBucket::of(&props))).into_response(),
         other => unexpected(&other),
     }
 }

@@ -23,8 +23,16 @@
     return e;
   }
 
-  // Stable colour per node id: FNV-1a hash of the id mapped to a hue.
+  // A colour per node id: the ids known (ring members and status members), sorted, take the
+  // palette's colours in turn, so neighbours never share one; past the palette, a hash of the
+  // id picks a hue.
+  const PALETTE = ["#3b82c4", "#e07b39", "#3f9d5a", "#b04fa8", "#c9a227", "#5bb8c9", "#d1495b", "#7a6fd0", "#8c6d46", "#5f7d95"];
   function colour(id) {
+    const ids = new Set();
+    for (const m of (state.ring && state.ring.members) || []) ids.add(m.id);
+    for (const m of (state.status && state.status.members) || []) ids.add(m.id);
+    const index = [...ids].sort().indexOf(id);
+    if (index >= 0 && index < PALETTE.length) return PALETTE[index];
     let h = 2166136261;
     for (const c of String(id)) { h ^= c.codePointAt(0); h = Math.imul(h, 16777619); }
     return `hsl(${(h >>> 0) % 360}, 62%, 52%)`;
@@ -172,7 +180,7 @@
     const list = (items, empty) => (items.length ? el("ul", { class: "plain" }, items.map((t) => el("li", null, t))) : el("span", { class: "muted" }, empty));
     const members = st.members || [];
     const ages = (ae.pairs || []).map((p) => p.agreed_ms_ago).filter(isNum);
-    const running = (ho.running || []).map((r) => `partition ${r[0]} → ${r[1]}${r[2] != null ? ` · ${r[2]}` : ""}`);
+    const running = (ho.running || []).map((r) => `partition ${r[0]} → ${r[1]}${r[2] != null ? ` · ${r[2]} keys sent` : ""}`);
     const exchanges = (ae.in_progress || []).map((x) => `partition ${x.partition} ↔ ${x.peer}`);
     $("transfers-body").replaceChildren(
       el("h3", null, "Pending hints"),
