@@ -28,6 +28,13 @@ fn dev_cluster_then_put_get_delete_and_status() {
     let base_port = 21_000 + (std::process::id() % 20_000) as u16;
     let (cluster, banner) = DevCluster::start(dir.path(), base_port);
     assert!(banner.contains("export DYNAMO_NODES="), "{banner}");
+    assert!(
+        banner.contains(&format!(
+            "HTTP API https://node.dynamo:{}/",
+            base_port + 100
+        )),
+        "{banner}"
+    );
     let nodes: Vec<String> = (0..3)
         .map(|i| format!("127.0.0.1:{}", base_port + i))
         .collect();

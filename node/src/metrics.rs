@@ -66,11 +66,6 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    operation: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MemberLabels {
     member: String,
 }
@@ -124,7 +119,7 @@ fn as_gauge(value: u64) -> i64 {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    latency: Family<OperationLabels, Histogram>,
+    latency: Family<RequestLabels, Histogram>,
     siblings: Histogram,
     recent: Mutex<BTreeMap<&'static str, VecDeque<Sample>>>,
 }
@@ -151,13 +146,13 @@ impl Metrics {
             "Requests served, by operation and outcome (ok, not_found, or the error kind)",
             requests.clone(),
         );
-        let latency = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             // 100 µs to about 13 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 18))
         });
         registry.register_with_unit(
             "request_duration",
-            "Time from a request's arrival to its answer, by operation",
+            "Time from a request's arrival to its answer, by operation and outcome",
             Unit::Seconds,
             latency.clone(),
         );
@@ -189,7 +184,7 @@ impl Metrics {
             .get_or_create(&RequestLabels { operation, outcome })
             .inc();
         self.latency
-            .get_or_create(&OperationLabels { operation })
+            .get_or_create(&RequestLabels { operation, outcome })
             .observe(elapsed.as_secs_f64());
         if read && let Response::Get(reply) = response {
             self.siblings.observe(reply.values.len() as f64);

@@ -519,6 +519,61 @@ async fn roles_and_malformed_requests() {
     http.cluster.shutdown().await;
 }
 
+fn with_tight_http_limits(config: &mut NodeConfig) {
+    with_http(config);
+    config.http_limits.max_connections = 4;
+    config.http_limits.handshake_timeout_ms = 500;
+}
+
+/// What a client can make the HTTP side hold is bounded: connections that never finish a
+/// handshake are dropped after `handshake_timeout_ms`, no more than `max_connections` are held,
+/// and garbage instead of TLS costs only its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_garbage_connections_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let cluster = TestCluster::start_with(1, with_tight_http_limits).await;
+    let admin = http_client(&tls_for(&cluster.certs_dir(), "tester"));
+    let address = cluster.nodes[0]
+        .as_ref()
+        .and_then(dynamo_node::Node::http_address)
+        .expect("HTTP API");
+    let url = format!("https://node.dynamo:{}/ping", address.port());
+
+    let mut garbage = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff not TLS at all")
+        .await
+        .expect("write");
+    // Four idle connections fill the limit: a fifth client is turned away at once.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(
+            tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = http_client(&tls_for(&cluster.certs_dir(), "tester"));
+    assert!(
+        fresh.get(&url).send().await.is_err(),
+        "over the connection limit"
+    );
+    // Their handshakes time out, the slots come back, and the node serves again.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ping = admin
+        .get(&url)
+        .send()
+        .await
+        .expect("served after the idle ones were dropped");
+    assert_eq!(ping.status(), StatusCode::OK);
+    drop(idle);
+    drop(garbage);
+    cluster.shutdown().await;
+}
+
 /// A rustls client that trusts the cluster CA but has no certificate of its own.
 fn rustls_client_without_certificate(certs: &std::path::Path) -> rustls::ClientConfig {
     use rustls::pki_types::CertificateDer;
