@@ -581,3 +581,100 @@ fn a_bucket_resolves_by_its_resolver() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 15: listing a bucket's keys is a full scan in pages. Whatever the page size, every live
+/// key of the bucket comes back exactly once; deleted keys and other buckets' keys do not, and
+/// bad limits, cursors and buckets are refused.
+#[test]
+fn listing_a_bucket_returns_each_live_key_once() {
+    use dynamo_node::protocol::{KeyPage, ListCursor};
+    let mut node = Harness::found();
+    for name in ["solo", "solo-b"] {
+        assert_eq!(
+            node.ask(Role::Admin, Request::CreateBucket(bucket(name, 1))),
+            Response::Ack
+        );
+    }
+    let write = |bucket: &str, key: String, value: Option<Vec<u8>>, context| Request::Put {
+        bucket: bucket.into(),
+        key: key.into_bytes(),
+        value,
+        context,
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id: None,
+    };
+    for i in 0..25 {
+        let put = write("solo", format!("k{i:02}"), Some(b"v".to_vec()), None);
+        assert!(matches!(node.ask(Role::Client, put), Response::Put(_)));
+        // A bucket whose name starts like the first one: its keys must not leak in.
+        let other = write("solo-b", format!("k{i:02}"), Some(b"v".to_vec()), None);
+        assert!(matches!(node.ask(Role::Client, other), Response::Put(_)));
+    }
+    for i in [3, 10, 24] {
+        let get = Request::Get {
+            bucket: "solo".into(),
+            key: format!("k{i:02}").into_bytes(),
+            options: RequestOptions::default(),
+        };
+        let Response::Get(read) = node.ask(Role::Client, get) else {
+            panic!("k{i:02} was written");
+        };
+        let delete = write("solo", format!("k{i:02}"), None, Some(read.context));
+        assert!(matches!(node.ask(Role::Client, delete), Response::Put(_)));
+    }
+    let expected: Vec<Vec<u8>> = (0..25)
+        .filter(|i| ![3, 10, 24].contains(i))
+        .map(|i| format!("k{i:02}").into_bytes())
+        .collect();
+    for limit in [1, 4, 7, 1000] {
+        let mut listed = Vec::new();
+        let mut cursor = None;
+        for _ in 0..100 {
+            let request = Request::ListKeys {
+                bucket: "solo".into(),
+                cursor: cursor.clone(),
+                limit,
+            };
+            let Response::Keys(KeyPage { keys, next }) = node.ask(Role::ReadOnly, request) else {
+                panic!("a page");
+            };
+            assert!(keys.len() <= limit as usize);
+            listed.extend(keys);
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert!(cursor.is_none(), "the listing ends (limit {limit})");
+        listed.sort();
+        assert_eq!(listed, expected, "limit {limit}");
+    }
+    let refused = [
+        ("solo", None, 0),
+        ("solo", None, 1001),
+        ("nobucket", None, 10),
+        ("Bad Name", None, 10),
+        (
+            "solo",
+            Some(ListCursor {
+                partition: 8,
+                after: None,
+            }),
+            10,
+        ),
+    ];
+    for (bucket, cursor, limit) in refused {
+        let request = Request::ListKeys {
+            bucket: bucket.into(),
+            cursor,
+            limit,
+        };
+        let answer = node.ask(Role::Client, request);
+        assert_eq!(
+            error_kind(&answer),
+            Some(ErrorKind::BadRequest),
+            "{answer:?}"
+        );
+    }
+}
