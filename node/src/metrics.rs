@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
-use crate::protocol::{ClusterStatus, Request, Response};
+use crate::protocol::{Access, ClusterStatus, Request, Response};
 
 /// How far back the status page's latency percentiles look.
 pub const RECENT_WINDOW: Duration = Duration::from_secs(60);
@@ -30,6 +30,9 @@ const RECENT_SAMPLES: usize = 4096;
 
 /// The operation label of a request.
 pub(crate) fn operation_of(request: &Request) -> &'static str {
+    if request.access() == Access::Peer {
+        return "peer";
+    }
     match request {
         Request::Get { .. } => "get",
         Request::Put { value: Some(_), .. } => "put",
@@ -38,15 +41,7 @@ pub(crate) fn operation_of(request: &Request) -> &'static str {
         Request::CreateBucket(_) | Request::ListBuckets => "buckets",
         Request::Status | Request::Ring => "cluster",
         Request::Ping(_) => "ping",
-        Request::Leave | Request::RemoveNode { .. } | Request::CancelHandoff => "admin",
-        Request::Replica { .. }
-        | Request::Buckets(_)
-        | Request::Gossip { .. }
-        | Request::DeliverHint { .. }
-        | Request::Handoff { .. }
-        | Request::Diff { .. }
-        | Request::Fetch { .. }
-        | Request::ScanKeys { .. } => "peer",
+        _ => "admin",
     }
 }
 
@@ -378,25 +373,30 @@ impl Metrics {
             Unit::Bytes,
             gauge(runtime.store_bytes),
         );
-        let connections = Family::<ClassLabels, Gauge>::default();
-        connections
-            .get_or_create(&ClassLabels { class: "quic" })
-            .set(as_gauge(runtime.quic_connections as u64));
-        connections
-            .get_or_create(&ClassLabels { class: "http" })
-            .set(as_gauge(runtime.http_connections as u64));
-        scrape.register("connections", "Connections open, by transport", connections);
-        let in_flight = Family::<ClassLabels, Gauge>::default();
-        in_flight
-            .get_or_create(&ClassLabels { class: "client" })
-            .set(as_gauge(runtime.client_requests_in_flight as u64));
-        in_flight
-            .get_or_create(&ClassLabels { class: "node" })
-            .set(as_gauge(runtime.peer_requests_in_flight as u64));
+        let by_class = |values: [(&'static str, usize); 2]| {
+            let family = Family::<ClassLabels, Gauge>::default();
+            for (class, value) in values {
+                family
+                    .get_or_create(&ClassLabels { class })
+                    .set(as_gauge(value as u64));
+            }
+            family
+        };
+        scrape.register(
+            "connections",
+            "Connections open, by transport",
+            by_class([
+                ("quic", runtime.quic_connections),
+                ("http", runtime.http_connections),
+            ]),
+        );
         scrape.register(
             "requests_in_flight",
             "Requests (QUIC streams or HTTP requests) being served, by kind of caller",
-            in_flight,
+            by_class([
+                ("client", runtime.client_requests_in_flight),
+                ("node", runtime.peer_requests_in_flight),
+            ]),
         );
         let mut text = String::new();
         // Writing into a String cannot fail.

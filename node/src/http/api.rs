@@ -458,6 +458,18 @@ fn render_get(response: &Response, headers: &HeaderMap) -> HttpResponse {
     }
 }
 
+/// The bucket, key and query of a key request, or the 400 for a malformed one.
+fn key_target(
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+) -> Result<(String, String, KeyQuery), HttpResponse> {
+    match (path, query) {
+        (Ok(Path((bucket, key))), Ok(Query(query))) => Ok((bucket, key, query)),
+        (Err(error), _) => Err(bad_request(error.body_text())),
+        (_, Err(error)) => Err(bad_request(error.body_text())),
+    }
+}
+
 /// The clock of a context token; the empty token (or `none`) is the empty clock.
 fn clock_of(token: &str) -> Result<VClock, String> {
     if token.is_empty() || token == "none" {
@@ -485,10 +497,9 @@ async fn get_key(
     query: Result<Query<KeyQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> HttpResponse {
-    let (Path((bucket, key)), Query(query)) = match (path, query) {
-        (Ok(path), Ok(query)) => (path, query),
-        (Err(error), _) => return bad_request(error.body_text()),
-        (_, Err(error)) => return bad_request(error.body_text()),
+    let (bucket, key, query) = match key_target(path, query) {
+        Ok(target) => target,
+        Err(response) => return response,
     };
     let options = match query.options() {
         Ok(options) => options,
@@ -637,10 +648,9 @@ async fn put_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
-    let (Path((bucket, key)), Query(query)) = match (path, query) {
-        (Ok(path), Ok(query)) => (path, query),
-        (Err(error), _) => return bad_request(error.body_text()),
-        (_, Err(error)) => return bad_request(error.body_text()),
+    let (bucket, key, query) = match key_target(path, query) {
+        Ok(target) => target,
+        Err(response) => return response,
     };
     if body.len() > api.context.max_value_bytes {
         return error_json(
@@ -672,10 +682,9 @@ async fn delete_key(
     query: Result<Query<KeyQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> HttpResponse {
-    let (Path((bucket, key)), Query(query)) = match (path, query) {
-        (Ok(path), Ok(query)) => (path, query),
-        (Err(error), _) => return bad_request(error.body_text()),
-        (_, Err(error)) => return bad_request(error.body_text()),
+    let (bucket, key, query) = match key_target(path, query) {
+        Ok(target) => target,
+        Err(response) => return response,
     };
     write_key(&api, &who, bucket, key, None, &query, &headers).await
 }
@@ -816,14 +825,20 @@ async fn run_batch(
     Json(BatchAnswer { results }).into_response()
 }
 
-fn check_batch(api: &Api, keys: usize) -> Result<(), HttpResponse> {
-    let max = api.context.limits.max_batch_keys;
-    if keys == 0 || keys > max {
+/// A batch request's body, refused unless it holds 1 to `max_batch_keys` keys.
+fn batch_body<T: serde::de::DeserializeOwned>(
+    api: &Api,
+    body: &[u8],
+    keys: impl Fn(&T) -> usize,
+) -> Result<T, HttpResponse> {
+    let batch = parse_json(body)?;
+    let (count, max) = (keys(&batch), api.context.limits.max_batch_keys);
+    if count == 0 || count > max {
         return Err(bad_request(format!(
-            "a batch holds 1 to {max} keys, not {keys}"
+            "a batch holds 1 to {max} keys, not {count}"
         )));
     }
-    Ok(())
+    Ok(batch)
 }
 
 async fn batch_get(
@@ -832,13 +847,10 @@ async fn batch_get(
     Path(bucket): Path<String>,
     body: Bytes,
 ) -> HttpResponse {
-    let batch: BatchGet = match parse_json(&body) {
+    let batch = match batch_body(&api, &body, |b: &BatchGet| b.keys.len()) {
         Ok(batch) => batch,
         Err(response) => return response,
     };
-    if let Err(response) = check_batch(&api, batch.keys.len()) {
-        return response;
-    }
     let options = RequestOptions {
         r: batch.r,
         timeout_ms: batch.timeout_ms,
@@ -906,13 +918,10 @@ async fn batch_put(
     Path(bucket): Path<String>,
     body: Bytes,
 ) -> HttpResponse {
-    let batch: BatchPut = match parse_json(&body) {
+    let batch = match batch_body(&api, &body, |b: &BatchPut| b.items.len()) {
         Ok(batch) => batch,
         Err(response) => return response,
     };
-    if let Err(response) = check_batch(&api, batch.items.len()) {
-        return response;
-    }
     let options = RequestOptions {
         w: batch.w,
         timeout_ms: batch.timeout_ms,
@@ -1027,22 +1036,29 @@ async fn list_buckets(
     }
 }
 
-/// A bucket as JSON: its properties, the resolver by name.
+/// A bucket as JSON: its properties, the resolver by name. `POST /buckets` takes the same
+/// shape; omitted fields take the CLI's defaults, (3, 2, 2) and `siblings`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JsonBucket {
     /// Name.
     pub name: String,
     /// Replicas per key.
+    #[serde(default = "three")]
     pub n: usize,
     /// Default read quorum.
+    #[serde(default = "two")]
     pub r: usize,
     /// Default write quorum.
+    #[serde(default = "two")]
     pub w: usize,
     /// Default primary read quorum.
+    #[serde(default)]
     pub pr: usize,
     /// Default primary write quorum.
+    #[serde(default)]
     pub pw: usize,
     /// How concurrent versions resolve: `siblings`, `lww`, `max`, `union` or `cart`.
+    #[serde(default = "siblings")]
     pub resolver: String,
 }
 
@@ -1060,24 +1076,6 @@ impl JsonBucket {
     }
 }
 
-/// `POST /buckets`: a bucket as the CLI creates it; omitted fields take the CLI's defaults.
-#[derive(Debug, Deserialize)]
-struct NewBucket {
-    name: String,
-    #[serde(default = "three")]
-    n: usize,
-    #[serde(default = "two")]
-    r: usize,
-    #[serde(default = "two")]
-    w: usize,
-    #[serde(default)]
-    pr: usize,
-    #[serde(default)]
-    pw: usize,
-    #[serde(default)]
-    resolver: Option<String>,
-}
-
 fn three() -> usize {
     3
 }
@@ -1086,19 +1084,22 @@ fn two() -> usize {
     2
 }
 
+fn siblings() -> String {
+    Resolver::Siblings.name().to_owned()
+}
+
 async fn create_bucket(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     body: Bytes,
 ) -> HttpResponse {
-    let bucket: NewBucket = match parse_json(&body) {
+    let bucket: JsonBucket = match parse_json(&body) {
         Ok(bucket) => bucket,
         Err(response) => return response,
     };
-    let resolver = match bucket.resolver.as_deref().map(str::parse::<Resolver>) {
-        None => Resolver::Siblings,
-        Some(Ok(resolver)) => resolver,
-        Some(Err(error)) => return bad_request(error.to_string()),
+    let resolver = match bucket.resolver.parse::<Resolver>() {
+        Ok(resolver) => resolver,
+        Err(error) => return bad_request(error.to_string()),
     };
     let props = BucketProps {
         name: bucket.name,
