@@ -574,6 +574,106 @@ async fn idle_and_garbage_connections_are_bounded() {
     cluster.shutdown().await;
 }
 
+fn with_small_http_budgets(config: &mut NodeConfig) {
+    with_http(config);
+    config.http_limits.max_body_bytes = 1024 * 1024;
+    config.http_limits.max_body_bytes_in_flight = 1536 * 1024;
+    config.http_limits.max_connections_per_identity = 2;
+}
+
+/// One identity cannot take every connection, and slow uploads cannot make the node buffer
+/// more than `max_body_bytes_in_flight`: a body is reserved before it is read, and a request
+/// that does not fit is answered 429 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_identity_and_body_bytes_are_bounded() {
+    let cluster = TestCluster::start_with(1, with_small_http_budgets).await;
+    let address = cluster.nodes[0]
+        .as_ref()
+        .and_then(dynamo_node::Node::http_address)
+        .expect("HTTP API");
+    let url = |path: &str| format!("https://node.dynamo:{}{path}", address.port());
+    let tester = tls_for(&cluster.certs_dir(), "tester");
+
+    // Two connections of one identity are held (each client keeps its own); a third is refused
+    // while another identity is still served.
+    let first = http_client(&tester);
+    let second = http_client(&tester);
+    for client in [&first, &second] {
+        assert_eq!(
+            client
+                .get(url("/ping"))
+                .send()
+                .await
+                .expect("ping")
+                .status(),
+            StatusCode::OK
+        );
+    }
+    assert!(
+        http_client(&tester).get(url("/ping")).send().await.is_err(),
+        "a third connection"
+    );
+    let other = http_client(&cluster.tls_as(Role::Client, "shop"));
+    assert_eq!(
+        other.get(url("/ping")).send().await.expect("ping").status(),
+        StatusCode::OK
+    );
+    let solo = first
+        .post(url("/buckets"))
+        .body(r#"{"name": "solo", "n": 1, "r": 1, "w": 1}"#)
+        .send()
+        .await
+        .expect("create bucket");
+    assert_eq!(solo.status(), StatusCode::CREATED);
+
+    // A slow upload declares 1,000,000 bytes and sends three: they are reserved.
+    let mut uploader = cluster
+        .tls_as(Role::Client, "uploader")
+        .https_client_config();
+    uploader.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let slow = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let tcp = std::net::TcpStream::connect(address).expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("node.dynamo").expect("name");
+        let connection =
+            rustls::ClientConnection::new(std::sync::Arc::new(uploader), name).expect("TLS");
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        stream
+            .write_all(
+                b"PUT /buckets/default/keys/slow HTTP/1.1\r\nHost: node.dynamo\r\nContent-Length: 1000000\r\n\r\nabc",
+            )
+            .expect("write");
+        stream.flush().expect("flush");
+        stream
+    })
+    .await
+    .expect("slow upload");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let big = vec![b'x'; 600 * 1024];
+    let refused = other
+        .put(url("/buckets/solo/keys/big"))
+        .body(big.clone())
+        .send()
+        .await
+        .expect("answered");
+    let (status, kind, _) = error_kind(refused).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "overloaded")
+    );
+    // The slow upload goes away, its reservation with it.
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored = other
+        .put(url("/buckets/solo/keys/big"))
+        .body(big)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(stored.status(), StatusCode::OK);
+    cluster.shutdown().await;
+}
+
 /// A rustls client that trusts the cluster CA but has no certificate of its own.
 fn rustls_client_without_certificate(certs: &std::path::Path) -> rustls::ClientConfig {
     use rustls::pki_types::CertificateDer;

@@ -62,15 +62,74 @@ pub(crate) struct Api {
     context: HttpContext,
     connections: Arc<AtomicUsize>,
     watches: Arc<Semaphore>,
+    /// KiB of request bodies all clients may have the node hold at once.
+    body_budget: Arc<Semaphore>,
+}
+
+/// Bytes in whole KiB, rounded up (the body budget's unit), at most `u32::MAX`.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+/// Reserves a request's body in the body budget before the body is read (what it declares, or
+/// the largest body allowed when it declares nothing), so that many clients sending large or
+/// slow bodies at once cannot make the node buffer more than `max_body_bytes_in_flight`; a
+/// request that does not fit is answered "overloaded" at once.
+async fn reserve_body(
+    State(api): ApiState,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    let max = api.context.limits.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let bytes = match declared {
+        Some(bytes) if bytes > max => {
+            return error_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_request",
+                format!("the body is {bytes} bytes; this node takes at most {max}"),
+            );
+        }
+        Some(bytes) => bytes,
+        // GET, HEAD and DELETE carry no body here; anything else may stream up to the limit.
+        None if matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::DELETE
+        ) =>
+        {
+            0
+        }
+        None => max,
+    };
+    if bytes == 0 {
+        return next.run(request).await;
+    }
+    let Ok(_reserved) = api.body_budget.clone().try_acquire_many_owned(kib(bytes)) else {
+        return error_json(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Overloaded.label(),
+            "the node holds as many request bodies as it takes; retry later or ask another node",
+        );
+    };
+    next.run(request).await
 }
 
 impl Api {
     pub(crate) fn new(context: HttpContext, connections: Arc<AtomicUsize>) -> Self {
         let watches = Arc::new(Semaphore::new(context.limits.max_watches.max(1)));
+        let body_kib = kib(context
+            .limits
+            .max_body_bytes_in_flight
+            .max(context.limits.max_body_bytes));
         Self {
             context,
             connections,
             watches,
+            body_budget: Arc::new(Semaphore::new(body_kib as usize)),
         }
     }
 
@@ -104,6 +163,10 @@ pub(crate) fn router(api: Arc<Api>) -> axum::Router {
         .route("/cluster/placement", get(placement))
         .fallback(not_found_route)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            reserve_body,
+        ))
         .with_state(api)
 }
 

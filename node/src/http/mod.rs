@@ -47,6 +47,11 @@ pub struct HttpLimits {
     pub max_streams_per_connection: u32,
     /// Largest request body, in bytes (a value, or a batch).
     pub max_body_bytes: usize,
+    /// Bytes of request bodies all clients together may make the node hold at once (a body is
+    /// reserved before it is read); at least `max_body_bytes`.
+    pub max_body_bytes_in_flight: usize,
+    /// Connections one certificate identity may hold open.
+    pub max_connections_per_identity: usize,
     /// Most keys in one batch get or put.
     pub max_batch_keys: usize,
     /// Longest a watch may wait, in milliseconds.
@@ -63,6 +68,8 @@ impl Default for HttpLimits {
             header_timeout_ms: 10_000,
             max_streams_per_connection: 64,
             max_body_bytes: 16 * 1024 * 1024,
+            max_body_bytes_in_flight: 128 * 1024 * 1024,
+            max_connections_per_identity: 32,
             max_batch_keys: 100,
             max_watch_ms: 60_000,
             max_watches: 1024,
@@ -136,6 +143,7 @@ async fn accept_loop(
     open: Arc<AtomicUsize>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_identity = Arc::new(IdentityCounts::default());
     let mut connections = JoinSet::new();
     loop {
         // Reap finished connection tasks so the set does not grow.
@@ -158,12 +166,52 @@ async fn accept_loop(
         let app = app.clone();
         let limits = limits.clone();
         let open = open.clone();
+        let per_identity = per_identity.clone();
         connections.spawn(async move {
             let _slot = slot;
             open.fetch_add(1, Ordering::Relaxed);
-            serve_connection(tcp, peer, acceptor, app, &limits).await;
+            serve_connection(tcp, peer, acceptor, app, &limits, &per_identity).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Connections open per certificate identity.
+#[derive(Debug, Default)]
+struct IdentityCounts(std::sync::Mutex<std::collections::HashMap<PeerIdentity, usize>>);
+
+/// One counted connection; it leaves the count when dropped.
+struct Counted<'a> {
+    counts: &'a IdentityCounts,
+    identity: PeerIdentity,
+}
+
+impl IdentityCounts {
+    /// Counts a connection of `identity`, unless it holds `max` already.
+    fn enter(&self, identity: &PeerIdentity, max: usize) -> Option<Counted<'_>> {
+        let mut counts = self.0.lock().ok()?;
+        let count = counts.entry(identity.clone()).or_default();
+        if *count >= max.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(Counted {
+            counts: self,
+            identity: identity.clone(),
+        })
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.0.lock()
+            && let Some(count) = counts.get_mut(&self.identity)
+        {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.identity);
+            }
+        }
     }
 }
 
@@ -174,6 +222,7 @@ async fn serve_connection(
     acceptor: tokio_rustls::TlsAcceptor,
     app: axum::Router,
     limits: &HttpLimits,
+    per_identity: &Arc<IdentityCounts>,
 ) {
     let handshake = Duration::from_millis(limits.handshake_timeout_ms);
     let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
@@ -200,6 +249,10 @@ async fn serve_connection(
             return;
         }
         None => return, // the verifier requires a certificate; never reached
+    };
+    let Some(_counted) = per_identity.enter(&identity, limits.max_connections_per_identity) else {
+        tracing::debug!(%peer, %identity, "HTTP connection refused: the identity holds as many as it may");
+        return;
     };
     let app = app.layer(axum::Extension(identity));
     let service = hyper_util::service::TowerToHyperService::new(app);
