@@ -82,6 +82,10 @@ pub struct NodeConfig {
     pub max_peer_requests_in_flight: usize,
     /// Connections, streams and buffered bytes peers may make this node hold (TOML `[limits]`).
     pub limits: TransportLimits,
+    /// Serve point reads on the node's driver thread while they are quick (they move to the
+    /// blocking pool for a second after one that waited for the disk); `false`: always on
+    /// the blocking pool.
+    pub inline_reads: bool,
     /// TCP address of the HTTP API (HTTPS with the cluster CA's client certificates); `None`
     /// turns it off.
     pub http_listen: Option<SocketAddr>,
@@ -116,6 +120,7 @@ impl Default for NodeConfig {
             max_client_requests_in_flight: 1024,
             max_peer_requests_in_flight: 4096,
             limits: TransportLimits::default(),
+            inline_reads: true,
             http_listen: None,
             http_limits: HttpLimits::default(),
         }

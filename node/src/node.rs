@@ -274,6 +274,7 @@ impl Node {
             ring: ring_tx,
             ring_generation: 0,
             gate: gate.clone(),
+            inline_reads: InlineReads::new(config.inline_reads),
         };
         let driver = tokio::spawn(driver.run(requests_rx, completions));
         let serve = {
@@ -400,6 +401,8 @@ struct Driver {
     ring_generation: u64,
     /// Told of every key written here, for the HTTP API's watchers.
     gate: Gate,
+    /// Whether point reads run on the driver now.
+    inline_reads: InlineReads,
 }
 
 impl Driver {
@@ -507,9 +510,20 @@ impl Driver {
         });
     }
 
-    fn run_store_op(&self, id: OpId, op: StoreOp) {
+    fn run_store_op(&mut self, id: OpId, op: StoreOp) {
         if matches!(op, StoreOp::SaveState { .. }) {
             let _ = self.saves.send((id, op));
+            return;
+        }
+        if matches!(op, StoreOp::Get { .. } | StoreOp::GetWithHints { .. })
+            && self.inline_reads.allowed(Instant::now())
+        {
+            // A point read of data the store has in memory takes microseconds: far less than
+            // handing it to another thread and waking the driver for its result.
+            let started = Instant::now();
+            let result = run_guarded(&self.store, op);
+            self.inline_reads.observe(started.elapsed(), Instant::now());
+            self.core.handle_store_result(self.clock.now(), id, result);
             return;
         }
         let store = self.store.clone();
@@ -524,15 +538,80 @@ impl Driver {
         // between to spawn and wake for every store operation. A panic in the store is an
         // error for this operation, not a lost answer.
         tokio::task::spawn_blocking(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                core::execute(&*store, op)
-            }))
-            .unwrap_or_else(|_| Err("the store panicked on this operation".to_string()));
+            let result = run_guarded(&store, op);
             if let (Some((gate, fingerprint)), Ok(_)) = (&written, &result) {
                 gate.key_written(*fingerprint);
             }
             let _ = completions.send(Completion::Store(id, result));
         });
+    }
+}
+
+/// Runs a store operation; a panic in the store is an error for this operation, not a lost
+/// answer or a dead driver.
+fn run_guarded(store: &FjallStore<Value>, op: StoreOp) -> Result<StoreResult, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::execute(store, op)))
+        .unwrap_or_else(|_| Err("the store panicked on this operation".to_string()))
+}
+
+/// Whether the driver runs point reads itself instead of on the blocking pool.
+///
+/// A read served from the store's caches takes microseconds, a hand-off to a pool thread and
+/// back tens of them (and two context switches), so reads run on the driver. Reads that wait
+/// for the disk would hold up every other request of the node, so the driver keeps a moving
+/// average of its reads' time; while it is above [`InlineReads::SLOW`], reads go to the blocking
+/// pool (where they wait in parallel), and the driver tries again after
+/// [`InlineReads::BACK_OFF`]. One read that is slow because the thread was preempted moves the
+/// average little; a run of reads that miss the cache moves it past the threshold.
+#[derive(Debug)]
+struct InlineReads {
+    enabled: bool,
+    /// Moving average of inline reads, in microseconds.
+    average_us: f64,
+    /// Reads go to the blocking pool until then.
+    pooled_until: Option<Instant>,
+}
+
+impl InlineReads {
+    /// Above this average, reads go to the pool.
+    const SLOW: Duration = Duration::from_micros(250);
+    /// How long reads stay on the pool.
+    const BACK_OFF: Duration = Duration::from_secs(1);
+    /// Weight of the newest read in the average.
+    const WEIGHT: f64 = 1.0 / 32.0;
+
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            average_us: 0.0,
+            pooled_until: None,
+        }
+    }
+
+    fn allowed(&mut self, now: Instant) -> bool {
+        match self.pooled_until {
+            _ if !self.enabled => false,
+            Some(until) if now < until => false,
+            Some(_) => {
+                // Try the driver again, from a clean average.
+                self.pooled_until = None;
+                self.average_us = 0.0;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Records an inline read that took `took`, finished at `now`.
+    fn observe(&mut self, took: Duration, now: Instant) {
+        self.average_us += (took.as_secs_f64() * 1e6 - self.average_us) * Self::WEIGHT;
+        if self.average_us > Self::SLOW.as_secs_f64() * 1e6 {
+            self.pooled_until = Some(now + Self::BACK_OFF);
+            tracing::debug!(
+                average_us = self.average_us as u64,
+                "reads on the driver are slow (waiting for the disk?); they use the blocking pool for a second"
+            );
+        }
     }
 }
 
@@ -646,5 +725,44 @@ fn read_legacy_ring(data_dir: &Path) -> Result<Option<Vec<u8>>, NodeError> {
             path: path.display().to_string(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads stay on the driver through the odd slow one (a preempted thread), move to the pool
+    /// when they are slow in a run (cache misses), and come back after the back-off.
+    #[test]
+    fn inline_reads_back_off_only_from_a_run_of_slow_reads() {
+        let start = Instant::now();
+        let us = Duration::from_micros;
+        // (reads before, each taking, then allowed at +0 s, and at +1.5 s)
+        let cases = [
+            (vec![us(10); 100], true, true),
+            (
+                [vec![us(10); 50], vec![us(4_000)], vec![us(10); 50]].concat(),
+                true,
+                true,
+            ),
+            (vec![us(2_000); 10], false, true),
+            (vec![us(300); 200], false, true),
+        ];
+        for (reads, now, later) in cases {
+            let mut policy = InlineReads::new(true);
+            for took in &reads {
+                if policy.allowed(start) {
+                    policy.observe(*took, start);
+                }
+            }
+            assert_eq!(policy.allowed(start), now, "{reads:?}");
+            assert_eq!(
+                policy.allowed(start + Duration::from_millis(1_500)),
+                later,
+                "{reads:?}"
+            );
+        }
+        assert!(!InlineReads::new(false).allowed(start), "turned off");
     }
 }
