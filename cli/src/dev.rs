@@ -249,6 +249,10 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
     let certs = DevCerts::new(&args.dir);
     certs.create(&names)?;
     let exe = std::env::current_exe().context("finding the dynamo executable")?;
+    // The nodes share this machine: each gets its share of the cores for its runtime, so three
+    // nodes on two cores do not run six worker threads that wake one another.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let worker_threads = (cores / args.nodes).max(1);
     let addresses: Vec<SocketAddr> = (0..args.nodes)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], args.base_port + i as u16)))
         .collect();
@@ -271,6 +275,8 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
         command
             .arg("--log-format")
             .arg(log_format)
+            .arg("--worker-threads")
+            .arg(worker_threads.to_string())
             .args(["node", "start", "--name", name])
             .arg("--listen")
             .arg(addresses[i].to_string())
@@ -295,6 +301,7 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
             "DYNAMO_NAME",
             "DYNAMO_LISTEN",
             "DYNAMO_HTTP_LISTEN",
+            "DYNAMO_WORKER_THREADS",
             "DYNAMO_CONFIG",
             "DYNAMO_DATA_DIR",
             "DYNAMO_DURABILITY",

@@ -48,6 +48,10 @@ struct Cli {
     /// Log format of `node start` and `dev cluster`.
     #[arg(long, global = true, default_value = "human", value_parser = ["human", "json"])]
     log_format: String,
+    /// Threads of the async runtime (every core without it). Nodes that share a machine do
+    /// better with fewer each: `dev cluster` gives each node its share of the cores.
+    #[arg(long, global = true, env = "DYNAMO_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -582,10 +586,11 @@ fn init_logging(format: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     private_umask();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: starting the async runtime: {error}");
