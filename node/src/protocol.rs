@@ -84,6 +84,7 @@ pub enum Request {
         /// Bucket name.
         bucket: String,
         /// User key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Quorum overrides.
         options: RequestOptions,
@@ -93,8 +94,10 @@ pub enum Request {
         /// Bucket name.
         bucket: String,
         /// User key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The new value; `None` writes a tombstone.
+        #[serde(with = "serde_bytes")]
         value: Option<Vec<u8>>,
         /// The context token of the read this write follows.
         context: Option<String>,
@@ -220,6 +223,7 @@ pub struct ListCursor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyPage {
     /// User keys, in listing order.
+    #[serde(with = "byte_strings")]
     pub keys: Vec<Vec<u8>>,
     /// Where the next page starts; `None`: the listing is complete.
     pub next: Option<ListCursor>,
@@ -284,6 +288,7 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetReply {
     /// Data siblings (empty when not found or deleted).
+    #[serde(with = "byte_strings")]
     pub values: Vec<Vec<u8>>,
     /// The context token to write with.
     pub context: String,
@@ -520,6 +525,31 @@ impl Response {
     }
 }
 
+/// A list of byte strings encoded as byte strings, not as sequences of numbers: the same bytes
+/// in postcard, written and read as one copy each instead of byte by byte.
+mod byte_strings {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        values: &[Vec<u8>],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let borrowed: Vec<&serde_bytes::Bytes> =
+            values.iter().map(|v| serde_bytes::Bytes::new(v)).collect();
+        borrowed.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Vec<u8>>, D::Error> {
+        let owned: Vec<serde_bytes::ByteBuf> = Vec::deserialize(deserializer)?;
+        Ok(owned
+            .into_iter()
+            .map(serde_bytes::ByteBuf::into_vec)
+            .collect())
+    }
+}
+
 /// Checks a bucket name: 1 to 64 characters of `[a-z0-9_-]`.
 pub fn valid_bucket_name(name: &str) -> bool {
     !name.is_empty()
@@ -542,6 +572,39 @@ pub fn storage_key(bucket: &str, key: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Byte strings encoded as bytes are the same postcard bytes as sequences of numbers, so
+    /// nodes and stored state of either encoding read each other.
+    #[test]
+    fn byte_strings_keep_the_wire_format() {
+        let keys = vec![b"alice".to_vec(), Vec::new(), vec![0, 255, 7]];
+        let page = KeyPage {
+            keys: keys.clone(),
+            next: None,
+        };
+        let plain: (Vec<Vec<u8>>, Option<ListCursor>) = (keys.clone(), None);
+        let encoded = postcard::to_stdvec(&page).expect("encode");
+        assert_eq!(encoded, postcard::to_stdvec(&plain).expect("encode"));
+        assert_eq!(
+            postcard::from_bytes::<KeyPage>(&encoded).expect("decode"),
+            page
+        );
+        let put = Request::Put {
+            bucket: "b".into(),
+            key: b"k".to_vec(),
+            value: Some(vec![1, 2, 3]),
+            context: None,
+            options: RequestOptions::default(),
+            forwarded: false,
+            write_id: None,
+        };
+        let encoded = postcard::to_stdvec(&put).expect("encode");
+        assert!(encoded.windows(4).any(|w| w == [3, 1, 2, 3]), "{encoded:?}");
+        assert_eq!(
+            postcard::from_bytes::<Request>(&encoded).expect("decode"),
+            put
+        );
+    }
 
     #[test]
     fn bucket_names_and_storage_keys() {

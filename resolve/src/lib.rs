@@ -173,6 +173,7 @@ pub struct Resolution {
     pub resolver: Resolver,
     /// The resolved value; `None` when a delete won (`lww`) or no sibling was in the bucket's
     /// format.
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
     /// How many versions were joined (1: there was nothing to resolve).
     pub merged: usize,
