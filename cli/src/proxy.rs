@@ -2,8 +2,11 @@
 //! node with the operator's certificate (as `kubectl proxy` does), so that a browser, which has
 //! no cluster certificate, can open the status page and scripts can use plain `http://`.
 //!
-//! It listens on loopback only: whoever reaches it acts with the operator's certificate. It
-//! must not know the API: it forwards the method, path, query, headers and body as they are.
+//! It listens on loopback only: whoever reaches it acts with the operator's certificate. So it
+//! also refuses what a browser sends on behalf of another site: a `Host` other than its own
+//! address (DNS rebinding), and an `Origin` or `Sec-Fetch-Site` of another site (cross-site
+//! request forgery). It must not know the API: it forwards the method, path, query, headers and
+//! body as they are.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +36,41 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 struct Target {
     client: reqwest::Client,
     base: String,
+    /// The `Host` values a request to the proxy itself carries (`127.0.0.1:PORT`,
+    /// `localhost:PORT`); anything else came through a name that only resolves here (DNS
+    /// rebinding).
+    hosts: Vec<String>,
+}
+
+impl Target {
+    /// Why a request must not be forwarded, if it must not: a browser tab of another site
+    /// (cross-site request forgery) or a name rebound to this address must not act with the
+    /// operator's certificate.
+    fn refuse(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        let text = |name: HeaderName| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("(not text)").to_owned())
+        };
+        let host = text(header::HOST).unwrap_or_default();
+        if !self.hosts.contains(&host) {
+            return Some(format!(
+                "the proxy answers requests to {} only, not to Host {host:?}",
+                self.hosts.join(" or ")
+            ));
+        }
+        if let Some(origin) = text(header::ORIGIN)
+            && origin != format!("http://{host}")
+        {
+            return Some(format!(
+                "a page from {origin} may not use the proxy: it acts with your certificate"
+            ));
+        }
+        if text(HeaderName::from_static("sec-fetch-site")).as_deref() == Some("cross-site") {
+            return Some("a page of another site may not use the proxy".to_owned());
+        }
+        None
+    }
 }
 
 /// Serves on `listen` (a loopback address) until Ctrl-C, forwarding to the node at `node`.
@@ -48,17 +86,18 @@ pub(crate) async fn run(tls: &TlsConfig, node: SocketAddr, listen: SocketAddr) -
         .timeout(FORWARD_TIMEOUT)
         .build()
         .context("building the HTTP client")?;
-    let target = Arc::new(Target {
-        client,
-        base: format!("https://{NODE_SERVER_NAME}:{}", node.port()),
-    });
-    let app = axum::Router::new().fallback(forward).with_state(target);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener
         .local_addr()
         .context("reading the listen address")?;
+    let target = Arc::new(Target {
+        client,
+        base: format!("https://{NODE_SERVER_NAME}:{}", node.port()),
+        hosts: vec![address.to_string(), format!("localhost:{}", address.port())],
+    });
+    let app = axum::Router::new().fallback(forward).with_state(target);
     eprintln!(
         "proxying http://{address}/ to the HTTP API of {node} as {}; open http://{address}/ in a browser. Ctrl-C stops it.",
         tls.identity()
@@ -70,6 +109,9 @@ pub(crate) async fn run(tls: &TlsConfig, node: SocketAddr, listen: SocketAddr) -
 }
 
 async fn forward(State(target): State<Arc<Target>>, request: Request) -> Response {
+    if let Some(reason) = target.refuse(request.headers()) {
+        return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
+    }
     let (parts, body) = request.into_parts();
     let path = parts
         .uri

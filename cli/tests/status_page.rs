@@ -4,7 +4,8 @@
 //! saved to `target/test-artefacts/status-page.png`.
 //!
 //! Chromium comes from `tests/chromium.sh` (Debian's package, installed when it can be); where
-//! it cannot be had, the test says so and passes without looking.
+//! it cannot be had, the test says so and checks only the proxy. The proxy must refuse what a
+//! browser sends for another site.
 
 mod common;
 
@@ -54,15 +55,25 @@ fn headless(chromium: &Path, url: &str, mode: &str, profile: &Path) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The status line of a plain HTTP/1.1 GET of `/` sent to `address` with `headers`.
+fn status_line(address: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /ping HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
 #[test]
 fn the_status_page_draws_the_ring_in_a_browser() {
-    let chromium = match chromium() {
-        Ok(path) => path,
-        Err(reason) => {
-            eprintln!("skipped: the status page was not loaded in a browser: {reason}");
-            return;
-        }
-    };
     let dir = tempfile::tempdir().expect("dir");
     let base_port = 23_000 + (std::process::id() % 9_000) as u16;
     let (cluster, banner) = DevCluster::start(dir.path(), base_port);
@@ -106,6 +117,40 @@ fn the_status_page_draws_the_ring_in_a_browser() {
         "{line}"
     );
 
+    // The proxy acts with the operator's certificate: requests a browser makes for another
+    // site (another Host: DNS rebinding; another Origin: cross-site request forgery) are
+    // refused, the proxy's own are forwarded.
+    let cases = [
+        (format!("Host: {listen}\r\n"), "200"),
+        (format!("Host: localhost:{}\r\n", base_port + 200), "200"),
+        ("Host: rebound.example\r\n".to_owned(), "403"),
+        (
+            format!("Host: {listen}\r\nOrigin: http://evil.example\r\n"),
+            "403",
+        ),
+        (
+            format!("Host: {listen}\r\nSec-Fetch-Site: cross-site\r\n"),
+            "403",
+        ),
+        (
+            format!("Host: {listen}\r\nOrigin: http://{listen}\r\n"),
+            "200",
+        ),
+    ];
+    for (headers, status) in cases {
+        let line = status_line(&listen, &headers);
+        assert!(line.contains(status), "{headers:?}: {line}");
+    }
+
+    let chromium = match chromium() {
+        Ok(path) => path,
+        Err(reason) => {
+            eprintln!("skipped: the status page was not loaded in a browser: {reason}");
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+            return;
+        }
+    };
     let url = format!("http://{listen}/");
     let profile = dir.path().join("chromium-profile");
     let dom = headless(&chromium, &url, "--dump-dom", &profile);

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorKind, Request, Response};
@@ -25,6 +25,9 @@ pub(crate) struct Incoming {
     pub(crate) from: PeerIdentity,
     pub(crate) request: Request,
     pub(crate) answer: oneshot::Sender<Response>,
+    /// The request's in-flight slot: held until the core answers, even when the caller stopped
+    /// waiting (a reset stream must not let a client start unbounded work).
+    pub(crate) slot: OwnedSemaphorePermit,
 }
 
 /// Admits requests into the node (see the [module documentation](self)). Cheap to clone.
@@ -78,7 +81,7 @@ impl Gate {
         } else {
             &self.client_slots
         };
-        let Ok(_slot) = slots.clone().try_acquire_owned() else {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             return Response::error(
                 ErrorKind::Overloaded,
                 "the node has as many requests in flight as it takes; retry later or ask another node",
@@ -89,6 +92,7 @@ impl Gate {
             from,
             request,
             answer,
+            slot,
         };
         if let Err(error) = self.requests.try_send(incoming) {
             return match error {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dynamo_quorum::Value;
 use dynamo_ring::{NodeId, Ring, key_position};
 use dynamo_storage::{Durability, FjallStore, Store, StoreOptions};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{DurabilityMode, NodeConfig};
@@ -392,7 +392,8 @@ struct Driver {
     clock: Clock,
     store: Arc<FjallStore<Value>>,
     endpoint: Endpoint,
-    answers: BTreeMap<RequestId, oneshot::Sender<Response>>,
+    /// Where each open request's answer goes, with its in-flight slot (freed by the answer).
+    answers: BTreeMap<RequestId, (oneshot::Sender<Response>, OwnedSemaphorePermit)>,
     next_request: u64,
     completions_tx: mpsc::UnboundedSender<Completion>,
     saves: mpsc::UnboundedSender<(OpId, StoreOp)>,
@@ -449,7 +450,7 @@ impl Driver {
                 Some(incoming) = requests.recv() => {
                     let id = RequestId(self.next_request);
                     self.next_request += 1;
-                    self.answers.insert(id, incoming.answer);
+                    self.answers.insert(id, (incoming.answer, incoming.slot));
                     self.core.handle_request(self.clock.now(), id, &incoming.from, incoming.request);
                 }
                 () = tokio::time::sleep_until(wake) => self.core.handle_timeout(self.clock.now()),
@@ -462,7 +463,7 @@ impl Driver {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Respond { id, response } => {
-                    if let Some(answer) = self.answers.remove(&id) {
+                    if let Some((answer, _slot)) = self.answers.remove(&id) {
                         let _ = answer.send(response);
                     }
                 }

@@ -247,6 +247,59 @@ async fn batches_watch_and_listing() {
     assert_eq!(read["results"][0]["read"]["siblings"][0]["value"], "cart 3");
     assert_eq!(read["results"][2]["read"]["siblings"][0]["value"], "cart 4");
 
+    // A key named twice is refused; an answer past max_body_bytes (2 MiB here) of values
+    // answers the keys beyond it "too_large" instead of growing without bound.
+    let twice = http
+        .admin
+        .post(http.url(0, "/buckets/carts/batch/get"))
+        .json(&json!({"keys": [{"key": "user-01"}, {"key_base64": "dXNlci0wMQ=="}]}))
+        .send()
+        .await
+        .expect("batch get");
+    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
+    let big: Vec<Value> = (0..3)
+        .map(|i| json!({"key": format!("big-{i}"), "value": "x".repeat(900 * 1024)}))
+        .collect();
+    for item in big {
+        let stored: Value = http
+            .admin
+            .post(http.url(0, "/buckets/carts/batch/put"))
+            .json(&json!({ "items": [item] }))
+            .send()
+            .await
+            .expect("batch put")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(stored["results"][0]["status"], "ok", "{stored}");
+    }
+    let read: Value = http
+        .admin
+        .post(http.url(0, "/buckets/carts/batch/get"))
+        .json(&json!({"keys": [{"key": "big-0"}, {"key": "big-1"}, {"key": "big-2"}]}))
+        .send()
+        .await
+        .expect("batch get")
+        .json()
+        .await
+        .expect("JSON");
+    let statuses: Vec<&str> = read["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "ok").count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "too_large").count(),
+        1,
+        "{statuses:?}"
+    );
+
     // Listing: pages of 7 until no cursor; every key exactly once.
     let mut listed = Vec::new();
     let mut cursor: Option<String> = None;
@@ -275,7 +328,9 @@ async fn batches_watch_and_listing() {
             None => break,
         }
     }
-    let expected: Vec<String> = (0..30).map(|i| format!("user-{i:02}")).collect();
+    let mut expected: Vec<String> = (0..30).map(|i| format!("user-{i:02}")).collect();
+    expected.extend((0..3).map(|i| format!("big-{i}")));
+    expected.sort();
     let mut sorted = listed.clone();
     sorted.sort();
     assert_eq!(sorted, expected, "each key once, none missing");
@@ -521,13 +576,13 @@ async fn roles_and_malformed_requests() {
 
 fn with_tight_http_limits(config: &mut NodeConfig) {
     with_http(config);
-    config.http_limits.max_connections = 4;
+    config.http_limits.max_handshakes_per_address = 4;
     config.http_limits.handshake_timeout_ms = 500;
 }
 
 /// What a client can make the HTTP side hold is bounded: connections that never finish a
-/// handshake are dropped after `handshake_timeout_ms`, no more than `max_connections` are held,
-/// and garbage instead of TLS costs only its connection.
+/// handshake are dropped after `handshake_timeout_ms`, one address holds no more than
+/// `max_handshakes_per_address` of them, and garbage instead of TLS costs only its connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_garbage_connections_are_bounded() {
     use tokio::io::AsyncWriteExt;
@@ -546,7 +601,7 @@ async fn idle_and_garbage_connections_are_bounded() {
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff not TLS at all")
         .await
         .expect("write");
-    // Four idle connections fill the limit: a fifth client is turned away at once.
+    // Four idle connections fill the address's handshakes: a fifth is turned away at once.
     let mut idle = Vec::new();
     for _ in 0..4 {
         idle.push(
@@ -579,11 +634,13 @@ fn with_small_http_budgets(config: &mut NodeConfig) {
     config.http_limits.max_body_bytes = 1024 * 1024;
     config.http_limits.max_body_bytes_in_flight = 1536 * 1024;
     config.http_limits.max_connections_per_identity = 2;
+    config.http_limits.body_timeout_ms = 1_500;
 }
 
 /// One identity cannot take every connection, and slow uploads cannot make the node buffer
-/// more than `max_body_bytes_in_flight`: a body is reserved before it is read, and a request
-/// that does not fit is answered 429 at once.
+/// more than `max_body_bytes_in_flight`: a body is reserved before it is read, a request that
+/// does not fit is answered 429 at once, and a body that does not arrive within
+/// `body_timeout_ms` is answered 408 and frees its reservation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_identity_and_body_bytes_are_bounded() {
     let cluster = TestCluster::start_with(1, with_small_http_budgets).await;
@@ -661,9 +718,17 @@ async fn connections_per_identity_and_body_bytes_are_bounded() {
         (status, kind.as_str()),
         (StatusCode::TOO_MANY_REQUESTS, "overloaded")
     );
-    // The slow upload goes away, its reservation with it.
-    drop(slow);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The slow upload runs out of time: it is answered 408 and its reservation goes back.
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut slow = slow;
+        let mut answer = Vec::new();
+        let _ = slow.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .expect("slow upload's answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let stored = other
         .put(url("/buckets/solo/keys/big"))
         .body(big)

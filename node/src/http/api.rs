@@ -48,7 +48,8 @@ use crate::tls::PeerIdentity;
 
 /// The header that carries a context token, in answers and on writes.
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
-/// Default and largest page of a key listing.
+/// Keys in a listing page when the request names no `limit` (the core takes up to
+/// [`crate::protocol::MAX_LIST_KEYS`]).
 const DEFAULT_LIST_LIMIT: u32 = 100;
 /// A watch checks the key again this often even when no write was seen here (the write may
 /// have reached only other replicas).
@@ -64,6 +65,8 @@ pub(crate) struct Api {
     watches: Arc<Semaphore>,
     /// KiB of request bodies all clients may have the node hold at once.
     body_budget: Arc<Semaphore>,
+    /// KiB of request bodies each identity holds.
+    body_by_identity: super::IdentityCounts,
 }
 
 /// Bytes in whole KiB, rounded up (the body budget's unit), at most `u32::MAX`.
@@ -71,16 +74,27 @@ fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
-/// Reserves a request's body in the body budget before the body is read (what it declares, or
-/// the largest body allowed when it declares nothing), so that many clients sending large or
-/// slow bodies at once cannot make the node buffer more than `max_body_bytes_in_flight`; a
-/// request that does not fit is answered "overloaded" at once.
+/// Reserves a request's body in the body budgets before the body is read (what it declares,
+/// or the largest body allowed when it declares nothing), then reads it whole within
+/// `body_timeout_ms`, so that clients sending large or slow bodies cannot make the node buffer
+/// more than `max_body_bytes_in_flight` in all, or one identity more than
+/// `max_body_bytes_per_identity`, or for longer than the timeout. A request that does not fit
+/// is answered "overloaded" at once.
 async fn reserve_body(
     State(api): ApiState,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> HttpResponse {
-    let max = api.context.limits.max_body_bytes;
+    use axum::http::Method;
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::DELETE
+    ) {
+        // No endpoint reads a body of these; one sent anyway is never buffered.
+        return next.run(request).await;
+    }
+    let limits = &api.context.limits;
+    let max = limits.max_body_bytes;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -95,26 +109,63 @@ async fn reserve_body(
             );
         }
         Some(bytes) => bytes,
-        // GET, HEAD and DELETE carry no body here; anything else may stream up to the limit.
-        None if matches!(
-            *request.method(),
-            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::DELETE
-        ) =>
-        {
-            0
-        }
         None => max,
     };
-    if bytes == 0 {
-        return next.run(request).await;
-    }
-    let Ok(_reserved) = api.body_budget.clone().try_acquire_many_owned(kib(bytes)) else {
-        return error_json(
+    let overloaded = |message: &str| {
+        error_json(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Overloaded.label(),
+            message,
+        )
+    };
+    let Some(who) = request.extensions().get::<PeerIdentity>().cloned() else {
+        return overloaded("the request came without an identity");
+    };
+    let Some(mine) = api.body_by_identity.enter(
+        &who,
+        kib(bytes) as usize,
+        kib(limits.max_body_bytes_per_identity) as usize,
+    ) else {
+        return overloaded(
+            "this certificate has as many request bodies in flight as it may; wait for their answers",
+        );
+    };
+    let Ok(mut reserved) = api.body_budget.clone().try_acquire_many_owned(kib(bytes)) else {
+        return overloaded(
             "the node holds as many request bodies as it takes; retry later or ask another node",
         );
     };
+    let (parts, body) = request.into_parts();
+    let wait = Duration::from_millis(limits.body_timeout_ms);
+    let body = match tokio::time::timeout(wait, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => {
+            return error_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_request",
+                format!("the body could not be read whole (at most {max} bytes): {error}"),
+            );
+        }
+        Err(_) => {
+            return error_json(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the body did not arrive within {} ms",
+                    limits.body_timeout_ms
+                ),
+            );
+        }
+    };
+    // The body is here: the identity's share is for bodies still arriving, and the node's
+    // budget keeps only what this one takes (the rest of an undeclared body's reservation
+    // goes back).
+    drop(mine);
+    let excess = reserved
+        .num_permits()
+        .saturating_sub(kib(body.len()) as usize);
+    drop(reserved.split(excess));
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(body));
     next.run(request).await
 }
 
@@ -130,6 +181,7 @@ impl Api {
             connections,
             watches,
             body_budget: Arc::new(Semaphore::new(body_kib as usize)),
+            body_by_identity: super::IdentityCounts::default(),
         }
     }
 
@@ -594,17 +646,21 @@ async fn get_key(
     let fingerprint = key_fingerprint(&storage_key(&bucket, key.as_bytes()));
     let deadline = tokio::time::Instant::now() + wait;
     let mut writes = api.context.gate.watch_writes();
-    let mut request = request;
-    if let Request::Get { options, .. } = &mut request {
-        // Each check is an ordinary read; it must not outlive the watch.
-        options.timeout_ms = None;
-    }
     loop {
-        let response = api.ask(&who, request.clone()).await;
+        // Each check is an ordinary read that must not outlive the watch.
+        let mut check = request.clone();
+        if let Request::Get { options, .. } = &mut check {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            options.timeout_ms = Some((left.as_millis() as u64).max(1));
+        }
+        let response = api.ask(&who, check).await;
+        let out_of_time = tokio::time::Instant::now() >= deadline;
         match answer_clock(&response) {
             // Something the watcher has not seen: answer at once.
             Some(clock) if !seen.descends(&clock) => return render_get(&response, &headers),
             Some(_) => {}
+            // A check cut short by the watch's end is the end of the watch, not an error.
+            None if out_of_time => {}
             None => return render_get(&response, &headers),
         }
         // Wait for a write of this key here, a recheck, or the end of the watch.
@@ -863,6 +919,17 @@ async fn run_batch(
     who: &PeerIdentity,
     requests: Vec<(BatchKey, Result<Request, String>)>,
 ) -> HttpResponse {
+    let mut seen = std::collections::HashSet::new();
+    for (key, _) in &requests {
+        if let Ok(bytes) = key.bytes()
+            && !seen.insert(bytes)
+        {
+            return bad_request(format!(
+                "the batch names {} twice; name each key once",
+                key.key.as_deref().unwrap_or("a key")
+            ));
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
     let count = requests.len();
     let mut results: Vec<Option<BatchResult>> = (0..count).map(|_| None).collect();
@@ -876,16 +943,47 @@ async fn run_batch(
             Err(message) => results[index] = Some(BatchResult::refused(key, message)),
         }
     }
+    // The answer holds at most `max_body_bytes` of values; keys past that are answered
+    // "too_large", to be asked for in another batch.
+    let mut budget = api.context.limits.max_body_bytes;
     while let Some(done) = tasks.join_next().await {
-        if let Ok((index, key, response)) = done {
-            results[index] = Some(BatchResult::new(key, response));
-        }
+        let Ok((index, key, response)) = done else {
+            continue;
+        };
+        let bytes = value_bytes(&response);
+        results[index] = Some(if bytes > budget {
+            BatchResult {
+                status: "too_large".into(),
+                error: Some(format!(
+                    "the batch's answer would pass {} bytes of values; ask for this key in another batch",
+                    api.context.limits.max_body_bytes
+                )),
+                ..BatchResult::refused(key, String::new())
+            }
+        } else {
+            budget -= bytes;
+            BatchResult::new(key, response)
+        });
     }
     let results = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| BatchResult::refused(BatchKey::default(), "lost".into())))
         .collect();
     Json(BatchAnswer { results }).into_response()
+}
+
+/// Bytes of values an answer carries.
+fn value_bytes(response: &Response) -> usize {
+    match response {
+        Response::Get(reply) => {
+            let resolution = reply.resolution.as_deref().map_or(0, |r| {
+                r.value.as_ref().map_or(0, Vec::len)
+                    + r.discarded.iter().map(Vec::len).sum::<usize>()
+            });
+            reply.values.iter().map(Vec::len).sum::<usize>() + resolution
+        }
+        _ => 0,
+    }
 }
 
 /// A batch request's body, refused unless it holds 1 to `max_batch_keys` keys.

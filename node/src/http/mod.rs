@@ -37,8 +37,12 @@ use crate::transport::Endpoint;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpLimits {
-    /// Connections open at once; more are closed at once.
+    /// Authenticated connections open at once; more are closed at once.
     pub max_connections: usize,
+    /// TLS handshakes in progress at once (connections not authenticated yet).
+    pub max_handshakes: usize,
+    /// TLS handshakes in progress from one source address.
+    pub max_handshakes_per_address: usize,
     /// Time a client has for its TLS handshake, in milliseconds.
     pub handshake_timeout_ms: u64,
     /// Time a client has to send a request's headers (HTTP/1.1), in milliseconds.
@@ -50,6 +54,10 @@ pub struct HttpLimits {
     /// Bytes of request bodies all clients together may make the node hold at once (a body is
     /// reserved before it is read); at least `max_body_bytes`.
     pub max_body_bytes_in_flight: usize,
+    /// Bytes of request bodies one certificate identity may make the node hold at once.
+    pub max_body_bytes_per_identity: usize,
+    /// Time a client has to send a request's whole body, in milliseconds.
+    pub body_timeout_ms: u64,
     /// Connections one certificate identity may hold open.
     pub max_connections_per_identity: usize,
     /// Most keys in one batch get or put.
@@ -64,11 +72,15 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_connections: 256,
+            max_handshakes: 64,
+            max_handshakes_per_address: 16,
             handshake_timeout_ms: 10_000,
             header_timeout_ms: 10_000,
             max_streams_per_connection: 64,
             max_body_bytes: 16 * 1024 * 1024,
             max_body_bytes_in_flight: 128 * 1024 * 1024,
+            max_body_bytes_per_identity: 32 * 1024 * 1024,
+            body_timeout_ms: 30_000,
             max_connections_per_identity: 32,
             max_batch_keys: 100,
             max_watch_ms: 60_000,
@@ -142,8 +154,13 @@ async fn accept_loop(
     limits: HttpLimits,
     open: Arc<AtomicUsize>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let per_identity = Arc::new(IdentityCounts::default());
+    let limits = Arc::new(limits);
+    let guards = Arc::new(Guards {
+        handshakes: Arc::new(Semaphore::new(limits.max_handshakes.max(1))),
+        handshakes_by_address: Counts::default(),
+        connections: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        connections_by_identity: Counts::default(),
+    });
     let mut connections = JoinSet::new();
     loop {
         // Reap finished connection tasks so the set does not grow.
@@ -157,85 +174,126 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "HTTP connection refused: at the connection limit");
-            drop(tcp);
+        let Ok(handshake) = guards.handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "HTTP connection refused: as many handshakes as allowed");
             continue;
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
         let limits = limits.clone();
         let open = open.clone();
-        let per_identity = per_identity.clone();
+        let guards = guards.clone();
         connections.spawn(async move {
-            let _slot = slot;
-            open.fetch_add(1, Ordering::Relaxed);
-            serve_connection(tcp, peer, acceptor, app, &limits, &per_identity).await;
-            open.fetch_sub(1, Ordering::Relaxed);
+            let Some(by_address) =
+                guards
+                    .handshakes_by_address
+                    .enter(&peer.ip(), 1, limits.max_handshakes_per_address)
+            else {
+                tracing::debug!(%peer, "HTTP connection refused: its address has as many handshakes as allowed");
+                return;
+            };
+            let Some(tls) = handshake_of(tcp, peer, &acceptor, &limits).await else {
+                return;
+            };
+            drop((by_address, handshake));
+            serve_connection(tls, peer, app, &limits, &guards, &open).await;
         });
     }
 }
 
-/// Connections open per certificate identity.
-#[derive(Debug, Default)]
-struct IdentityCounts(std::sync::Mutex<std::collections::HashMap<PeerIdentity, usize>>);
-
-/// One counted connection; it leaves the count when dropped.
-struct Counted<'a> {
-    counts: &'a IdentityCounts,
-    identity: PeerIdentity,
+/// What bounds connections: handshakes in progress (in all and per source address), then
+/// authenticated connections (in all and per identity).
+struct Guards {
+    handshakes: Arc<Semaphore>,
+    handshakes_by_address: Counts<std::net::IpAddr>,
+    connections: Arc<Semaphore>,
+    connections_by_identity: IdentityCounts,
 }
 
-impl IdentityCounts {
-    /// Counts a connection of `identity`, unless it holds `max` already.
-    fn enter(&self, identity: &PeerIdentity, max: usize) -> Option<Counted<'_>> {
+/// The TLS handshake, within `handshake_timeout_ms`.
+async fn handshake_of(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    limits: &HttpLimits,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let handshake = Duration::from_millis(limits.handshake_timeout_ms);
+    match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "HTTP TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTP TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// What each holder (a certificate identity, a source address) holds of something counted:
+/// connections, handshakes, body bytes.
+#[derive(Debug)]
+pub(crate) struct Counts<K: std::hash::Hash + Eq + Clone>(
+    std::sync::Mutex<std::collections::HashMap<K, usize>>,
+);
+
+/// Counts by certificate identity.
+pub(crate) type IdentityCounts = Counts<PeerIdentity>;
+
+impl<K: std::hash::Hash + Eq + Clone> Default for Counts<K> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::new(std::collections::HashMap::new()))
+    }
+}
+
+/// `amount` counted for one holder; it leaves the count when dropped.
+pub(crate) struct Counted<'a, K: std::hash::Hash + Eq + Clone> {
+    counts: &'a Counts<K>,
+    holder: K,
+    amount: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Counts<K> {
+    /// Counts `amount` for `holder`, unless that would take it past `max`.
+    pub(crate) fn enter(&self, holder: &K, amount: usize, max: usize) -> Option<Counted<'_, K>> {
         let mut counts = self.0.lock().ok()?;
-        let count = counts.entry(identity.clone()).or_default();
-        if *count >= max.max(1) {
+        let count = counts.entry(holder.clone()).or_default();
+        if *count + amount > max.max(amount).max(1) {
             return None;
         }
-        *count += 1;
+        *count += amount;
         Some(Counted {
             counts: self,
-            identity: identity.clone(),
+            holder: holder.clone(),
+            amount,
         })
     }
 }
 
-impl Drop for Counted<'_> {
+impl<K: std::hash::Hash + Eq + Clone> Drop for Counted<'_, K> {
     fn drop(&mut self) {
         if let Ok(mut counts) = self.counts.0.lock()
-            && let Some(count) = counts.get_mut(&self.identity)
+            && let Some(count) = counts.get_mut(&self.holder)
         {
-            *count -= 1;
+            *count = count.saturating_sub(self.amount);
             if *count == 0 {
-                counts.remove(&self.identity);
+                counts.remove(&self.holder);
             }
         }
     }
 }
 
-/// One connection: the TLS handshake, the caller's identity, then HTTP/1.1 or HTTP/2.
+/// One authenticated connection: the caller's identity, its connection slots, then HTTP/1.1 or
+/// HTTP/2 until it closes.
 async fn serve_connection(
-    tcp: tokio::net::TcpStream,
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
     app: axum::Router,
     limits: &HttpLimits,
-    per_identity: &Arc<IdentityCounts>,
+    guards: &Guards,
+    open: &AtomicUsize,
 ) {
-    let handshake = Duration::from_millis(limits.handshake_timeout_ms);
-    let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "HTTP TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "HTTP TLS handshake timed out");
-            return;
-        }
-    };
     let identity = tls
         .get_ref()
         .1
@@ -250,10 +308,19 @@ async fn serve_connection(
         }
         None => return, // the verifier requires a certificate; never reached
     };
-    let Some(_counted) = per_identity.enter(&identity, limits.max_connections_per_identity) else {
+    let Ok(_slot) = guards.connections.clone().try_acquire_owned() else {
+        tracing::debug!(%peer, "HTTP connection refused: at the connection limit");
+        return;
+    };
+    let Some(_counted) =
+        guards
+            .connections_by_identity
+            .enter(&identity, 1, limits.max_connections_per_identity)
+    else {
         tracing::debug!(%peer, %identity, "HTTP connection refused: the identity holds as many as it may");
         return;
     };
+    open.fetch_add(1, Ordering::Relaxed);
     let app = app.layer(axum::Extension(identity));
     let service = hyper_util::service::TowerToHyperService::new(app);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -264,11 +331,15 @@ async fn serve_connection(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_streams_per_connection);
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        // Find peers that went away without closing.
+        .keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20));
     if let Err(error) = builder
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await
     {
         tracing::debug!(%peer, %error, "HTTP connection ended with an error");
     }
+    open.fetch_sub(1, Ordering::Relaxed);
 }
