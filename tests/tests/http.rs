@@ -51,6 +51,29 @@ impl Http {
     }
 }
 
+/// POSTs `body` as JSON and returns the JSON answer.
+async fn post_json(client: &reqwest::Client, url: impl reqwest::IntoUrl, body: Value) -> Value {
+    client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
+/// The `status` of each result of a batch answer.
+fn statuses_of(answer: &Value) -> Vec<&str> {
+    answer["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_str().expect("status"))
+        .collect()
+}
+
 fn context_of(response: &reqwest::Response) -> String {
     response
         .headers()
@@ -213,36 +236,18 @@ async fn batches_watch_and_listing() {
     let items: Vec<Value> = (0..30)
         .map(|i| json!({"key": format!("user-{i:02}"), "value": format!("cart {i}")}))
         .collect();
-    let batch: Value = http
-        .admin
-        .post(http.url(1, "/buckets/carts/batch/put"))
-        .json(&json!({ "items": items }))
-        .send()
-        .await
-        .expect("batch put")
-        .json()
-        .await
-        .expect("JSON");
+    let batch = post_json(
+        &http.admin,
+        http.url(1, "/buckets/carts/batch/put"),
+        json!({ "items": items }),
+    )
+    .await;
     let results = batch["results"].as_array().expect("results");
     assert_eq!(results.len(), 30);
     assert!(results.iter().all(|r| r["status"] == "ok"), "{batch}");
 
-    let read: Value = http
-        .admin
-        .post(http.url(2, "/buckets/carts/batch/get"))
-        .json(&json!({"keys": [{"key": "user-03"}, {"key": "nobody"}, {"key_base64": "dXNlci0wNA=="}, {}]}))
-        .send()
-        .await
-        .expect("batch get")
-        .json()
-        .await
-        .expect("JSON");
-    let statuses: Vec<&str> = read["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["status"].as_str().expect("status"))
-        .collect();
+    let read = post_json(&http.admin, http.url(2, "/buckets/carts/batch/get"), json!({"keys": [{"key": "user-03"}, {"key": "nobody"}, {"key_base64": "dXNlci0wNA=="}, {}]})).await;
+    let statuses = statuses_of(&read);
     assert_eq!(statuses, ["ok", "not_found", "ok", "bad_request"], "{read}");
     assert_eq!(read["results"][0]["read"]["siblings"][0]["value"], "cart 3");
     assert_eq!(read["results"][2]["read"]["siblings"][0]["value"], "cart 4");
@@ -261,34 +266,21 @@ async fn batches_watch_and_listing() {
         .map(|i| json!({"key": format!("big-{i}"), "value": "x".repeat(900 * 1024)}))
         .collect();
     for item in big {
-        let stored: Value = http
-            .admin
-            .post(http.url(0, "/buckets/carts/batch/put"))
-            .json(&json!({ "items": [item] }))
-            .send()
-            .await
-            .expect("batch put")
-            .json()
-            .await
-            .expect("JSON");
+        let stored = post_json(
+            &http.admin,
+            http.url(0, "/buckets/carts/batch/put"),
+            json!({ "items": [item] }),
+        )
+        .await;
         assert_eq!(stored["results"][0]["status"], "ok", "{stored}");
     }
-    let read: Value = http
-        .admin
-        .post(http.url(0, "/buckets/carts/batch/get"))
-        .json(&json!({"keys": [{"key": "big-0"}, {"key": "big-1"}, {"key": "big-2"}]}))
-        .send()
-        .await
-        .expect("batch get")
-        .json()
-        .await
-        .expect("JSON");
-    let statuses: Vec<&str> = read["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["status"].as_str().expect("status"))
-        .collect();
+    let read = post_json(
+        &http.admin,
+        http.url(0, "/buckets/carts/batch/get"),
+        json!({"keys": [{"key": "big-0"}, {"key": "big-1"}, {"key": "big-2"}]}),
+    )
+    .await;
+    let statuses = statuses_of(&read);
     assert_eq!(
         statuses.iter().filter(|s| **s == "ok").count(),
         2,
