@@ -38,8 +38,11 @@ const MAX_BACKOFF_MS: u64 = 8_000;
 pub(super) struct HintInFlight {
     owner: String,
     hint: Hint<Value>,
-    /// Whether it went to its owner (else to another replica of its partition).
+    /// Whether it went to its owner (else to the current replicas of its partition).
     to_owner: bool,
+    /// Current replicas still to receive it after this one (when the owner no longer
+    /// replicates the partition): the hint is dropped only once every one of them holds it.
+    then: Vec<NodeId>,
 }
 
 /// The state of hint delivery.
@@ -295,19 +298,24 @@ impl NodeCore {
 
     /// Where a hint for `owner` of `partition` goes now: `Some((node, is_owner))`, or `None`
     /// while it must wait (its owner replicates the partition but is down, or no replica is up).
-    fn hint_destination(&self, owner: &NodeId, partition: u32) -> Option<(NodeId, bool)> {
+    /// Where a hint goes: its owner while the owner replicates the partition, else every
+    /// current replica of the partition that is up. The hint is this node's copy of an
+    /// acknowledged write, and one of those replicas may be the write's coordinator, which
+    /// holds it already: delivering to that one alone and dropping the hint would leave a
+    /// single copy. So it goes to all of them, and waits for a later round while fewer than two
+    /// (or the whole preference list, when it is shorter) are up.
+    fn hint_destinations(&self, owner: &NodeId, partition: u32) -> Option<(Vec<NodeId>, bool)> {
         let up = |node: &NodeId| self.is_up(node) && self.address_of(node).is_some();
         let Some(ring) = &self.ring else {
-            return up(owner).then(|| (owner.clone(), true));
+            return up(owner).then(|| (vec![owner.clone()], true));
         };
         let replicas = ring.replicas_of_partition(partition, ring.target_n());
         if replicas.contains(&owner) {
-            return up(owner).then(|| (owner.clone(), true));
+            return up(owner).then(|| (vec![owner.clone()], true));
         }
-        replicas
-            .into_iter()
-            .find(|node| up(node))
-            .map(|node| (node.clone(), false))
+        let needed = replicas.len().min(2);
+        let live: Vec<NodeId> = replicas.into_iter().filter(|n| up(n)).cloned().collect();
+        (!live.is_empty() && live.len() >= needed).then_some((live, false))
     }
 
     fn deliver_next_hint(&mut self, now: u64) {
@@ -320,17 +328,24 @@ impl NodeCore {
             let Some(hint) = self.hints.queue.pop_front() else {
                 return self.next_hint_owner(now);
             };
-            if let Some(destination) = self.hint_destination(&owner_id, hint.partition) {
-                break (hint, destination);
+            if let Some(destinations) = self.hint_destinations(&owner_id, hint.partition) {
+                break (hint, destinations);
             }
         };
-        let (hint, (to, to_owner)) = next;
+        let (hint, (mut destinations, to_owner)) = next;
+        let to = destinations.remove(0);
         let sent = HintInFlight {
             owner,
             hint,
             to_owner,
+            then: destinations,
         };
-        if to == self.me {
+        self.send_hint(now, sent, &to);
+    }
+
+    /// Sends a hint to `to` (merged here when `to` is this node).
+    fn send_hint(&mut self, now: u64, sent: HintInFlight, to: &NodeId) {
+        if *to == self.me {
             // This node replicates the partition now: the hint is merged here.
             let op = StoreOp::Apply {
                 partition: sent.hint.partition,
@@ -347,7 +362,7 @@ impl NodeCore {
         };
         self.call(
             now,
-            &to,
+            to,
             request,
             PEER_TIMEOUT_MS,
             Pending::HintDelivered(sent),
@@ -375,6 +390,12 @@ impl NodeCore {
         result: Result<Response, String>,
     ) {
         match result {
+            Ok(Response::Stored(_)) if !sent.then.is_empty() => {
+                // One more current replica must hold it before the hint may go.
+                let mut sent = sent;
+                let to = sent.then.remove(0);
+                self.send_hint(now, sent, &to);
+            }
             Ok(Response::Stored(stored)) => {
                 self.counters.hints_delivered += 1;
                 let op = StoreOp::RemoveHintIfCovered {
