@@ -56,6 +56,10 @@ pub(super) struct HintDelivery {
     queue: VecDeque<Hint<Value>>,
     /// The owner being served.
     owner: Option<String>,
+    /// Whether the last look at the store found no hint held for another node (and none was
+    /// stored since): a leaving node says `Left` only then, since its hints may be the only
+    /// other copy of acknowledged writes.
+    holds_none: bool,
 }
 
 impl HintDelivery {
@@ -65,7 +69,18 @@ impl HintDelivery {
             owners: VecDeque::new(),
             queue: VecDeque::new(),
             owner: None,
+            holds_none: false,
         }
+    }
+
+    /// A hint was stored here.
+    pub(super) fn stored(&mut self) {
+        self.holds_none = false;
+    }
+
+    /// Whether this node is known to hold no hint for another node.
+    pub(super) fn holds_none(&self) -> bool {
+        self.holds_none
     }
 
     pub(super) fn next_due(&self) -> Option<u64> {
@@ -262,11 +277,15 @@ impl NodeCore {
     }
 
     pub(super) fn hint_owners_read(&mut self, now: u64, result: Result<StoreResult, String>) {
-        match result {
-            Ok(StoreResult::Owners(owners)) => {
-                self.hints.owners = owners.into();
-            }
-            Ok(_) | Err(_) => self.hints.owners.clear(),
+        if let Ok(StoreResult::Owners(owners)) = result {
+            self.hints.holds_none = owners.iter().all(|owner| owner == self.me.as_str());
+            self.hints.owners = owners.into();
+        } else {
+            self.hints.holds_none = false;
+            self.hints.owners.clear();
+        }
+        if self.hints.holds_none {
+            self.update_own_status(now);
         }
         self.next_hint_owner(now);
     }

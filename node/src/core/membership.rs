@@ -305,12 +305,14 @@ impl NodeCore {
         let next = match status {
             Status::Joining if in_ring => Some(Status::Alive),
             // Left only once its copies are all fully replicated elsewhere and dropped, so a
-            // node that left can never bring a reaped key back.
+            // node that left can never bring a reaped key back, and once it holds no hint: a
+            // hint may be the second copy of an acknowledged write (paper 4.6).
             Status::Leaving
                 if !in_ring
                     && self.ring.is_some()
                     && !self.handoffs.pending()
-                    && self.handoffs.holds_nothing() =>
+                    && self.handoffs.holds_nothing()
+                    && self.hints.holds_none() =>
             {
                 Some(Status::Left)
             }

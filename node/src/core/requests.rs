@@ -416,6 +416,7 @@ impl NodeCore {
             Request::Replica { partition, request } => {
                 if matches!(request, ReplicaRequest::Write { hint: Some(_), .. }) {
                     self.counters.hints_stored += 1;
+                    self.hints.stored();
                 }
                 let fallback = self.is_fallback_for(partition);
                 let op = replica_op(partition, request, self.config.replica_durability, fallback);
@@ -590,6 +591,7 @@ impl NodeCore {
                     (hint_for, &result)
                 {
                     self.counters.hints_stored += 1;
+                    self.hints.stored();
                     let op = StoreOp::PutHint {
                         owner: owner.to_string(),
                         partition,
