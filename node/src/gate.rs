@@ -125,10 +125,11 @@ impl Gate {
         &self.metrics
     }
 
-    /// Tells watchers that the key with this fingerprint was written here.
-    pub(crate) fn key_written(&self, fingerprint: u64) {
-        // No receiver: nobody watches.
-        let _ = self.writes.send(fingerprint);
+    /// Where to tell watchers of keys written here, while anyone watches (`None` otherwise, so
+    /// writes pay nothing for watches nobody holds). Send the key's
+    /// [`dynamo_quorum::key_fingerprint`].
+    pub(crate) fn write_notices(&self) -> Option<broadcast::Sender<u64>> {
+        (self.writes.receiver_count() > 0).then(|| self.writes.clone())
     }
 
     /// Notices of keys written here from now on.

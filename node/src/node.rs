@@ -516,12 +516,12 @@ impl Driver {
             let _ = self.saves.send((id, op));
             return;
         }
+        let started = Instant::now();
         if matches!(op, StoreOp::Get { .. } | StoreOp::GetWithHints { .. })
-            && self.inline_reads.allowed(Instant::now())
+            && self.inline_reads.allowed(started)
         {
             // A point read of data the store has in memory takes microseconds: far less than
             // handing it to another thread and waking the driver for its result.
-            let started = Instant::now();
             let result = run_guarded(&self.store, op);
             self.inline_reads.observe(started.elapsed(), Instant::now());
             self.core.handle_store_result(self.clock.now(), id, result);
@@ -529,10 +529,13 @@ impl Driver {
         }
         let store = self.store.clone();
         let completions = self.completions_tx.clone();
+        // Watchers of a key written here are told once the write is done (only while some
+        // watch is open).
         let written = match &op {
-            StoreOp::Update { key, .. } | StoreOp::Apply { key, .. } => {
-                Some((self.gate.clone(), dynamo_quorum::key_fingerprint(key)))
-            }
+            StoreOp::Update { key, .. } | StoreOp::Apply { key, .. } => self
+                .gate
+                .write_notices()
+                .map(|notices| (notices, dynamo_quorum::key_fingerprint(key))),
             _ => None,
         };
         // Straight onto the blocking pool, which reports back itself: no async task in
@@ -540,8 +543,9 @@ impl Driver {
         // error for this operation, not a lost answer.
         tokio::task::spawn_blocking(move || {
             let result = run_guarded(&store, op);
-            if let (Some((gate, fingerprint)), Ok(_)) = (&written, &result) {
-                gate.key_written(*fingerprint);
+            if let (Some((notices, fingerprint)), Ok(_)) = (&written, &result) {
+                // No receiver left: the watch ended.
+                let _ = notices.send(*fingerprint);
             }
             let _ = completions.send(Completion::Store(id, result));
         });

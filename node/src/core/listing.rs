@@ -105,8 +105,7 @@ impl NodeCore {
             errors: Vec::new(),
             soft_deadline: now + self.config.request_timeout_ms / 2,
         };
-        let listing_id = self.next_op;
-        self.next_op += 1;
+        let listing_id = self.next_id().0;
         self.listings.insert(listing_id, listing);
         self.scan_listing_partition(now, listing_id);
     }

@@ -415,8 +415,7 @@ impl NodeCore {
             }
             Request::Replica { partition, request } => {
                 if matches!(request, ReplicaRequest::Write { hint: Some(_), .. }) {
-                    self.counters.hints_stored += 1;
-                    self.hints.stored();
+                    self.hint_stored();
                 }
                 let fallback = self.is_fallback_for(partition);
                 let op = replica_op(partition, request, self.config.replica_durability, fallback);
@@ -590,8 +589,7 @@ impl NodeCore {
                 if let (Some((owner, partition, key)), Ok(StoreResult::Stored(written))) =
                     (hint_for, &result)
                 {
-                    self.counters.hints_stored += 1;
-                    self.hints.stored();
+                    self.hint_stored();
                     let op = StoreOp::PutHint {
                         owner: owner.to_string(),
                         partition,
@@ -764,6 +762,12 @@ impl NodeCore {
             .cloned()
             .collect();
         Ok((partition, targets, down))
+    }
+
+    /// This node keeps a hint: counted, and hint delivery knows it holds one.
+    fn hint_stored(&mut self) {
+        self.counters.hints_stored += 1;
+        self.hints.stored();
     }
 
     /// How `bucket` resolves siblings (`siblings` for a bucket this node does not know).

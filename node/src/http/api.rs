@@ -620,12 +620,17 @@ async fn get_key(
         Ok(options) => options,
         Err(message) => return bad_request(message),
     };
+    // Only a watch needs the key again, to recognise this node's writes of it.
+    let fingerprint = query
+        .watch
+        .is_some()
+        .then(|| key_fingerprint(&storage_key(&bucket, key.as_bytes())));
     let request = Request::Get {
-        bucket: bucket.clone(),
-        key: key.clone().into_bytes(),
+        bucket,
+        key: key.into_bytes(),
         options,
     };
-    let Some(watch) = &query.watch else {
+    let (Some(watch), Some(fingerprint)) = (&query.watch, fingerprint) else {
         return render_get(&api.ask(&who, request).await, &headers);
     };
     let seen = match clock_of(watch) {
@@ -643,7 +648,6 @@ async fn get_key(
             "the node has as many watches as it takes; retry later or ask another node",
         );
     };
-    let fingerprint = key_fingerprint(&storage_key(&bucket, key.as_bytes()));
     let deadline = tokio::time::Instant::now() + wait;
     let mut writes = api.context.gate.watch_writes();
     loop {
