@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod sets;
 pub mod tls;
 pub mod transport;
+mod write_lane;
 
 pub use client::{Client, ClientError};
 pub use config::{DurabilityMode, NodeConfig};

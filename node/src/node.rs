@@ -1,7 +1,9 @@
 //! The node's async runtime: a thin loop around the sans-IO [`NodeCore`].
 //!
 //! It owns what the core must not know: the QUIC endpoint (mutual TLS), tokio tasks, the fjall
-//! store on the blocking pool and the clock. One driver task owns the core; it feeds it the
+//! store (single-key writes on the write lane of `write_lane.rs`; other operations on the
+//! blocking pool or, for cached point reads, on the driver) and the clock. One driver task owns
+//! the core; it feeds it the
 //! requests the endpoint receives, the answers of calls to peers, the results of store
 //! operations and its timers, and carries out the core's outputs (send a request, run a store
 //! operation, answer a request, log an event). It makes no decision of its own: which ring,
@@ -31,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{Request, Response};
 use crate::tls::{Identity, PeerIdentity, Role, TlsConfig};
 use crate::transport::{Endpoint, TransportOptions};
+use crate::write_lane::{OnSuccess, Write, WriteLane};
 
 /// Node state name under which the store records the fingerprint of its cluster's CA.
 const CLUSTER_CA_STATE: &str = "cluster-ca";
@@ -112,6 +115,8 @@ pub struct Node {
     driver: JoinHandle<()>,
     /// The task that saves node state; it ends once the driver is gone.
     saver: JoinHandle<()>,
+    /// The write lane's thread; it ends once the driver is gone.
+    write_thread: Option<std::thread::JoinHandle<()>>,
     serve: JoinHandle<()>,
     /// The HTTP API, when configured.
     http: Option<crate::http::HttpServer>,
@@ -262,6 +267,20 @@ impl Node {
         let (control, completions) = mpsc::unbounded_channel();
         let (ring_tx, ring) = watch::channel(core.ring().cloned());
         let (saves, saver) = spawn_saver(store.clone(), control.clone());
+        let (writes, write_thread) = {
+            let completions = control.clone();
+            WriteLane::start(
+                &config.name,
+                store.clone(),
+                Box::new(move |id, result| {
+                    let _ = completions.send(Completion::Store(id, result));
+                }),
+            )
+            .map_err(|source| NodeError::Io {
+                path: "the write lane's thread".to_string(),
+                source,
+            })?
+        };
         let driver = Driver {
             core,
             clock,
@@ -275,6 +294,7 @@ impl Node {
             ring_generation: 0,
             gate: gate.clone(),
             inline_reads: InlineReads::new(config.inline_reads),
+            writes,
         };
         let driver = tokio::spawn(driver.run(requests_rx, completions));
         let serve = {
@@ -315,6 +335,7 @@ impl Node {
             control,
             driver,
             saver,
+            write_thread: Some(write_thread),
             serve,
             http,
             _lock: lock,
@@ -344,7 +365,7 @@ impl Node {
     /// Stops serving: new client requests are refused with a "try another node" error,
     /// in-flight requests get up to `grace` to finish, then the endpoint closes and the store is
     /// flushed.
-    pub async fn shutdown(self, grace: Duration) {
+    pub async fn shutdown(mut self, grace: Duration) {
         let (done, finished) = oneshot::channel();
         if self
             .control
@@ -354,8 +375,12 @@ impl Node {
             let _ = finished.await;
         }
         self.driver.abort();
-        // The driver is gone, and with it the saver's queue: let queued saves reach the disk.
+        // The driver is gone, and with it the saver's and the write lane's queues: let queued
+        // saves and writes reach the disk.
         let _ = self.saver.await;
+        if let Some(writes) = self.write_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || writes.join()).await;
+        }
         if let Some(http) = self.http {
             http.shutdown();
         }
@@ -404,6 +429,8 @@ struct Driver {
     gate: Gate,
     /// Whether point reads run on the driver now.
     inline_reads: InlineReads,
+    /// Where single-key writes go: one thread, one fsync per run of them.
+    writes: WriteLane,
 }
 
 impl Driver {
@@ -527,26 +554,34 @@ impl Driver {
             self.core.handle_store_result(self.clock.now(), id, result);
             return;
         }
-        let store = self.store.clone();
-        let completions = self.completions_tx.clone();
         // Watchers of a key written here are told once the write is done (only while some
         // watch is open).
-        let written = match &op {
-            StoreOp::Update { key, .. } | StoreOp::Apply { key, .. } => self
-                .gate
-                .write_notices()
-                .map(|notices| (notices, dynamo_quorum::key_fingerprint(key))),
+        let on_success = match &op {
+            StoreOp::Update { key, .. } | StoreOp::Apply { key, .. } => {
+                self.gate.write_notices().map(|notices| {
+                    let fingerprint = dynamo_quorum::key_fingerprint(key);
+                    // No receiver left: the watch ended.
+                    Box::new(move || drop(notices.send(fingerprint))) as OnSuccess
+                })
+            }
             _ => None,
         };
+        if matches!(op, StoreOp::Update { .. } | StoreOp::Apply { .. }) {
+            let write = Write { id, op, on_success };
+            if let Err(id) = self.writes.submit(write) {
+                let error = "the write lane has stopped".to_string();
+                self.core
+                    .handle_store_result(self.clock.now(), id, Err(error));
+            }
+            return;
+        }
+        let store = self.store.clone();
+        let completions = self.completions_tx.clone();
         // Straight onto the blocking pool, which reports back itself: no async task in
         // between to spawn and wake for every store operation. A panic in the store is an
         // error for this operation, not a lost answer.
         tokio::task::spawn_blocking(move || {
             let result = run_guarded(&store, op);
-            if let (Some((notices, fingerprint)), Ok(_)) = (&written, &result) {
-                // No receiver left: the watch ended.
-                let _ = notices.send(*fingerprint);
-            }
             let _ = completions.send(Completion::Store(id, result));
         });
     }
