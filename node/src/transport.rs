@@ -630,6 +630,31 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// Bytes of datagrams the kernel may queue for an endpoint's socket, each way. The default
+/// (about 208 KiB on Linux) overflows when a busy node falls a few milliseconds behind a burst
+/// of 1 KiB writes, and every dropped datagram costs a QUIC loss recovery: the slowest
+/// requests of a write load were those. The kernel caps it at `net.core.rmem_max` and
+/// `net.core.wmem_max`.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// A UDP socket bound to `addr`, with [`SOCKET_BUFFER_BYTES`] of buffer where the kernel allows.
+fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer only means more losses under bursts.
+    if let Err(error) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+        debug!(%error, "could not enlarge the socket's receive buffer");
+    }
+    if let Err(error) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+        debug!(%error, "could not enlarge the socket's send buffer");
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 impl Endpoint {
     /// Opens the UDP socket at `addr` (port 0 picks a free port). A node identity also accepts
     /// connections; a client identity only dials. Must be called inside a tokio runtime.
@@ -647,9 +672,23 @@ impl Endpoint {
                     .transport_config(Arc::new(limits.transport_config(false)))
                     .max_incoming(limits.max_connections)
                     .incoming_buffer_size_total(16 * 1024 * 1024);
-                quinn::Endpoint::server(server, addr)
+                bind_socket(addr).and_then(|socket| {
+                    quinn::Endpoint::new(
+                        quinn::EndpointConfig::default(),
+                        Some(server),
+                        socket,
+                        Arc::new(quinn::TokioRuntime),
+                    )
+                })
             }
-            Role::Admin | Role::Client | Role::ReadOnly => quinn::Endpoint::client(addr),
+            Role::Admin | Role::Client | Role::ReadOnly => bind_socket(addr).and_then(|socket| {
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    None,
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+            }),
         };
         let mut endpoint = bound.map_err(|source| TransportError::Bind { addr, source })?;
         let mut client = tls.client_config();
