@@ -21,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dynamo_quorum::Value;
 use dynamo_ring::{NodeId, Ring, key_position};
 use dynamo_storage::{Durability, FjallStore, Store, StoreOptions};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -295,6 +297,7 @@ impl Node {
             gate: gate.clone(),
             inline_reads: InlineReads::new(config.inline_reads),
             writes,
+            calls: FuturesUnordered::new(),
         };
         let driver = tokio::spawn(driver.run(requests_rx, completions));
         let serve = {
@@ -431,7 +434,14 @@ struct Driver {
     inline_reads: InlineReads,
     /// Where single-key writes go: one thread, one fsync per run of them.
     writes: WriteLane,
+    /// Calls to peers in flight, polled by the driver itself (see [`Driver::call`]).
+    calls: FuturesUnordered<Call>,
 }
+
+/// A call to a peer in flight: its operation (none for gossip), the peer and the outcome.
+type Call = std::pin::Pin<
+    Box<dyn Future<Output = (Option<OpId>, SocketAddr, Result<Response, String>)> + Send>,
+>;
 
 impl Driver {
     async fn run(
@@ -480,6 +490,16 @@ impl Driver {
                     self.answers.insert(id, (incoming.answer, incoming.slot));
                     self.core.handle_request(self.clock.now(), id, &incoming.from, incoming.request);
                 }
+                Some((id, address, result)) = self.calls.next(), if !self.calls.is_empty() => {
+                    match id {
+                        Some(id) => self.core.handle_call_result(self.clock.now(), id, result),
+                        None => {
+                            if let Err(error) = result {
+                                tracing::debug!(%error, %address, "gossip message not delivered");
+                            }
+                        }
+                    }
+                }
                 () = tokio::time::sleep_until(wake) => self.core.handle_timeout(self.clock.now()),
             }
         }
@@ -510,32 +530,26 @@ impl Driver {
         }
     }
 
-    fn call(&self, id: Option<OpId>, address: &str, request: Request, timeout_ms: u64) {
-        let completions = self.completions_tx.clone();
+    /// Starts a call to a peer. The driver polls it itself rather than spawning a task: every
+    /// call a run of requests makes is written before the driver yields, so QUIC packs those
+    /// to one peer into the same datagrams, and the answer comes back without a task's wake
+    /// and a channel hop.
+    fn call(&mut self, id: Option<OpId>, address: &str, request: Request, timeout_ms: u64) {
         let Ok(address) = address.parse::<SocketAddr>() else {
             if let Some(id) = id {
                 let error = format!("{address} is not a socket address");
-                let _ = completions.send(Completion::Call(id, Err(error)));
+                let _ = self.completions_tx.send(Completion::Call(id, Err(error)));
             }
             return;
         };
         let endpoint = self.endpoint.clone();
-        tokio::spawn(async move {
+        self.calls.push(Box::pin(async move {
             let result = endpoint
                 .request::<Request, Response>(address, &request, Duration::from_millis(timeout_ms))
                 .await
                 .map_err(|error| error.to_string());
-            match id {
-                Some(id) => {
-                    let _ = completions.send(Completion::Call(id, result));
-                }
-                None => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, %address, "gossip message not delivered");
-                    }
-                }
-            }
-        });
+            (id, address, result)
+        }));
     }
 
     fn run_store_op(&mut self, id: OpId, op: StoreOp) {
