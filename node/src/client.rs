@@ -42,6 +42,9 @@ fn new_write_id() -> Option<u128> {
     Some(u128::from_le_bytes(bytes))
 }
 
+/// One request to one node: where it went, when, and how it ended.
+type Attempt = (SocketAddr, Instant, Result<Response, TransportError>);
+
 /// How often the client refreshes its ring.
 const RING_REFRESH: Duration = Duration::from_secs(10);
 
@@ -136,9 +139,9 @@ impl Latencies {
         self.since_recompute += 1;
         if self.since_recompute >= HEDGE_RECOMPUTE {
             self.since_recompute = 0;
-            let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
-            sorted.sort_unstable();
-            let p99 = sorted[(sorted.len() - 1) * 99 / 100];
+            let mut samples: Vec<Duration> = self.samples.iter().copied().collect();
+            let rank = (samples.len() - 1) * 99 / 100;
+            let (_, &mut p99, _) = samples.select_nth_unstable(rank);
             self.hedge = p99.clamp(MIN_HEDGE, MAX_HEDGE);
         }
     }
@@ -344,9 +347,12 @@ impl Client {
     ) -> Result<Response, ClientError> {
         self.refresh_if_stale().await;
         let mut candidates = self.preferred_addresses(bucket, key);
-        candidates.extend(self.seeds.iter().copied());
-        let mut seen = std::collections::HashSet::new();
-        candidates.retain(|address| seen.insert(*address));
+        for seed in &self.seeds {
+            // A handful of addresses: a scan beats hashing them.
+            if !candidates.contains(seed) {
+                candidates.push(*seed);
+            }
+        }
         let candidates = self.ordered(candidates);
         let outcome = self.first_answer(candidates, request).await;
         match &outcome {
@@ -382,48 +388,47 @@ impl Client {
             .lock()
             .map_or(DEFAULT_HEDGE, |l| l.hedge_delay());
         let mut pending = candidates.into_iter();
-        let mut asked: JoinSet<(SocketAddr, Instant, Result<Response, TransportError>)> =
-            JoinSet::new();
+        let mut asked: JoinSet<Attempt> = JoinSet::new();
         let mut failures = Vec::new();
-        let ask = |asked: &mut JoinSet<_>, address: SocketAddr| {
-            let endpoint = self.endpoint.clone();
-            let request = request.clone();
-            let timeout = self.timeout;
-            asked.spawn(async move {
-                let started = Instant::now();
-                let result = endpoint
-                    .request::<Request, Response>(address, &request, timeout)
-                    .await;
-                (address, started, result)
-            });
-        };
+        // Most requests are answered by the first candidate within the hedge delay: ask it
+        // here, and spawn tasks only once a second candidate must run beside it.
+        if let Some(address) = pending.next() {
+            let mut first = Box::pin(self.attempt(address, request));
+            let answered = if hedged {
+                tokio::time::timeout(hedge, &mut first).await.ok()
+            } else {
+                Some((&mut first).await)
+            };
+            if let Some(attempt) = answered {
+                if let Some(outcome) = self.settle(attempt, hedged, &mut failures) {
+                    return outcome;
+                }
+            } else {
+                // The hedge delay passed: the first request goes on beside the next one.
+                asked.spawn(first);
+            }
+            if let Some(address) = pending.next() {
+                asked.spawn(self.attempt(address, request));
+            }
+        }
         loop {
             if asked.is_empty() {
                 match pending.next() {
-                    Some(address) => ask(&mut asked, address),
+                    Some(address) => {
+                        asked.spawn(self.attempt(address, request));
+                    }
                     None => break,
                 }
             }
             tokio::select! {
                 joined = asked.join_next() => match joined {
-                    Some(Ok((address, started, Ok(response)))) => {
-                        self.clear_suspicion(address);
-                        // Only hedged requests set the hedge delay: a write's latency includes
-                        // its quorum and says nothing about a slow read.
-                        if hedged && let Ok(mut latencies) = self.latencies.lock() {
-                            latencies.record(started.elapsed());
-                        }
+                    Some(Ok(attempt)) => {
                         // Dropping `asked` cancels the requests still out.
-                        return match response {
-                            Response::Error(error) => Err(ClientError::Server(error)),
-                            other => Ok(other),
-                        };
-                    }
-                    Some(Ok((address, _, Err(error)))) => {
-                        self.suspect(address);
-                        failures.push(error);
+                        if let Some(outcome) = self.settle(attempt, hedged, &mut failures) {
+                            return outcome;
+                        }
                         if let Some(address) = pending.next() {
-                            ask(&mut asked, address);
+                            asked.spawn(self.attempt(address, request));
                         }
                     }
                     Some(Err(join_error)) => {
@@ -433,7 +438,7 @@ impl Client {
                 },
                 () = tokio::time::sleep(hedge), if hedged => {
                     if let Some(address) = pending.next() {
-                        ask(&mut asked, address);
+                        asked.spawn(self.attempt(address, request));
                     }
                 }
             }
@@ -442,6 +447,53 @@ impl Client {
             Err(ClientError::NoSeeds)
         } else {
             Err(ClientError::Unreachable(failures))
+        }
+    }
+
+    /// One request to one node, as a task of its own can run it.
+    fn attempt(
+        &self,
+        address: SocketAddr,
+        request: &Request,
+    ) -> impl Future<Output = Attempt> + Send + 'static {
+        let endpoint = self.endpoint.clone();
+        let request = request.clone();
+        let timeout = self.timeout;
+        async move {
+            let started = Instant::now();
+            let result = endpoint
+                .request::<Request, Response>(address, &request, timeout)
+                .await;
+            (address, started, result)
+        }
+    }
+
+    /// The request's outcome once a node answered; `None` when the node failed (it is
+    /// suspected, and the failure kept for the error) and another should be asked.
+    fn settle(
+        &self,
+        (address, started, result): Attempt,
+        hedged: bool,
+        failures: &mut Vec<TransportError>,
+    ) -> Option<Result<Response, ClientError>> {
+        match result {
+            Ok(response) => {
+                self.clear_suspicion(address);
+                // Only hedged requests set the hedge delay: a write's latency includes its
+                // quorum and says nothing about a slow read.
+                if hedged && let Ok(mut latencies) = self.latencies.lock() {
+                    latencies.record(started.elapsed());
+                }
+                Some(match response {
+                    Response::Error(error) => Err(ClientError::Server(error)),
+                    other => Ok(other),
+                })
+            }
+            Err(error) => {
+                self.suspect(address);
+                failures.push(error);
+                None
+            }
         }
     }
 
