@@ -1061,6 +1061,9 @@ async fn point(
     })
 }
 
+/// Nodes of each of the matrix's clusters.
+pub(crate) const MATRIX_NODES: usize = 3;
+
 /// Runs the matrix and writes `report.md` and `results.jsonl` under `--out`.
 pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
     std::fs::create_dir_all(&args.out)
@@ -1091,7 +1094,7 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         let port = args.base_port + 10 * i as u16;
-        let cluster_args = crate::dev::ClusterArgs::local(3, dir, port, durability);
+        let cluster_args = crate::dev::ClusterArgs::local(MATRIX_NODES, dir, port, durability);
         let cluster = crate::dev::start(&cluster_args, log_format).await?;
         let client = || crate::dev::client(&cluster);
         // The load phase: every key once.
@@ -1245,11 +1248,14 @@ fn markdown(args: &MatrixArgs, points: &[Point], took: Duration) -> String {
     let _ = writeln!(out, "# dynamo bench report\n");
     let _ = writeln!(
         out,
-        "3 local nodes, (N, R, W) = (3, 2, 2), {} keys (zipfian 0.99), {} B values, {} s per point, closed loop; the whole run took {:.0} s. Cluster CPU is user + system time of the three node processes per operation.\n",
+        "{MATRIX_NODES} local nodes, (N, R, W) = (3, 2, 2), {} keys (zipfian 0.99), {} B values, {} s per point, closed loop; the whole run took {:.0} s. Cluster CPU is user + system time of the node processes per operation. On {} cores, each node runs {} worker threads and the load generator {}.\n",
         args.keys,
         args.value_size,
         args.seconds,
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        crate::dev::core_share(MATRIX_NODES),
+        tokio::runtime::Handle::current().metrics().num_workers(),
     );
     for durability in &args.durability {
         let _ = writeln!(

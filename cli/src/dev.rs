@@ -64,6 +64,13 @@ impl ClusterArgs {
     }
 }
 
+/// Worker threads for one of `processes` busy processes sharing this machine: its share of
+/// the cores, at least one.
+pub(crate) fn core_share(processes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cores / processes.max(1)).max(1)
+}
+
 /// A dev node's HTTP API listens on its QUIC port plus this.
 pub(crate) const HTTP_PORT_OFFSET: u16 = 100;
 
@@ -251,8 +258,7 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
     let exe = std::env::current_exe().context("finding the dynamo executable")?;
     // The nodes share this machine: each gets its share of the cores for its runtime, so three
     // nodes on two cores do not run six worker threads that wake one another.
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let worker_threads = (cores / args.nodes).max(1);
+    let worker_threads = core_share(args.nodes);
     let addresses: Vec<SocketAddr> = (0..args.nodes)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], args.base_port + i as u16)))
         .collect();

@@ -49,7 +49,8 @@ struct Cli {
     #[arg(long, global = true, default_value = "human", value_parser = ["human", "json"])]
     log_format: String,
     /// Threads of the async runtime (every core without it). Nodes that share a machine do
-    /// better with fewer each: `dev cluster` gives each node its share of the cores.
+    /// better with fewer each: `dev cluster` gives each node its share of the cores, and
+    /// `dev bench` takes its own share beside its nodes.
     #[arg(long, global = true, env = "DYNAMO_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
     #[command(subcommand)]
@@ -587,8 +588,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     private_umask();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.worker_threads {
-        builder.worker_threads(usize::from(threads));
+    let threads = cli
+        .worker_threads
+        .map(usize::from)
+        .or_else(|| match &cli.command {
+            // The matrix's load generator shares the machine with the nodes it starts, so it
+            // takes its share of the cores as each of them does.
+            Command::Dev(dev::DevCommand::Bench(_)) => {
+                Some(dev::core_share(bench::MATRIX_NODES + 1))
+            }
+            _ => None,
+        });
+    if let Some(threads) = threads {
+        builder.worker_threads(threads);
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
