@@ -19,6 +19,15 @@ use crate::group_commit::GroupCommit;
 use crate::options::{Durability, StoreOptions};
 use crate::store::Value;
 
+/// Bytes a keyspace's memtable holds before fjall writes it out as a table (fjall's default is
+/// 64 MiB). Every replica of a write load fills its memtable at the same pace, so all of them
+/// flush at once; a smaller memtable makes each of those flushes shorter. In a write load at
+/// concurrency 64 on 2 cores (9 runs of 15 s each way) the slowest write took 50 ms on average
+/// with 16 MiB against 66 ms with 64 MiB, at the same throughput. It also bounds what a
+/// restart replays from the journal. fjall records it when it creates a keyspace, so a store
+/// created before keeps the size it was created with.
+const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The fjall backend: a database and its three keyspaces.
 pub(crate) struct FjallBackend {
     db: Database,
@@ -29,7 +38,11 @@ pub(crate) struct FjallBackend {
 impl FjallBackend {
     fn open(path: &Path) -> Result<Self> {
         let db = Database::builder(path).open()?;
-        let open = |space: Space| db.keyspace(space.name(), KeyspaceCreateOptions::default);
+        let open = |space: Space| {
+            db.keyspace(space.name(), || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
+        };
         let spaces = [open(Space::Data)?, open(Space::Hints)?, open(Space::Meta)?];
         Ok(FjallBackend {
             db,
