@@ -1248,7 +1248,7 @@ fn markdown(args: &MatrixArgs, points: &[Point], took: Duration) -> String {
     let _ = writeln!(out, "# dynamo bench report\n");
     let _ = writeln!(
         out,
-        "{MATRIX_NODES} local nodes, (N, R, W) = (3, 2, 2), {} keys (zipfian 0.99), {} B values, {} s per point, closed loop; the whole run took {:.0} s. Cluster CPU is user + system time of the node processes per operation. On {} cores, each node runs {} worker threads and the load generator {}.\n",
+        "{MATRIX_NODES} local nodes, (N, R, W) = (3, 2, 2), {} keys (zipfian 0.99), {} B values, {} s per point, closed loop; the whole run took {:.0} s. Cluster CPU is user + system time of the node processes per operation. Worker threads on {} cores: {} per node, {} for the load generator.\n",
         args.keys,
         args.value_size,
         args.seconds,

@@ -9,7 +9,9 @@
 //! with one sleeper: it takes every write queued so far, applies each *buffered* under its
 //! partition lock, runs one [`Store::flush`] for those that asked for `Sync`, and only then
 //! reports them. So no write is answered before an fsync that started after it, as before, and
-//! a failed fsync fails exactly the writes it was to cover.
+//! a failed fsync fails exactly the writes it was to cover. Its queue has no bound of its own:
+//! every write in it belongs to a request in flight (bounded by the gate) or to a hint being
+//! delivered or merged (bounded by the core's delivery limits).
 //!
 //! This module must NOT decide anything about the writes: which ones exist, their durability
 //! and what their results mean are the core's. It only runs them.
