@@ -533,7 +533,9 @@ impl Driver {
     /// Starts a call to a peer. The driver polls it itself rather than spawning a task: every
     /// call a run of requests makes is written before the driver yields, so QUIC packs those
     /// to one peer into the same datagrams, and the answer comes back without a task's wake
-    /// and a channel hop.
+    /// and a channel hop. Calls still out when the driver stops are dropped with it, which
+    /// loses nothing: a client was answered only once its quorum had acknowledged, and hints,
+    /// handoff and anti-entropy keep their data until the peer's answer says it is stored.
     fn call(&mut self, id: Option<OpId>, address: &str, request: Request, timeout_ms: u64) {
         let Ok(address) = address.parse::<SocketAddr>() else {
             if let Some(id) = id {
