@@ -247,7 +247,10 @@ pub struct NodeCore {
     open_requests: BTreeSet<RequestId>,
     /// What to do with the result of each call and store operation in flight.
     pending: BTreeMap<OpId, requests::Pending>,
-    coordinators: BTreeMap<u64, Coordinator>,
+    /// Running coordinators, boxed: each is taken out and put back for every input it gets,
+    /// and a box moves in 8 bytes where a coordinator is about 500 (memmove fell from 6.5% to
+    /// 5.3% of a node's time in a read load).
+    coordinators: BTreeMap<u64, Box<Coordinator>>,
     /// `(deadline, coordinator)` for every coordinator waiting on a timeout.
     coordinator_timers: BTreeSet<(u64, u64)>,
     /// Bucket pushes waiting for peers: request and calls still out.

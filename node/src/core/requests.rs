@@ -957,7 +957,7 @@ impl NodeCore {
 
     pub(super) fn start_coordinator(&mut self, now: u64, coordinator: Coordinator) {
         let id = self.next_id().0;
-        self.coordinators.insert(id, coordinator);
+        self.coordinators.insert(id, Box::new(coordinator));
         self.with_coordinator(now, id, |_| {});
     }
 
