@@ -3,10 +3,9 @@
 //! It owns what the core must not know: the QUIC endpoint (mutual TLS), tokio tasks, the fjall
 //! store (single-key writes on the write lane of `write_lane.rs`; other operations on the
 //! blocking pool or, for cached point reads, on the driver) and the clock. One driver task owns
-//! the core; it feeds it the
-//! requests the endpoint receives, the answers of calls to peers, the results of store
-//! operations and its timers, and carries out the core's outputs (send a request, run a store
-//! operation, answer a request, log an event). It makes no decision of its own: which ring,
+//! the core; it feeds it the requests the endpoint receives, the answers of calls to peers, the
+//! results of store operations and its timers, and carries out the core's outputs (send a
+//! request, run a store operation, answer a request, log an event). It makes no decision of its own: which ring,
 //! which replicas, which hints and which partitions are the core's.
 //!
 //! This module must not know how placement, quorums, membership, hints or handoff are decided

@@ -644,6 +644,13 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
         socket2::Type::DGRAM,
         Some(socket2::Protocol::UDP),
     )?;
+    // An IPv6 socket also reaches IPv4 peers where the system allows it, as quinn's own
+    // client sockets do.
+    if addr.is_ipv6()
+        && let Err(error) = socket.set_only_v6(false)
+    {
+        debug!(%error, "could not make the socket dual-stack");
+    }
     // Best effort: a smaller buffer only means more losses under bursts.
     if let Err(error) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
         debug!(%error, "could not enlarge the socket's receive buffer");
