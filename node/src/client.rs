@@ -407,18 +407,11 @@ impl Client {
                 // The hedge delay passed: the first request goes on beside the next one.
                 asked.spawn(first);
             }
-            if let Some(address) = pending.next() {
-                asked.spawn(self.attempt(address, request));
-            }
+            self.ask_next(&mut pending, &mut asked, request);
         }
         loop {
-            if asked.is_empty() {
-                match pending.next() {
-                    Some(address) => {
-                        asked.spawn(self.attempt(address, request));
-                    }
-                    None => break,
-                }
+            if asked.is_empty() && !self.ask_next(&mut pending, &mut asked, request) {
+                break;
             }
             tokio::select! {
                 joined = asked.join_next() => match joined {
@@ -427,9 +420,7 @@ impl Client {
                         if let Some(outcome) = self.settle(attempt, hedged, &mut failures) {
                             return outcome;
                         }
-                        if let Some(address) = pending.next() {
-                            asked.spawn(self.attempt(address, request));
-                        }
+                        self.ask_next(&mut pending, &mut asked, request);
                     }
                     Some(Err(join_error)) => {
                         return Err(ClientError::Unexpected(join_error.to_string()));
@@ -437,9 +428,7 @@ impl Client {
                     None => {}
                 },
                 () = tokio::time::sleep(hedge), if hedged => {
-                    if let Some(address) = pending.next() {
-                        asked.spawn(self.attempt(address, request));
-                    }
+                    self.ask_next(&mut pending, &mut asked, request);
                 }
             }
         }
@@ -448,6 +437,20 @@ impl Client {
         } else {
             Err(ClientError::Unreachable(failures))
         }
+    }
+
+    /// Sends `request` to the next candidate in a task of its own; `false` when none is left.
+    fn ask_next(
+        &self,
+        pending: &mut std::vec::IntoIter<SocketAddr>,
+        asked: &mut JoinSet<Attempt>,
+        request: &Request,
+    ) -> bool {
+        let Some(address) = pending.next() else {
+            return false;
+        };
+        asked.spawn(self.attempt(address, request));
+        true
     }
 
     /// One request to one node, as a task of its own can run it.

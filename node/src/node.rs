@@ -5,8 +5,8 @@
 //! blocking pool or, for cached point reads, on the driver) and the clock. One driver task owns
 //! the core; it feeds it the requests the endpoint receives, the answers of calls to peers, the
 //! results of store operations and its timers, and carries out the core's outputs (send a
-//! request, run a store operation, answer a request, log an event). It makes no decision of its own: which ring,
-//! which replicas, which hints and which partitions are the core's.
+//! request, run a store operation, answer a request, log an event). It makes no decision of
+//! its own: which ring, which replicas, which hints and which partitions are the core's.
 //!
 //! This module must not know how placement, quorums, membership, hints or handoff are decided
 //! ([`crate::core`]) or how bytes are framed and encrypted ([`crate::transport`]).
@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{Request, Response};
 use crate::tls::{Identity, PeerIdentity, Role, TlsConfig};
 use crate::transport::{Endpoint, TransportOptions};
-use crate::write_lane::{OnSuccess, Write, WriteLane};
+use crate::write_lane::{self, OnSuccess, Write, WriteLane};
 
 /// Node state name under which the store records the fingerprint of its cluster's CA.
 const CLUSTER_CA_STATE: &str = "cluster-ca";
@@ -564,26 +564,19 @@ impl Driver {
         {
             // A point read of data the store has in memory takes microseconds: far less than
             // handing it to another thread and waking the driver for its result.
-            let result = run_guarded(&self.store, op);
+            let result = write_lane::execute_guarded(&*self.store, op);
             self.inline_reads.observe(started.elapsed(), Instant::now());
             self.core.handle_store_result(self.clock.now(), id, result);
             return;
         }
-        // Watchers of a key written here are told once the write is done (only while some
-        // watch is open).
-        let on_success = match &op {
-            StoreOp::Update { key, .. } | StoreOp::Apply { key, .. } => {
-                self.gate.write_notices().map(|notices| {
-                    let fingerprint = dynamo_quorum::key_fingerprint(key);
-                    // No receiver left: the watch ended.
-                    Box::new(move || drop(notices.send(fingerprint))) as OnSuccess
-                })
-            }
-            _ => None,
-        };
-        if matches!(op, StoreOp::Update { .. } | StoreOp::Apply { .. }) {
-            let write = Write { id, op, on_success };
-            if let Err(id) = self.writes.submit(write) {
+        if let StoreOp::Update { key, .. } | StoreOp::Apply { key, .. } = &op {
+            // Watchers of a key written here are told once the write is done (only while some
+            // watch is open; no receiver left means the watch ended).
+            let on_success = self.gate.write_notices().map(|notices| {
+                let fingerprint = dynamo_quorum::key_fingerprint(key);
+                Box::new(move || drop(notices.send(fingerprint))) as OnSuccess
+            });
+            if let Err(id) = self.writes.submit(Write { id, op, on_success }) {
                 let error = "the write lane has stopped".to_string();
                 self.core
                     .handle_store_result(self.clock.now(), id, Err(error));
@@ -596,17 +589,10 @@ impl Driver {
         // between to spawn and wake for every store operation. A panic in the store is an
         // error for this operation, not a lost answer.
         tokio::task::spawn_blocking(move || {
-            let result = run_guarded(&store, op);
+            let result = write_lane::execute_guarded(&*store, op);
             let _ = completions.send(Completion::Store(id, result));
         });
     }
-}
-
-/// Runs a store operation; a panic in the store is an error for this operation, not a lost
-/// answer or a dead driver.
-fn run_guarded(store: &FjallStore<Value>, op: StoreOp) -> Result<StoreResult, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::execute(store, op)))
-        .unwrap_or_else(|_| Err("the store panicked on this operation".to_string()))
 }
 
 /// Whether the driver runs point reads itself instead of on the blocking pool.

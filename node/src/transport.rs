@@ -671,7 +671,7 @@ impl Endpoint {
         options: TransportOptions,
     ) -> Result<Endpoint, TransportError> {
         let limits = &options.limits;
-        let bound = match tls.identity().role {
+        let server = match tls.identity().role {
             Role::Node => {
                 let mut server = tls.server_config();
                 // Every peer is held to client limits until its certificate says it is a node.
@@ -679,24 +679,18 @@ impl Endpoint {
                     .transport_config(Arc::new(limits.transport_config(false)))
                     .max_incoming(limits.max_connections)
                     .incoming_buffer_size_total(16 * 1024 * 1024);
-                bind_socket(addr).and_then(|socket| {
-                    quinn::Endpoint::new(
-                        quinn::EndpointConfig::default(),
-                        Some(server),
-                        socket,
-                        Arc::new(quinn::TokioRuntime),
-                    )
-                })
+                Some(server)
             }
-            Role::Admin | Role::Client | Role::ReadOnly => bind_socket(addr).and_then(|socket| {
-                quinn::Endpoint::new(
-                    quinn::EndpointConfig::default(),
-                    None,
-                    socket,
-                    Arc::new(quinn::TokioRuntime),
-                )
-            }),
+            Role::Admin | Role::Client | Role::ReadOnly => None,
         };
+        let bound = bind_socket(addr).and_then(|socket| {
+            quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                server,
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+        });
         let mut endpoint = bound.map_err(|source| TransportError::Bind { addr, source })?;
         let mut client = tls.client_config();
         // We dial only nodes: responses (and, for a node, requests on that connection) may be

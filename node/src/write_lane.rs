@@ -80,7 +80,7 @@ fn run<S: Store<dynamo_quorum::Value> + ?Sized>(
         let mut next = Some(first);
         while let Some(mut write) = next {
             let durable = take_durability(&mut write.op);
-            let result = guarded(|| core::execute(store, write.op));
+            let result = execute_guarded(store, write.op);
             needs_fsync |= durable && result.is_ok();
             done.push((write.id, durable, result, write.on_success));
             next = if done.len() < MAX_RUN {
@@ -121,7 +121,16 @@ fn take_durability(op: &mut StoreOp) -> bool {
     }
 }
 
-/// A panic in the store is an error for this operation, not a dead lane.
+/// Runs a store operation for the node (here, on the driver or on the blocking pool).
+pub(crate) fn execute_guarded<S: Store<dynamo_quorum::Value> + ?Sized>(
+    store: &S,
+    op: StoreOp,
+) -> Result<StoreResult, String> {
+    guarded(|| core::execute(store, op))
+}
+
+/// A panic in the store is an error for this operation, not a lost answer, a dead lane or a
+/// dead driver.
 fn guarded<T>(work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
         .unwrap_or_else(|_| Err("the store panicked on this operation".to_string()))

@@ -315,9 +315,8 @@ impl NodeCore {
         self.deliver_next_hint(now);
     }
 
-    /// Where a hint for `owner` of `partition` goes now: `Some((node, is_owner))`, or `None`
-    /// while it must wait (its owner replicates the partition but is down, or no replica is up).
-    /// Where a hint goes: its owner while the owner replicates the partition, else every
+    /// Where a hint for `owner` of `partition` goes now: `Some((nodes, is_owner))`, or `None`
+    /// while it must wait. That is its owner while the owner replicates the partition, else every
     /// current replica of the partition that is up. The hint is this node's copy of an
     /// acknowledged write, and one of those replicas may be the write's coordinator, which
     /// holds it already: delivering to that one alone and dropping the hint would leave a
@@ -332,9 +331,9 @@ impl NodeCore {
         if replicas.contains(&owner) {
             return up(owner).then(|| (vec![owner.clone()], true));
         }
-        let needed = replicas.len().min(2);
+        let needed = replicas.len().clamp(1, 2);
         let live: Vec<NodeId> = replicas.into_iter().filter(|n| up(n)).cloned().collect();
-        (!live.is_empty() && live.len() >= needed).then_some((live, false))
+        (live.len() >= needed).then_some((live, false))
     }
 
     fn deliver_next_hint(&mut self, now: u64) {
