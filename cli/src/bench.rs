@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
+use dynamo_node::address::NodeAddress;
 use dynamo_node::client::{Client, ClientError, GetOutcome};
 use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
 use dynamo_resolve::Resolver;
@@ -393,7 +394,7 @@ fn http_error(error: &reqwest::Error) -> ClientError {
 struct Shared {
     client: Client,
     http: Option<HttpTarget>,
-    addresses: Vec<SocketAddr>,
+    addresses: Vec<NodeAddress>,
     args: BenchArgs,
     chooser: KeyChooser,
     options: RequestOptions,
@@ -412,7 +413,7 @@ impl Shared {
         let args = &self.args;
         let bucket = args.bucket.as_str();
         if args.transport {
-            let address = self.addresses[rng.random_range(0..self.addresses.len())];
+            let address = self.addresses[rng.random_range(0..self.addresses.len())].clone();
             let request = Request::Ping(value(args.value_size, rng.random()));
             match self.client.request_to(address, &request).await {
                 Ok(Response::Pong(_)) => {}
@@ -618,10 +619,15 @@ async fn load(shared: &Arc<Shared>) -> Result<(u64, Duration)> {
 }
 
 /// Runs the benchmark; `quiet` keeps the load phase's line off stdout.
+/// Socket addresses as the client's node addresses.
+fn node_addresses(addresses: &[SocketAddr]) -> Vec<NodeAddress> {
+    addresses.iter().map(NodeAddress::from).collect()
+}
+
 pub(crate) async fn run(
     client: Client,
     http: Option<HttpTarget>,
-    addresses: Vec<SocketAddr>,
+    addresses: Vec<NodeAddress>,
     args: BenchArgs,
     timeout_ms: u64,
     quiet: bool,
@@ -1043,7 +1049,15 @@ async fn point(
         let tls = crate::load_tls(&cluster.client_certs, None)?;
         Some(HttpTarget::new(&tls, &args.http)?)
     };
-    let report = run(client, http, cluster.addresses.clone(), args, 5_000, true).await?;
+    let report = run(
+        client,
+        http,
+        node_addresses(&cluster.addresses),
+        args,
+        5_000,
+        true,
+    )
+    .await?;
     let cpu = cpu_time(&pids).saturating_sub(before);
     let cpu_per_op = cpu / u32::try_from(report.total_ops.max(1)).unwrap_or(u32::MAX);
     eprintln!(
@@ -1104,7 +1118,7 @@ pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
         run(
             client()?,
             None,
-            cluster.addresses.clone(),
+            node_addresses(&cluster.addresses),
             load,
             5_000,
             true,

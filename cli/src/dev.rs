@@ -350,7 +350,9 @@ pub(crate) fn client(cluster: &LocalCluster) -> Result<Client> {
 /// A client of the cluster's admin identity that knows only `seeds`.
 pub(crate) fn client_to(cluster: &LocalCluster, seeds: Vec<SocketAddr>) -> Result<Client> {
     let tls = super::load_tls(&cluster.client_certs, None)?;
-    Client::new(&tls, seeds, Duration::from_secs(5)).context("creating a client")
+    let client = Client::new(&tls, seeds, Duration::from_secs(5)).context("creating a client")?;
+    super::close_at_exit(&client);
+    Ok(client)
 }
 
 async fn wait_until_ready(cluster: &mut LocalCluster, nodes: usize, dir: &Path) -> Result<()> {

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use dynamo_node::address::NodeAddress;
 use dynamo_node::client::GetOutcome;
 use dynamo_node::protocol::{BucketProps, GetReply, Request, RequestOptions, Response};
 use dynamo_node::sets::{SetOp, SetView};
@@ -67,8 +68,8 @@ enum Command {
     Node(NodeCommand),
     /// Start a node that joins the cluster of SEED (paper 4.8.1).
     Join {
-        /// Address of a member of the cluster.
-        seed: SocketAddr,
+        /// Address of a member of the cluster (HOST:PORT; an IP address or a DNS name).
+        seed: NodeAddress,
         /// Take the place of member NAME, which is down for good: it leaves the ring and this
         /// node joins in the same ring change, taking over its partitions (anti-entropy fills
         /// them from the surviving replicas).
@@ -344,12 +345,12 @@ impl MemberChange {
         &self,
         consequence: &str,
         request: &Request,
-    ) -> Result<(Response, SocketAddr)> {
+    ) -> Result<(Response, NodeAddress)> {
         let client = self.connection.client()?;
         let node = member_address(&client, &self.name).await?;
         confirm(&format!("{} ({node}) {consequence}", self.name), self.yes)?;
         let answer = client
-            .request_to(node, request)
+            .request_to(node.clone(), request)
             .await
             .with_context(|| format!("asking {} ({node})", self.name))?;
         Ok((answer, node))
@@ -359,14 +360,14 @@ impl MemberChange {
 /// How to reach a cluster.
 #[derive(Args, Clone)]
 struct Connection {
-    /// Node addresses to contact (comma-separated).
+    /// Node addresses to contact (comma-separated HOST:PORT; IP addresses or DNS names).
     #[arg(
         long = "nodes",
         env = "DYNAMO_NODES",
         value_delimiter = ',',
         default_value = "127.0.0.1:7000"
     )]
-    nodes: Vec<SocketAddr>,
+    nodes: Vec<NodeAddress>,
     /// Directory with ca.pem and the identity's certificate (made by `dynamo cert issue`).
     #[arg(long, env = "DYNAMO_CERTS_DIR", default_value = "dynamo-certs")]
     certs_dir: PathBuf,
@@ -391,9 +392,14 @@ struct NodeArgs {
     /// Node name (also its certificate's name).
     #[arg(long, env = "DYNAMO_NAME")]
     name: Option<String>,
-    /// UDP address to listen on.
+    /// UDP address to listen on; `0.0.0.0:PORT` or `[::]:PORT` listens on every interface
+    /// (then give --advertise).
     #[arg(long, env = "DYNAMO_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address peers and clients are told to reach this node at (HOST:PORT, an IP address or a
+    /// DNS name); the listen address without it.
+    #[arg(long, env = "DYNAMO_ADVERTISE")]
+    advertise: Option<NodeAddress>,
     /// TCP address of the HTTP API (HTTPS; clients present cluster certificates). Off
     /// without it.
     #[arg(long, env = "DYNAMO_HTTP_LISTEN")]
@@ -404,9 +410,10 @@ struct NodeArgs {
     /// Certificate directory.
     #[arg(long, env = "DYNAMO_CERTS_DIR")]
     certs_dir: Option<PathBuf>,
-    /// Seed addresses (comma-separated); none founds a new cluster.
+    /// Seed addresses (comma-separated HOST:PORT; IP addresses or DNS names, resolved when
+    /// dialled); none founds a new cluster.
     #[arg(long = "seed", env = "DYNAMO_SEEDS", value_delimiter = ',')]
-    seeds: Vec<SocketAddr>,
+    seeds: Vec<NodeAddress>,
     /// Failure domain.
     #[arg(long, env = "DYNAMO_ZONE")]
     zone: Option<String>,
@@ -436,6 +443,9 @@ impl NodeArgs {
         }
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(advertise) = &self.advertise {
+            config.advertise = Some(advertise.clone());
         }
         if let Some(listen) = self.http_listen {
             config.http_listen = Some(listen);
@@ -469,14 +479,45 @@ impl NodeArgs {
 }
 
 impl Connection {
+    /// A client of the cluster; its connections are closed when the command ends.
     fn client(&self) -> Result<Client> {
         let tls = load_tls(&self.certs_dir, self.identity.as_deref())?;
-        Client::new(
+        let client = Client::new(
             &tls,
             self.nodes.clone(),
             Duration::from_millis(self.timeout_ms),
         )
-        .context("creating the client")
+        .context("creating the client")?;
+        close_at_exit(&client);
+        Ok(client)
+    }
+}
+
+/// The endpoints of the clients this command made, closed by [`close_clients`] before the
+/// process exits.
+static CLIENT_ENDPOINTS: std::sync::Mutex<Vec<dynamo_node::transport::Endpoint>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Remembers `client`'s endpoint for [`close_clients`].
+pub(crate) fn close_at_exit(client: &Client) {
+    CLIENT_ENDPOINTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(client.endpoint().clone());
+}
+
+/// Closes the connections of every client this command made, waiting a bounded moment for the
+/// nodes to be told (see [`dynamo_node::client::CLOSE_DRAIN`]). A process that just exited
+/// would leave each node holding its connection until the node's idle timeout, and a script
+/// running the CLI in a loop would fill its identity's connection limit with them.
+async fn close_clients() {
+    let endpoints = std::mem::take(
+        &mut *CLIENT_ENDPOINTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for endpoint in endpoints {
+        endpoint.close().await;
     }
 }
 
@@ -508,7 +549,7 @@ pub(crate) fn load_tls(dir: &Path, name: Option<&str>) -> Result<TlsConfig> {
 }
 
 /// The address of member `name`, from the cluster's status.
-async fn member_address(client: &Client, name: &str) -> Result<SocketAddr> {
+async fn member_address(client: &Client, name: &str) -> Result<NodeAddress> {
     let status = client.status().await.context("reading the members")?;
     let Some(member) = status.members.iter().find(|m| m.id == name) else {
         let known: Vec<&str> = status.members.iter().map(|m| m.id.as_str()).collect();
@@ -609,7 +650,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(async {
+        let outcome = run(cli).await;
+        close_clients().await;
+        outcome
+    });
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -20,13 +20,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
 use dynamo_ring::{NodeId, Ring};
 
+use crate::address::{NodeAddress, Resolver};
 use crate::protocol::{
     BucketProps, ClusterStatus, ErrorKind, ErrorReply, GetReply, PutReply, Request, RequestOptions,
     Response, storage_key,
@@ -43,13 +44,17 @@ fn new_write_id() -> Option<u128> {
 }
 
 /// One request to one node: where it went, when, and how it ended.
-type Attempt = (SocketAddr, Instant, Result<Response, TransportError>);
+type Attempt = (NodeAddress, Instant, Result<Response, TransportError>);
 
 /// How often the client refreshes its ring.
 const RING_REFRESH: Duration = Duration::from_secs(10);
 
 /// How long a node that failed a request is tried only after the others.
 const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+/// How long closing a client waits for its peers to be told: long enough for the close to
+/// reach a node a few round trips away, short enough for a script that runs the CLI in a loop.
+pub const CLOSE_DRAIN: Duration = Duration::from_millis(250);
 
 /// Answers whose latency decides the hedge delay.
 const LATENCY_SAMPLES: usize = 128;
@@ -104,7 +109,7 @@ fn describe_failures(failures: &[TransportError]) -> String {
 
 struct Routing {
     ring: Ring,
-    addresses: Vec<(NodeId, SocketAddr, bool)>,
+    addresses: Vec<(NodeId, NodeAddress, bool)>,
     fetched: Instant,
 }
 
@@ -155,13 +160,15 @@ impl Latencies {
 /// A connection to a cluster.
 pub struct Client {
     endpoint: Endpoint,
-    seeds: Vec<SocketAddr>,
+    seeds: Vec<NodeAddress>,
+    /// Host names of seeds and members, resolved when dialled.
+    resolver: Arc<Resolver>,
     timeout: Duration,
     routing: Mutex<Option<Routing>>,
     latencies: Mutex<Latencies>,
     /// Nodes that failed a request lately, until when they are tried last: the cluster takes
     /// seconds to call a node down, and until then every request would wait on it again.
-    suspects: Mutex<HashMap<SocketAddr, Instant>>,
+    suspects: Mutex<HashMap<NodeAddress, Instant>>,
     /// Whether requests go to the key's replicas (client-driven coordination) or only to the
     /// seeds, which coordinate or forward them (server-driven; paper 6.4, Table 2).
     partition_aware: bool,
@@ -177,23 +184,34 @@ impl Client {
         self
     }
 
-    /// A client that reaches the cluster through `seeds`, authenticated with `tls` (a client or
-    /// node identity of the cluster CA).
-    pub fn new(
+    /// A client that reaches the cluster through `seeds` (IP addresses or host names, each with
+    /// its port), authenticated with `tls` (a client or node identity of the cluster CA).
+    ///
+    /// It binds the unspecified address on a port the system picks (a dual-stack IPv6 socket,
+    /// or IPv4 where the system has no IPv6), so it reaches nodes on any host the routing table
+    /// does. Call [`Client::close`] when done, so nodes free the connection at once instead of
+    /// keeping it until their idle timeout.
+    pub fn new<A: Into<NodeAddress>>(
         tls: &TlsConfig,
-        seeds: Vec<SocketAddr>,
+        seeds: impl IntoIterator<Item = A>,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let first = seeds.first().ok_or(ClientError::NoSeeds)?;
-        let bind: SocketAddr = if first.is_ipv6() {
-            "[::1]:0".parse().map_err(|_| ClientError::NoSeeds)?
-        } else {
-            "127.0.0.1:0".parse().map_err(|_| ClientError::NoSeeds)?
+        let seeds: Vec<NodeAddress> = seeds.into_iter().map(Into::into).collect();
+        if seeds.is_empty() {
+            return Err(ClientError::NoSeeds);
+        }
+        let options = TransportOptions {
+            shutdown_timeout: CLOSE_DRAIN,
+            ..TransportOptions::default()
         };
-        let endpoint = Endpoint::bind(bind, tls, TransportOptions::default())?;
+        let any_v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+        let any_v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+        let endpoint = Endpoint::bind(any_v6, tls, options.clone())
+            .or_else(|_| Endpoint::bind(any_v4, tls, options))?;
         Ok(Self {
             endpoint,
             seeds,
+            resolver: Arc::new(Resolver::default()),
             timeout,
             routing: Mutex::new(None),
             latencies: Mutex::new(Latencies::default()),
@@ -313,18 +331,27 @@ impl Client {
         }
     }
 
+    /// Closes every connection of this client and waits (at most [`CLOSE_DRAIN`]) for the
+    /// nodes to be told. Requests still out fail. A process that ends without it leaves each
+    /// node holding its connection until the node's idle timeout.
+    pub async fn close(&self) {
+        self.endpoint.close().await;
+    }
+
+    /// The client's QUIC endpoint (cloning it keeps it open after the client is dropped, for
+    /// example to close it later).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     /// Sends any request to a given node.
     pub async fn request_to(
         &self,
-        address: SocketAddr,
+        address: impl Into<NodeAddress>,
         request: &Request,
     ) -> Result<Response, ClientError> {
-        let response = self
-            .endpoint
-            .request(address, request, self.timeout)
-            .await
-            .map_err(|error| ClientError::Unreachable(vec![error]))?;
-        match response {
+        let (_, _, response) = self.attempt(address.into(), request).await;
+        match response.map_err(|error| ClientError::Unreachable(vec![error]))? {
             Response::Error(error) => Err(ClientError::Server(error)),
             other => Ok(other),
         }
@@ -350,7 +377,7 @@ impl Client {
         for seed in &self.seeds {
             // A handful of addresses: a scan beats hashing them.
             if !candidates.contains(seed) {
-                candidates.push(*seed);
+                candidates.push(seed.clone());
             }
         }
         let candidates = self.ordered(candidates);
@@ -378,7 +405,7 @@ impl Client {
     /// failed.
     async fn first_answer(
         &self,
-        candidates: Vec<SocketAddr>,
+        candidates: Vec<NodeAddress>,
         request: &Request,
     ) -> Result<Response, ClientError> {
         let hedged = matches!(request.access(), crate::protocol::Access::Read)
@@ -442,7 +469,7 @@ impl Client {
     /// Sends `request` to the next candidate in a task of its own; `false` when none is left.
     fn ask_next(
         &self,
-        pending: &mut std::vec::IntoIter<SocketAddr>,
+        pending: &mut std::vec::IntoIter<NodeAddress>,
         asked: &mut JoinSet<Attempt>,
         request: &Request,
     ) -> bool {
@@ -453,20 +480,27 @@ impl Client {
         true
     }
 
-    /// One request to one node, as a task of its own can run it.
+    /// One request to one node, as a task of its own can run it: its name resolved (again, if
+    /// the last request to it failed), then the request within the client's timeout.
     fn attempt(
         &self,
-        address: SocketAddr,
+        address: NodeAddress,
         request: &Request,
     ) -> impl Future<Output = Attempt> + Send + 'static {
         let endpoint = self.endpoint.clone();
         let request = request.clone();
         let timeout = self.timeout;
+        let resolver = self.resolver.clone();
         async move {
             let started = Instant::now();
-            let result = endpoint
-                .request::<Request, Response>(address, &request, timeout)
-                .await;
+            let result = match resolver.resolve(&address).await {
+                Ok(socket) => {
+                    endpoint
+                        .request::<Request, Response>(socket, &request, timeout)
+                        .await
+                }
+                Err(error) => Err(TransportError::from(error)),
+            };
             (address, started, result)
         }
     }
@@ -481,7 +515,7 @@ impl Client {
     ) -> Option<Result<Response, ClientError>> {
         match result {
             Ok(response) => {
-                self.clear_suspicion(address);
+                self.clear_suspicion(&address);
                 // Only hedged requests set the hedge delay: a write's latency includes its
                 // quorum and says nothing about a slow read.
                 if hedged && let Ok(mut latencies) = self.latencies.lock() {
@@ -493,6 +527,7 @@ impl Client {
                 })
             }
             Err(error) => {
+                self.resolver.forget(&address);
                 self.suspect(address);
                 failures.push(error);
                 None
@@ -503,19 +538,19 @@ impl Client {
     /// `addresses` reordered: members that answer first, then those that failed a request in
     /// the last [`SUSPECT_FOR`], then those the cluster reports down (the given order is kept
     /// within each group).
-    fn ordered(&self, mut addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    fn ordered(&self, mut addresses: Vec<NodeAddress>) -> Vec<NodeAddress> {
         let now = Instant::now();
-        let suspects: Vec<SocketAddr> = self.suspects.lock().map_or_else(
+        let suspects: Vec<NodeAddress> = self.suspects.lock().map_or_else(
             |_| Vec::new(),
             |mut suspects| {
                 suspects.retain(|_, until| *until > now);
-                suspects.keys().copied().collect()
+                suspects.keys().cloned().collect()
             },
         );
         let Ok(routing) = self.routing.lock() else {
             return addresses;
         };
-        let down = |address: &SocketAddr| {
+        let down = |address: &NodeAddress| {
             routing.as_ref().is_some_and(|routing| {
                 routing
                     .addresses
@@ -523,24 +558,24 @@ impl Client {
                     .any(|(_, a, up)| a == address && !*up)
             })
         };
-        addresses.sort_by_key(|address| (down(address), suspects.contains(address)));
+        addresses.sort_by_cached_key(|address| (down(address), suspects.contains(address)));
         addresses
     }
 
-    fn suspect(&self, address: SocketAddr) {
+    fn suspect(&self, address: NodeAddress) {
         if let Ok(mut suspects) = self.suspects.lock() {
             suspects.insert(address, Instant::now() + SUSPECT_FOR);
         }
     }
 
-    fn clear_suspicion(&self, address: SocketAddr) {
+    fn clear_suspicion(&self, address: &NodeAddress) {
         if let Ok(mut suspects) = self.suspects.lock() {
-            suspects.remove(&address);
+            suspects.remove(address);
         }
     }
 
     /// The addresses of the up members of the key's preference list, in order.
-    fn preferred_addresses(&self, bucket: &str, key: &[u8]) -> Vec<SocketAddr> {
+    fn preferred_addresses(&self, bucket: &str, key: &[u8]) -> Vec<NodeAddress> {
         if !self.partition_aware {
             return Vec::new();
         }
@@ -560,7 +595,7 @@ impl Client {
                     .addresses
                     .iter()
                     .find(|(id, _, up)| id == node && *up)
-                    .map(|(_, address, _)| *address)
+                    .map(|(_, address, _)| address.clone())
             })
             .collect()
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::NodeAddress;
 use crate::http::HttpLimits;
 use crate::transport::TransportLimits;
 
@@ -30,15 +31,22 @@ pub enum DurabilityMode {
 pub struct NodeConfig {
     /// Node id: 1 to 63 characters of `[a-z0-9-]`, also the name in its certificate.
     pub name: String,
-    /// UDP address to listen on (QUIC).
+    /// UDP address to listen on (QUIC); may be unspecified (`0.0.0.0:7000`, `[::]:7000`) when
+    /// `advertise` says where peers reach the node.
     pub listen: SocketAddr,
+    /// The address peers and clients are told to reach this node at: an IP address or a DNS
+    /// name, with its port (behind NAT, in a container or a pod, where the listen address is
+    /// not the one others dial). `None`: the listen address, which must then be specific. A
+    /// node that restarts on a new address keeps its partitions; gossip carries the new one.
+    pub advertise: Option<NodeAddress>,
     /// Data directory (the fjall store and the last ring).
     pub data_dir: PathBuf,
     /// Directory with `ca.pem` and this node's `{name}.node.pem` / `{name}.node.key` (and not
     /// the CA's private key).
     pub certs_dir: PathBuf,
-    /// Addresses of seed nodes. A node without seeds founds a new cluster.
-    pub seeds: Vec<SocketAddr>,
+    /// Addresses of seed nodes (IP addresses or host names, resolved when dialled). A node
+    /// without seeds founds a new cluster.
+    pub seeds: Vec<NodeAddress>,
     /// Failure domain.
     pub zone: String,
     /// Relative capacity.
@@ -98,6 +106,7 @@ impl Default for NodeConfig {
         Self {
             name: "node-1".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            advertise: None,
             data_dir: PathBuf::from("dynamo-data"),
             certs_dir: PathBuf::from("dynamo-certs"),
             seeds: Vec::new(),

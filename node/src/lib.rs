@@ -8,6 +8,7 @@
 //! `dynamo-ring`'s, causality `dynamo-vclock`'s, quorum counting `dynamo-quorum`'s, membership
 //! `dynamo-gossip`'s. It moves their inputs and outputs.
 
+pub mod address;
 pub mod client;
 pub mod config;
 pub mod core;

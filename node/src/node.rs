@@ -25,6 +25,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::address::{NodeAddress, Resolver};
 use crate::config::{DurabilityMode, NodeConfig};
 use crate::core::{
     self, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult,
@@ -35,6 +36,21 @@ use crate::protocol::{Request, Response};
 use crate::tls::{Identity, PeerIdentity, Role, TlsConfig};
 use crate::transport::{Endpoint, TransportOptions};
 use crate::write_lane::{self, OnSuccess, Write, WriteLane};
+
+/// The address a node tells peers and clients: `advertise` when given, else the address it
+/// listens on, which must then be one they can dial (not `0.0.0.0` or `[::]`).
+fn advertised_address(
+    advertise: Option<&NodeAddress>,
+    bound: SocketAddr,
+) -> Result<NodeAddress, NodeError> {
+    match advertise {
+        Some(address) => Ok(address.clone()),
+        None if bound.ip().is_unspecified() => Err(NodeError::Config(format!(
+            "the node listens on {bound}, which peers and clients cannot dial: give --advertise HOST:PORT (DYNAMO_ADVERTISE, `advertise` in the TOML), the IP address or DNS name they reach this node at"
+        ))),
+        None => Ok(NodeAddress::from(bound)),
+    }
+}
 
 /// Node state name under which the store records the fingerprint of its cluster's CA.
 const CLUSTER_CA_STATE: &str = "cluster-ca";
@@ -109,6 +125,7 @@ impl From<CoreError> for NodeError {
 pub struct Node {
     me: NodeId,
     address: SocketAddr,
+    advertised: NodeAddress,
     endpoint: Endpoint,
     store: Arc<FjallStore<Value>>,
     ring: watch::Receiver<Option<Ring>>,
@@ -127,7 +144,6 @@ pub struct Node {
 
 /// What the driver's own tasks report back.
 enum Completion {
-    Call(OpId, Result<Response, String>),
     Store(OpId, Result<StoreResult, String>),
     /// Stop taking client requests; end once open requests are answered or after `grace`.
     Shutdown {
@@ -228,9 +244,10 @@ impl Node {
             addr: config.listen,
             source,
         })?;
+        let advertised = advertised_address(config.advertise.as_ref(), address)?;
         let core_config = CoreConfig {
             name: config.name.clone(),
-            address: address.to_string(),
+            address: advertised.to_string(),
             zone: config.zone.clone(),
             capacity: config.capacity,
             seeds: config.seeds.iter().map(ToString::to_string).collect(),
@@ -297,6 +314,7 @@ impl Node {
             inline_reads: InlineReads::new(config.inline_reads),
             writes,
             calls: FuturesUnordered::new(),
+            resolver: Arc::new(Resolver::default()),
         };
         let driver = tokio::spawn(driver.run(requests_rx, completions));
         let serve = {
@@ -327,10 +345,11 @@ impl Node {
             }
             None => None,
         };
-        tracing::info!(node = %me, %address, %actor, "node started");
+        tracing::info!(node = %me, listen = %address, %advertised, %actor, "node started");
         Ok(Node {
             me,
             address,
+            advertised,
             endpoint,
             store,
             ring,
@@ -347,6 +366,12 @@ impl Node {
     /// The address the node listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address peers and clients are told to reach this node at (its `advertise`, or the
+    /// listen address).
+    pub fn advertised(&self) -> &NodeAddress {
+        &self.advertised
     }
 
     /// The address of the HTTP API, when it listens.
@@ -435,11 +460,13 @@ struct Driver {
     writes: WriteLane,
     /// Calls to peers in flight, polled by the driver itself (see [`Driver::call`]).
     calls: FuturesUnordered<Call>,
+    /// Peers' host names, resolved when called.
+    resolver: Arc<Resolver>,
 }
 
 /// A call to a peer in flight: its operation (none for gossip), the peer and the outcome.
 type Call = std::pin::Pin<
-    Box<dyn Future<Output = (Option<OpId>, SocketAddr, Result<Response, String>)> + Send>,
+    Box<dyn Future<Output = (Option<OpId>, String, Result<Response, String>)> + Send>,
 >;
 
 impl Driver {
@@ -475,7 +502,6 @@ impl Driver {
                 Some(completion) = completions.recv() => {
                     let now = self.clock.now();
                     match completion {
-                        Completion::Call(id, result) => self.core.handle_call_result(now, id, result),
                         Completion::Store(id, result) => self.core.handle_store_result(now, id, result),
                         Completion::Shutdown { grace, done } => {
                             self.core.begin_shutdown();
@@ -518,7 +544,7 @@ impl Driver {
                     address,
                     request,
                     timeout_ms,
-                } => self.call(id, &address, request, timeout_ms),
+                } => self.call(id, address, request, timeout_ms),
                 Output::Store { id, op } => self.run_store_op(id, op),
                 Output::Event(event) => log_event(self.core.id(), event),
             }
@@ -535,20 +561,37 @@ impl Driver {
     /// and a channel hop. Calls still out when the driver stops are dropped with it, which
     /// loses nothing: a client was answered only once its quorum had acknowledged, and hints,
     /// handoff and anti-entropy keep their data until the peer's answer says it is stored.
-    fn call(&mut self, id: Option<OpId>, address: &str, request: Request, timeout_ms: u64) {
-        let Ok(address) = address.parse::<SocketAddr>() else {
-            if let Some(id) = id {
-                let error = format!("{address} is not a socket address");
-                let _ = self.completions_tx.send(Completion::Call(id, Err(error)));
-            }
-            return;
-        };
+    ///
+    /// A peer known by host name is resolved within the call's timeout (see
+    /// [`crate::address`]); a failed call makes the next one resolve it again.
+    fn call(&mut self, id: Option<OpId>, address: String, request: Request, timeout_ms: u64) {
         let endpoint = self.endpoint.clone();
+        let resolver = self.resolver.clone();
+        let timeout = Duration::from_millis(timeout_ms);
         self.calls.push(Box::pin(async move {
-            let result = endpoint
-                .request::<Request, Response>(address, &request, Duration::from_millis(timeout_ms))
+            let exchange = async {
+                let peer = match address.parse::<SocketAddr>() {
+                    Ok(socket) => socket,
+                    Err(_) => resolver
+                        .resolve_text(&address)
+                        .await
+                        .map_err(|error| error.to_string())?,
+                };
+                endpoint
+                    .request::<Request, Response>(peer, &request, timeout)
+                    .await
+                    .map_err(|error| error.to_string())
+            };
+            let result = tokio::time::timeout(timeout, exchange)
                 .await
-                .map_err(|error| error.to_string());
+                .unwrap_or_else(|_| {
+                    Err(format!("request to {address} timed out after {timeout:?}"))
+                });
+            if result.is_err()
+                && let Ok(name) = address.parse::<NodeAddress>()
+            {
+                resolver.forget(&name);
+            }
             (id, address, result)
         }));
     }

@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -57,8 +58,12 @@ pub const STREAM_RESPONSE_FAILED: u32 = 5;
 pub const CLOSE_SHUTDOWN: u32 = 0;
 /// Connection close code: the peer certificate carries no dynamo identity.
 pub const CLOSE_NO_IDENTITY: u32 = 1;
-/// Connection close code: the peer's identity already has as many connections as allowed.
+/// Connection close code: the peer's identity already has as many connections as allowed, and
+/// each of them has a request in progress.
 pub const CLOSE_TOO_MANY_CONNECTIONS: u32 = 2;
+/// Connection close code: the peer's identity was at its connection limit and opened another;
+/// this one, its least recently used idle connection, made room for it.
+pub const CLOSE_REPLACED: u32 = 3;
 
 /// QUIC idle timeout: a connection with no traffic (not even keep-alives) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,7 +116,11 @@ impl Default for TransportOptions {
 pub struct TransportLimits {
     /// Connections accepted at once, from everyone; further handshakes are refused.
     pub max_connections: usize,
-    /// Connections accepted at once from one identity (one certificate name and role).
+    /// Connections accepted at once from one identity (one certificate name and role). A new
+    /// connection past it replaces the identity's least recently used idle connection (one
+    /// with no request in progress), which is closed with [`CLOSE_REPLACED`]; only when every
+    /// one of them is busy is the new one refused. A client that exits or dies without closing
+    /// its connection so never locks its identity out, and the bound still holds.
     pub max_connections_per_identity: usize,
     /// Request streams a node peer may have open on one connection.
     pub node_streams_per_connection: u32,
@@ -240,6 +249,9 @@ pub enum TransportError {
     /// Certificates or TLS configuration.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The peer's host name did not resolve.
+    #[error(transparent)]
+    Resolve(#[from] crate::address::ResolveError),
 }
 
 /// A frame-level failure, before the peer address is attached.
@@ -405,6 +417,8 @@ type StreamServer = Arc<dyn Fn(quinn::Connection, Admitted) + Send + Sync>;
 
 struct Inner {
     endpoint: quinn::Endpoint,
+    /// When the endpoint was bound: the origin of [`Activity::last_used_us`].
+    bound_at: Instant,
     identity: PeerIdentity,
     options: TransportOptions,
     connections: Mutex<HashMap<SocketAddr, Slot>>,
@@ -422,9 +436,55 @@ struct Admission {
 /// What one identity holds.
 struct Share {
     /// Accepted connections open now.
-    connections: usize,
+    open: Vec<Tracked>,
     /// Budget for its partly received frames.
     frames: Arc<Semaphore>,
+}
+
+/// One accepted connection, as its identity's limit sees it.
+struct Tracked {
+    connection: quinn::Connection,
+    activity: Arc<Activity>,
+}
+
+/// What a connection is doing: which idle connection gives way to a new one at the
+/// per-identity limit.
+#[derive(Default)]
+struct Activity {
+    /// Request streams being served now.
+    in_progress: AtomicUsize,
+    /// When the last request ended (or the connection was accepted), in microseconds since the
+    /// endpoint was bound.
+    last_used_us: AtomicU64,
+}
+
+/// Marks a connection busy while one request on it is served; dropping it stamps the time.
+struct Busy {
+    activity: Arc<Activity>,
+    since: Instant,
+}
+
+impl Busy {
+    fn new(activity: &Arc<Activity>, since: Instant) -> Busy {
+        activity.in_progress.fetch_add(1, Ordering::Relaxed);
+        Busy {
+            activity: activity.clone(),
+            since,
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.activity
+            .last_used_us
+            .store(micros_since(self.since), Ordering::Relaxed);
+        self.activity.in_progress.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What serving one connection may use: its identity's frame budget (and, for clients, the
@@ -434,15 +494,15 @@ struct Admitted {
     peer: PeerIdentity,
     frames: Arc<Semaphore>,
     shared_frames: Option<Arc<Semaphore>>,
-    /// Whether this counts against the identity's connection limit.
-    counted: bool,
+    /// The connection's activity, when it counts against the identity's connection limit.
+    counted: Option<(usize, Arc<Activity>)>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        if !self.counted {
+        let Some((id, _)) = &self.counted else {
             return;
-        }
+        };
         let mut shares = self
             .inner
             .admission
@@ -450,8 +510,11 @@ impl Drop for Admitted {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(share) = shares.get_mut(&self.peer) {
-            share.connections = share.connections.saturating_sub(1);
-            if share.connections == 0 {
+            // Already gone if it made room for a newer connection.
+            share
+                .open
+                .retain(|tracked| tracked.connection.stable_id() != *id);
+            if share.open.is_empty() {
                 shares.remove(&self.peer);
             }
         }
@@ -528,10 +591,15 @@ macro_rules! peer_warning {
 }
 
 impl Inner {
-    /// Admits one more connection from `peer` (`counted`: accepted connections, which count
-    /// against the per-identity limit; connections we dialed are not counted). `None` when the
-    /// identity is at its limit.
-    fn admit(self: &Arc<Self>, peer: &PeerIdentity, counted: bool) -> Option<Admitted> {
+    /// Admits one more connection from `peer` (`accepted`: a connection the peer dialed, which
+    /// counts against the per-identity limit; connections we dialed are not counted). At the
+    /// limit, the identity's least recently used idle connection is closed to make room; `None`
+    /// when every one of them is busy.
+    fn admit(
+        self: &Arc<Self>,
+        peer: &PeerIdentity,
+        accepted: Option<&quinn::Connection>,
+    ) -> Option<Admitted> {
         let limits = &self.options.limits;
         let is_node = peer.role == Role::Node;
         let budget = if is_node {
@@ -546,14 +614,35 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let share = shares.entry(peer.clone()).or_insert_with(|| Share {
-            connections: 0,
+            open: Vec::new(),
             frames: Arc::new(Semaphore::new(budget)),
         });
-        if counted {
-            if share.connections >= limits.max_connections_per_identity {
-                return None;
+        let mut counted = None;
+        if let Some(connection) = accepted {
+            if share.open.len() >= limits.max_connections_per_identity {
+                let idle = share
+                    .open
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.activity.in_progress.load(Ordering::Relaxed) == 0)
+                    .min_by_key(|(_, t)| t.activity.last_used_us.load(Ordering::Relaxed))
+                    .map(|(i, _)| i)?;
+                let replaced = share.open.swap_remove(idle);
+                debug!(%peer, remote = %replaced.connection.remote_address(), "closing the identity's least recently used idle connection for a new one");
+                replaced.connection.close(
+                    quinn::VarInt::from_u32(CLOSE_REPLACED),
+                    b"replaced by a newer connection of this identity",
+                );
             }
-            share.connections += 1;
+            let activity = Arc::new(Activity::default());
+            activity
+                .last_used_us
+                .store(micros_since(self.bound_at), Ordering::Relaxed);
+            share.open.push(Tracked {
+                connection: connection.clone(),
+                activity: activity.clone(),
+            });
+            counted = Some((connection.stable_id(), activity));
         }
         Some(Admitted {
             inner: self.clone(),
@@ -605,7 +694,7 @@ impl Inner {
         cached.served = true;
         match identify(&cached.connection) {
             Ok(identity) => {
-                if let Some(admitted) = self.admit(&identity, false) {
+                if let Some(admitted) = self.admit(&identity, None) {
                     server(cached.connection.clone(), admitted);
                 }
             }
@@ -701,6 +790,7 @@ impl Endpoint {
         Ok(Endpoint {
             inner: Arc::new(Inner {
                 endpoint,
+                bound_at: Instant::now(),
                 identity: tls.identity().clone(),
                 options,
                 connections: Mutex::new(HashMap::new()),
@@ -946,8 +1036,8 @@ async fn accept_connection(incoming: quinn::Incoming, inner: Arc<Inner>) {
             return;
         }
     };
-    let Some(admitted) = inner.admit(&peer, true) else {
-        peer_warning!(inner, %remote, %peer, "closing connection: too many connections from this identity");
+    let Some(admitted) = inner.admit(&peer, Some(&connection)) else {
+        peer_warning!(inner, %remote, %peer, "closing connection: too many connections from this identity, all busy");
         connection.close(
             quinn::VarInt::from_u32(CLOSE_TOO_MANY_CONNECTIONS),
             b"too many connections from this identity",
@@ -1015,6 +1105,12 @@ async fn serve_stream<Req, Resp, H, Fut>(
     let inner = admitted.inner.clone();
     let peer = admitted.peer.clone();
     let options = &inner.options;
+    // The connection is busy until this request is answered: the per-identity limit replaces
+    // only idle connections.
+    let _busy = admitted
+        .counted
+        .as_ref()
+        .map(|(_, activity)| Busy::new(activity, inner.bound_at));
     let read = tokio::time::timeout(
         options.read_timeout,
         read_frame::<Req>(&mut recv, options.max_frame_bytes, Some(&admitted)),

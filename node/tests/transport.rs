@@ -656,51 +656,73 @@ async fn raw_connection(
     (raw, connection)
 }
 
-/// Security review hole 3: 2,000 connections from one client were all accepted. Connections
-/// from one identity are capped (the next is closed with `CLOSE_TOO_MANY_CONNECTIONS`), other
-/// identities are not affected, and a closed connection frees its slot.
+/// Which of `connections` closed first (within [`TIMEOUT`]), and the code it was closed with.
+async fn first_closed(connections: &[&quinn::Connection]) -> (usize, quinn::VarInt) {
+    let watch = connections.iter().map(|c| Box::pin(c.closed()));
+    let (error, index, _) = tokio::time::timeout(TIMEOUT, futures_util::future::select_all(watch))
+        .await
+        .expect("a connection is closed");
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => (index, close.error_code),
+        other => panic!("closed for another reason: {other}"),
+    }
+}
+
+/// Opens a request stream on `connection` and sends part of a frame, so the node is busy
+/// serving it until the stream is dropped or the read timeout passes.
+async fn busy_stream(connection: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = connection.open_bi().await.expect("stream");
+    send.write_all(&[0, 0, 0, 100, 1])
+        .await
+        .expect("part of a frame");
+    (send, recv)
+}
+
+/// Security review hole 3: 2,000 connections from one client were all accepted; issue 25: a
+/// script that ran the CLI in a loop filled its identity's limit with connections of processes
+/// that had exited. Connections from one identity are capped: at the limit, a new connection
+/// replaces the identity's least recently used idle one (closed with `CLOSE_REPLACED`), and is
+/// itself refused (`CLOSE_TOO_MANY_CONNECTIONS`) only while every one of them is busy. Other
+/// identities are not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_identity_are_capped() {
     let ca = ClusterCa::generate("test").expect("ca");
     let calls = Arc::new(AtomicUsize::new(0));
     let mut limited = options();
     limited.limits.max_connections_per_identity = 2;
+    limited.read_timeout = Duration::from_secs(30);
     let (node, addr) = start_node_with(&ca, "n", &calls, limited);
 
-    let mut flood = Vec::new();
-    for _ in 0..3 {
-        flood.push(raw_connection(&ca, Role::Client, "flood", addr).await);
-    }
-    // The node admits connections in the order its handshakes finish, which need not be the
-    // order the client's did: exactly one of the three is closed, whichever came last.
-    let [a, b, c] = [&flood[0].1, &flood[1].1, &flood[2].1];
-    let any_closed = async {
-        tokio::select! {
-            error = a.closed() => error,
-            error = b.closed() => error,
-            error = c.closed() => error,
-        }
-    };
-    let closed = tokio::time::timeout(TIMEOUT, any_closed)
-        .await
-        .expect("one of three connections is closed");
-    match closed {
-        quinn::ConnectionError::ApplicationClosed(close) => assert_eq!(
-            close.error_code,
-            quinn::VarInt::from_u32(dynamo_node::transport::CLOSE_TOO_MANY_CONNECTIONS)
-        ),
-        other => panic!("closed for another reason: {other}"),
-    }
-    let open: Vec<_> = flood
-        .iter()
-        .filter(|(_, c)| c.close_reason().is_none())
-        .collect();
-    assert_eq!(open.len(), 2, "the other two stay open");
-    let first = open[0];
+    // Two idle connections, then a third: the one the node admitted first gives way.
+    let (_e1, first) = raw_connection(&ca, Role::Client, "flood", addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_e2, second) = raw_connection(&ca, Role::Client, "flood", addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_e3, third) = raw_connection(&ca, Role::Client, "flood", addr).await;
+    let (index, code) = first_closed(&[&first, &second, &third]).await;
+    assert_eq!(index, 0, "the least recently used connection is replaced");
+    assert_eq!(
+        code,
+        quinn::VarInt::from_u32(dynamo_node::transport::CLOSE_REPLACED)
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(second.close_reason().is_none() && third.close_reason().is_none());
+
+    // With both busy, a fourth connection is refused and the busy ones stay.
+    let _busy_second = busy_stream(&second).await;
+    let _busy_third = busy_stream(&third).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_e4, fourth) = raw_connection(&ca, Role::Client, "flood", addr).await;
+    let (index, code) = first_closed(&[&second, &third, &fourth]).await;
+    assert_eq!(index, 2, "a busy connection is never replaced");
+    assert_eq!(
+        code,
+        quinn::VarInt::from_u32(dynamo_node::transport::CLOSE_TOO_MANY_CONNECTIONS)
+    );
     // Someone else still gets in.
     assert!(echo(&client(&ca, "other"), addr, "hi").await.is_ok());
     // A slot frees up when a connection ends.
-    first.1.close(quinn::VarInt::from_u32(0), b"bye");
+    second.close(quinn::VarInt::from_u32(0), b"bye");
     let mut admitted = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -714,6 +736,7 @@ async fn connections_per_identity_are_capped() {
         }
     }
     assert!(admitted, "a freed slot was never given out again");
+    assert!(third.close_reason().is_none(), "the busy connection stays");
     node.close().await;
 }
 

@@ -88,7 +88,12 @@ impl TestCluster {
             .expect("node certificate")
             .save(&self.certs_dir(), false)
             .expect("save node certificate");
-        let seeds = self.addresses().into_iter().take(1).collect();
+        let seeds = self
+            .addresses()
+            .into_iter()
+            .take(1)
+            .map(Into::into)
+            .collect();
         let mut config = NodeConfig {
             name: name.clone(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -114,7 +119,12 @@ impl TestCluster {
     pub async fn restart(&mut self, index: usize) {
         assert!(self.nodes[index].is_none(), "node {index} is running");
         let mut config = self.configs[index].clone();
-        config.seeds = self.addresses().into_iter().take(1).collect();
+        config.seeds = self
+            .addresses()
+            .into_iter()
+            .take(1)
+            .map(Into::into)
+            .collect();
         let node = Node::start(config).await.expect("node restarts");
         self.nodes[index] = Some(node);
     }
