@@ -46,6 +46,7 @@ impl Node {
             tombstone_grace_ms: 0,
             replaces: None,
             rejoin: false,
+            stand_in_after_ms: 500,
         };
         let saved = load_saved_state(&store).expect("saved state");
         let core = NodeCore::new(config, &saved, store.actor(), NOW, 7).expect("core");

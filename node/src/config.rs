@@ -83,6 +83,11 @@ pub struct NodeConfig {
     /// A member that is down for good which this node replaces when it joins (`dynamo join
     /// --replace NAME`): it takes the member's place in one ring change.
     pub replaces: Option<String>,
+    /// Milliseconds a replica may stay silent on a client's read or write before the next node
+    /// of the ring that is up stands in for it (paper 4.6; at most a third of the request's
+    /// timeout): a node cut off by the network costs no failed request in the seconds before
+    /// failure detection marks it down. 0 waits for it until the request's deadline.
+    pub stand_in_after_ms: u64,
     /// Client requests (every role but node) this node works on at once; more are answered
     /// "overloaded" at once.
     pub max_client_requests_in_flight: usize,
@@ -126,6 +131,7 @@ impl Default for NodeConfig {
             tombstone_grace_ms: 3_600_000,
             rejoin: false,
             replaces: None,
+            stand_in_after_ms: 500,
             max_client_requests_in_flight: 1024,
             max_peer_requests_in_flight: 4096,
             limits: TransportLimits::default(),

@@ -270,6 +270,11 @@ impl Metrics {
             "Client requests coordinated here that failed for want of replica replies",
             counter(c.quorum_failures),
         );
+        scrape.register(
+            "stand_ins",
+            "Replica requests sent to a spare node because a replica failed or stayed silent",
+            counter(c.stand_ins),
+        );
         let hints = Family::<MemberLabels, Gauge>::default();
         let phi = Family::<MemberLabels, Gauge<f64, AtomicU64>>::default();
         let up = Family::<MemberLabels, Gauge>::default();

@@ -268,6 +268,7 @@ impl Node {
             tombstone_grace_ms: config.tombstone_grace_ms,
             replaces: config.replaces.clone(),
             rejoin: config.rejoin,
+            stand_in_after_ms: config.stand_in_after_ms,
         };
         let now = clock.now();
         let seed = now ^ u64::from(key_position(config.name.as_bytes()) as u32);

@@ -369,6 +369,9 @@ pub struct NodeCounters {
     /// Client requests coordinated here that failed for want of replies (unavailable or
     /// timed out).
     pub quorum_failures: u64,
+    /// Replica requests of client reads and writes coordinated here that went to a spare node
+    /// because a replica failed or stayed silent (paper 4.6, before failure detection).
+    pub stand_ins: u64,
 }
 
 /// Tombstone reaping as one node runs it, since the node started.

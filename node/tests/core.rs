@@ -35,6 +35,7 @@ fn config() -> CoreConfig {
         tombstone_grace_ms: 0,
         replaces: None,
         rejoin: false,
+        stand_in_after_ms: 500,
     }
 }
 

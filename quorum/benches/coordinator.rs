@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dynamo_quorum::{
     Command, GetCoordinator, GetRequest, Object, PutCoordinator, PutRequest, Quorum, ReplicaReply,
-    Value,
+    StandIns, Value,
 };
 use dynamo_ring::{Role, Target};
 use dynamo_vclock::Actor;
@@ -31,6 +31,7 @@ fn one_put(stored: &Object, actor: &Actor) -> usize {
             coordinator: "a".into(),
             actor: actor.clone(),
             targets: targets(),
+            stand_ins: StandIns::default(),
             quorum: Quorum::default(),
             timeout_ms: 1_000,
             supersede_local: false,
@@ -60,6 +61,7 @@ fn one_get(stored: &Object) -> usize {
         GetRequest {
             key: b"user:42".to_vec(),
             targets: targets(),
+            stand_ins: StandIns::default(),
             quorum: Quorum::default(),
             timeout_ms: 1_000,
         },

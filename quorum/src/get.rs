@@ -14,7 +14,7 @@ use dynamo_vclock::VClock;
 use crate::config::Quorum;
 use crate::error::QuorumError;
 use crate::message::{Command, ReplicaReply, ReplicaRequest, Response};
-use crate::tally::{Answer, Tally};
+use crate::tally::{Answer, StandIns, Tally};
 use crate::value::{Object, is_deleted, live_values};
 
 /// A client's get.
@@ -24,6 +24,8 @@ pub struct GetRequest {
     pub key: Vec<u8>,
     /// The key's extended preference list (paper 4.6).
     pub targets: Vec<Target>,
+    /// Who replaces a target that fails or stays silent (paper 4.6).
+    pub stand_ins: StandIns,
     /// N, R, PR, `notfound_ok`, `basic_quorum` for this request.
     pub quorum: Quorum,
     /// How long the client waits at most.
@@ -88,7 +90,7 @@ impl GetCoordinator {
     pub fn new(now: u64, request: GetRequest) -> Result<Self, QuorumError> {
         let quorum = request.quorum;
         quorum.validate()?;
-        let tally = Tally::new(request.targets);
+        let tally = Tally::new(request.targets, request.stand_ins, now);
         tally.check_available(quorum.r, quorum.pr)?;
         let commands = tally
             .targets()
@@ -114,10 +116,11 @@ impl GetCoordinator {
     }
 
     /// A replica's answer. Replies from nodes never asked and duplicates change nothing.
-    pub fn handle_reply(&mut self, _now: u64, from: &NodeId, reply: ReplicaReply) {
+    pub fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
         if self.finished {
             return;
         }
+        let mut failed = None;
         let recorded = match reply {
             ReplicaReply::Found(object) => self
                 .tally
@@ -134,17 +137,23 @@ impl GetCoordinator {
                     .map(|i| (i, Heard::NotFound))
             }
             ReplicaReply::Failed(reason) => {
-                self.tally.record_failure(from, reason);
+                failed = self.tally.record_failure(from, reason);
                 None
             }
             other => {
-                self.tally
+                failed = self
+                    .tally
                     .record_failure(from, format!("unexpected reply {other:?}"));
                 None
             }
         };
         if let Some((index, heard)) = recorded {
             self.heard[index] = Some(heard);
+        }
+        if let Some(index) = failed
+            && !self.responded
+        {
+            self.stand_in_for(index, now);
         }
         if !self.responded {
             self.check_quorum();
@@ -157,7 +166,15 @@ impl GetCoordinator {
     /// At the deadline: fail the client if it is still waiting, and repair with the replies
     /// that did arrive. A call before the deadline does nothing.
     pub fn handle_timeout(&mut self, now: u64) {
-        if self.finished || now < self.deadline_ms {
+        if self.finished {
+            return;
+        }
+        if now < self.deadline_ms {
+            if !self.responded {
+                for index in self.tally.overdue(now) {
+                    self.stand_in_for(index, now);
+                }
+            }
             return;
         }
         if !self.responded {
@@ -170,14 +187,41 @@ impl GetCoordinator {
         self.repair_and_finish();
     }
 
-    /// When to call [`Self::handle_timeout`] next, if the coordinator still waits for replies.
+    /// When to call [`Self::handle_timeout`] next, if the coordinator still waits for replies:
+    /// the deadline, or sooner when a silent target is due to be stood in for.
     pub fn poll_timeout(&self) -> Option<u64> {
-        (!self.finished).then_some(self.deadline_ms)
+        if self.finished {
+            return None;
+        }
+        let stand_in = (!self.responded)
+            .then(|| self.tally.next_overdue_ms())
+            .flatten();
+        Some(stand_in.map_or(self.deadline_ms, |at| at.min(self.deadline_ms)))
+    }
+
+    /// Paper 4.6: the read goes to the next spare node in place of the target at `index`
+    /// (which failed, or is silent past the stand-in delay); a spare holding a hint for the
+    /// key answers with it.
+    fn stand_in_for(&mut self, index: usize, now: u64) {
+        if let Some(target) = self.tally.stand_in_for(index, now) {
+            self.heard.push(None);
+            self.commands.push_back(Command::Send {
+                to: target.node,
+                request: ReplicaRequest::Read {
+                    key: self.key.clone(),
+                },
+            });
+        }
     }
 
     /// The next effect to carry out.
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
+    }
+
+    /// Spare nodes asked in place of silent or failed targets (paper 4.6).
+    pub fn stand_ins(&self) -> usize {
+        self.tally.stand_ins()
     }
 
     /// Whether the client was answered and read repair was sent: nothing more will happen.
@@ -270,7 +314,12 @@ impl GetCoordinator {
     fn repair_and_finish(&mut self) {
         self.finished = true;
         let Some(merged) = self.merged() else { return };
-        for (target, heard) in self.tally.targets().iter().zip(&self.heard) {
+        for (index, (target, heard)) in self.tally.targets().iter().zip(&self.heard).enumerate() {
+            if self.tally.is_stand_in(index) {
+                // Not a replica of the key: it answered for a silent one, which gets the
+                // versions by its own repair or hint, not a hint of a hint.
+                continue;
+            }
             let stale = match heard {
                 Some(Heard::Found(object)) => *object != merged,
                 Some(Heard::NotFound) => true,

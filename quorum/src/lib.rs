@@ -9,7 +9,9 @@
 //! or a disk; `now` is milliseconds on any monotonic clock the driver chooses.
 //!
 //! ```
-//! use dynamo_quorum::{Command, PutCoordinator, PutRequest, Quorum, ReplicaReply, Response, Value};
+//! use dynamo_quorum::{
+//!     Command, PutCoordinator, PutRequest, Quorum, ReplicaReply, Response, StandIns, Value,
+//! };
 //! use dynamo_ring::{Role, Target};
 //! use dynamo_vclock::{Actor, DvvSet};
 //!
@@ -23,6 +25,7 @@
 //!     coordinator: "a".into(),
 //!     actor: Actor::new("a#1"),
 //!     targets,
+//!     stand_ins: StandIns::default(), // spares for silent targets (paper 4.6)
 //!     quorum: Quorum::default(), // N=3, R=2, W=2
 //!     timeout_ms: 1_000,
 //!     supersede_local: false, // true in a last-write-wins bucket
@@ -54,7 +57,7 @@ mod get;
 mod message;
 mod put;
 mod reap;
-mod tally;
+pub(crate) mod tally;
 mod value;
 
 pub use config::{ConfigError, HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};
@@ -64,6 +67,7 @@ pub use get::{GetCoordinator, GetOk, GetRequest};
 pub use message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};
 pub use put::{PutCoordinator, PutOk, PutRequest};
 pub use reap::{ReapCoordinator, ReapOutcome, ReapRequest};
+pub use tally::StandIns;
 pub use value::{
     Object, Value, WriteId, distinct_writes, is_deleted, live_values, newest_write_ms,
 };

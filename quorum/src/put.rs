@@ -18,7 +18,7 @@ use crate::config::{HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};
 use crate::context::ClientContext;
 use crate::error::QuorumError;
 use crate::message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};
-use crate::tally::{Answer, Tally};
+use crate::tally::{Answer, StandIns, Tally};
 use crate::value::{Object, Value};
 
 /// A client's put (or, with [`Value::Tombstone`], delete).
@@ -38,6 +38,8 @@ pub struct PutRequest {
     pub actor: Actor,
     /// The key's extended preference list (paper 4.6).
     pub targets: Vec<Target>,
+    /// Who replaces a target that fails or stays silent (paper 4.6).
+    pub stand_ins: StandIns,
     /// N, W, PW for this request.
     pub quorum: Quorum,
     /// How long the client waits at most.
@@ -140,7 +142,7 @@ impl PutCoordinator {
                 coordinator: request.coordinator,
             });
         }
-        let tally = Tally::new(request.targets);
+        let tally = Tally::new(request.targets, request.stand_ins, now);
         tally.check_available(quorum.w, quorum.pw)?;
         let mut commands = VecDeque::new();
         commands.push_back(Command::ReadLocal {
@@ -210,7 +212,7 @@ impl PutCoordinator {
     /// The result of [`Command::WriteLocal`]: the versions stored after the local write. The
     /// coordinator's own write counts as the first acknowledgement; the set goes to every other
     /// target.
-    pub fn handle_local_write(&mut self, _now: u64, stored: Result<Object, String>) {
+    pub fn handle_local_write(&mut self, now: u64, stored: Result<Object, String>) {
         if self.phase != Phase::WritingLocal {
             return;
         }
@@ -225,51 +227,77 @@ impl PutCoordinator {
             self.warnings.push(Warning::ManySiblings(object.len()));
         }
         self.tally.record(&self.coordinator, Answer::Success);
-        for target in self.tally.targets() {
-            if target.node == self.coordinator {
-                continue;
+        self.tally.asked_all(now);
+        for target in self.tally.targets().to_vec() {
+            if target.node != self.coordinator {
+                self.send_write(&target, &object);
             }
-            let hint = match &target.role {
-                Role::Primary => None,
-                Role::Fallback { for_node } => Some(for_node.clone()),
-            };
-            self.commands.push_back(Command::Send {
-                to: target.node.clone(),
-                request: ReplicaRequest::Write {
-                    key: self.key.clone(),
-                    object: object.clone(),
-                    hint,
-                },
-            });
         }
         self.object = Some(object);
         self.phase = Phase::Replicating;
         self.check_quorum();
     }
 
+    /// The write to one target; a fallback keeps it as a hint for the node it stands in for.
+    fn send_write(&mut self, target: &Target, object: &Object) {
+        let hint = match &target.role {
+            Role::Primary => None,
+            Role::Fallback { for_node } => Some(for_node.clone()),
+        };
+        self.commands.push_back(Command::Send {
+            to: target.node.clone(),
+            request: ReplicaRequest::Write {
+                key: self.key.clone(),
+                object: object.clone(),
+                hint,
+            },
+        });
+    }
+
+    /// Paper 4.6: the write goes to the next spare node, with a hint, in place of the target at
+    /// `index` (which failed, or is silent past the stand-in delay).
+    fn stand_in_for(&mut self, index: usize, now: u64) {
+        let Some(object) = self.object.clone() else {
+            return;
+        };
+        if let Some(target) = self.tally.stand_in_for(index, now) {
+            self.send_write(&target, &object);
+        }
+    }
+
     /// A replica's answer to the write. Replies from nodes that were never asked, duplicates,
     /// and replies after the client was answered change nothing.
-    pub fn handle_reply(&mut self, _now: u64, from: &NodeId, reply: ReplicaReply) {
+    pub fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
         if self.phase != Phase::Replicating || from == &self.coordinator {
             return;
         }
-        match reply {
+        let failed = match reply {
             ReplicaReply::Written => {
                 self.tally.record(from, Answer::Success);
+                None
             }
-            ReplicaReply::Failed(reason) => {
-                self.tally.record_failure(from, reason);
-            }
-            other => {
-                self.tally
-                    .record_failure(from, format!("unexpected reply {other:?}"));
-            }
+            ReplicaReply::Failed(reason) => self.tally.record_failure(from, reason),
+            other => self
+                .tally
+                .record_failure(from, format!("unexpected reply {other:?}")),
+        };
+        if let Some(index) = failed
+            && !self.tally.reached(self.quorum.w, self.quorum.pw)
+        {
+            self.stand_in_for(index, now);
         }
         self.check_quorum();
     }
 
-    /// Fails the request if its deadline has passed. A call before the deadline does nothing.
+    /// Sends the write to a spare in place of each target silent past the stand-in delay, and
+    /// fails the request if its deadline has passed. Otherwise a call does nothing.
     pub fn handle_timeout(&mut self, now: u64) {
+        if self.phase == Phase::Replicating && now < self.deadline_ms {
+            for index in self.tally.overdue(now) {
+                self.stand_in_for(index, now);
+            }
+            return;
+        }
         if self.phase == Phase::Done || now < self.deadline_ms {
             return;
         }
@@ -280,14 +308,28 @@ impl PutCoordinator {
         }));
     }
 
-    /// When to call [`Self::handle_timeout`] next, if the request is still open.
+    /// When to call [`Self::handle_timeout`] next, if the request is still open: the deadline,
+    /// or sooner when a silent target is due to be stood in for.
     pub fn poll_timeout(&self) -> Option<u64> {
-        (self.phase != Phase::Done).then_some(self.deadline_ms)
+        match self.phase {
+            Phase::Done => None,
+            Phase::Replicating => Some(
+                self.tally
+                    .next_overdue_ms()
+                    .map_or(self.deadline_ms, |at| at.min(self.deadline_ms)),
+            ),
+            Phase::ReadingLocal | Phase::WritingLocal => Some(self.deadline_ms),
+        }
     }
 
     /// The next effect to carry out.
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
+    }
+
+    /// Spare nodes asked in place of silent or failed targets (paper 4.6).
+    pub fn stand_ins(&self) -> usize {
+        self.tally.stand_ins()
     }
 
     /// Whether the client has been answered (later replies are ignored).

@@ -1,11 +1,29 @@
 //! Bookkeeping shared by the coordinators: which targets were asked, which answered and how,
-//! so late, duplicate and unsolicited replies are told apart from the ones that count.
+//! so late, duplicate and unsolicited replies are told apart from the ones that count; and
+//! which spare node stands in for a target that failed or stays silent (paper 4.6).
 //!
 //! This module must not know what a reply means for a get or a put.
+
+use std::collections::VecDeque;
 
 use dynamo_ring::{NodeId, Role, Target};
 
 use crate::error::QuorumError;
+
+/// Paper 4.6, "if A is temporarily down or unreachable during a write operation then a
+/// replica that would normally have lived on A will now be sent to node D": the nodes a
+/// coordinator may send a request to when a target fails or has not answered within
+/// `after_ms`, before failure detection has marked it down. Each stand-in is a fallback for the
+/// target it replaces (a write to it carries a hint for that target's owner).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StandIns {
+    /// Nodes past the key's extended preference list that are up, in ring order; none of them
+    /// may be among the targets.
+    pub spares: Vec<NodeId>,
+    /// How long a target may stay silent before a spare stands in for it (it may still answer
+    /// and count); `None`: only a target that failed is replaced.
+    pub after_ms: Option<u64>,
+}
 
 /// How one target's request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,16 +42,92 @@ pub(crate) struct Tally {
     targets: Vec<Target>,
     answers: Vec<Option<Answer>>,
     failures: Vec<(NodeId, String)>,
+    /// When each target was asked.
+    asked_ms: Vec<u64>,
+    /// Whether a spare stands in for each target already, and whether the target itself is a
+    /// stand-in.
+    replaced: Vec<bool>,
+    stand_in: Vec<bool>,
+    spares: VecDeque<NodeId>,
+    stand_in_after_ms: Option<u64>,
 }
 
 impl Tally {
-    pub(crate) fn new(targets: Vec<Target>) -> Self {
-        let answers = vec![None; targets.len()];
+    pub(crate) fn new(targets: Vec<Target>, stand_ins: StandIns, now: u64) -> Self {
+        let count = targets.len();
         Self {
             targets,
-            answers,
+            answers: vec![None; count],
             failures: Vec::new(),
+            asked_ms: vec![now; count],
+            replaced: vec![false; count],
+            stand_in: vec![false; count],
+            spares: stand_ins.spares.into(),
+            stand_in_after_ms: stand_ins.after_ms,
         }
+    }
+
+    /// Every target was asked at `now` (a put asks once its local write is done).
+    pub(crate) fn asked_all(&mut self, now: u64) {
+        self.asked_ms.fill(now);
+    }
+
+    /// Stand-ins added so far.
+    pub(crate) fn stand_ins(&self) -> usize {
+        self.stand_in.iter().filter(|s| **s).count()
+    }
+
+    /// Whether the target at `index` is a stand-in added by [`Tally::stand_in_for`].
+    pub(crate) fn is_stand_in(&self, index: usize) -> bool {
+        self.stand_in[index]
+    }
+
+    /// Adds the next spare as a stand-in for the target at `index` (asked at `now`), unless one
+    /// stands in for it already or no spare is left. Returns the new target to ask.
+    pub(crate) fn stand_in_for(&mut self, index: usize, now: u64) -> Option<Target> {
+        if self.replaced[index] {
+            return None;
+        }
+        let node = self.spares.pop_front()?;
+        self.replaced[index] = true;
+        let for_node = match &self.targets[index].role {
+            Role::Primary => self.targets[index].node.clone(),
+            Role::Fallback { for_node } => for_node.clone(),
+        };
+        let target = Target {
+            node,
+            role: Role::Fallback { for_node },
+        };
+        self.targets.push(target.clone());
+        self.answers.push(None);
+        self.asked_ms.push(now);
+        self.replaced.push(false);
+        self.stand_in.push(true);
+        Some(target)
+    }
+
+    /// Targets silent past the stand-in delay at `now` that no spare stands in for yet (none
+    /// while no spare is left).
+    pub(crate) fn overdue(&self, now: u64) -> Vec<usize> {
+        let Some(after) = self.stand_in_after_ms.filter(|_| !self.spares.is_empty()) else {
+            return Vec::new();
+        };
+        (0..self.targets.len())
+            .filter(|&i| {
+                self.answers[i].is_none()
+                    && !self.replaced[i]
+                    && self.asked_ms[i].saturating_add(after) <= now
+            })
+            .collect()
+    }
+
+    /// When the next silent target becomes overdue, while a spare is left.
+    pub(crate) fn next_overdue_ms(&self) -> Option<u64> {
+        let after = self.stand_in_after_ms.filter(|_| !self.spares.is_empty())?;
+        (0..self.targets.len())
+            .filter(|&i| self.answers[i].is_none() && !self.replaced[i])
+            .map(|i| self.asked_ms[i].saturating_add(after))
+            .min()
     }
 
     pub(crate) fn targets(&self) -> &[Target] {

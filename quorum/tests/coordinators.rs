@@ -4,11 +4,26 @@
 
 use dynamo_quorum::{
     ClientContext, Command, GetCoordinator, GetRequest, Object, PutCoordinator, PutRequest, Quorum,
-    QuorumError, ReapCoordinator, ReapRequest, ReplicaReply, ReplicaRequest, Response, Value,
-    WriteId,
+    QuorumError, ReapCoordinator, ReapRequest, ReplicaReply, ReplicaRequest, Response, StandIns,
+    Value, WriteId,
 };
 use dynamo_ring::{Role, Target};
 use dynamo_vclock::{Actor, VClock};
+
+/// Milliseconds a target may stay silent in the table cases before a spare stands in.
+const STAND_IN_AFTER_MS: u64 = 30;
+
+/// Targets and spares from a compact spec: `"a b d>c | e f"` is primaries a and b, d standing
+/// in for c, and spares e and f for targets that fail or stay silent past
+/// [`STAND_IN_AFTER_MS`].
+fn placement(spec: &str) -> (Vec<Target>, StandIns) {
+    let (targets_spec, spares) = spec.split_once('|').unwrap_or((spec, ""));
+    let stand_ins = StandIns {
+        spares: spares.split_whitespace().map(Into::into).collect(),
+        after_ms: Some(STAND_IN_AFTER_MS),
+    };
+    (targets(targets_spec), stand_ins)
+}
 
 /// Targets from a compact spec: `"a b d>c"` is primaries a and b, and d standing in for c.
 fn targets(spec: &str) -> Vec<Target> {
@@ -115,13 +130,15 @@ struct Case {
 }
 
 fn run_put_case(case: &Case) {
+    let (targets, stand_ins) = placement(case.targets);
     let request = PutRequest {
         key: b"cart".to_vec(),
         context: None,
         value: data("new"),
         coordinator: "a".into(),
         actor: Actor::new("a#1"),
-        targets: targets(case.targets),
+        targets,
+        stand_ins,
         quorum: case.quorum,
         timeout_ms: 100,
         supersede_local: false,
@@ -341,6 +358,96 @@ fn put_tables() {
             ),
         },
         Case {
+            name: "4.6: targets silent past the delay get a spare each, with a hint",
+            quorum: Quorum::new(3, 2, 2),
+            targets: "a b c | d e",
+            steps: with(
+                start(),
+                vec![
+                    (Step::Timeout(30), vec![]),
+                    (
+                        Step::Timeout(31),
+                        vec!["write d hint=b [new]", "write e hint=c [new]"],
+                    ),
+                    (Step::Timeout(90), vec![]),
+                    (Step::Reply("e", written_ok()), vec!["put ok acks=2"]),
+                    (Step::Reply("b", written_ok()), vec![]),
+                ],
+            ),
+        },
+        Case {
+            name: "4.6: a failed target is replaced at once, and a spare for a fallback hints the primary",
+            quorum: Quorum::new(3, 2, 3),
+            targets: "a b d>c | e f",
+            steps: vec![
+                (Step::LocalRead(None), vec!["write-local new"]),
+                (
+                    Step::LocalWrite,
+                    vec!["write b [new]", "write d hint=c [new]"],
+                ),
+                (
+                    Step::Reply("d", failed("unreachable")),
+                    vec!["write e hint=c [new]"],
+                ),
+                (Step::Reply("b", written_ok()), vec![]),
+                (Step::Reply("e", written_ok()), vec!["put ok acks=3"]),
+            ],
+        },
+        Case {
+            name: "4.6: a silent target that answers late still counts, and one spare stands in for one target",
+            quorum: Quorum::new(3, 2, 3),
+            targets: "a b c | d",
+            steps: with(
+                start(),
+                vec![
+                    (Step::Timeout(31), vec!["write d hint=b [new]"]),
+                    (Step::Timeout(60), vec![]),
+                    (Step::Reply("c", written_ok()), vec![]),
+                    (Step::Reply("b", written_ok()), vec!["put ok acks=3"]),
+                    (Step::Reply("d", written_ok()), vec![]),
+                ],
+            ),
+        },
+        Case {
+            name: "PW=2: a spare's ack does not count as a primary's",
+            quorum: Quorum {
+                pw: 2,
+                ..Quorum::new(3, 2, 2)
+            },
+            targets: "a b c | d",
+            steps: with(
+                start(),
+                vec![
+                    (
+                        Step::Reply("b", failed("unreachable")),
+                        vec!["write d hint=b [new]"],
+                    ),
+                    (Step::Reply("d", written_ok()), vec![]),
+                    (Step::Reply("c", written_ok()), vec!["put ok acks=3"]),
+                ],
+            ),
+        },
+        Case {
+            name: "with no spare left a failure still fails the put at once",
+            quorum: Quorum::new(3, 3, 3),
+            targets: "a b c | d",
+            steps: with(
+                start(),
+                vec![
+                    (
+                        Step::Reply("b", failed("unreachable")),
+                        vec!["write d hint=b [new]"],
+                    ),
+                    (
+                        Step::Reply("d", failed("disk full")),
+                        vec![
+                            "put err only 1 of 3 required replicas answered: b (unreachable), d (disk full)",
+                        ],
+                    ),
+                ],
+            ),
+        },
+        Case {
             name: "a failing local store fails the put and sends nothing",
             quorum: Quorum::new(3, 2, 2),
             targets: "a b c",
@@ -367,6 +474,7 @@ fn put_refuses_requests_that_cannot_succeed() {
         coordinator: "a".into(),
         actor: Actor::new("a#1"),
         targets: targets(targets_spec),
+        stand_ins: StandIns::default(),
         quorum,
         timeout_ms: 100,
         supersede_local: false,
@@ -470,6 +578,7 @@ fn a_last_write_wins_put_supersedes_what_the_coordinator_holds() {
             coordinator: "a".into(),
             actor: Actor::new("a#1"),
             targets: targets("a"),
+            stand_ins: StandIns::default(),
             quorum: Quorum::new(1, 1, 1),
             timeout_ms: 100,
             supersede_local: true,
@@ -487,9 +596,11 @@ fn a_last_write_wins_put_supersedes_what_the_coordinator_holds() {
 }
 
 fn run_get_case(case: &Case) -> Vec<Vec<String>> {
+    let (targets, stand_ins) = placement(case.targets);
     let request = GetRequest {
         key: b"cart".to_vec(),
-        targets: targets(case.targets),
+        targets,
+        stand_ins,
         quorum: case.quorum,
         timeout_ms: 100,
     };
@@ -541,6 +652,32 @@ fn get_tables() {
                 (Step::Reply("a", found(&v2)), vec![]),
                 (Step::Reply("b", found(&v1)), vec!["get ok [v2]"]),
                 (Step::Reply("c", found(&v2)), vec!["write b [v2]"]),
+            ],
+        },
+        Case {
+            name: "4.6: a target silent past the delay is stood in for by a spare, which is never repaired",
+            quorum: Quorum::new(3, 2, 2),
+            targets: "a b c | d",
+            steps: vec![
+                (Step::Reply("a", found(&v1)), vec![]),
+                (Step::Timeout(29), vec![]),
+                (Step::Timeout(30), vec!["read d"]),
+                (
+                    Step::Reply("d", ReplicaReply::NotFound),
+                    vec!["get ok [v1]"],
+                ),
+                (Step::Timeout(100), vec![]),
+            ],
+        },
+        Case {
+            name: "4.6: a failed target is replaced at once; the spare's hint is read",
+            quorum: Quorum::new(3, 2, 2),
+            targets: "a b c | d",
+            steps: vec![
+                (Step::Reply("b", failed("unreachable")), vec!["read d"]),
+                (Step::Reply("a", found(&v1)), vec![]),
+                (Step::Reply("d", found(&v2)), vec!["get ok [v2]"]),
+                (Step::Reply("c", found(&v2)), vec!["write a [v2]"]),
             ],
         },
         Case {
@@ -762,7 +899,7 @@ fn get_tables() {
     for case in &cases {
         let all = run_get_case(case);
         let reads = &all[0];
-        assert_eq!(reads.len(), case.targets.split_whitespace().count());
+        assert_eq!(reads.len(), placement(case.targets).0.len());
         assert!(reads.iter().all(|r| r.starts_with("read ")));
     }
 }
@@ -941,6 +1078,7 @@ fn delete_is_a_tombstone_that_supersedes_what_was_read() {
         coordinator: "a".into(),
         actor: Actor::new("a#1"),
         targets: targets("a b c"),
+        stand_ins: StandIns::default(),
         quorum: Quorum::new(3, 2, 2),
         timeout_ms: 100,
         supersede_local: false,
@@ -964,6 +1102,7 @@ fn delete_is_a_tombstone_that_supersedes_what_was_read() {
         GetRequest {
             key: b"cart".to_vec(),
             targets: targets("a b c"),
+            stand_ins: StandIns::default(),
             quorum: Quorum::new(3, 2, 2),
             timeout_ms: 100,
         },
@@ -1004,6 +1143,7 @@ fn retried_writes_are_one_write() {
                 coordinator: "a".into(),
                 actor: Actor::new("a#1"),
                 targets: targets("a b c"),
+                stand_ins: StandIns::default(),
                 quorum: Quorum::new(3, 2, 2),
                 timeout_ms: 100,
                 supersede_local: false,

@@ -600,6 +600,7 @@ fn responses() -> Vec<Response> {
                 hints_stored: 2,
                 hints_delivered: 1,
                 quorum_failures: 0,
+                stand_ins: 3,
             }),
         }),
         Response::Keys(KeyPage {

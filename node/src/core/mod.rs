@@ -120,6 +120,11 @@ pub struct CoreConfig {
     /// anti-entropy fills from the surviving replicas) instead of a removal and a join each
     /// moving data.
     pub replaces: Option<String>,
+    /// Paper 4.6 before failure detection has caught up: a replica that has not answered a
+    /// client request's read or write within this many milliseconds (at most a third of the
+    /// request's timeout) is stood in for by the next node of the ring that is up; 0 waits for
+    /// it until the deadline.
+    pub stand_in_after_ms: u64,
 }
 
 /// Node state a restarted node reads back from its store before it builds its core.
@@ -451,6 +456,11 @@ impl NodeCore {
     /// The bucket table.
     pub fn buckets(&self) -> impl Iterator<Item = &BucketProps> {
         self.buckets.values().map(|e| &e.props)
+    }
+
+    /// What this node counted since it started (its status's and `/metrics`' counters).
+    pub fn counters(&self) -> crate::protocol::NodeCounters {
+        self.counters
     }
 
     /// This node's announced membership status.

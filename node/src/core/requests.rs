@@ -7,7 +7,7 @@
 
 use dynamo_quorum::{
     ClientContext, Command, GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum,
-    QuorumError, ReapCoordinator, ReplicaReply, ReplicaRequest, Value,
+    QuorumError, ReapCoordinator, ReplicaReply, ReplicaRequest, StandIns, Value,
 };
 use dynamo_resolve::Resolver;
 use dynamo_ring::{NodeId, Ring, Role as ReplicaRole, Target};
@@ -22,6 +22,17 @@ use crate::protocol::{
     Request, RequestOptions, Response, storage_key, valid_bucket_name,
 };
 use crate::tls::{PeerIdentity, Role};
+
+/// Where a client request on a key goes (see [`NodeCore::placement`]).
+struct Placement {
+    partition: u32,
+    /// The extended preference list (paper 4.6).
+    targets: Vec<Target>,
+    /// The key's primaries that are down.
+    down: Vec<NodeId>,
+    /// Up nodes past the targets, in ring order, that may stand in for a silent target.
+    spares: Vec<NodeId>,
+}
 
 /// What to do with the result of a call or store operation the core started.
 #[derive(Debug)]
@@ -149,6 +160,14 @@ impl Machine {
             Machine::Put(m) => m.is_finished(),
             Machine::Get(m) => m.is_finished(),
             Machine::Reap(m) => m.is_finished(),
+        }
+    }
+    /// Spare nodes it asked in place of silent or failed replicas.
+    fn stand_ins(&self) -> usize {
+        match self {
+            Machine::Put(m) => m.stand_ins(),
+            Machine::Get(m) => m.stand_ins(),
+            Machine::Reap(_) => 0,
         }
     }
 }
@@ -743,7 +762,7 @@ impl NodeCore {
     }
 
     /// The key's partition, its extended preference list, and the primaries that are down.
-    fn placement(&self, key: &[u8], n: usize) -> Result<(u32, Vec<Target>, Vec<NodeId>), Response> {
+    fn placement(&self, key: &[u8], n: usize) -> Result<Placement, Response> {
         let Some(ring) = &self.ring else {
             return Err(Response::error(
                 ErrorKind::NotReady,
@@ -755,13 +774,35 @@ impl NodeCore {
         };
         let partition = ring.partition_of_key(key);
         let targets = ring.extended_preference_list(key, n, |node| self.is_up(node));
-        let down = ring
-            .preference_list(key, n)
-            .into_iter()
+        let walk = ring.preference_list(key, ring.members().len());
+        let down = walk
+            .iter()
+            .take(n)
             .filter(|node| !self.is_up(node))
+            .map(|node| (*node).clone())
+            .collect();
+        // Paper 4.6: the nodes after the extended preference list that are up, in ring order,
+        // stand in for targets that fail or stay silent (at most n of them).
+        let spares = walk
+            .into_iter()
+            .skip(n)
+            .filter(|node| self.is_up(node) && !targets.iter().any(|t| &t.node == *node))
+            .take(n)
             .cloned()
             .collect();
-        Ok((partition, targets, down))
+        Ok(Placement {
+            partition,
+            targets,
+            down,
+            spares,
+        })
+    }
+
+    /// Who replaces a silent or failed target of a client request with `timeout_ms`.
+    fn stand_ins(&self, spares: Vec<NodeId>, timeout_ms: u64) -> StandIns {
+        let after_ms = (self.config.stand_in_after_ms > 0)
+            .then(|| self.config.stand_in_after_ms.min(timeout_ms / 3));
+        StandIns { spares, after_ms }
     }
 
     /// This node keeps a hint: counted, and hint delivery knows it holds one.
@@ -805,12 +846,19 @@ impl NodeCore {
             .checked_request(bucket, key, options)
             .and_then(|quorum| {
                 let key = storage_key(bucket, key);
-                let (partition, targets, down) = self.placement(&key, quorum.n)?;
+                let Placement {
+                    partition,
+                    targets,
+                    down,
+                    spares,
+                } = self.placement(&key, quorum.n)?;
+                let timeout_ms = self.client_timeout_ms(options);
                 let request = GetRequest {
                     key: key.clone(),
                     targets,
+                    stand_ins: self.stand_ins(spares, timeout_ms),
                     quorum,
-                    timeout_ms: self.client_timeout_ms(options),
+                    timeout_ms,
                 };
                 let machine =
                     GetCoordinator::new(now, request).map_err(|e| quorum_error(&e, &down))?;
@@ -866,7 +914,12 @@ impl NodeCore {
             return self.respond(id, Response::error(ErrorKind::BadRequest, message));
         }
         let skey = storage_key(bucket, &key);
-        let (partition, targets, down) = match self.placement(&skey, quorum.n) {
+        let Placement {
+            partition,
+            targets,
+            down,
+            spares,
+        } = match self.placement(&skey, quorum.n) {
             Ok(p) => p,
             Err(response) => return self.respond(id, response),
         };
@@ -924,6 +977,7 @@ impl NodeCore {
             ReplicaRole::Fallback { for_node } if t.node == self.me => Some(for_node.clone()),
             _ => None,
         });
+        let timeout_ms = self.client_timeout_ms(options);
         let request = PutRequest {
             key: skey.clone(),
             context,
@@ -931,8 +985,9 @@ impl NodeCore {
             coordinator: self.me.clone(),
             actor: self.actor.clone(),
             targets,
+            stand_ins: self.stand_ins(spares, timeout_ms),
             quorum,
-            timeout_ms: self.client_timeout_ms(options),
+            timeout_ms,
             // Issue 14: a last-write-wins bucket keeps no history of writes a coordinator saw.
             supersede_local: resolver == Resolver::Lww,
         };
@@ -1042,6 +1097,8 @@ impl NodeCore {
                     self.reap_finished(now, outcome);
                 }
                 Command::Respond(response) => {
+                    // Stand-ins happen only before the client is answered.
+                    self.counters.stand_ins += coordinator.machine.stand_ins() as u64;
                     let latency = now.saturating_sub(coordinator.started);
                     self.anti_entropy.observe_client(now, latency);
                     let answer = Self::client_answer(&coordinator, response);

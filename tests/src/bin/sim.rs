@@ -55,10 +55,12 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     let mut expected = 0;
     let mut events = 0;
     let mut acknowledged = 0;
+    let mut stand_ins = 0;
     for seed in from..to {
         let report = Sim::new(SimConfig::random(seed)).run();
         events += report.events;
         acknowledged += report.acknowledged;
+        stand_ins += report.stand_ins;
         expected += report.violations.len() - report.failures().len();
         if !report.failures().is_empty() {
             print_failure(&report);
@@ -68,7 +70,7 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     let seconds = started.elapsed().as_secs_f64();
     let seeds = to - from;
     println!(
-        "{seeds} seeds in {seconds:.1} s ({:.1} seeds/s, {events} events, {acknowledged} acknowledged writes)",
+        "{seeds} seeds in {seconds:.1} s ({:.1} seeds/s, {events} events, {acknowledged} acknowledged writes, {stand_ins} stand-ins)",
         seeds as f64 / seconds
     );
     for (name, why) in invariants::EXPECTED_TO_FAIL {
@@ -100,8 +102,8 @@ fn reproduce(seed: u64) -> ExitCode {
         println!("{violation}");
     }
     println!(
-        "seed {seed}: trace hash {:016x}, {} events, {} ms virtual, {} acknowledged writes",
-        report.trace_hash, report.events, report.virtual_ms, report.acknowledged
+        "seed {seed}: trace hash {:016x}, {} events, {} ms virtual, {} acknowledged writes, {} stand-ins",
+        report.trace_hash, report.events, report.virtual_ms, report.acknowledged, report.stand_ins
     );
     if report.failures().is_empty() {
         ExitCode::SUCCESS

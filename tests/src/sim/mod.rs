@@ -287,6 +287,8 @@ pub struct SimReport {
     pub virtual_ms: u64,
     /// Client operations acknowledged.
     pub acknowledged: usize,
+    /// Replica requests sent to a spare in place of a silent or failed replica (paper 4.6).
+    pub stand_ins: u64,
     /// What every invariant found.
     pub violations: Vec<Violation>,
     /// The last events, for a failure report.
@@ -322,6 +324,8 @@ pub struct Sim {
     livelock: Option<String>,
     /// Leave requests sent: (admin attempt, node).
     leaves: Vec<(u64, usize)>,
+    /// Stand-ins (paper 4.6) counted by nodes that have stopped since.
+    stand_ins_of_stopped: u64,
 }
 
 impl Sim {
@@ -343,6 +347,7 @@ impl Sim {
             events: 0,
             livelock: None,
             leaves: Vec::new(),
+            stand_ins_of_stopped: 0,
             config,
         }
     }
@@ -398,6 +403,13 @@ impl Sim {
             events: self.events,
             virtual_ms: self.now - EPOCH_MS,
             acknowledged: self.history.acknowledged(),
+            stand_ins: self.stand_ins_of_stopped
+                + self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.core.as_ref())
+                    .map(|core| core.counters().stand_ins)
+                    .sum::<u64>(),
             violations,
             trace_tail: self.trace.tail(),
             config: self.config,
@@ -770,6 +782,7 @@ impl Sim {
                 0
             },
             rejoin: false,
+            stand_in_after_ms: 500,
         }
     }
 
@@ -827,7 +840,9 @@ impl Sim {
     /// Stops node `index` abruptly: buffered writes are lost; with `wipe`, the whole disk.
     fn crash_node(&mut self, index: usize, wipe: bool) {
         let node = &mut self.nodes[index];
-        node.core = None;
+        if let Some(core) = node.core.take() {
+            self.stand_ins_of_stopped += core.counters().stand_ins;
+        }
         let options = StoreOptions::new(node.name.clone(), self.now);
         node.store = node.store.take().and_then(|store| {
             if wipe {
