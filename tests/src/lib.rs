@@ -7,6 +7,8 @@
 
 pub mod cart_story;
 pub mod flood;
+pub mod host_cluster;
+pub mod hosts;
 pub mod process;
 pub mod sim;
 
