@@ -69,5 +69,6 @@ pub use put::{PutCoordinator, PutOk, PutRequest};
 pub use reap::{ReapCoordinator, ReapOutcome, ReapRequest};
 pub use tally::StandIns;
 pub use value::{
-    Object, Value, WriteId, distinct_writes, is_deleted, live_values, newest_write_ms,
+    MAX_SUPERSEDED, Object, Value, WriteId, distinct_writes, is_deleted, live_values,
+    newest_write_ms,
 };

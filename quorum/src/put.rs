@@ -19,7 +19,7 @@ use crate::context::ClientContext;
 use crate::error::QuorumError;
 use crate::message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};
 use crate::tally::{Answer, StandIns, Tally};
-use crate::value::{Object, Value};
+use crate::value::{MAX_SUPERSEDED, Object, Value, WriteId};
 
 /// A client's put (or, with [`Value::Tombstone`], delete).
 #[derive(Debug, Clone)]
@@ -76,6 +76,29 @@ fn extend_over_retries(context: &mut VClock, stored: &Object) {
         if above.all(|(_, _, value)| value.write_id().is_some_and(|id| superseded.contains(&id))) {
             context.witness(actor, entry);
         }
+    }
+}
+
+/// The delete of what `context` covers in `stored`: a tombstone naming the client writes it
+/// supersedes (and those the deletes it supersedes named), so late copies of them stay
+/// deleted; a plain tombstone when it supersedes none.
+fn deletion(context: &VClock, stored: &Object) -> Value {
+    let mut superseded: Vec<WriteId> = Vec::new();
+    for (_, _, value) in stored
+        .iter()
+        .filter(|(actor, counter, _)| context.get(actor) >= *counter)
+    {
+        for id in value.write_id().iter().chain(value.superseded()) {
+            if !superseded.contains(id) {
+                superseded.push(*id);
+            }
+        }
+    }
+    superseded.truncate(MAX_SUPERSEDED);
+    if superseded.is_empty() {
+        Value::Tombstone
+    } else {
+        Value::Deleted { superseded }
     }
 }
 
@@ -181,11 +204,14 @@ impl PutCoordinator {
             return;
         };
         if let Some(id) = value.write_id()
-            && stored.values().any(|v| v.write_id() == Some(id))
+            && stored
+                .values()
+                .any(|v| v.write_id() == Some(id) || v.superseded().contains(&id))
         {
-            // A retry of a write this coordinator already holds (its first attempt timed out
-            // at the client, or the request arrived twice): no second version; what is held
-            // goes to the other targets like a fresh write.
+            // A retry of a write this coordinator already holds, or one a delete here
+            // superseded (its first attempt timed out at the client, or the request arrived
+            // twice or late): no second version; what is held goes to the other targets like
+            // a fresh write.
             self.phase = Phase::WritingLocal;
             return self.handle_local_write(now, Ok(stored));
         }
@@ -193,6 +219,11 @@ impl PutCoordinator {
             self.context.merge(&stored.context());
         }
         extend_over_retries(&mut self.context, &stored);
+        let value = if value.is_tombstone() {
+            deletion(&self.context, &stored)
+        } else {
+            value
+        };
         let mut preview = stored;
         preview.update(&self.context, &self.actor, value.clone(), now);
         if preview.len() > HARD_SIBLING_LIMIT {

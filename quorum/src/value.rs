@@ -7,7 +7,10 @@
 //! one write coordinated twice. Coordinators do not mint a second version of a write they
 //! already hold, readers show a write once however many dots it has, and a write that
 //! supersedes one copy of a write supersedes its other copies too (see
-//! [`crate::PutCoordinator`]).
+//! [`crate::PutCoordinator`]). A delete names the writes it superseded ([`Value::Deleted`]):
+//! a copy of one of them that arrives late (a request a client gave up on, delivered after
+//! its retry was acknowledged and deleted) is not a new version where the delete is held, and
+//! reads as deleted beside it anywhere else.
 //!
 //! This module must not know about storage or the network.
 
@@ -36,7 +39,15 @@ pub enum Value {
         /// The write they belong to.
         id: WriteId,
     },
+    /// A delete that names the client writes it superseded (at most [`MAX_SUPERSEDED`]).
+    Deleted {
+        /// Ids of the writes the delete's context covered.
+        superseded: Vec<WriteId>,
+    },
 }
+
+/// Most write ids a [`Value::Deleted`] names (16 bytes each).
+pub const MAX_SUPERSEDED: usize = 16;
 
 impl Value {
     /// A client's bytes, with the write's id when it has one.
@@ -51,7 +62,7 @@ impl Value {
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {
             Value::Data(data) | Value::Written { data, .. } => Some(data),
-            Value::Tombstone => None,
+            Value::Tombstone | Value::Deleted { .. } => None,
         }
     }
 
@@ -59,7 +70,20 @@ impl Value {
     pub fn write_id(&self) -> Option<WriteId> {
         match self {
             Value::Written { id, .. } => Some(*id),
-            Value::Data(_) | Value::Tombstone => None,
+            Value::Data(_) | Value::Tombstone | Value::Deleted { .. } => None,
+        }
+    }
+
+    /// Whether this is a delete.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self, Value::Tombstone | Value::Deleted { .. })
+    }
+
+    /// The writes a delete superseded (empty for anything else).
+    pub fn superseded(&self) -> &[WriteId] {
+        match self {
+            Value::Deleted { superseded } => superseded,
+            _ => &[],
         }
     }
 }
@@ -68,8 +92,9 @@ impl Value {
 pub type Object = DvvSet<Value>;
 
 /// Whether every sibling of `object` is a tombstone (the key reads as not found).
+/// Data siblings a sibling delete names count as deleted (see [`distinct_writes`]).
 pub fn is_deleted(object: &Object) -> bool {
-    object.values().all(|v| *v == Value::Tombstone)
+    distinct_writes(object).all(|(_, _, v)| v.is_tombstone())
 }
 
 /// When the newest version `object` has seen was written (the largest clock timestamp, in the
@@ -85,12 +110,18 @@ pub fn newest_write_ms(object: &Object) -> u64 {
 }
 
 /// The siblings of `object` with their dots, tombstones included, each write once: two
-/// siblings with one write id are one client write coordinated twice (a retry).
+/// siblings with one write id are one client write coordinated twice (a retry). A sibling
+/// whose write a sibling delete names is left out: it is a late copy of a deleted write.
 pub fn distinct_writes(object: &Object) -> impl Iterator<Item = (&Actor, u64, &Value)> {
+    let deleted: std::collections::HashSet<WriteId> = object
+        .values()
+        .flat_map(|v| v.superseded().iter().copied())
+        .collect();
     let mut seen = std::collections::HashSet::new();
-    object
-        .iter()
-        .filter(move |(_, _, v)| v.write_id().is_none_or(|id| seen.insert(id)))
+    object.iter().filter(move |(_, _, v)| {
+        v.write_id()
+            .is_none_or(|id| !deleted.contains(&id) && seen.insert(id))
+    })
 }
 
 /// The data siblings of `object`, tombstones left out, and each write once (see

@@ -94,6 +94,10 @@ fn describe_value(value: &Value) -> String {
         Value::Data(bytes) => String::from_utf8_lossy(bytes).into_owned(),
         Value::Written { data, id } => format!("{}#{}", String::from_utf8_lossy(data), id.0),
         Value::Tombstone => "<tombstone>".into(),
+        Value::Deleted { superseded } => {
+            let ids: Vec<String> = superseded.iter().map(|id| format!("#{}", id.0)).collect();
+            format!("<deleted {}>", ids.join(","))
+        }
     }
 }
 
@@ -1184,4 +1188,74 @@ fn retried_writes_are_one_write() {
             "{name}"
         );
     }
+}
+
+/// Issue 25's checker found deletes undone: a put the client gave up on (its node was slow
+/// and the retry elsewhere was acknowledged) reached its coordinator after the delete, and came
+/// back as a sibling of the tombstone. A delete names the writes it superseded; a late copy of
+/// one is no new version where the delete is held, and reads as deleted beside it elsewhere.
+#[test]
+fn a_late_copy_of_a_deleted_write_stays_deleted() {
+    let retried = |text: &str| Value::data(text.as_bytes().to_vec(), Some(WriteId(7)));
+    let request = |value: Value, context: Option<&Object>| PutRequest {
+        key: b"cart".to_vec(),
+        context: context.map(|o| ClientContext::new(b"cart", o.context())),
+        value,
+        coordinator: "a".into(),
+        actor: Actor::new("a#1"),
+        targets: targets("a b c"),
+        stand_ins: StandIns::default(),
+        quorum: Quorum::new(3, 2, 2),
+        timeout_ms: 100,
+        supersede_local: false,
+    };
+    let put = written(&Object::empty(), "y#1", retried("book"), 1);
+
+    // The delete of what the put's context covers names the put's write.
+    let mut delete = PutCoordinator::new(0, request(Value::Tombstone, Some(&put))).unwrap();
+    drain(|| delete.poll_command());
+    delete.handle_local_read(1, Ok(Some(put.clone())));
+    assert_eq!(
+        drain(|| delete.poll_command()),
+        ["write-local <deleted #7>"]
+    );
+    let deleted = written(
+        &put,
+        "a#1",
+        Value::Deleted {
+            superseded: vec![WriteId(7)],
+        },
+        2,
+    );
+
+    // A blind delete of something written without an id stays a plain tombstone.
+    let plain = written(&Object::empty(), "y#1", data("pen"), 1);
+    let mut blind = PutCoordinator::new(0, request(Value::Tombstone, Some(&plain))).unwrap();
+    drain(|| blind.poll_command());
+    blind.handle_local_read(1, Ok(Some(plain)));
+    assert_eq!(drain(|| blind.poll_command()), ["write-local <tombstone>"]);
+
+    // The late copy, where the delete is held: no new version; the delete goes out again.
+    let mut late = PutCoordinator::new(0, request(retried("book"), None)).unwrap();
+    drain(|| late.poll_command());
+    late.handle_local_read(3, Ok(Some(deleted.clone())));
+    assert_eq!(
+        drain(|| late.poll_command()),
+        ["write b [<deleted #7>]", "write c [<deleted #7>]"]
+    );
+
+    // The late copy coordinated where the delete had not arrived yet: a concurrent sibling,
+    // which reads as deleted once the two meet; another write stays.
+    let elsewhere = written(&Object::empty(), "z#1", retried("book"), 3);
+    let met = deleted.sync(&elsewhere);
+    assert_eq!(describe_object(&met), "[<deleted #7>,book#7]");
+    assert!(dynamo_quorum::is_deleted(&met));
+    assert!(dynamo_quorum::live_values(&met).is_empty());
+    let other = written(&Object::empty(), "z#1", data("pen"), 3);
+    let with_other = deleted.sync(&other);
+    assert!(!dynamo_quorum::is_deleted(&with_other));
+    assert_eq!(
+        dynamo_quorum::live_values(&with_other),
+        vec![b"pen".as_slice()]
+    );
 }
