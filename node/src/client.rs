@@ -107,6 +107,15 @@ fn describe_failures(failures: &[TransportError]) -> String {
     text
 }
 
+/// Why the candidates asked so far did not answer.
+#[derive(Default)]
+struct Failures {
+    /// Nodes that could not be reached, each with its cause.
+    unreachable: Vec<TransportError>,
+    /// The last "not ready" refusal (see [`Client::settle`]).
+    refused: Option<ErrorReply>,
+}
+
 struct Routing {
     ring: Ring,
     addresses: Vec<(NodeId, NodeAddress, bool)>,
@@ -416,7 +425,7 @@ impl Client {
             .map_or(DEFAULT_HEDGE, |l| l.hedge_delay());
         let mut pending = candidates.into_iter();
         let mut asked: JoinSet<Attempt> = JoinSet::new();
-        let mut failures = Vec::new();
+        let mut failures = Failures::default();
         // Most requests are answered by the first candidate within the hedge delay: ask it
         // here, and spawn tasks only once a second candidate must run beside it.
         if let Some(address) = pending.next() {
@@ -459,10 +468,14 @@ impl Client {
                 }
             }
         }
-        if failures.is_empty() {
-            Err(ClientError::NoSeeds)
-        } else {
-            Err(ClientError::Unreachable(failures))
+        match failures {
+            // Every node that answered refused for now: that answer says most.
+            Failures {
+                refused: Some(refusal),
+                ..
+            } => Err(ClientError::Server(refusal)),
+            Failures { unreachable, .. } if unreachable.is_empty() => Err(ClientError::NoSeeds),
+            Failures { unreachable, .. } => Err(ClientError::Unreachable(unreachable)),
         }
     }
 
@@ -506,14 +519,21 @@ impl Client {
     }
 
     /// The request's outcome once a node answered; `None` when the node failed (it is
-    /// suspected, and the failure kept for the error) and another should be asked.
+    /// suspected, and the failure kept for the error) or refused the request for now ("not
+    /// ready": it has no ring yet, or its ring says another node must take it; nothing was
+    /// done), and another should be asked.
     fn settle(
         &self,
         (address, started, result): Attempt,
         hedged: bool,
-        failures: &mut Vec<TransportError>,
+        failures: &mut Failures,
     ) -> Option<Result<Response, ClientError>> {
         match result {
+            Ok(Response::Error(error)) if error.kind == ErrorKind::NotReady => {
+                self.clear_suspicion(&address);
+                failures.refused = Some(error);
+                None
+            }
             Ok(response) => {
                 self.clear_suspicion(&address);
                 // Only hedged requests set the hedge delay: a write's latency includes its
@@ -529,7 +549,7 @@ impl Client {
             Err(error) => {
                 self.resolver.forget(&address);
                 self.suspect(address);
-                failures.push(error);
+                failures.unreachable.push(error);
                 None
             }
         }
