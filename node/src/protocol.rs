@@ -205,6 +205,10 @@ pub enum Request {
         /// Most keys returned.
         limit: u32,
     },
+    /// The Merkle root of every partition the node replicates under its ring
+    /// ([`Response::Roots`]): replicas that agree on every key have equal roots, so a checker
+    /// sees when anti-entropy has converged (paper 4.7).
+    PartitionRoots,
 }
 
 /// Most keys one [`Request::ListKeys`] page holds.
@@ -266,7 +270,8 @@ impl Request {
             | Request::Status
             | Request::Ring
             | Request::Ping(_)
-            | Request::ListKeys { .. } => Access::Read,
+            | Request::ListKeys { .. }
+            | Request::PartitionRoots => Access::Read,
             Request::Put { .. } => Access::Write,
             Request::CreateBucket(_)
             | Request::Leave
@@ -516,6 +521,17 @@ pub enum Response {
     Pong(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The answer to a [`Request::ListKeys`] or [`Request::ScanKeys`].
     Keys(KeyPage),
+    /// The answer to a [`Request::PartitionRoots`].
+    Roots(Vec<PartitionRoot>),
+}
+
+/// One partition's Merkle root on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRoot {
+    /// Ring partition.
+    pub partition: u32,
+    /// The root hash of its Merkle tree (0 for an empty partition).
+    pub root: u64,
 }
 
 impl Response {

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
@@ -32,8 +33,10 @@ pub enum Advertise {
 pub struct HostCluster {
     /// The hosts: `n1`..`nN`, then `c1`.
     pub network: Network,
-    /// Node `i`'s process, while it runs.
-    nodes: Vec<Option<Child>>,
+    /// Node `i`'s process, while it runs (behind a lock, so faults and a workload can share
+    /// the cluster).
+    nodes: Mutex<Vec<Option<Child>>>,
+    count: usize,
     advertise: Advertise,
     dir: tempfile::TempDir,
     ca: ClusterCa,
@@ -45,14 +48,14 @@ impl HostCluster {
     /// others join through `n1` by the advertised form of its address) and waits until every
     /// member is up and in the ring. `Err` says why this machine cannot make hosts.
     pub fn start(count: usize, advertise: Advertise) -> Result<HostCluster, String> {
-        Self::start_with(count, advertise, &[])
+        Self::start_with(count, advertise, None)
     }
 
-    /// [`HostCluster::start`] with more `dynamo node start` flags for every node.
+    /// [`HostCluster::start`] with node settings in TOML for every node.
     pub fn start_with(
         count: usize,
         advertise: Advertise,
-        extra_args: &[&str],
+        config: Option<&str>,
     ) -> Result<HostCluster, String> {
         let mut names: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
         names.push("c1".to_owned());
@@ -62,12 +65,18 @@ impl HostCluster {
         let ca = ClusterCa::generate("hosts").map_err(|e| e.to_string())?;
         let mut cluster = HostCluster {
             network,
-            nodes: (0..count).map(|_| None).collect(),
+            nodes: Mutex::new((0..count).map(|_| None).collect()),
+            count,
             advertise,
             dir,
             ca,
-            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
+            extra_args: Vec::new(),
         };
+        if let Some(text) = config {
+            let path = cluster.dir.path().join("node.toml");
+            std::fs::write(&path, text).map_err(|e| e.to_string())?;
+            cluster.extra_args = vec!["--config".into(), path.display().to_string()];
+        }
         let certs = cluster.certs_dir();
         cluster.ca.install_cert(&certs).map_err(|e| e.to_string())?;
         for i in 0..count {
@@ -97,6 +106,12 @@ impl HostCluster {
         Ok(cluster)
     }
 
+    fn lock_nodes(&self) -> std::sync::MutexGuard<'_, Vec<Option<Child>>> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn certs_dir(&self) -> PathBuf {
         self.dir.path().join("certs")
     }
@@ -108,12 +123,12 @@ impl HostCluster {
 
     /// The host index of the client host.
     pub fn client_host(&self) -> usize {
-        self.nodes.len()
+        self.count
     }
 
     /// How many node hosts there are.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.count
     }
 
     /// A TLS configuration of a new client identity of the cluster.
@@ -133,7 +148,7 @@ impl HostCluster {
 
     /// Every node's address, comma-separated (for `DYNAMO_NODES`).
     pub fn node_addresses(&self) -> String {
-        (0..self.nodes.len())
+        (0..self.count)
             .map(|i| self.node_address(i))
             .collect::<Vec<_>>()
             .join(",")
@@ -146,7 +161,7 @@ impl HostCluster {
 
     /// Starts node `i` (again) on its host and data directory; nodes other than `n1` name `n1`
     /// as their seed.
-    pub fn start_node(&mut self, i: usize) {
+    pub fn start_node(&self, i: usize) {
         let name = format!("n{}", i + 1);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -170,12 +185,13 @@ impl HostCluster {
         if i > 0 {
             command.args(["--seed", &self.node_address(0)]);
         }
-        self.nodes[i] = Some(command.spawn().expect("start a node"));
+        self.lock_nodes()[i] = Some(command.spawn().expect("start a node"));
     }
 
     /// `kill -9` of node `i`.
-    pub fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].take() {
+    pub fn kill(&self, i: usize) {
+        let taken = self.lock_nodes()[i].take();
+        if let Some(mut child) = taken {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -183,7 +199,8 @@ impl HostCluster {
 
     /// Sends `signal` (`STOP`, `CONT`, `TERM`) to node `i`.
     pub fn signal(&self, i: usize, signal: &str) {
-        let child = self.nodes[i].as_ref().expect("node running");
+        let nodes = self.lock_nodes();
+        let child = nodes[i].as_ref().expect("node running");
         let sent = std::process::Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(child.id().to_string())
@@ -259,7 +276,7 @@ impl HostCluster {
 
     /// The tail of every node's log.
     pub fn logs(&self) -> String {
-        (0..self.nodes.len())
+        (0..self.count)
             .map(|i| {
                 let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
@@ -320,8 +337,8 @@ pub fn members(status: &serde_json::Value) -> Vec<serde_json::Value> {
 
 impl Drop for HostCluster {
     fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            if let Some(child) = &self.nodes[i] {
+        for i in 0..self.count {
+            if let Some(child) = &self.lock_nodes()[i] {
                 // A paused node would not die of SIGKILL until continued on some kernels.
                 let _ = std::process::Command::new("kill")
                     .args(["-CONT", &child.id().to_string()])

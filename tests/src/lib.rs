@@ -6,6 +6,7 @@
 //! public client library, like a user.
 
 pub mod cart_story;
+pub mod chaos;
 pub mod flood;
 pub mod host_cluster;
 pub mod hosts;

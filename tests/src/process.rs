@@ -93,20 +93,24 @@ impl NodeProcess {
     }
 }
 
-/// The `dynamo` binary beside the running example (`target/<profile>/dynamo`).
+/// The `dynamo` binary of the same target directory as the running program: beside it (a
+/// binary, `target/<profile>/`) or one level up (an example or a test, `target/<profile>/examples/`
+/// or `.../deps/`).
 pub fn dynamo_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("this program's path");
-    let dynamo = exe
-        .parent()
-        .and_then(|examples| examples.parent())
+    let here = exe.parent().expect("the program's directory");
+    let candidates = [Some(here), here.parent()];
+    let found = candidates
+        .into_iter()
+        .flatten()
         .map(|dir| dir.join("dynamo"))
-        .expect("target directory");
-    assert!(
-        dynamo.exists(),
-        "{} is missing: build it first (cargo build --release -p dynamo-cli)",
-        dynamo.display()
-    );
-    dynamo
+        .find(|path| path.exists());
+    found.unwrap_or_else(|| {
+        panic!(
+            "no dynamo binary beside {}: build it first (cargo build -p dynamo-cli, with --release for a release program)",
+            exe.display()
+        )
+    })
 }
 
 /// A loopback address with a port that was free a moment ago.

@@ -11,9 +11,16 @@
 //!   seeds or replaying one.
 //! * `cargo xtask bench [--seconds S ...]`: the benchmark matrix (`dynamo dev bench`) on local
 //!   3-node clusters in release mode; writes `target/bench-report/report.md`.
+//! * `cargo xtask chaos [--fault-seconds S] [--only NAME]`: partitions, one-way loss, kill -9,
+//!   pauses and a restart on a new address against five `dynamo` processes on hosts of their
+//!   own (network namespaces; needs root), a workload from a sixth and the history checker;
+//!   prints a table per fault.
+//!
+//! * `cargo xtask image [TAG]`: the container image of the release binary
+//!   (`deploy/docker/build-image.sh`: no base image, so no registry is needed).
 //!
 //! It has no dependencies so it compiles in a second. It must not know how the crates work; it
-//! only runs cargo.
+//! only runs cargo and the project's scripts.
 
 use std::process::{Command, ExitCode};
 
@@ -26,6 +33,26 @@ fn main() -> ExitCode {
     match task.as_deref() {
         Some("sim") => release_run(&["-p", "dynamo-tests", "--bin", "sim", "--"], &rest),
         Some("bench") => release_run(&["-p", "dynamo-cli", "--", "dev", "bench"], &rest),
+        Some("image") => {
+            // A container image of the release binary, built offline (no base image).
+            let built = run_all(&[&["build", "--release", "--quiet", "-p", "dynamo-cli"]]);
+            if built != ExitCode::SUCCESS {
+                return built;
+            }
+            let tag = rest.first().map_or("dynamo:latest", String::as_str);
+            run_program(
+                "bash",
+                &["deploy/docker/build-image.sh", "target/release/dynamo", tag],
+            )
+        }
+        Some("chaos") => {
+            // The fault runner starts the `dynamo` binary beside it: build that first.
+            let built = run_all(&[&["build", "--release", "--quiet", "-p", "dynamo-cli"]]);
+            if built != ExitCode::SUCCESS {
+                return built;
+            }
+            release_run(&["-p", "dynamo-tests", "--bin", "chaos", "--"], &rest)
+        }
         Some("ci") => run_all(&[
             &["fmt", "--all", "--", "--check"],
             &[
@@ -70,6 +97,8 @@ fn main() -> ExitCode {
             eprintln!("  demo  a local 3-node cluster and the shopping-cart story against it");
             eprintln!("  sim   --seeds A..B | --reproduce SEED: the whole-cluster simulator");
             eprintln!("  bench the benchmark matrix on local clusters (target/bench-report)");
+            eprintln!("  chaos faults across network namespaces against 5 real nodes (root)");
+            eprintln!("  image [TAG] the container image of the release binary (dynamo:latest)");
             ExitCode::from(2)
         }
     }
@@ -82,6 +111,22 @@ fn release_run(target: &[&str], rest: &[String]) -> ExitCode {
     args.extend_from_slice(target);
     args.extend(rest.iter().map(String::as_str));
     run_all(&[&args])
+}
+
+/// Runs `program ARGS` (a script of the project), reporting its failure.
+fn run_program(program: &str, args: &[&str]) -> ExitCode {
+    eprintln!("xtask: {program} {}", args.join(" "));
+    match Command::new(program).args(args).status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("xtask: `{program} {}` failed ({status})", args.join(" "));
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("xtask: could not run {program}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_all(steps: &[&[&str]]) -> ExitCode {

@@ -102,6 +102,8 @@ pub(super) enum Pending {
     ListScanned { listing: u64 },
     /// Serving a peer's key scan.
     ServeScanKeys(RequestId),
+    /// Reading the Merkle roots of the partitions this node replicates.
+    Roots(RequestId),
 }
 
 /// Most keys a peer may fetch in one request.
@@ -510,6 +512,17 @@ impl NodeCore {
                 after,
                 limit,
             } => self.serve_scan_keys(id, partition, &bucket, after, limit),
+            Request::PartitionRoots => {
+                let partitions: Vec<u32> = self.ring.as_ref().map_or_else(Vec::new, |ring| {
+                    (0..ring.partition_count())
+                        .filter(|&p| {
+                            ring.replicas_of_partition(p, ring.target_n())
+                                .contains(&&self.me)
+                        })
+                        .collect()
+                });
+                self.store(StoreOp::MerkleRoots { partitions }, Pending::Roots(id));
+            }
             Request::Fetch { partition, keys } => {
                 if keys.len() > MAX_FETCH_KEYS {
                     let message = format!(
@@ -676,6 +689,14 @@ impl NodeCore {
             Pending::StateSaved(name) => self.state_saved(name, result),
             Pending::ListScanned { listing } => {
                 self.listing_scanned(now, listing, super::listing::scan_answer(result));
+            }
+            Pending::Roots(request) => {
+                let response = match result {
+                    Ok(StoreResult::Roots(roots)) => Response::Roots(roots),
+                    Ok(other) => internal(format!("unexpected store result {other:?}")),
+                    Err(error) => internal(error),
+                };
+                self.respond(request, response);
             }
             Pending::ServeScanKeys(request) => {
                 let response = match super::listing::scan_answer(result) {

@@ -189,6 +189,11 @@ pub enum StoreOp {
         /// The peer's request.
         request: DiffRequest,
     },
+    /// The Merkle roots of `partitions` ([`StoreResult::Roots`]).
+    MerkleRoots {
+        /// Ring partitions.
+        partitions: Vec<u32>,
+    },
     /// Saves a piece of node state durably ([`StoreResult::Done`]). Saves of one name must
     /// be carried out in the order they were emitted.
     SaveState {
@@ -226,6 +231,8 @@ pub enum StoreResult {
     DiffAnswer(DiffReply),
     /// A page of user keys.
     Keys(crate::protocol::KeyPage),
+    /// Merkle roots, one per partition asked.
+    Roots(Vec<crate::protocol::PartitionRoot>),
     /// Done.
     Done,
 }
@@ -336,6 +343,18 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
             .save_node_state(name, &bytes)
             .map(|()| StoreResult::Done),
         StoreOp::GetMany { partition, keys } => get_many(store, partition, &keys),
+        StoreOp::MerkleRoots { partitions } => partitions
+            .into_iter()
+            .map(|partition| {
+                store
+                    .merkle_root(partition)
+                    .map(|root| crate::protocol::PartitionRoot {
+                        partition,
+                        root: root.0,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(StoreResult::Roots),
         StoreOp::DiffStart { partition } => store.merkle_tree(partition).map(|tree| {
             let (session, request) = DiffInitiator::start(&tree);
             StoreResult::DiffStarted(Box::new(session), request)
