@@ -11,8 +11,9 @@
 //! last 10 s, are tried last; and requests that
 //! are safe to send twice (reads, status, ring, bucket listing and creation) go to the next
 //! candidate when the previous one has not answered within a hedge delay (the p99 of recent
-//! answers, as Cassandra's speculative retry), first answer wins. Writes go to one node at a
-//! time and move on only when it fails. When every node fails, the error lists each address
+//! answers, as Cassandra's speculative retry), first answer wins. A write goes to the next
+//! node when its node failed, or has not answered within a third of the timeout (every
+//! attempt carries one write id, so it stays one write). When every node fails, the error lists each address
 //! with its own cause.
 //!
 //! This module must not know how nodes coordinate; it only picks where to send.
@@ -410,8 +411,11 @@ impl Client {
 
     /// Tries `candidates` in order until one answers (a node's error reply is an answer). A
     /// request that is safe to send twice also goes to the next candidate whenever the ones
-    /// asked have not answered within the hedge delay; a write moves on only when its node
-    /// failed.
+    /// asked have not answered within the hedge delay. A write with a write id goes to the
+    /// next candidate too when the ones asked have not answered within a third of the timeout
+    /// (a coordinator cut off from the replicas answers only at its deadline; the next one
+    /// can reach them): every attempt carries the same id, so replicas and readers see one
+    /// write. Other requests move on only when their node failed.
     async fn first_answer(
         &self,
         candidates: Vec<NodeAddress>,
@@ -419,10 +423,23 @@ impl Client {
     ) -> Result<Response, ClientError> {
         let hedged = matches!(request.access(), crate::protocol::Access::Read)
             || matches!(request, Request::CreateBucket(_));
-        let hedge = self
-            .latencies
-            .lock()
-            .map_or(DEFAULT_HEDGE, |l| l.hedge_delay());
+        let hedge = if hedged {
+            Some(
+                self.latencies
+                    .lock()
+                    .map_or(DEFAULT_HEDGE, |l| l.hedge_delay()),
+            )
+        } else if matches!(
+            request,
+            Request::Put {
+                write_id: Some(_),
+                ..
+            }
+        ) {
+            Some(self.timeout / 3)
+        } else {
+            None
+        };
         let mut pending = candidates.into_iter();
         let mut asked: JoinSet<Attempt> = JoinSet::new();
         let mut failures = Failures::default();
@@ -430,10 +447,9 @@ impl Client {
         // here, and spawn tasks only once a second candidate must run beside it.
         if let Some(address) = pending.next() {
             let mut first = Box::pin(self.attempt(address, request));
-            let answered = if hedged {
-                tokio::time::timeout(hedge, &mut first).await.ok()
-            } else {
-                Some((&mut first).await)
+            let answered = match hedge {
+                Some(hedge) => tokio::time::timeout(hedge, &mut first).await.ok(),
+                None => Some((&mut first).await),
             };
             if let Some(attempt) = answered {
                 if let Some(outcome) = self.settle(attempt, hedged, &mut failures) {
@@ -463,7 +479,7 @@ impl Client {
                     }
                     None => {}
                 },
-                () = tokio::time::sleep(hedge), if hedged => {
+                () = tokio::time::sleep(hedge.unwrap_or_default()), if hedge.is_some() => {
                     self.ask_next(&mut pending, &mut asked, request);
                 }
             }

@@ -850,4 +850,31 @@ mod tests {
         }
         assert!(!InlineReads::new(false).allowed(start), "turned off");
     }
+
+    /// Issue 25: what a node advertises, by its listen address and `--advertise`.
+    #[test]
+    fn the_advertised_address() {
+        let cases: [(&str, Option<&str>, Option<&str>); 5] = [
+            ("10.0.0.1:7000", None, Some("10.0.0.1:7000")),
+            (
+                "0.0.0.0:7000",
+                Some("db1.example:7000"),
+                Some("db1.example:7000"),
+            ),
+            ("[::]:7000", Some("10.0.0.1:7000"), Some("10.0.0.1:7000")),
+            ("0.0.0.0:7000", None, None),
+            ("[::]:7000", None, None),
+        ];
+        for (bound, advertise, expected) in cases {
+            let advertise: Option<NodeAddress> = advertise.map(|a| a.parse().expect("address"));
+            let bound: SocketAddr = bound.parse().expect("socket");
+            let got = advertised_address(advertise.as_ref(), bound);
+            if let Some(expected) = expected {
+                assert_eq!(got.expect("advertised").to_string(), expected, "{bound}");
+            } else {
+                let error = got.expect_err("refused").to_string();
+                assert!(error.contains("--advertise"), "{error}");
+            }
+        }
+    }
 }
