@@ -220,6 +220,29 @@ enum CertCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Make what a new cluster needs in one step, for containers and scripts: the CA in
+    /// `CA_DIR` unless it has one, and a directory `OUT/NAME` for each identity named that has
+    /// none yet. Running it again changes nothing.
+    Bootstrap {
+        /// Directory of the CA (created 0700 if it has none).
+        #[arg(long, env = "DYNAMO_CA_DIR", default_value = "dynamo-ca")]
+        ca_dir: PathBuf,
+        /// Where each identity gets its directory OUT/NAME.
+        #[arg(long)]
+        out: PathBuf,
+        /// Node identities (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Admin identities (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        admins: Vec<String>,
+        /// Client identities (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<String>,
+        /// Cluster name written into a new CA certificate.
+        #[arg(long, default_value = "dynamo")]
+        cluster: String,
+    },
 }
 
 /// Which role the issued certificate carries (exactly one).
@@ -1533,8 +1556,64 @@ fn cert(command: CertCommand) -> Result<ExitCode> {
                 dir.display()
             );
         }
+        CertCommand::Bootstrap {
+            ca_dir,
+            out,
+            nodes,
+            admins,
+            clients,
+            cluster,
+        } => bootstrap_certs(
+            &ca_dir,
+            &out,
+            &cluster,
+            &[
+                (Role::Node, nodes),
+                (Role::Admin, admins),
+                (Role::Client, clients),
+            ],
+        )?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cert bootstrap`: the CA if missing, then each identity that has no directory yet.
+fn bootstrap_certs(
+    ca_dir: &Path,
+    out: &Path,
+    cluster: &str,
+    identities: &[(Role, Vec<String>)],
+) -> Result<()> {
+    let ca = if ca_dir.join(dynamo_node::tls::CA_CERT_FILE).exists() {
+        ClusterCa::load(ca_dir)
+            .with_context(|| format!("loading the cluster CA from {}", ca_dir.display()))?
+    } else {
+        let ca = ClusterCa::generate(cluster).context("generating the cluster CA")?;
+        ca.save(ca_dir)
+            .with_context(|| format!("writing the CA to {}", ca_dir.display()))?;
+        outln!("cluster CA written to {}", ca_dir.display());
+        ca
+    };
+    for (role, names) in identities {
+        for name in names {
+            dynamo_node::tls::validate_name(name)?;
+            let dir = out.join(name);
+            if Identity::load(&dir, Some(*role), Some(name)).is_ok() {
+                outln!("{role} {name}: {} already holds it", dir.display());
+                continue;
+            }
+            let identity = ca
+                .issue(*role, name)
+                .with_context(|| format!("issuing {name}"))?;
+            identity
+                .save(&dir, false)
+                .with_context(|| format!("writing {name}'s identity to {}", dir.display()))?;
+            ca.install_cert(&dir)
+                .with_context(|| format!("writing the CA certificate to {}", dir.display()))?;
+            outln!("{role} {name}: written to {}", dir.display());
+        }
+    }
+    Ok(())
 }
 
 /// Runs a node until SIGINT or SIGTERM, then shuts it down gracefully.

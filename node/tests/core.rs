@@ -679,3 +679,26 @@ fn listing_a_bucket_returns_each_live_key_once() {
         );
     }
 }
+
+/// Issue 25 (Kubernetes): every pod of a `StatefulSet` names the first pod as its seed. A node
+/// whose seeds are only its own address founds a cluster; one with another seed waits to be
+/// added through it.
+#[test]
+fn a_seed_that_is_the_node_itself_is_no_seed() {
+    let cases = [
+        (vec!["sim-1".to_owned()], true),
+        (vec!["sim-1".to_owned(), "sim-2".to_owned()], false),
+        (vec!["sim-2".to_owned()], false),
+        (Vec::new(), true),
+    ];
+    for (seeds, founds) in cases {
+        let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+        let saved = load_saved_state(&store).expect("saved state");
+        let config = CoreConfig {
+            seeds: seeds.clone(),
+            ..config()
+        };
+        let core = NodeCore::new(config, &saved, store.actor(), NOW, 7).expect("core");
+        assert_eq!(core.ring().is_some(), founds, "seeds {seeds:?}");
+    }
+}

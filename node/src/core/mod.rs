@@ -289,9 +289,11 @@ struct SaveSlot {
 impl NodeCore {
     /// A core for a node starting at `now`: it resumes the ring, buckets and status it saved,
     /// or founds a cluster (no seeds and no saved ring), or waits to be added through its seeds.
+    /// A seed that is this node's own address is no seed: every pod of a Kubernetes
+    /// `StatefulSet` can name the first pod as its seed, and the first founds the cluster.
     /// `actor` is the store's vclock actor; `seed` drives every random choice.
     pub fn new(
-        config: CoreConfig,
+        mut config: CoreConfig,
         saved: &SavedState,
         actor: Actor,
         now: u64,
@@ -300,6 +302,8 @@ impl NodeCore {
         if config.name.is_empty() {
             return Err(CoreError::Config("the node name is empty".into()));
         }
+        let own_address = config.address.clone();
+        config.seeds.retain(|seed| *seed != own_address);
         if config.partitions > MAX_PARTITIONS {
             return Err(CoreError::Config(format!(
                 "partitions = {} is more than {MAX_PARTITIONS}",
