@@ -113,7 +113,7 @@ fn describe_failures(failures: &[TransportError]) -> String {
 struct Failures {
     /// Nodes that could not be reached, each with its cause.
     unreachable: Vec<TransportError>,
-    /// The last "not ready" refusal (see [`Client::settle`]).
+    /// The last "not ready" or "unavailable" refusal (see [`Client::settle`]).
     refused: Option<ErrorReply>,
 }
 
@@ -535,9 +535,12 @@ impl Client {
     }
 
     /// The request's outcome once a node answered; `None` when the node failed (it is
-    /// suspected, and the failure kept for the error) or refused the request for now ("not
-    /// ready": it has no ring yet, or its ring says another node must take it; nothing was
-    /// done), and another should be asked.
+    /// suspected, and the failure kept for the error) or refused the request for now, and
+    /// another should be asked. A refusal is "not ready" (no ring yet, or its ring says another
+    /// node must take it; nothing was done) or "unavailable" (it cannot reach enough replicas:
+    /// a node cut off from the others, whose failure detector has marked them down; it is
+    /// suspected too, so it is asked last, and its view of the cluster is not the one the
+    /// client routes by). A write asked again elsewhere carries the same write id.
     fn settle(
         &self,
         (address, started, result): Attempt,
@@ -547,6 +550,14 @@ impl Client {
         match result {
             Ok(Response::Error(error)) if error.kind == ErrorKind::NotReady => {
                 self.clear_suspicion(&address);
+                failures.refused = Some(error);
+                None
+            }
+            Ok(Response::Error(error)) if error.kind == ErrorKind::Unavailable => {
+                self.suspect(address);
+                // Its ring and members may be what routed us here: fetch them again, from a
+                // node not suspected.
+                self.invalidate();
                 failures.refused = Some(error);
                 None
             }
