@@ -1542,14 +1542,7 @@ fn cert(command: CertCommand) -> Result<ExitCode> {
                     ca_dir.display()
                 )
             })?;
-            let identity = ca
-                .issue(role, &name)
-                .with_context(|| format!("issuing {name}"))?;
-            identity
-                .save(&dir, force)
-                .with_context(|| format!("writing {name}'s identity to {}", dir.display()))?;
-            ca.install_cert(&dir)
-                .with_context(|| format!("writing the CA certificate to {}", dir.display()))?;
+            let identity = issue_into(&ca, role, &name, &dir, force)?;
             let stem = identity.file_stem();
             outln!(
                 "{role} certificate for {name} written to {} ({stem}.pem, {stem}.key, ca.pem)",
@@ -1577,6 +1570,20 @@ fn cert(command: CertCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Issues identity `name` with `role` into `dir`, beside the CA certificate (`force`: replace
+/// one that exists).
+fn issue_into(ca: &ClusterCa, role: Role, name: &str, dir: &Path, force: bool) -> Result<Identity> {
+    let identity = ca
+        .issue(role, name)
+        .with_context(|| format!("issuing {name}"))?;
+    identity
+        .save(dir, force)
+        .with_context(|| format!("writing {name}'s identity to {}", dir.display()))?;
+    ca.install_cert(dir)
+        .with_context(|| format!("writing the CA certificate to {}", dir.display()))?;
+    Ok(identity)
+}
+
 /// `cert bootstrap`: the CA if missing, then each identity that has no directory yet.
 fn bootstrap_certs(
     ca_dir: &Path,
@@ -1602,14 +1609,7 @@ fn bootstrap_certs(
                 outln!("{role} {name}: {} already holds it", dir.display());
                 continue;
             }
-            let identity = ca
-                .issue(*role, name)
-                .with_context(|| format!("issuing {name}"))?;
-            identity
-                .save(&dir, false)
-                .with_context(|| format!("writing {name}'s identity to {}", dir.display()))?;
-            ca.install_cert(&dir)
-                .with_context(|| format!("writing the CA certificate to {}", dir.display()))?;
+            issue_into(&ca, *role, name, &dir, false)?;
             outln!("{role} {name}: written to {}", dir.display());
         }
     }

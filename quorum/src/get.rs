@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use dynamo_ring::{NodeId, Role, Target};
+use dynamo_ring::{NodeId, Target};
 use dynamo_vclock::VClock;
 
 use crate::config::Quorum;
@@ -328,18 +328,8 @@ impl GetCoordinator {
             if !stale {
                 continue;
             }
-            let hint = match &target.role {
-                Role::Primary => None,
-                Role::Fallback { for_node } => Some(for_node.clone()),
-            };
-            self.commands.push_back(Command::Send {
-                to: target.node.clone(),
-                request: ReplicaRequest::Write {
-                    key: self.key.clone(),
-                    object: merged.clone(),
-                    hint,
-                },
-            });
+            self.commands
+                .push_back(Command::write_to(target, &self.key, merged.clone()));
         }
     }
 }

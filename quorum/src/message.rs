@@ -14,6 +14,25 @@ use crate::put::PutOk;
 use crate::reap::ReapOutcome;
 use crate::value::{Object, Value};
 
+impl Command {
+    /// Paper 4.6: `object` written to `target`; a fallback keeps it as a hint for the node it
+    /// stands in for.
+    pub(crate) fn write_to(target: &dynamo_ring::Target, key: &[u8], object: Object) -> Command {
+        let hint = match &target.role {
+            dynamo_ring::Role::Primary => None,
+            dynamo_ring::Role::Fallback { for_node } => Some(for_node.clone()),
+        };
+        Command::Send {
+            to: target.node.clone(),
+            request: ReplicaRequest::Write {
+                key: key.to_vec(),
+                object,
+                hint,
+            },
+        }
+    }
+}
+
 /// A request from a coordinator to a replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplicaRequest {

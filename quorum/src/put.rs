@@ -11,13 +11,13 @@
 
 use std::collections::VecDeque;
 
-use dynamo_ring::{NodeId, Role, Target};
+use dynamo_ring::{NodeId, Target};
 use dynamo_vclock::{Actor, VClock};
 
 use crate::config::{HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};
 use crate::context::ClientContext;
 use crate::error::QuorumError;
-use crate::message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};
+use crate::message::{Command, ReplicaReply, Response, Warning};
 use crate::tally::{Answer, StandIns, Tally};
 use crate::value::{MAX_SUPERSEDED, Object, Value, WriteId};
 
@@ -269,20 +269,10 @@ impl PutCoordinator {
         self.check_quorum();
     }
 
-    /// The write to one target; a fallback keeps it as a hint for the node it stands in for.
+    /// The write to one target (see [`Command::write_to`]).
     fn send_write(&mut self, target: &Target, object: &Object) {
-        let hint = match &target.role {
-            Role::Primary => None,
-            Role::Fallback { for_node } => Some(for_node.clone()),
-        };
-        self.commands.push_back(Command::Send {
-            to: target.node.clone(),
-            request: ReplicaRequest::Write {
-                key: self.key.clone(),
-                object: object.clone(),
-                hint,
-            },
-        });
+        self.commands
+            .push_back(Command::write_to(target, &self.key, object.clone()));
     }
 
     /// Paper 4.6: the write goes to the next spare node, with a hint, in place of the target at
