@@ -1,17 +1,25 @@
 //! The context token a client carries between a get and the put that follows it: the causal
 //! context (a vector clock) bound to the key it was read from, so a context pasted onto another
-//! key is refused instead of silently discarding that key's versions.
+//! key is refused instead of silently discarding that key's versions, and the ids of the client
+//! writes it saw, so the put that follows supersedes every copy of those writes, also copies a
+//! coordinator holds under dots the clock does not cover (a write sent to two coordinators).
 //!
-//! Layout: `b"DYK"`, a format version byte, the key's 64-bit fingerprint (big-endian), then the
-//! clock in `dynamo-vclock`'s checksummed context encoding. Text form: URL-safe base64 without
-//! padding. This module must not know how tokens travel (CLI flags, HTTP headers).
+//! Layout (format 2): `b"DYK"`, a format version byte, the key's 64-bit fingerprint
+//! (big-endian), a count of write ids (at most [`MAX_SUPERSEDED`]) and each id (16 bytes,
+//! big-endian), then the clock in `dynamo-vclock`'s checksummed context encoding. Format 1 has
+//! no write ids and still decodes. Text form: URL-safe base64 without padding. This module must
+//! not know how tokens travel (CLI flags, HTTP headers).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dynamo_vclock::{Context, VClock};
 
+use crate::value::{MAX_SUPERSEDED, Object, WriteId};
+
 const MAGIC: &[u8; 3] = b"DYK";
-const FORMAT_VERSION: u8 = 1;
+/// Tokens without write ids.
+const FORMAT_CLOCK_ONLY: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
 const HEADER_LEN: usize = MAGIC.len() + 1 + 8;
 
 /// A 64-bit fingerprint of a key: the top half of its MD5 ring position.
@@ -26,6 +34,8 @@ pub struct ClientContext {
     pub key_fingerprint: u64,
     /// What the reader had seen.
     pub clock: VClock,
+    /// The client writes among the versions it saw (at most [`MAX_SUPERSEDED`]).
+    pub writes: Vec<WriteId>,
 }
 
 /// Why a context token could not be used.
@@ -38,7 +48,7 @@ pub enum ContextError {
     #[error("the context token is not a dynamo context (wrong or missing header)")]
     Foreign,
     /// A newer format than this build understands.
-    #[error("the context token has format version {0}, this build reads version 1")]
+    #[error("the context token has format version {0}, this build reads versions 1 and 2")]
     UnsupportedVersion(u8),
     /// The clock part is corrupt.
     #[error("the context token is corrupt: {0}")]
@@ -51,6 +61,26 @@ impl ClientContext {
         Self {
             key_fingerprint: key_fingerprint(key),
             clock,
+            writes: Vec::new(),
+        }
+    }
+
+    /// The context of `object`, read from `key`: its clock and the write ids of its versions
+    /// (and those its deletes name).
+    pub fn of_object(key: &[u8], object: &Object) -> Self {
+        let mut writes: Vec<WriteId> = Vec::new();
+        for value in object.values() {
+            for id in value.write_id().iter().chain(value.superseded()) {
+                if !writes.contains(id) {
+                    writes.push(*id);
+                }
+            }
+        }
+        writes.truncate(MAX_SUPERSEDED);
+        Self {
+            key_fingerprint: key_fingerprint(key),
+            clock: object.context(),
+            writes,
         }
     }
 
@@ -65,6 +95,11 @@ impl ClientContext {
         bytes.extend_from_slice(MAGIC);
         bytes.push(FORMAT_VERSION);
         bytes.extend_from_slice(&self.key_fingerprint.to_be_bytes());
+        let writes = &self.writes[..self.writes.len().min(MAX_SUPERSEDED)];
+        bytes.push(writes.len() as u8);
+        for id in writes {
+            bytes.extend_from_slice(&id.0.to_be_bytes());
+        }
         bytes.extend_from_slice(&Context::new(self.clock.clone()).to_bytes());
         bytes
     }
@@ -75,16 +110,38 @@ impl ClientContext {
             return Err(ContextError::Foreign);
         }
         let version = bytes[MAGIC.len()];
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_CLOCK_ONLY {
             return Err(ContextError::UnsupportedVersion(version));
         }
         let mut fingerprint = [0u8; 8];
         fingerprint.copy_from_slice(&bytes[MAGIC.len() + 1..HEADER_LEN]);
-        let context = Context::from_bytes(&bytes[HEADER_LEN..])
-            .map_err(|e| ContextError::Corrupt(e.to_string()))?;
+        let mut rest = &bytes[HEADER_LEN..];
+        let mut writes = Vec::new();
+        if version == FORMAT_VERSION {
+            let corrupt = |what: &str| ContextError::Corrupt(what.to_owned());
+            let (&count, after) = rest
+                .split_first()
+                .ok_or_else(|| corrupt("no write count"))?;
+            let count = usize::from(count);
+            if count > MAX_SUPERSEDED {
+                return Err(corrupt("more write ids than a token holds"));
+            }
+            if after.len() < count * 16 {
+                return Err(corrupt("cut short in its write ids"));
+            }
+            for chunk in after[..count * 16].chunks_exact(16) {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(chunk);
+                writes.push(WriteId(u128::from_be_bytes(id)));
+            }
+            rest = &after[count * 16..];
+        }
+        let context =
+            Context::from_bytes(rest).map_err(|e| ContextError::Corrupt(e.to_string()))?;
         Ok(Self {
             key_fingerprint: u64::from_be_bytes(fingerprint),
             clock: context.into_clock(),
+            writes,
         })
     }
 
@@ -112,11 +169,18 @@ mod tests {
     fn tokens_round_trip_and_bind_to_their_key() {
         let mut clock = VClock::new();
         clock.increment(&Actor::new("a#1"), 10);
-        let context = ClientContext::new(b"cart:alice", clock);
+        let mut context = ClientContext::new(b"cart:alice", clock.clone());
+        context.writes = vec![WriteId(7), WriteId(u128::MAX)];
         let back = ClientContext::from_text(&context.to_text()).unwrap();
         assert_eq!(back, context);
         assert!(back.belongs_to(b"cart:alice"));
         assert!(!back.belongs_to(b"cart:bob"));
+        // A format 1 token (before write ids) still decodes, with none.
+        let mut old = b"DYK\x01".to_vec();
+        old.extend_from_slice(&key_fingerprint(b"cart:alice").to_be_bytes());
+        old.extend_from_slice(&Context::new(clock.clone()).to_bytes());
+        let back = ClientContext::from_bytes(&old).unwrap();
+        assert_eq!((back.clock, back.writes), (clock, Vec::new()));
     }
 
     type Check = fn(&ContextError) -> bool;

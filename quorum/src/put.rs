@@ -51,15 +51,17 @@ pub struct PutRequest {
 }
 
 /// Adds to `context` the other copies of writes it supersedes: when the context covers one dot
-/// of a write id, the other dots of that write (a retry coordinated elsewhere) are the same
-/// client write and must not survive as siblings of the new value. An actor's entry is raised
-/// only when every live value of it above the context is such a copy, since a version vector
-/// entry covers everything below it.
-fn extend_over_retries(context: &mut VClock, stored: &Object) {
+/// of a write id, or the reader saw that write (`seen`, from its context token), the other dots
+/// of that write (a retry or a hedged attempt coordinated elsewhere) are the same client write
+/// and must not survive as siblings of the new value. An actor's entry is raised only when
+/// every live value of it above the context is such a copy, since a version vector entry
+/// covers everything below it.
+fn extend_over_retries(context: &mut VClock, stored: &Object, seen: &[WriteId]) {
     let superseded: std::collections::HashSet<_> = stored
         .iter()
         .filter(|(actor, counter, _)| context.get(actor) >= *counter)
         .filter_map(|(_, _, value)| value.write_id())
+        .chain(seen.iter().copied())
         .collect();
     if superseded.is_empty() {
         return;
@@ -79,11 +81,11 @@ fn extend_over_retries(context: &mut VClock, stored: &Object) {
     }
 }
 
-/// The delete of what `context` covers in `stored`: a tombstone naming the client writes it
-/// supersedes (and those the deletes it supersedes named), so late copies of them stay
-/// deleted; a plain tombstone when it supersedes none.
-fn deletion(context: &VClock, stored: &Object) -> Value {
-    let mut superseded: Vec<WriteId> = Vec::new();
+/// The delete of what `context` covers in `stored` and of the writes the reader saw (`seen`):
+/// a tombstone naming the client writes it supersedes (and those the deletes it supersedes
+/// named), so late copies of them stay deleted; a plain tombstone when it supersedes none.
+fn deletion(context: &VClock, stored: &Object, seen: &[WriteId]) -> Value {
+    let mut superseded: Vec<WriteId> = seen.to_vec();
     for (_, _, value) in stored
         .iter()
         .filter(|(actor, counter, _)| context.get(actor) >= *counter)
@@ -128,6 +130,8 @@ enum Phase {
 pub struct PutCoordinator {
     key: Vec<u8>,
     context: VClock,
+    /// The client writes the request's context saw (see [`ClientContext::writes`]).
+    seen: Vec<WriteId>,
     value: Option<Value>,
     actor: Actor,
     coordinator: NodeId,
@@ -149,12 +153,12 @@ impl PutCoordinator {
     pub fn new(now: u64, request: PutRequest) -> Result<Self, QuorumError> {
         let quorum = request.quorum;
         quorum.validate()?;
-        let context = match request.context {
+        let (context, seen) = match request.context {
             Some(context) if !context.belongs_to(&request.key) => {
                 return Err(QuorumError::ContextForAnotherKey);
             }
-            Some(context) => context.clock,
-            None => VClock::new(),
+            Some(context) => (context.clock, context.writes),
+            None => (VClock::new(), Vec::new()),
         };
         if !request
             .targets
@@ -174,6 +178,7 @@ impl PutCoordinator {
         Ok(Self {
             key: request.key,
             context,
+            seen,
             value: Some(request.value),
             actor: request.actor,
             coordinator: request.coordinator,
@@ -218,9 +223,9 @@ impl PutCoordinator {
         if self.supersede_local {
             self.context.merge(&stored.context());
         }
-        extend_over_retries(&mut self.context, &stored);
+        extend_over_retries(&mut self.context, &stored, &self.seen);
         let value = if value.is_tombstone() {
-            deletion(&self.context, &stored)
+            deletion(&self.context, &stored, &self.seen)
         } else {
             value
         };

@@ -1258,4 +1258,28 @@ fn a_late_copy_of_a_deleted_write_stays_deleted() {
         dynamo_quorum::live_values(&with_other),
         vec![b"pen".as_slice()]
     );
+
+    // `cargo xtask chaos`, one-way loss: the client sent the write to two coordinators (y and
+    // a), y answered first, and the delete with y's context reached a, which holds only its own
+    // copy. The token names the write, so a's copy is superseded and the delete names it.
+    let own_copy = written(&Object::empty(), "a#1", retried("book"), 1);
+    let token = ClientContext::of_object(b"cart", &put);
+    assert_eq!(token.writes, vec![WriteId(7)]);
+    let mut with_token = request(Value::Tombstone, None);
+    with_token.context = Some(token);
+    let mut delete = PutCoordinator::new(0, with_token).unwrap();
+    drain(|| delete.poll_command());
+    delete.handle_local_read(1, Ok(Some(own_copy.clone())));
+    let Some(Command::WriteLocal { context, value, .. }) = delete.poll_command() else {
+        panic!("the delete goes ahead");
+    };
+    assert_eq!(
+        value,
+        Value::Deleted {
+            superseded: vec![WriteId(7)]
+        }
+    );
+    let mut after = own_copy;
+    after.update(&context, &Actor::new("a#1"), value, 2);
+    assert_eq!(describe_object(&after), "[<deleted #7>]");
 }

@@ -1153,7 +1153,11 @@ impl NodeCore {
         let key = &coordinator.key;
         match response {
             dynamo_quorum::Response::Get(Ok(ok)) => {
-                let context = ClientContext::new(key, ok.context()).to_text();
+                let context = ok.object.as_ref().map_or_else(
+                    || ClientContext::new(key, dynamo_vclock::VClock::new()),
+                    |object| ClientContext::of_object(key, object),
+                );
+                let context = context.to_text();
                 if ok.found() {
                     let resolution = ok
                         .object
@@ -1171,7 +1175,7 @@ impl NodeCore {
                 }
             }
             dynamo_quorum::Response::Put(Ok(ok)) => Response::Put(PutReply {
-                context: ClientContext::new(key, ok.context).to_text(),
+                context: ClientContext::of_object(key, &ok.object).to_text(),
                 acknowledged: ok.acknowledged,
                 warnings: ok
                     .warnings
