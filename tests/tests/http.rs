@@ -190,6 +190,35 @@ async fn keys_values_contexts_and_siblings() {
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     assert!(!context_of(&gone).is_empty(), "a tombstone's context");
 
+    // Issue 26: a delete without a context answered 200 and the value stayed readable (each
+    // such delete added one more tombstone sibling). It deletes what a read sees, siblings
+    // too, alone and in a batch.
+    for (name, batch) in [("cart-2", false), ("cart-3", true)] {
+        let url = http.url(0, &format!("/buckets/default/keys/{name}"));
+        for value in ["kibble", "toy"] {
+            let put = http.admin.put(&url).body(value).send().await.expect("put");
+            assert_eq!(put.status(), StatusCode::OK);
+        }
+        if batch {
+            let answer = post_json(
+                &http.admin,
+                http.url(0, "/buckets/default/batch/put"),
+                json!({"items": [{"key": name, "delete": true}]}),
+            )
+            .await;
+            assert_eq!(statuses_of(&answer), ["ok"], "{answer}");
+        } else {
+            let delete = http.admin.delete(&url).send().await.expect("delete");
+            assert_eq!(delete.status(), StatusCode::OK);
+        }
+        let gone = http.admin.get(&url).send().await.expect("get");
+        assert_eq!(
+            gone.status(),
+            StatusCode::NOT_FOUND,
+            "{name} after a delete"
+        );
+    }
+
     // HTTP/2 is negotiated by ALPN; an HTTP/1.1-only client is served too.
     let h2 = http
         .admin

@@ -714,7 +714,48 @@ async fn write_key(
         forwarded: false,
         write_id: Some(random_write_id()),
     };
-    render_put(&api.ask(who, request).await)
+    render_put(&submit_write(&api.context.gate, who.clone(), request).await)
+}
+
+/// Sends `request` through the gate. A delete without a context first reads the key and
+/// deletes what that read saw, as the Rust client does: a delete that answers 200 never leaves
+/// the value readable beside its tombstone (issue 26: each context-less `DELETE` added one more
+/// tombstone sibling and the value stayed). A key not found is deleted with the read's context,
+/// which may name a tombstone; a read that fails is the delete's answer.
+async fn submit_write(gate: &crate::gate::Gate, who: PeerIdentity, request: Request) -> Response {
+    let request = match request {
+        Request::Put {
+            bucket,
+            key,
+            value: None,
+            context: None,
+            options,
+            forwarded,
+            write_id,
+        } => {
+            let read = Request::Get {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                options,
+            };
+            let context = match gate.submit(who.clone(), read).await {
+                Response::Get(reply) => reply.context,
+                Response::NotFound { context } => context,
+                other => return other,
+            };
+            Request::Put {
+                bucket,
+                key,
+                value: None,
+                context: (!context.is_empty()).then_some(context),
+                options,
+                forwarded,
+                write_id,
+            }
+        }
+        other => other,
+    };
+    gate.submit(who, request).await
 }
 
 fn render_put(response: &Response) -> HttpResponse {
@@ -942,7 +983,7 @@ async fn run_batch(
             Ok(request) => {
                 let gate = api.context.gate.clone();
                 let who = who.clone();
-                tasks.spawn(async move { (index, key, gate.submit(who, request).await) });
+                tasks.spawn(async move { (index, key, submit_write(&gate, who, request).await) });
             }
             Err(message) => results[index] = Some(BatchResult::refused(key, message)),
         }
