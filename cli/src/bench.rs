@@ -618,12 +618,12 @@ async fn load(shared: &Arc<Shared>) -> Result<(u64, Duration)> {
     Ok((failed, started.elapsed()))
 }
 
-/// Runs the benchmark; `quiet` keeps the load phase's line off stdout.
 /// Socket addresses as the client's node addresses.
 fn node_addresses(addresses: &[SocketAddr]) -> Vec<NodeAddress> {
     addresses.iter().map(NodeAddress::from).collect()
 }
 
+/// Runs the benchmark; `quiet` keeps the load phase's line off stdout.
 pub(crate) async fn run(
     client: Client,
     http: Option<HttpTarget>,

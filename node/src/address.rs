@@ -42,6 +42,9 @@ pub struct NodeAddress {
     /// Where the host part ends in `text` (before `:port`).
     host_end: usize,
     port: u16,
+    /// The socket address when the host is an IP address, parsed once: every request to a
+    /// node asks for it.
+    literal: Option<SocketAddr>,
 }
 
 /// Why text is not a node address.
@@ -70,7 +73,7 @@ impl NodeAddress {
 
     /// The socket address when the host is an IP address; `None` for a name.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
-        self.text.parse().ok()
+        self.literal
     }
 
     /// The address as text, as given.
@@ -120,6 +123,7 @@ impl FromStr for NodeAddress {
             text: text.to_owned(),
             host_end: host.len(),
             port,
+            literal: None,
         })
     }
 }
@@ -146,6 +150,7 @@ impl From<SocketAddr> for NodeAddress {
             text,
             host_end,
             port: socket.port(),
+            literal: Some(socket),
         }
     }
 }

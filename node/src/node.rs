@@ -563,31 +563,34 @@ impl Driver {
     /// loses nothing: a client was answered only once its quorum had acknowledged, and hints,
     /// handoff and anti-entropy keep their data until the peer's answer says it is stored.
     ///
-    /// A peer known by host name is resolved within the call's timeout (see
-    /// [`crate::address`]); a failed call makes the next one resolve it again.
+    /// A peer known by host name is resolved first, that too bounded by the call's timeout
+    /// (see [`crate::address`]); a failed call makes the next one resolve it again.
     fn call(&mut self, id: Option<OpId>, address: String, request: Request, timeout_ms: u64) {
         let endpoint = self.endpoint.clone();
         let resolver = self.resolver.clone();
         let timeout = Duration::from_millis(timeout_ms);
         self.calls.push(Box::pin(async move {
-            let exchange = async {
-                let peer = match address.parse::<SocketAddr>() {
-                    Ok(socket) => socket,
-                    Err(_) => resolver
-                        .resolve_text(&address)
-                        .await
-                        .map_err(|error| error.to_string())?,
-                };
-                endpoint
+            // A literal address (the common case) goes straight to the endpoint, whose request
+            // has the timeout; only a name's resolution needs a bound of its own.
+            let peer = match address.parse::<SocketAddr>() {
+                Ok(socket) => Ok(socket),
+                Err(_) => tokio::time::timeout(timeout, resolver.resolve_text(&address))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(crate::address::ResolveError::Lookup {
+                            address: address.clone(),
+                            reason: format!("no answer within {timeout:?}"),
+                        })
+                    })
+                    .map_err(|error| error.to_string()),
+            };
+            let result = match peer {
+                Ok(peer) => endpoint
                     .request::<Request, Response>(peer, &request, timeout)
                     .await
-                    .map_err(|error| error.to_string())
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error),
             };
-            let result = tokio::time::timeout(timeout, exchange)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(format!("request to {address} timed out after {timeout:?}"))
-                });
             if result.is_err()
                 && let Ok(name) = address.parse::<NodeAddress>()
             {

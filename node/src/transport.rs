@@ -461,15 +461,16 @@ struct Activity {
 /// Marks a connection busy while one request on it is served; dropping it stamps the time.
 struct Busy {
     activity: Arc<Activity>,
-    since: Instant,
+    /// When the endpoint was bound (see [`Activity::last_used_us`]).
+    bound_at: Instant,
 }
 
 impl Busy {
-    fn new(activity: &Arc<Activity>, since: Instant) -> Busy {
+    fn new(activity: &Arc<Activity>, bound_at: Instant) -> Busy {
         activity.in_progress.fetch_add(1, Ordering::Relaxed);
         Busy {
             activity: activity.clone(),
-            since,
+            bound_at,
         }
     }
 }
@@ -478,7 +479,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.activity
             .last_used_us
-            .store(micros_since(self.since), Ordering::Relaxed);
+            .store(micros_since(self.bound_at), Ordering::Relaxed);
         self.activity.in_progress.fetch_sub(1, Ordering::Relaxed);
     }
 }

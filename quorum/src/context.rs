@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dynamo_vclock::{Context, VClock};
 
-use crate::value::{MAX_SUPERSEDED, Object, WriteId};
+use crate::value::{MAX_SUPERSEDED, Object, WriteId, named_writes};
 
 const MAGIC: &[u8; 3] = b"DYK";
 /// Tokens without write ids.
@@ -68,19 +68,10 @@ impl ClientContext {
     /// The context of `object`, read from `key`: its clock and the write ids of its versions
     /// (and those its deletes name).
     pub fn of_object(key: &[u8], object: &Object) -> Self {
-        let mut writes: Vec<WriteId> = Vec::new();
-        for value in object.values() {
-            for id in value.write_id().iter().chain(value.superseded()) {
-                if !writes.contains(id) {
-                    writes.push(*id);
-                }
-            }
-        }
-        writes.truncate(MAX_SUPERSEDED);
         Self {
             key_fingerprint: key_fingerprint(key),
             clock: object.context(),
-            writes,
+            writes: named_writes(&[], object.values()),
         }
     }
 

@@ -57,7 +57,7 @@ mod get;
 mod message;
 mod put;
 mod reap;
-pub(crate) mod tally;
+mod tally;
 mod value;
 
 pub use config::{ConfigError, HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};

@@ -19,7 +19,7 @@ use crate::context::ClientContext;
 use crate::error::QuorumError;
 use crate::message::{Command, ReplicaReply, Response, Warning};
 use crate::tally::{Answer, StandIns, Tally};
-use crate::value::{MAX_SUPERSEDED, Object, Value, WriteId};
+use crate::value::{Object, Value, WriteId, named_writes};
 
 /// A client's put (or, with [`Value::Tombstone`], delete).
 #[derive(Debug, Clone)]
@@ -85,18 +85,11 @@ fn extend_over_retries(context: &mut VClock, stored: &Object, seen: &[WriteId]) 
 /// a tombstone naming the client writes it supersedes (and those the deletes it supersedes
 /// named), so late copies of them stay deleted; a plain tombstone when it supersedes none.
 fn deletion(context: &VClock, stored: &Object, seen: &[WriteId]) -> Value {
-    let mut superseded: Vec<WriteId> = seen.to_vec();
-    for (_, _, value) in stored
+    let covered = stored
         .iter()
         .filter(|(actor, counter, _)| context.get(actor) >= *counter)
-    {
-        for id in value.write_id().iter().chain(value.superseded()) {
-            if !superseded.contains(id) {
-                superseded.push(*id);
-            }
-        }
-    }
-    superseded.truncate(MAX_SUPERSEDED);
+        .map(|(_, _, value)| value);
+    let superseded = named_writes(seen, covered);
     if superseded.is_empty() {
         Value::Tombstone
     } else {
@@ -264,30 +257,28 @@ impl PutCoordinator {
         }
         self.tally.record(&self.coordinator, Answer::Success);
         self.tally.asked_all(now);
-        for target in self.tally.targets().to_vec() {
-            if target.node != self.coordinator {
-                self.send_write(&target, &object);
-            }
-        }
+        let (key, coordinator) = (&self.key, &self.coordinator);
+        self.commands.extend(
+            self.tally
+                .targets()
+                .iter()
+                .filter(|target| target.node != *coordinator)
+                .map(|target| Command::write_to(target, key, object.clone())),
+        );
         self.object = Some(object);
         self.phase = Phase::Replicating;
         self.check_quorum();
     }
 
-    /// The write to one target (see [`Command::write_to`]).
-    fn send_write(&mut self, target: &Target, object: &Object) {
-        self.commands
-            .push_back(Command::write_to(target, &self.key, object.clone()));
-    }
-
     /// Paper 4.6: the write goes to the next spare node, with a hint, in place of the target at
     /// `index` (which failed, or is silent past the stand-in delay).
     fn stand_in_for(&mut self, index: usize, now: u64) {
-        let Some(object) = self.object.clone() else {
+        let Some(object) = &self.object else {
             return;
         };
         if let Some(target) = self.tally.stand_in_for(index, now) {
-            self.send_write(&target, &object);
+            self.commands
+                .push_back(Command::write_to(&target, &self.key, object.clone()));
         }
     }
 

@@ -49,6 +49,25 @@ pub enum Value {
 /// Most write ids a [`Value::Deleted`] names (16 bytes each).
 pub const MAX_SUPERSEDED: usize = 16;
 
+/// The client writes `first` and `values` name (their write ids and the ids their deletes
+/// name), each once, in that order, at most [`MAX_SUPERSEDED`]: what a delete names and a
+/// context token carries.
+pub(crate) fn named_writes<'a>(
+    first: &[WriteId],
+    values: impl IntoIterator<Item = &'a Value>,
+) -> Vec<WriteId> {
+    let mut named = first.to_vec();
+    for value in values {
+        for id in value.write_id().iter().chain(value.superseded()) {
+            if !named.contains(id) {
+                named.push(*id);
+            }
+        }
+    }
+    named.truncate(MAX_SUPERSEDED);
+    named
+}
+
 impl Value {
     /// A client's bytes, with the write's id when it has one.
     pub fn data(data: Vec<u8>, id: Option<WriteId>) -> Self {

@@ -93,9 +93,7 @@ fn the_cli_and_the_rust_client_work_from_another_host() {
 
     // The Rust client on the client host, by IP address (a test thread shares this machine's
     // /etc/hosts, which does not know the hosts' names).
-    let seeds: Vec<std::net::SocketAddr> = (0..3)
-        .map(|i| (cluster.network.host(i).ip, PORT).into())
-        .collect();
+    let seeds = dynamo_tests::chaos::node_ips(&cluster);
     let tls = cluster.client_tls("app");
     cluster.network.on_host(cluster.client_host(), || {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -795,7 +795,9 @@ impl NodeCore {
         };
         let partition = ring.partition_of_key(key);
         let targets = ring.extended_preference_list(key, n, |node| self.is_up(node));
-        let walk = ring.preference_list(key, ring.members().len());
+        // The first 3n distinct nodes clockwise: the n primaries, their fallbacks and n spares
+        // when those are up (every client request walks this, so not the whole ring).
+        let walk = ring.preference_list(key, 3 * n);
         let down = walk
             .iter()
             .take(n)
