@@ -21,14 +21,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
-use dynamo_node::address::NodeAddress;
-use dynamo_node::client::{Client, ClientError, GetOutcome};
-use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
+use dynamo_client::address::NodeAddress;
+use dynamo_client::client::{Client, ClientError, GetOutcome};
+use dynamo_protocol::{BucketProps, Request, RequestOptions, Response};
 use dynamo_resolve::Resolver;
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution as _, Zipf};
+
+use crate::bench_http::HttpTarget;
 
 /// YCSB's core workloads, plus W.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -48,7 +50,7 @@ pub(crate) enum Workload {
 }
 
 impl Workload {
-    fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Workload::A => "50% read, 50% update",
             Workload::B => "95% read, 5% update",
@@ -129,7 +131,7 @@ pub(crate) struct BenchArgs {
 }
 
 /// `--value-size`: 0 to 16 MiB.
-fn parse_value_size(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_value_size(text: &str) -> Result<usize, String> {
     const MAX: usize = 16 << 20;
     match text.parse::<usize>() {
         Ok(size) if size <= MAX => Ok(size),
@@ -293,101 +295,6 @@ fn value(size: usize, salt: u64) -> Vec<u8> {
     (0..size)
         .map(|i| (salt as usize).wrapping_add(i) as u8)
         .collect()
-}
-
-/// The HTTP API of the nodes `--http` names (`dynamo bench --http`).
-pub(crate) struct HttpTarget {
-    /// A client presenting the bench's certificate.
-    pub(crate) client: reqwest::Client,
-    /// `https://node.dynamo:PORT` of each node.
-    pub(crate) bases: Vec<String>,
-}
-
-impl HttpTarget {
-    /// A target for `addresses`, presenting `tls`'s identity (the node certificates carry the
-    /// name `node.dynamo`, resolved here to each address).
-    pub(crate) fn new(tls: &dynamo_node::tls::TlsConfig, addresses: &[SocketAddr]) -> Result<Self> {
-        let Some(first) = addresses.first() else {
-            bail!("--http needs at least one address");
-        };
-        if addresses.iter().any(|a| a.ip() != first.ip()) {
-            bail!(
-                "--http addresses must share one IP address (they are all reached as node.dynamo)"
-            );
-        }
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls.https_client_config())
-            .resolve(dynamo_node::tls::NODE_SERVER_NAME, *first)
-            .pool_max_idle_per_host(4096)
-            .build()
-            .context("building the HTTP client")?;
-        let bases = addresses
-            .iter()
-            .map(|a| {
-                format!(
-                    "https://{}:{}",
-                    dynamo_node::tls::NODE_SERVER_NAME,
-                    a.port()
-                )
-            })
-            .collect();
-        Ok(Self { client, bases })
-    }
-
-    fn url(&self, rng: &mut SmallRng, bucket: &str, key: &[u8]) -> String {
-        let base = &self.bases[rng.random_range(0..self.bases.len())];
-        format!(
-            "{base}/buckets/{bucket}/keys/{}",
-            String::from_utf8_lossy(key)
-        )
-    }
-
-    /// A get: the context, and whether the key had siblings.
-    async fn read(&self, url: &str) -> Result<(String, bool), ClientError> {
-        let response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| http_error(&e))?;
-        let status = response.status().as_u16();
-        let context = response
-            .headers()
-            .get("x-dynamo-context")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let _ = response.bytes().await.map_err(|e| http_error(&e))?;
-        match status {
-            200 | 404 => Ok((context, false)),
-            300 => Ok((context, true)),
-            other => Err(ClientError::Unexpected(format!("HTTP {other}"))),
-        }
-    }
-
-    async fn write(
-        &self,
-        url: &str,
-        value: Vec<u8>,
-        context: Option<&str>,
-    ) -> Result<(), ClientError> {
-        let mut request = self.client.put(url).body(value);
-        if let Some(context) = context {
-            request = request.header("x-dynamo-context", context);
-        }
-        let response = request.send().await.map_err(|e| http_error(&e))?;
-        let status = response.status().as_u16();
-        let _ = response.bytes().await.map_err(|e| http_error(&e))?;
-        if status == 200 {
-            Ok(())
-        } else {
-            Err(ClientError::Unexpected(format!("HTTP {status}")))
-        }
-    }
-}
-
-fn http_error(error: &reqwest::Error) -> ClientError {
-    ClientError::Unexpected(format!("HTTP: {error}"))
 }
 
 /// Shared by every worker.
@@ -619,7 +526,7 @@ async fn load(shared: &Arc<Shared>) -> Result<(u64, Duration)> {
 }
 
 /// Socket addresses as the client's node addresses.
-fn node_addresses(addresses: &[SocketAddr]) -> Vec<NodeAddress> {
+pub(crate) fn node_addresses(addresses: &[SocketAddr]) -> Vec<NodeAddress> {
     addresses.iter().map(NodeAddress::from).collect()
 }
 
@@ -632,10 +539,10 @@ pub(crate) async fn run(
     timeout_ms: u64,
     quiet: bool,
 ) -> Result<Report> {
-    if args.transport && args.value_size > dynamo_node::protocol::MAX_PING_BYTES {
+    if args.transport && args.value_size > dynamo_protocol::MAX_PING_BYTES {
         bail!(
             "--transport pings carry at most {} bytes; lower --value-size",
-            dynamo_node::protocol::MAX_PING_BYTES
+            dynamo_protocol::MAX_PING_BYTES
         );
     }
     if !args.transport {
@@ -716,7 +623,7 @@ pub(crate) struct Report {
     elapsed: Duration,
     /// Per operation kind, and "all": (name, count, p50, p90, p99, p99.9, max) in µs.
     rows: Vec<(String, u64, [u64; 5])>,
-    total_ops: u64,
+    pub(crate) total_ops: u64,
     errors: BTreeMap<String, (u64, String)>,
     siblings_seen: u64,
     per_second: Vec<u64>,
@@ -969,333 +876,6 @@ impl Report {
             "load_failed": self.load.map(|(_, failed)| failed),
         })
     }
-}
-
-/// `dynamo dev bench` (what `cargo xtask bench` runs): the matrix of issue 16.
-#[derive(Args, Clone)]
-pub(crate) struct MatrixArgs {
-    /// Where the clusters live and the report is written.
-    #[arg(long, default_value = "target/bench-report")]
-    out: std::path::PathBuf,
-    /// Seconds per point.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    seconds: u64,
-    /// Concurrencies.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
-    concurrency: Vec<u64>,
-    /// Workloads.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "a,b,c,f,w",
-        ignore_case = true
-    )]
-    workloads: Vec<Workload>,
-    /// Durability modes, one cluster each.
-    #[arg(long, value_delimiter = ',', default_value = "sync,buffered", value_parser = ["sync", "buffered"])]
-    durability: Vec<String>,
-    /// Keys (loaded once per cluster) and value size.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
-    keys: u64,
-    /// Value size in bytes (at most 16 MiB).
-    #[arg(long, default_value_t = 1024, value_parser = parse_value_size)]
-    value_size: usize,
-    /// Port of the first node.
-    #[arg(long, default_value_t = 7300)]
-    base_port: u16,
-}
-
-/// CPU time (user + system) the processes `pids` have used, from /proc (Linux; zero elsewhere).
-fn cpu_time(pids: &[u32]) -> Duration {
-    // /proc/PID/stat fields 14 and 15 are utime and stime in clock ticks, 100 per second on
-    // Linux for every architecture we run on.
-    let ticks: u64 = pids
-        .iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            let after_name = &stat[stat.rfind(')')? + 2..];
-            let fields: Vec<&str> = after_name.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum();
-    Duration::from_millis(ticks * 10)
-}
-
-/// One point of the matrix.
-struct Point {
-    durability: String,
-    label: String,
-    concurrency: u64,
-    report: Report,
-    /// Cluster CPU per operation.
-    cpu_per_op: Duration,
-}
-
-/// Runs one point against `cluster`, measuring the nodes' CPU while it runs.
-async fn point(
-    cluster: &crate::dev::LocalCluster,
-    client: Client,
-    args: BenchArgs,
-    durability: &str,
-    label: String,
-) -> Result<Point> {
-    let pids: Vec<u32> = cluster.children.iter().map(|(_, c)| c.id()).collect();
-    let before = cpu_time(&pids);
-    let concurrency = args.concurrency;
-    let http = if args.http.is_empty() {
-        None
-    } else {
-        let tls = crate::load_tls(&cluster.client_certs, None)?;
-        Some(HttpTarget::new(&tls, &args.http)?)
-    };
-    let report = run(
-        client,
-        http,
-        node_addresses(&cluster.addresses),
-        args,
-        5_000,
-        true,
-    )
-    .await?;
-    let cpu = cpu_time(&pids).saturating_sub(before);
-    let cpu_per_op = cpu / u32::try_from(report.total_ops.max(1)).unwrap_or(u32::MAX);
-    eprintln!(
-        "{durability:>8} {label:<28} c={concurrency:<3} {:>8.0} ops/s  p99.9 {:>7.2} ms  cpu/op {:.3} ms",
-        report.throughput(),
-        report.overall_ms()[3],
-        cpu_per_op.as_secs_f64() * 1000.0
-    );
-    Ok(Point {
-        durability: durability.to_string(),
-        label,
-        concurrency,
-        report,
-        cpu_per_op,
-    })
-}
-
-/// Nodes of each of the matrix's clusters.
-pub(crate) const MATRIX_NODES: usize = 3;
-
-/// Runs the matrix and writes `report.md` and `results.jsonl` under `--out`.
-pub(crate) async fn matrix(args: MatrixArgs, log_format: &str) -> Result<()> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let base = |workload, concurrency| BenchArgs {
-        workload,
-        keys: args.keys,
-        value_size: args.value_size,
-        concurrency,
-        seconds: args.seconds,
-        ops: None,
-        distribution: KeyChoice::Zipfian,
-        zipf: 0.99,
-        load: false,
-        rate: None,
-        bucket: "bench".into(),
-        transport: false,
-        server_driven: false,
-        http: Vec::new(),
-        seed: 1,
-        plot: None,
-    };
-    let started = Instant::now();
-    let mut points = Vec::new();
-    for (i, durability) in args.durability.iter().enumerate() {
-        let dir = args.out.join(format!("cluster-{durability}"));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
-        let port = args.base_port + 10 * i as u16;
-        let cluster_args = crate::dev::ClusterArgs::local(MATRIX_NODES, dir, port, durability);
-        let cluster = crate::dev::start(&cluster_args, log_format).await?;
-        let client = || crate::dev::client(&cluster);
-        // The load phase: every key once.
-        let mut load = base(Workload::C, 32);
-        load.load = true;
-        load.ops = Some(1);
-        run(
-            client()?,
-            None,
-            node_addresses(&cluster.addresses),
-            load,
-            5_000,
-            true,
-        )
-        .await?;
-        if i == 0 {
-            for &concurrency in &args.concurrency {
-                let mut ping = base(Workload::C, concurrency);
-                ping.transport = true;
-                points.push(
-                    point(
-                        &cluster,
-                        client()?,
-                        ping,
-                        "-",
-                        "transport ceiling (Ping)".into(),
-                    )
-                    .await?,
-                );
-            }
-        }
-        for &workload in &args.workloads {
-            for &concurrency in &args.concurrency {
-                let label = format!("{workload:?}: {}", workload.describe());
-                points.push(
-                    point(
-                        &cluster,
-                        client()?,
-                        base(workload, concurrency),
-                        durability,
-                        label,
-                    )
-                    .await?,
-                );
-            }
-        }
-        // Issue 15: reads and blind writes through the HTTP API (round robin over the nodes)
-        // against the QUIC client at the same concurrency.
-        if i == 0 {
-            let at = args.concurrency.iter().copied().max().unwrap_or(32).min(32);
-            for workload in [Workload::C, Workload::W] {
-                let mut bench = base(workload, at);
-                bench.http.clone_from(&cluster.http_addresses);
-                let label = format!("{workload:?} over HTTP");
-                points.push(point(&cluster, client()?, bench, durability, label).await?);
-            }
-        }
-        // Paper 6.4, Table 2: the same workload coordinated by one fixed node (server-driven)
-        // and by the key's replicas (client-driven).
-        let table2 = args.concurrency.iter().copied().max().unwrap_or(32);
-        for server_driven in [true, false] {
-            let mut bench = base(Workload::B, table2);
-            bench.server_driven = server_driven;
-            let client = if server_driven {
-                crate::dev::client_to(&cluster, vec![cluster.addresses[0]])?.server_driven()
-            } else {
-                client()?
-            };
-            let label = if server_driven {
-                "B, server-driven"
-            } else {
-                "B, client-driven"
-            };
-            points.push(point(&cluster, client, bench, durability, label.into()).await?);
-        }
-        drop(cluster);
-    }
-    let took = started.elapsed();
-    matrix_plots(&args, &points)?;
-    let report = markdown(&args, &points, took);
-    let path = args.out.join("report.md");
-    std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
-    let mut jsonl = String::new();
-    for p in &points {
-        let mut line = p.report.json();
-        line["durability"] = p.durability.clone().into();
-        line["label"] = p.label.clone().into();
-        line["concurrency"] = p.concurrency.into();
-        line["cluster_cpu_ms_per_op"] = (p.cpu_per_op.as_secs_f64() * 1000.0).into();
-        let _ = writeln!(jsonl, "{line}");
-    }
-    let path = args.out.join("results.jsonl");
-    std::fs::write(&path, jsonl).with_context(|| format!("writing {}", path.display()))?;
-    println!("{report}");
-    println!(
-        "wrote {} and results.jsonl in {:.0} s",
-        args.out.join("report.md").display(),
-        took.as_secs_f64()
-    );
-    Ok(())
-}
-
-/// Per durability mode: throughput against concurrency, and the latency distribution at the
-/// highest concurrency, one line per workload.
-fn matrix_plots(args: &MatrixArgs, points: &[Point]) -> Result<()> {
-    let top = args.concurrency.iter().copied().max().unwrap_or(0);
-    for durability in &args.durability {
-        let mine: Vec<&Point> = points
-            .iter()
-            .filter(|p| &p.durability == durability && !p.label.contains("driven"))
-            .collect();
-        let mut labels: Vec<&str> = mine.iter().map(|p| p.label.as_str()).collect();
-        labels.dedup();
-        let throughput: Vec<Series> = labels
-            .iter()
-            .map(|label| {
-                let line = mine
-                    .iter()
-                    .filter(|p| p.label == *label)
-                    .map(|p| (p.concurrency as f64, p.report.throughput()))
-                    .collect();
-                ((*label).to_string(), line)
-            })
-            .collect();
-        plot(
-            &args.out.join(format!("throughput-{durability}.svg")),
-            &format!("throughput, {durability} durability"),
-            ("concurrency", "operations per second"),
-            &throughput,
-        )?;
-        let latency: Vec<Series> = mine
-            .iter()
-            .filter(|p| p.concurrency == top)
-            .map(|p| (p.label.clone(), p.report.curve().to_vec()))
-            .collect();
-        plot(
-            &args.out.join(format!("latency-{durability}.svg")),
-            &format!("latency distribution at concurrency {top}, {durability} durability"),
-            (
-                "nines (1 = p90, 2 = p99, 3 = p99.9, 5 = max)",
-                "latency, ms",
-            ),
-            &latency,
-        )?;
-    }
-    Ok(())
-}
-
-fn markdown(args: &MatrixArgs, points: &[Point], took: Duration) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# dynamo bench report\n");
-    let _ = writeln!(
-        out,
-        "{MATRIX_NODES} local nodes, (N, R, W) = (3, 2, 2), {} keys (zipfian 0.99), {} B values, {} s per point, closed loop; the whole run took {:.0} s. Cluster CPU is user + system time of the node processes per operation. Worker threads on {} cores: {} per node, {} for the load generator.\n",
-        args.keys,
-        args.value_size,
-        args.seconds,
-        took.as_secs_f64(),
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        crate::dev::core_share(MATRIX_NODES),
-        tokio::runtime::Handle::current().metrics().num_workers(),
-    );
-    for durability in &args.durability {
-        let _ = writeln!(
-            out,
-            "![throughput, {durability}](throughput-{durability}.svg) ![latency, {durability}](latency-{durability}.svg)\n"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "| durability | run | concurrency | ops/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | cluster CPU ms/op |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
-    for p in points {
-        let [p50, _, p99, p999, max] = p.report.overall_ms();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.0} | {p50:.2} | {p99:.2} | {p999:.2} | {max:.2} | {} | {:.3} |",
-            p.durability,
-            p.label,
-            p.concurrency,
-            p.report.throughput(),
-            p.report.error_count(),
-            p.cpu_per_op.as_secs_f64() * 1000.0
-        );
-    }
-    out
 }
 
 #[cfg(test)]

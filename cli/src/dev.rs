@@ -10,45 +10,32 @@ use std::process::{Child, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use clap::Subcommand;
-use dynamo_node::Client;
-use dynamo_node::client::GetOutcome;
-use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
-use dynamo_node::tls::{ClusterCa, Identity, Role};
+use dynamo_client::Client;
+use dynamo_client::ca::ClusterCa;
+use dynamo_client::client::GetOutcome;
+use dynamo_client::tls::{Identity, Role};
+use dynamo_protocol::{BucketProps, Request, RequestOptions, Response};
 use dynamo_resolve::Resolver;
-
-/// Local development commands.
-#[derive(Subcommand)]
-pub(crate) enum DevCommand {
-    /// Start a local cluster of node processes and keep it running until Ctrl-C.
-    Cluster(ClusterArgs),
-    /// Start a local cluster, run the shopping-cart story against it, and stop it.
-    Demo(ClusterArgs),
-    /// The benchmark matrix (`cargo xtask bench`): local 3-node clusters, one per durability
-    /// mode, workloads A, B, C, F and W at several concurrencies, the transport ceiling and
-    /// server- against client-driven coordination; writes a Markdown report.
-    Bench(crate::bench::MatrixArgs),
-}
 
 /// Where and how big the local cluster is.
 #[derive(clap::Args, Clone)]
 pub(crate) struct ClusterArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    pub(crate) nodes: usize,
     /// Directory for certificates, data and logs (created if missing).
     #[arg(long, default_value = "dynamo-dev")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Port of the first node; the others follow.
     #[arg(long, default_value_t = 7100)]
-    base_port: u16,
+    pub(crate) base_port: u16,
     /// Partitions of the ring.
     #[arg(long, default_value_t = 64)]
-    partitions: u32,
+    pub(crate) partitions: u32,
     /// Durability of the nodes' replica writes: sync or buffered (the node default, sync,
     /// without it).
     #[arg(long, value_parser = ["sync", "buffered"])]
-    durability: Option<String>,
+    pub(crate) durability: Option<String>,
 }
 
 impl ClusterArgs {
@@ -115,68 +102,61 @@ impl Drop for LocalCluster {
     }
 }
 
-pub(crate) async fn run(command: DevCommand, log_format: &str) -> Result<ExitCode> {
-    match command {
-        DevCommand::Cluster(args) => {
-            let cluster = start(&args, log_format).await?;
-            let nodes: Vec<String> = cluster.addresses.iter().map(ToString::to_string).collect();
-            outln!("local cluster of {} nodes is up:", args.nodes);
-            for (((name, _), address), http) in cluster
-                .children
-                .iter()
-                .zip(&cluster.addresses)
-                .zip(&cluster.http_addresses)
-            {
-                outln!(
-                    "  {name} on {address}, HTTP API https://{}:{}/ (log: {})",
-                    dynamo_node::tls::NODE_SERVER_NAME,
-                    http.port(),
-                    args.dir.join(format!("{name}.log")).display()
-                );
-            }
-            outln!();
-            outln!("talk to it from another shell:");
-            outln!(
-                "  export DYNAMO_NODES={} DYNAMO_CERTS_DIR={}",
-                nodes.join(","),
-                cluster.client_certs.display()
-            );
-            outln!(
-                "  dynamo put default greeting hello && dynamo get default greeting && dynamo status"
-            );
-            outln!();
-            let http = cluster.http_addresses[0];
-            let certs = cluster.client_certs.display();
-            outln!("or over HTTPS with curl (the nodes' certificates name node.dynamo):");
-            outln!(
-                "  curl --cacert {certs}/ca.pem --cert {certs}/admin.admin.pem --key {certs}/admin.admin.key --resolve {name}:{port}:{ip} https://{name}:{port}/cluster/status",
-                name = dynamo_node::tls::NODE_SERVER_NAME,
-                port = http.port(),
-                ip = http.ip(),
-            );
-            outln!("the status page, in a browser, through a local proxy with your certificate:");
-            outln!(
-                "  dynamo proxy --to {http} --certs-dir {certs}   # then open http://127.0.0.1:8080/"
-            );
-            outln!();
-            outln!("Ctrl-C stops the cluster.");
-            super::wait_for_signal().await;
-            outln!("stopping...");
-            drop(cluster);
-            Ok(ExitCode::SUCCESS)
-        }
-        DevCommand::Demo(args) => {
-            let cluster = start(&args, log_format).await?;
-            let outcome = demo(&cluster).await;
-            drop(cluster);
-            outcome?;
-            Ok(ExitCode::SUCCESS)
-        }
-        DevCommand::Bench(args) => {
-            crate::bench::matrix(args, log_format).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+/// `dynamo dev cluster`: starts a local cluster, says how to reach it, and keeps it running
+/// until Ctrl-C.
+pub(crate) async fn cluster(args: ClusterArgs, log_format: &str) -> Result<ExitCode> {
+    let cluster = start(&args, log_format).await?;
+    let nodes: Vec<String> = cluster.addresses.iter().map(ToString::to_string).collect();
+    outln!("local cluster of {} nodes is up:", args.nodes);
+    for (((name, _), address), http) in cluster
+        .children
+        .iter()
+        .zip(&cluster.addresses)
+        .zip(&cluster.http_addresses)
+    {
+        outln!(
+            "  {name} on {address}, HTTP API https://{}:{}/ (log: {})",
+            dynamo_client::tls::NODE_SERVER_NAME,
+            http.port(),
+            args.dir.join(format!("{name}.log")).display()
+        );
     }
+    outln!();
+    outln!("talk to it from another shell:");
+    outln!(
+        "  export DYNAMO_NODES={} DYNAMO_CERTS_DIR={}",
+        nodes.join(","),
+        cluster.client_certs.display()
+    );
+    outln!("  dynamo put default greeting hello && dynamo get default greeting && dynamo status");
+    outln!();
+    let http = cluster.http_addresses[0];
+    let certs = cluster.client_certs.display();
+    outln!("or over HTTPS with curl (the nodes' certificates name node.dynamo):");
+    outln!(
+        "  curl --cacert {certs}/ca.pem --cert {certs}/admin.admin.pem --key {certs}/admin.admin.key --resolve {name}:{port}:{ip} https://{name}:{port}/cluster/status",
+        name = dynamo_client::tls::NODE_SERVER_NAME,
+        port = http.port(),
+        ip = http.ip(),
+    );
+    outln!("the status page, in a browser, through a local proxy with your certificate:");
+    outln!("  dynamo proxy --to {http} --certs-dir {certs}   # then open http://127.0.0.1:8080/");
+    outln!();
+    outln!("Ctrl-C stops the cluster.");
+    super::wait_for_signal().await;
+    outln!("stopping...");
+    drop(cluster);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dynamo dev demo`: starts a local cluster, runs the shopping-cart story against it, and
+/// stops it.
+pub(crate) async fn demo_command(args: ClusterArgs, log_format: &str) -> Result<ExitCode> {
+    let cluster = start(&args, log_format).await?;
+    let outcome = demo(&cluster).await;
+    drop(cluster);
+    outcome?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where the dev cluster keeps its CA (with the private key), each node's certificate
@@ -206,7 +186,7 @@ impl DevCerts {
 
     /// Creates the CA and every identity that is missing.
     fn create(&self, nodes: &[String]) -> Result<()> {
-        let ca = if self.ca.join(dynamo_node::tls::CA_KEY_FILE).exists() {
+        let ca = if self.ca.join(dynamo_client::tls::CA_KEY_FILE).exists() {
             ClusterCa::load(&self.ca).context("loading the dev CA")?
         } else {
             let ca = ClusterCa::generate("dynamo-dev").context("generating the dev CA")?;
@@ -330,10 +310,10 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
 /// Creates `dir` and takes its lock file; refuses when another `dev cluster` holds it. The lock
 /// goes with the process, however it ends.
 fn lock_dir(dir: &Path) -> Result<std::fs::File> {
-    dynamo_node::files::create_private_dir(dir)
+    dynamo_client::files::create_private_dir(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("dev-cluster.lock");
-    match dynamo_node::files::lock_file(&path) {
+    match dynamo_client::files::lock_file(&path) {
         Ok(Some(lock)) => Ok(lock),
         Ok(None) => bail!(
             "a dev cluster is already running in {}; stop it (Ctrl-C in its shell) or pass another --dir",

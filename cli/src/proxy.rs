@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dynamo_node::tls::{NODE_SERVER_NAME, TlsConfig};
+use dynamo_client::tls::{NODE_SERVER_NAME, TlsConfig};
 
 /// Largest request body forwarded (the node's own limit applies after).
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;

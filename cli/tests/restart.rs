@@ -235,7 +235,7 @@ fn carts_on_disk(setup: &Setup, index: usize) -> BTreeMap<String, bool> {
     let options = StoreOptions::new(name.clone(), 1);
     let store: FjallStore<dynamo_quorum::Value> =
         FjallStore::open(setup.dir.join(&name).join("store"), &options).expect("open the store");
-    let prefix = dynamo_node::protocol::storage_key("carts", b"");
+    let prefix = dynamo_protocol::storage_key("carts", b"");
     let mut keys = BTreeMap::new();
     for partition in 0..16 {
         for (key, object) in store

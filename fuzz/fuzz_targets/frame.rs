@@ -1,4 +1,4 @@
-//! Fuzzes the transport's frame layer (`dynamo_node::transport`): a `u32` big-endian length
+//! Fuzzes the transport's frame layer (`dynamo_client::transport`): a `u32` big-endian length
 //! capped at `MAX_FRAME_BYTES`, then one postcard value and nothing else. The reader itself is
 //! private and async over a QUIC stream, so `dynamo_fuzz::read_frame` models it over a byte
 //! slice; the input is read as a sequence of frames, each decoded both as a `Request` (what a
@@ -7,8 +7,8 @@
 #![no_main]
 
 use dynamo_fuzz::{FrameError, assert_round_trip, read_frame, write_frame};
-use dynamo_node::protocol::{Request, Response};
-use dynamo_node::transport::MAX_FRAME_BYTES;
+use dynamo_protocol::{Request, Response};
+use dynamo_client::transport::MAX_FRAME_BYTES;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,11 +1,11 @@
-//! Fuzzes `postcard::from_bytes::<dynamo_node::protocol::Request>`: what a node decodes from
+//! Fuzzes `postcard::from_bytes::<dynamo_protocol::Request>`: what a node decodes from
 //! every frame a client or a peer sends. Arbitrary bytes must decode or fail, never panic; a
 //! decoded request must round-trip, and any context token it carries must parse or fail
 //! cleanly, as the node parses it (`ClientContext::from_text`).
 #![no_main]
 
 use dynamo_fuzz::assert_round_trip;
-use dynamo_node::protocol::Request;
+use dynamo_protocol::Request;
 use dynamo_quorum::ClientContext;
 use libfuzzer_sys::fuzz_target;
 

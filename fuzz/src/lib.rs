@@ -68,7 +68,7 @@ where
     assert_eq!(encode(&again), first, "round trip changed the encoding");
 }
 
-/// Why a frame was refused, mirroring the reasons of `dynamo_node::transport`'s frame reader.
+/// Why a frame was refused, mirroring the reasons of `dynamo_client::transport`'s frame reader.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FrameError {
     /// Fewer than 4 header bytes.
@@ -81,7 +81,7 @@ pub enum FrameError {
     Malformed,
 }
 
-/// The frame reader of `dynamo_node::transport` (private and async over a QUIC stream there)
+/// The frame reader of `dynamo_client::transport` (private and async over a QUIC stream there)
 /// over a byte slice: a `u32` big-endian length, refused above `limit`, then exactly that many
 /// postcard bytes holding one value with nothing after it. Returns the value and the bytes that
 /// follow the frame.
@@ -105,7 +105,7 @@ pub fn read_frame<T: DeserializeOwned>(
         .ok_or(FrameError::Malformed)
 }
 
-/// The frame writer of `dynamo_node::transport`: the length, then the postcard bytes.
+/// The frame writer of `dynamo_client::transport`: the length, then the postcard bytes.
 ///
 /// # Panics
 ///

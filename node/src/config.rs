@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::NodeAddress;
 use crate::http::HttpLimits;
-use crate::transport::TransportLimits;
+use dynamo_client::address::NodeAddress;
+use dynamo_client::transport::TransportLimits;
 
 /// How replica writes reach the disk (paper 6.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorKind, Request, Response};
-use crate::tls::{PeerIdentity, Role};
+use dynamo_client::tls::{PeerIdentity, Role};
+use dynamo_protocol::{ErrorKind, Request, Response};
 
 /// Key-write notices kept for slow watchers; a watcher that falls further behind checks again.
 const WRITE_NOTICES: usize = 4096;

@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
-use crate::protocol::{Access, ClusterStatus, Request, Response};
+use dynamo_protocol::{Access, ClusterStatus, Request, Response};
 
 /// How far back the status page's latency percentiles look.
 pub const RECENT_WINDOW: Duration = Duration::from_secs(60);

@@ -9,7 +9,7 @@
 //! its own: which ring, which replicas, which hints and which partitions are the core's.
 //!
 //! This module must not know how placement, quorums, membership, hints or handoff are decided
-//! ([`crate::core`]) or how bytes are framed and encrypted ([`crate::transport`]).
+//! ([`dynamo_core`]) or how bytes are framed and encrypted ([`dynamo_client::transport`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,17 +25,17 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::address::{NodeAddress, Resolver};
 use crate::config::{DurabilityMode, NodeConfig};
-use crate::core::{
-    self, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult,
-};
 use crate::gate::{Gate, Incoming};
 use crate::metrics::Metrics;
-use crate::protocol::{Request, Response};
-use crate::tls::{Identity, PeerIdentity, Role, TlsConfig};
-use crate::transport::{Endpoint, TransportOptions};
 use crate::write_lane::{self, OnSuccess, Write, WriteLane};
+use dynamo_client::address::{NodeAddress, Resolver};
+use dynamo_client::tls::{Identity, PeerIdentity, Role, TlsConfig};
+use dynamo_client::transport::{Endpoint, TransportOptions};
+use dynamo_core::{
+    self, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult,
+};
+use dynamo_protocol::{Request, Response};
 
 /// The address a node tells peers and clients: `advertise` when given, else the address it
 /// listens on, which must then be one they can dial (not `0.0.0.0` or `[::]`).
@@ -64,7 +64,7 @@ pub enum NodeError {
         /// The certificate directory.
         dir: String,
         /// The cause.
-        source: crate::tls::TlsError,
+        source: dynamo_client::tls::TlsError,
     },
     /// The store could not be opened.
     #[error("store in {dir}: {source}")]
@@ -88,7 +88,7 @@ pub enum NodeError {
         /// The address.
         addr: SocketAddr,
         /// The cause.
-        source: crate::transport::TransportError,
+        source: dynamo_client::transport::TransportError,
     },
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
@@ -208,7 +208,7 @@ impl Node {
             tokio::task::spawn_blocking(move || {
                 let store = FjallStore::open(&dir, &options)?;
                 let stored = claim_store(&store, &fingerprint)?;
-                let saved = core::load_saved_state(&store);
+                let saved = dynamo_core::load_saved_state(&store);
                 Ok::<_, dynamo_storage::StorageError>((store, saved, stored))
             })
             .await
@@ -430,7 +430,7 @@ fn spawn_saver(
     let task = tokio::spawn(async move {
         while let Some((id, op)) = rx.recv().await {
             let store = store.clone();
-            let result = tokio::task::spawn_blocking(move || core::execute(&*store, op))
+            let result = tokio::task::spawn_blocking(move || dynamo_core::execute(&*store, op))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
             let _ = completions.send(Completion::Store(id, result));
@@ -564,7 +564,7 @@ impl Driver {
     /// handoff and anti-entropy keep their data until the peer's answer says it is stored.
     ///
     /// A peer known by host name is resolved first, that too bounded by the call's timeout
-    /// (see [`crate::address`]); a failed call makes the next one resolve it again.
+    /// (see [`dynamo_client::address`]); a failed call makes the next one resolve it again.
     fn call(&mut self, id: Option<OpId>, address: String, request: Request, timeout_ms: u64) {
         let endpoint = self.endpoint.clone();
         let resolver = self.resolver.clone();
@@ -577,7 +577,7 @@ impl Driver {
                 Err(_) => tokio::time::timeout(timeout, resolver.resolve_text(&address))
                     .await
                     .unwrap_or_else(|_| {
-                        Err(crate::address::ResolveError::Lookup {
+                        Err(dynamo_client::address::ResolveError::Lookup {
                             address: address.clone(),
                             reason: format!("no answer within {timeout:?}"),
                         })
@@ -732,19 +732,19 @@ fn load_tls(dir: &Path, name: &str) -> Result<(TlsConfig, String), NodeError> {
         dir: dir.display().to_string(),
         source,
     };
-    let ca_path = dir.join(crate::tls::CA_CERT_FILE);
+    let ca_path = dir.join(dynamo_client::tls::CA_CERT_FILE);
     let ca = std::fs::read_to_string(&ca_path).map_err(|source| NodeError::Io {
         path: ca_path.display().to_string(),
         source,
     })?;
-    if dir.join(crate::tls::CA_KEY_FILE).exists() {
+    if dir.join(dynamo_client::tls::CA_KEY_FILE).exists() {
         tracing::warn!(
             dir = %dir.display(),
             "the certificate directory holds the cluster CA's private key: anyone who can read it can mint certificates; keep the CA directory apart from what nodes use"
         );
     }
     let identity = Identity::load(dir, Some(Role::Node), Some(name)).map_err(tls_error)?;
-    let fingerprint = crate::tls::ca_fingerprint(&ca).map_err(tls_error)?;
+    let fingerprint = dynamo_client::tls::ca_fingerprint(&ca).map_err(tls_error)?;
     Ok((
         TlsConfig::new(&ca, &identity).map_err(tls_error)?,
         fingerprint,
@@ -754,7 +754,7 @@ fn load_tls(dir: &Path, name: &str) -> Result<(TlsConfig, String), NodeError> {
 /// Creates the data directory readable only by the node's user (0700 on unix); an existing one
 /// that others can read gets a warning.
 fn create_data_dir(dir: &Path) -> Result<(), NodeError> {
-    crate::files::create_private_dir(dir).map_err(|source| NodeError::Io {
+    dynamo_client::files::create_private_dir(dir).map_err(|source| NodeError::Io {
         path: dir.display().to_string(),
         source,
     })?;
@@ -777,7 +777,7 @@ fn create_data_dir(dir: &Path) -> Result<(), NodeError> {
 /// Takes the data directory's lock file, or says which directory is in use and what to do.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
     let path = dir.join("node.lock");
-    match crate::files::lock_file(&path) {
+    match dynamo_client::files::lock_file(&path) {
         Ok(Some(lock)) => Ok(lock),
         Ok(None) => Err(NodeError::Config(format!(
             "the data directory {} is in use by another node; give this node its own --data-dir",

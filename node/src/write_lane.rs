@@ -22,7 +22,7 @@ use std::thread;
 
 use dynamo_storage::{Durability, Store};
 
-use crate::core::{self, OpId, StoreOp, StoreResult};
+use dynamo_core::{OpId, StoreOp, StoreResult};
 
 /// Most writes one fsync covers; the rest wait for the next one.
 const MAX_RUN: usize = 256;
@@ -126,7 +126,7 @@ pub(crate) fn execute_guarded<S: Store<dynamo_quorum::Value> + ?Sized>(
     store: &S,
     op: StoreOp,
 ) -> Result<StoreResult, String> {
-    guarded(|| core::execute(store, op))
+    guarded(|| dynamo_core::execute(store, op))
 }
 
 /// A panic in the store is an error for this operation, not a lost answer, a dead lane or a

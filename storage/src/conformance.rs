@@ -2,15 +2,17 @@
 //!
 //! A [`Harness`] opens, reopens and wipes stores of one implementation; [`run_all`] runs every
 //! named check of [`checks`] against it and panics with the list of failed checks. The crate's
-//! own tests run it for [`MemoryHarness`] and [`FjallHarness`]; a new implementation only needs
+//! own tests run it for [`MemoryHarness`] and `FjallHarness`; a new implementation only needs
 //! a harness. Values are `Vec<u8>`. This module must not know how a store is implemented.
 
 use std::fmt::Display;
+#[cfg(feature = "fjall")]
 use std::path::PathBuf;
 
 use dynamo_vclock::{Actor, DvvSet, VClock};
 
 use crate::error::{Result, StorageError};
+#[cfg(feature = "fjall")]
 use crate::fjall_store::FjallStore;
 use crate::keys::{MAX_KEY_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
 use crate::memory::MemoryStore;
@@ -68,12 +70,14 @@ impl Harness for MemoryHarness {
 }
 
 /// Harness for [`FjallStore`]: every fresh store gets a new directory under `base`.
+#[cfg(feature = "fjall")]
 #[derive(Debug)]
 pub struct FjallHarness {
     base: PathBuf,
     next: u32,
 }
 
+#[cfg(feature = "fjall")]
 impl FjallHarness {
     /// Stores go in numbered directories under `base` (for example a temporary directory).
     pub fn new(base: impl Into<PathBuf>) -> Self {
@@ -84,6 +88,7 @@ impl FjallHarness {
     }
 }
 
+#[cfg(feature = "fjall")]
 impl Harness for FjallHarness {
     type Store = FjallStore<Bytes>;
 

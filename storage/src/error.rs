@@ -86,6 +86,7 @@ pub enum StorageError {
     Engine(String),
 }
 
+#[cfg(feature = "fjall")]
 impl From<fjall::Error> for StorageError {
     fn from(error: fjall::Error) -> Self {
         match error {

@@ -7,9 +7,10 @@
 //! hinted-handoff versions held for other nodes, the node's id and *epoch*, and one Merkle tree
 //! per ring partition, kept equal to a rebuild from a scan.
 //!
-//! Two implementations run the same versioning code: [`FjallStore`] (default, persistent, on
-//! the fjall LSM-tree) and [`MemoryStore`] (tests and the simulation). The [`conformance`]
-//! suite checks both.
+//! Two implementations run the same versioning code: `FjallStore` (persistent, on the fjall
+//! LSM-tree; the default `fjall` feature) and [`MemoryStore`] (tests and the simulation). The
+//! [`conformance`] suite checks both. Without the `fjall` feature the crate builds only the
+//! in-memory store, so a sans-IO user (the node's core, the simulator) never compiles an engine.
 //!
 //! # Layout
 //!
@@ -49,7 +50,9 @@ mod backend;
 pub mod conformance;
 mod engine;
 mod error;
+#[cfg(feature = "fjall")]
 mod fjall_store;
+#[cfg(feature = "fjall")]
 mod group_commit;
 mod keys;
 mod memory;
@@ -57,6 +60,7 @@ mod options;
 mod store;
 
 pub use error::{Result, StorageError};
+#[cfg(feature = "fjall")]
 pub use fjall_store::FjallStore;
 pub use keys::{MAX_KEY_BYTES, MAX_NODE_ID_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
 pub use memory::MemoryStore;

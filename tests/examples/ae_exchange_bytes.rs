@@ -13,9 +13,9 @@
 
 use std::time::Instant;
 
+use dynamo_core::{StoreOp, StoreResult, execute};
 use dynamo_merkle::Step;
-use dynamo_node::core::{StoreOp, StoreResult, execute};
-use dynamo_node::protocol::{Request, Response};
+use dynamo_protocol::{Request, Response};
 use dynamo_quorum::{Object, Value};
 use dynamo_ring::key_position;
 use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};

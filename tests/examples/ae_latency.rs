@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynamo_node::protocol::{Request, RequestOptions, Response};
+use dynamo_protocol::{Request, RequestOptions, Response};
 use dynamo_tests::process::{ProcessCluster, arg_or, run_load};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use dynamo_node::protocol::RequestOptions;
+use dynamo_protocol::RequestOptions;
 use dynamo_tests::TestCluster;
 use dynamo_tests::process::arg_or;
 

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use dynamo_node::Client;
-use dynamo_node::protocol::RequestOptions;
+use dynamo_client::Client;
+use dynamo_protocol::RequestOptions;
 use dynamo_tests::process::arg_or;
 use dynamo_tests::{TestCluster, tls_for};
 

@@ -14,9 +14,10 @@
 
 use std::time::{Duration, Instant};
 
-use dynamo_node::Client;
-use dynamo_node::protocol::RequestOptions;
-use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
+use dynamo_client::Client;
+use dynamo_client::ca::ClusterCa;
+use dynamo_client::tls::{Role, TlsConfig};
+use dynamo_protocol::RequestOptions;
 use dynamo_tests::flood::{Flood, FloodPlan};
 use dynamo_tests::process::{NodeProcess, arg_or, free_address, percentile};
 

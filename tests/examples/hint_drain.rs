@@ -28,7 +28,7 @@ async fn main() {
                 format!("key-{i}").as_bytes(),
                 value,
                 None,
-                dynamo_node::protocol::RequestOptions::default(),
+                dynamo_protocol::RequestOptions::default(),
             )
             .await
             .expect("put");

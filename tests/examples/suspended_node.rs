@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dynamo_node::protocol::RequestOptions;
+use dynamo_protocol::RequestOptions;
 use dynamo_tests::process::{ProcessCluster, arg_or, run_load};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,8 @@
 //!
 //! This module must not reach into node internals: it drives nodes through the client library.
 
-use dynamo_node::protocol::{BucketProps, RequestOptions};
-use dynamo_node::sets::{SetOp, SetView};
+use dynamo_client::sets::{SetOp, SetView};
+use dynamo_protocol::{BucketProps, RequestOptions};
 use dynamo_resolve::Resolver;
 
 use crate::TestCluster;

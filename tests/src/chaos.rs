@@ -16,11 +16,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use dynamo_node::Client;
-use dynamo_node::client::GetOutcome;
-use dynamo_node::protocol::{Request, RequestOptions, Response};
-use dynamo_node::sets::SetOp;
-use dynamo_node::tls::TlsConfig;
+use dynamo_client::Client;
+use dynamo_client::client::GetOutcome;
+use dynamo_client::sets::SetOp;
+use dynamo_client::tls::TlsConfig;
+use dynamo_protocol::{Request, RequestOptions, Response};
 
 use crate::host_cluster::{HostCluster, PORT};
 

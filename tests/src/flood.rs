@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dynamo_node::tls::{NODE_SERVER_NAME, TlsConfig};
+use dynamo_client::tls::{NODE_SERVER_NAME, TlsConfig};
 use tokio::task::JoinHandle;
 
 /// What the flood does.

@@ -12,7 +12,8 @@ use std::process::{Child, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
+use dynamo_client::ca::ClusterCa;
+use dynamo_client::tls::{Role, TlsConfig};
 
 use crate::hosts::{Network, describe};
 use crate::process::dynamo_binary;

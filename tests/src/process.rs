@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dynamo_node::Client;
-use dynamo_node::protocol::RequestOptions;
-use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
+use dynamo_client::Client;
+use dynamo_client::ca::ClusterCa;
+use dynamo_client::tls::{Role, TlsConfig};
+use dynamo_protocol::RequestOptions;
 
 /// A node process, killed when dropped.
 pub struct NodeProcess(pub Child);

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use dynamo_node::Client;
-use dynamo_node::client::{ClientError, GetOutcome};
-use dynamo_node::protocol::{BucketProps, ErrorKind, RequestOptions};
-use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
+use dynamo_client::Client;
+use dynamo_client::ca::ClusterCa;
+use dynamo_client::client::{ClientError, GetOutcome};
+use dynamo_client::tls::{Role, TlsConfig};
+use dynamo_protocol::{BucketProps, ErrorKind, RequestOptions};
 use dynamo_resolve::Resolver;
 use dynamo_tests::{TestCluster, eventually, tls_for};
 
@@ -277,7 +278,7 @@ async fn join_and_leave_keep_data_readable() {
 
     let leaver = cluster.addresses()[1];
     client
-        .request_to(leaver, &dynamo_node::protocol::Request::Leave)
+        .request_to(leaver, &dynamo_protocol::Request::Leave)
         .await
         .expect("leave accepted");
     // Let the handoff run, then drop the leaver.
@@ -483,7 +484,7 @@ async fn a_delete_without_context_deletes_every_sibling() {
 /// on; no acknowledged write is lost, and a live member cannot be removed this way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_node_is_removed_and_no_acknowledged_write_is_lost() {
-    use dynamo_node::protocol::{Request, Response};
+    use dynamo_protocol::{Request, Response};
     let mut cluster = TestCluster::start(4).await;
     cluster.write_keys("before-", 40).await;
     let first = cluster.addresses()[0];
@@ -590,10 +591,10 @@ async fn cancelled_handoff_leaves_the_copying_to_anti_entropy() {
     let client = cluster.client();
     for &address in &old {
         match client
-            .request_to(address, &dynamo_node::protocol::Request::CancelHandoff)
+            .request_to(address, &dynamo_protocol::Request::CancelHandoff)
             .await
         {
-            Ok(dynamo_node::protocol::Response::Cancelled(_)) => {}
+            Ok(dynamo_protocol::Response::Cancelled(_)) => {}
             other => panic!("cancel on {address}: {other:?}"),
         }
         let status = cluster.client_of(address).status().await.expect("status");

@@ -13,6 +13,7 @@
 
 use std::fmt::Debug;
 
+use dynamo_client::transport::MAX_FRAME_BYTES;
 use dynamo_gossip::{
     Body, Change, DEFAULT_MAX_MESSAGE_BYTES, Delta, Digest, DigestEntry, IdRange, Message,
     NodeDelta, NodeMeta, Status, VersionedChange,
@@ -21,12 +22,11 @@ use dynamo_merkle::{
     BucketId, DiffInitiator, DiffReply, DiffRequest, DiffResponder, KeyEntry, KeyHash, KeyIndex,
     MerkleTree, NodeHash, SegmentReply, Step, TreeShape, key_hash,
 };
-use dynamo_node::protocol::{
+use dynamo_protocol::{
     AntiEntropyStatus, BucketEntry, BucketProps, ClusterStatus, ErrorKind, GetReply, HandoffStatus,
     KeyPage, ListCursor, MemberStatus, NodeCounters, PartitionSync, PutReply, ReaperStatus,
     Request, RequestOptions, Response,
 };
-use dynamo_node::transport::MAX_FRAME_BYTES;
 use dynamo_quorum::{ClientContext, Object, ReplicaReply, ReplicaRequest, Value};
 use dynamo_resolve::{Resolution, Resolver};
 use dynamo_ring::{Layout, Member, Ring};

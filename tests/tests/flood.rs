@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use dynamo_node::protocol::RequestOptions;
-use dynamo_node::tls::Role;
-use dynamo_node::transport::TransportLimits;
+use dynamo_client::tls::Role;
+use dynamo_client::transport::TransportLimits;
+use dynamo_protocol::RequestOptions;
 use dynamo_tests::TestCluster;
 use dynamo_tests::flood::{Flood, FloodPlan};
 

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use dynamo_node::Client;
-use dynamo_node::client::GetOutcome;
-use dynamo_node::protocol::RequestOptions;
+use dynamo_client::Client;
+use dynamo_client::client::GetOutcome;
+use dynamo_protocol::RequestOptions;
 use dynamo_tests::host_cluster::{Advertise, HostCluster, PORT, members};
 use dynamo_tests::hosts::describe;
 

@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use dynamo_client::ca::ClusterCa;
+use dynamo_client::tls::{Role, TlsConfig};
 use dynamo_node::NodeConfig;
-use dynamo_node::tls::{ClusterCa, Role, TlsConfig};
 use dynamo_tests::{TestCluster, tls_for};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -40,16 +40,16 @@ use tokio::sync::Semaphore;
 
 use super::HttpContext;
 use crate::metrics::RuntimeGauges;
-use crate::protocol::{
+use dynamo_client::tls::PeerIdentity;
+use dynamo_protocol::{
     BucketProps, ErrorKind, ErrorReply, GetReply, KeyPage, ListCursor, PutReply, Request,
     RequestOptions, Response, storage_key,
 };
-use crate::tls::PeerIdentity;
 
 /// The header that carries a context token, in answers and on writes.
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
 /// Keys in a listing page when the request names no `limit` (the core takes up to
-/// [`crate::protocol::MAX_LIST_KEYS`]).
+/// [`dynamo_protocol::MAX_LIST_KEYS`]).
 const DEFAULT_LIST_LIMIT: u32 = 100;
 /// A watch checks the key again this often even when no write was seen here (the write may
 /// have reached only other replicas).
@@ -1529,7 +1529,7 @@ async fn metrics(State(api): ApiState, Extension(who): Extension<PeerIdentity>) 
 pub(crate) async fn status_for_page(
     api: &Api,
     who: &PeerIdentity,
-) -> Option<crate::protocol::ClusterStatus> {
+) -> Option<dynamo_protocol::ClusterStatus> {
     match api.ask(who, Request::Status).await {
         Response::Status(status) => Some(status),
         _ => None,

@@ -2,7 +2,7 @@
 //!
 //! Clients authenticate exactly as on QUIC: the TLS handshake requires a certificate issued by
 //! the cluster CA, and the role written in it decides what the client may do (the core checks
-//! every request, see [`crate::gate`]). `curl --cacert ca.pem --cert NAME.client.pem --key
+//! every request, see the `gate` module). `curl --cacert ca.pem --cert NAME.client.pem --key
 //! NAME.client.key --resolve node.dynamo:PORT:127.0.0.1 https://node.dynamo:PORT/...` works;
 //! the server's certificate carries the name `node.dynamo`, not an address.
 //!
@@ -10,7 +10,7 @@
 //! handshake or a request's headers may take, HTTP/2 streams per connection, body bytes, keys
 //! per batch and the length of a watch.
 //!
-//! [`api`] maps the endpoints to requests; [`page`] renders the status page. This module must
+//! [`api`] maps the endpoints to requests; `page` renders the status page. This module must
 //! not know what a request means: every decision is the core's, reached through the gate.
 
 pub mod api;
@@ -30,8 +30,8 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::gate::Gate;
-use crate::tls::{PeerIdentity, TlsConfig};
-use crate::transport::Endpoint;
+use dynamo_client::tls::{PeerIdentity, TlsConfig};
+use dynamo_client::transport::Endpoint;
 
 /// What HTTP clients may make a node hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,7 +299,7 @@ async fn serve_connection(
         .1
         .peer_certificates()
         .and_then(<[_]>::first)
-        .map(PeerIdentity::from_certificate);
+        .map(dynamo_client::tls::peer_identity);
     let identity = match identity {
         Some(Ok(identity)) => identity,
         Some(Err(error)) => {

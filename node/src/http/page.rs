@@ -12,8 +12,8 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::api::{Api, status_for_page};
-use crate::protocol::ClusterStatus;
-use crate::tls::PeerIdentity;
+use dynamo_client::tls::PeerIdentity;
+use dynamo_protocol::ClusterStatus;
 
 const INDEX: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");

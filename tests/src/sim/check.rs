@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
-use dynamo_node::protocol::{BucketProps, Response};
+use dynamo_protocol::{BucketProps, Response};
 use dynamo_quorum::{ClientContext, Object, Value};
 use dynamo_vclock::{Actor, VClock};
 

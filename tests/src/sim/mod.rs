@@ -17,11 +17,11 @@ mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dynamo_node::core::{
+use dynamo_core::{
     CoreConfig, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult, execute, load_saved_state,
 };
-use dynamo_node::protocol::{BucketProps, Request, Response};
-use dynamo_node::tls::{PeerIdentity, Role};
+use dynamo_protocol::{BucketProps, Request, Response};
+use dynamo_protocol::{PeerIdentity, Role};
 use dynamo_quorum::Value;
 use dynamo_resolve::Resolver;
 use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};
@@ -1051,7 +1051,7 @@ impl Sim {
             return view;
         };
         for key in self.history.keys() {
-            let skey = dynamo_node::protocol::storage_key(SIM_BUCKET, key);
+            let skey = dynamo_protocol::storage_key(SIM_BUCKET, key);
             let partition = ring.partition_of_key(&skey);
             for replica in ring.preference_list(&skey, 3) {
                 let stored = self
@@ -1142,7 +1142,7 @@ impl Sim {
             let request = Request::Get {
                 bucket: SIM_BUCKET.into(),
                 key: key.clone(),
-                options: dynamo_node::protocol::RequestOptions {
+                options: dynamo_protocol::RequestOptions {
                     r: Some(replicas),
                     ..Default::default()
                 },
@@ -1195,7 +1195,7 @@ impl Sim {
                     self.now,
                 );
                 if let (Some(key), Some(node)) = (key, self.nodes.first()) {
-                    let skey = dynamo_node::protocol::storage_key(SIM_BUCKET, &key);
+                    let skey = dynamo_protocol::storage_key(SIM_BUCKET, &key);
                     if let (Some(store), Some(ring)) =
                         (&node.store, node.core.as_ref().and_then(NodeCore::ring))
                     {
@@ -1233,7 +1233,7 @@ impl Sim {
 
     /// Runs `action` on every node's store for `key` of the workload's bucket.
     fn on_every_store(&self, key: &[u8], action: impl Fn(&MemoryStore<Value>, u32, &[u8])) {
-        let skey = dynamo_node::protocol::storage_key(SIM_BUCKET, key);
+        let skey = dynamo_protocol::storage_key(SIM_BUCKET, key);
         let Some(ring) = self
             .nodes
             .iter()

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use dynamo_node::protocol::{Request, RequestOptions, Response};
+use dynamo_protocol::{Request, RequestOptions, Response};
 use dynamo_quorum::ClientContext;
 use dynamo_vclock::VClock;
 use rand::Rng;

@@ -3,7 +3,7 @@
 //! nodes restarted, and every node whose leave was acknowledged has left the ring and announced
 //! `Left` (paper 4.8: membership and configuration are persisted and gossiped).
 
-use dynamo_node::protocol::BucketProps;
+use dynamo_protocol::BucketProps;
 
 use crate::sim::check::Violation;
 

@@ -17,11 +17,11 @@ use super::background::HintInFlight;
 use super::{
     MAX_CLIENT_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult, failed,
 };
-use crate::protocol::{
+use dynamo_protocol::{
     Access, BucketEntry, ClusterStatus, ErrorKind, GetReply, MAX_KEY_BYTES, MemberStatus, PutReply,
     Request, RequestOptions, Response, storage_key, valid_bucket_name,
 };
-use crate::tls::{PeerIdentity, Role};
+use dynamo_protocol::{PeerIdentity, Role};
 
 /// Where a client request on a key goes (see [`NodeCore::placement`]).
 struct Placement {
@@ -386,13 +386,13 @@ impl NodeCore {
                 self.respond(id, Response::Buckets(buckets));
             }
             Request::Status => self.status_request(now, id),
-            Request::Ping(bytes) if bytes.len() <= crate::protocol::MAX_PING_BYTES => {
+            Request::Ping(bytes) if bytes.len() <= dynamo_protocol::MAX_PING_BYTES => {
                 self.respond(id, Response::Pong(bytes));
             }
             Request::Ping(bytes) => {
                 let message = format!(
                     "a ping carries at most {} bytes, not {}",
-                    crate::protocol::MAX_PING_BYTES,
+                    dynamo_protocol::MAX_PING_BYTES,
                     bytes.len()
                 );
                 self.respond(id, Response::error(ErrorKind::BadRequest, message));

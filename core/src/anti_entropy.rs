@@ -26,7 +26,7 @@ use dynamo_ring::NodeId;
 use super::admission::Admission;
 use super::requests::Pending;
 use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
-use crate::protocol::{Request, Response};
+use dynamo_protocol::{Request, Response};
 
 /// What one diff round trip is charged to the rate limit, besides its reply's bytes.
 const DIFF_ROUND_TRIP_BYTES: u64 = 4 * 1024;
@@ -153,15 +153,15 @@ impl NodeCore {
     }
 
     /// What anti-entropy is doing, for `dynamo status`.
-    pub(super) fn anti_entropy_status(&self, now: u64) -> crate::protocol::AntiEntropyStatus {
-        let sync = |partition: u32, peer: &NodeId| crate::protocol::PartitionSync {
+    pub(super) fn anti_entropy_status(&self, now: u64) -> dynamo_protocol::AntiEntropyStatus {
+        let sync = |partition: u32, peer: &NodeId| dynamo_protocol::PartitionSync {
             partition,
             peer: peer.to_string(),
             agreed_ms_ago: self
                 .anti_entropy_last_agreed(partition, peer)
                 .map(|at| now.saturating_sub(at)),
         };
-        crate::protocol::AntiEntropyStatus {
+        dynamo_protocol::AntiEntropyStatus {
             enabled: self.config.anti_entropy_interval_ms > 0,
             interval_ms: self.config.anti_entropy_interval_ms,
             pairs: self

@@ -26,7 +26,7 @@ const MAX_HOST_LEN: usize = 253;
 /// A node's address: an IP address and port, or a host name and port, checked for shape.
 ///
 /// ```
-/// use dynamo_node::address::NodeAddress;
+/// use dynamo_client::address::NodeAddress;
 ///
 /// let named: NodeAddress = "dynamo-0.dynamo:7000".parse().unwrap();
 /// assert_eq!((named.host(), named.port()), ("dynamo-0.dynamo", 7000));

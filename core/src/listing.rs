@@ -20,7 +20,7 @@ use dynamo_ring::NodeId;
 
 use super::requests::Pending;
 use super::{NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult};
-use crate::protocol::{
+use dynamo_protocol::{
     ErrorKind, KeyPage, ListCursor, MAX_LIST_KEYS, Request, Response, valid_bucket_name,
 };
 

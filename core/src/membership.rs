@@ -16,7 +16,7 @@ use super::{
     CoreEvent, MAX_BUCKET_N, MAX_BUCKETS, NodeCore, Output, STATE_BUCKETS, STATE_RING,
     STATE_STATUS, encode_status,
 };
-use crate::protocol::{BucketEntry, BucketProps, Request, valid_bucket_name};
+use dynamo_protocol::{BucketEntry, BucketProps, Request, valid_bucket_name};
 
 /// Gossip key holding a member's ring (postcard).
 pub(super) const RING_KEY: &str = "ring";

@@ -1,11 +1,11 @@
 //! Certificates and TLS configuration for mutually authenticated QUIC.
 //!
 //! Every Dynamo cluster has its own certificate authority (the *cluster CA*), created once with
-//! [`ClusterCa::generate`] and kept in a private directory of its own (`ca.pem`, `ca.key`). The
-//! CA issues an [`Identity`] for each storage node ([`Role::Node`]), each administrator
+//! `ClusterCa::generate` (the `ca` module, `ca` feature) and kept in a private directory of its
+//! own (`ca.pem`, `ca.key`). The CA issues an [`Identity`] for each storage node ([`Role::Node`]), each administrator
 //! ([`Role::Admin`]), each client ([`Role::Client`]) and each read-only client
 //! ([`Role::ReadOnly`]). The role is part of the signed certificate, so a holder cannot claim
-//! another one; what each role may ask for is decided by the node ([`Role`] only names them).
+//! another one; what each role may ask for is decided by the node (`Role` only names them).
 //!
 //! Files. The CA directory holds `ca.pem` and `ca.key` and nothing else; an identity directory
 //! (what is handed to a node or a client) holds `ca.pem` and identities saved as
@@ -23,7 +23,7 @@
 //! - an admin, client or read-only certificate carries `{name}.admin.dynamo`,
 //!   `{name}.client.dynamo` or `{name}.readonly.dynamo` only, so it cannot act as a node.
 //!
-//! [`PeerIdentity::from_certificate`] reads those names back from a certificate that rustls has
+//! [`peer_identity`] reads those names back from a certificate that rustls has
 //! *already verified* against the cluster CA, using the same parser rustls uses (`rustls-webpki`).
 //!
 //! This module must NOT know about the wire protocol, requests, rings or storage: it only makes,
@@ -34,12 +34,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData,
-};
+// The roles and names certificates carry are the protocol's; re-exported for callers of this module.
+pub use dynamo_protocol::{NameError, PeerIdentity, Role, validate_name};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -56,22 +53,12 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA private key inside a CA directory.
 pub const CA_KEY_FILE: &str = "ca.key";
 
-/// How long issued certificates (and the CA) are valid, in years.
-const VALIDITY_YEARS: i32 = 10;
-
 /// Errors from making, storing, loading or using certificates.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A node, client or cluster name is not acceptable.
-    #[error(
-        "invalid name {name:?}: {reason} (use 1 to 63 characters of a-z, 0-9 and '-', not starting or ending with '-')"
-    )]
-    InvalidName {
-        /// The rejected name.
-        name: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
     /// Reading or writing a file failed.
     #[error("cannot access {}: {source}", path.display())]
     Io {
@@ -134,9 +121,11 @@ pub enum TlsError {
         source: rustls::pki_types::pem::Error,
     },
     /// rcgen failed to generate, sign or load a key or certificate.
+    #[cfg(feature = "ca")]
     #[error("certificate operation failed: {0}")]
     Certificate(#[from] rcgen::Error),
     /// The CA key does not belong to the CA certificate.
+    #[cfg(feature = "ca")]
     #[error("the CA key in {} does not match the CA certificate next to it", dir.display())]
     KeyMismatch {
         /// The CA directory.
@@ -167,281 +156,37 @@ pub enum TlsError {
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
-/// What a certificate holder is. The CA writes it into the certificate's name, so it cannot be
-/// claimed by a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// A storage node: accepts connections and dials other nodes.
-    Node,
-    /// An operator: membership changes, node removal and bucket changes, and what a client may do.
-    Admin,
-    /// An application: reads, writes, deletes, and read-only cluster information.
-    Client,
-    /// Reads and read-only cluster information only.
-    ReadOnly,
-}
-
-impl Role {
-    /// Every role.
-    pub const ALL: [Role; 4] = [Role::Node, Role::Admin, Role::Client, Role::ReadOnly];
-
-    /// The label of this role in certificate names and file names.
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Node => "node",
-            Role::Admin => "admin",
-            Role::Client => "client",
-            Role::ReadOnly => "readonly",
-        }
-    }
-
-    /// The DNS domain under which names of this role are issued.
-    pub fn domain(self) -> &'static str {
-        match self {
-            Role::Node => "node.dynamo",
-            Role::Admin => "admin.dynamo",
-            Role::Client => "client.dynamo",
-            Role::ReadOnly => "readonly.dynamo",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::ReadOnly => "read-only",
-            other => other.label(),
-        })
-    }
-}
-
-/// Who is on the other end of a connection, as read from its verified certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerIdentity {
-    /// Node or client.
-    pub role: Role,
-    /// The name the CA issued the certificate for.
-    pub name: String,
-}
-
-impl PeerIdentity {
-    /// Reads the identity from a certificate's DNS subject-alternative names.
-    ///
-    /// Exactly one name of the form `{name}.node.dynamo` or `{name}.client.dynamo` (with a valid
-    /// `name`) must be present; the generic `node.dynamo` is ignored. This does NOT verify the
-    /// certificate: call it only on certificates rustls has verified against the cluster CA.
-    pub fn from_certificate(cert: &CertificateDer<'_>) -> Result<PeerIdentity, TlsError> {
-        let parsed = webpki::EndEntityCert::try_from(cert).map_err(TlsError::Parse)?;
-        let mut found: Option<PeerIdentity> = None;
-        for dns in parsed.valid_dns_names() {
-            for role in Role::ALL {
-                let Some(label) = dns
-                    .strip_suffix(role.domain())
-                    .and_then(|rest| rest.strip_suffix('.'))
-                else {
-                    continue;
-                };
-                if validate_name(label).is_err() {
-                    continue;
-                }
-                if found.is_some() {
-                    return Err(TlsError::NoIdentity("more than one dynamo identity name"));
-                }
-                found = Some(PeerIdentity {
-                    role,
-                    name: label.to_owned(),
-                });
-            }
-        }
-        found.ok_or(TlsError::NoIdentity(
-            "no *.node.dynamo, *.admin.dynamo, *.client.dynamo or *.readonly.dynamo name",
-        ))
-    }
-}
-
-impl fmt::Display for PeerIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.name, self.role.domain())
-    }
-}
-
-/// Checks a node, client or cluster name: 1 to 63 characters of `[a-z0-9-]`, not starting or
-/// ending with `-` (one DNS label, so it can sit in a certificate name).
+/// Reads the identity from a certificate's DNS subject-alternative names.
 ///
-/// ```
-/// use dynamo_node::tls::validate_name;
-/// assert!(validate_name("node-1").is_ok());
-/// assert!(validate_name("Node_1").is_err());
-/// ```
-pub fn validate_name(name: &str) -> Result<(), TlsError> {
-    let reason = if name.is_empty() {
-        Some("it is empty")
-    } else if name.len() > 63 {
-        Some("it is longer than 63 characters")
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        Some("it contains a character other than a-z, 0-9 or '-'")
-    } else if name.starts_with('-') || name.ends_with('-') {
-        Some("it starts or ends with '-'")
-    } else {
-        None
-    };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(TlsError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        }),
-    }
-}
-
-/// A cluster certificate authority: its certificate and the key that signs identities.
-pub struct ClusterCa {
-    cert_pem: String,
-    key_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl fmt::Debug for ClusterCa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterCa")
-            .field("issuer", &self.issuer)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClusterCa {
-    /// Creates a new CA (fresh ECDSA P-256 key, self-signed, valid for about 10 years) for the
-    /// cluster `cluster_name` (a valid name, see [`validate_name`]).
-    pub fn generate(cluster_name: &str) -> Result<ClusterCa, TlsError> {
-        validate_name(cluster_name)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            format!("{cluster_name} dynamo cluster CA"),
-        );
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "dynamo");
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        set_validity(&mut params);
-        let key = KeyPair::generate()?;
-        let cert = params.self_signed(&key)?;
-        Ok(ClusterCa {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            issuer: Issuer::new(params, key),
-        })
-    }
-
-    /// Writes `ca.pem` and `ca.key` into the CA directory `dir` (created 0700, files 0600 on
-    /// unix). Refuses to overwrite an existing CA: that would orphan every issued certificate.
-    pub fn save(&self, dir: &Path) -> Result<(), TlsError> {
-        create_private_dir(dir)?;
-        for file in [CA_KEY_FILE, CA_CERT_FILE] {
-            let path = dir.join(file);
-            if path.exists() {
-                return Err(TlsError::AlreadyExists {
-                    path,
-                    what: "a cluster CA (every certificate it issued would stop working)",
-                });
+/// Exactly one name of the form `{name}.node.dynamo` or `{name}.client.dynamo` (with a valid
+/// `name`) must be present; the generic `node.dynamo` is ignored. This does NOT verify the
+/// certificate: call it only on certificates rustls has verified against the cluster CA.
+pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, TlsError> {
+    let parsed = webpki::EndEntityCert::try_from(cert).map_err(TlsError::Parse)?;
+    let mut found: Option<PeerIdentity> = None;
+    for dns in parsed.valid_dns_names() {
+        for role in Role::ALL {
+            let Some(label) = dns
+                .strip_suffix(role.domain())
+                .and_then(|rest| rest.strip_suffix('.'))
+            else {
+                continue;
+            };
+            if validate_name(label).is_err() {
+                continue;
             }
-        }
-        write_private(&dir.join(CA_KEY_FILE), &self.key_pem, false)?;
-        write_private(&dir.join(CA_CERT_FILE), &self.cert_pem, false)
-    }
-
-    /// Writes the CA certificate (not the key) as `ca.pem` into an identity directory, creating
-    /// it if needed. Does nothing if the same certificate is there; refuses another CA's.
-    pub fn install_cert(&self, dir: &Path) -> Result<(), TlsError> {
-        create_private_dir(dir)?;
-        let path = dir.join(CA_CERT_FILE);
-        match fs::read_to_string(&path) {
-            Ok(existing) if existing == self.cert_pem => Ok(()),
-            Ok(_) => Err(TlsError::OtherCa { path }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                write_private(&path, &self.cert_pem, false)
+            if found.is_some() {
+                return Err(TlsError::NoIdentity("more than one dynamo identity name"));
             }
-            Err(source) => Err(io_error(&path, source)),
-        }
-    }
-
-    /// Loads a CA saved by [`ClusterCa::save`], checking that the key belongs to the certificate.
-    pub fn load(dir: &Path) -> Result<ClusterCa, TlsError> {
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_path = dir.join(CA_KEY_FILE);
-        let cert_pem = read_to_string(&cert_path)?;
-        let key_pem = read_to_string(&key_path)?;
-        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|source| {
-            TlsError::Pem {
-                what: cert_path.display().to_string(),
-                source,
-            }
-        })?;
-        let key = KeyPair::from_pem(&key_pem)?;
-        let parsed = webpki::EndEntityCert::try_from(&cert_der).map_err(TlsError::Parse)?;
-        if parsed.subject_public_key_info().as_ref() != key.subject_public_key_info().as_slice() {
-            return Err(TlsError::KeyMismatch {
-                dir: dir.to_path_buf(),
+            found = Some(PeerIdentity {
+                role,
+                name: label.to_owned(),
             });
         }
-        let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
-        Ok(ClusterCa {
-            cert_pem,
-            key_pem,
-            issuer,
-        })
     }
-
-    /// The CA certificate in PEM, to hand to every node and client as their trust root.
-    pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
-    }
-
-    /// Issues a certificate and key for the node or client `name` (see [`validate_name`]).
-    pub fn issue(&self, role: Role, name: &str) -> Result<Identity, TlsError> {
-        validate_name(name)?;
-        let own_name = format!("{name}.{}", role.domain());
-        let sans = match role {
-            Role::Node => vec![NODE_SERVER_NAME.to_owned(), own_name.clone()],
-            Role::Admin | Role::Client | Role::ReadOnly => vec![own_name.clone()],
-        };
-        let mut params = CertificateParams::new(sans)?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, own_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "dynamo");
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = match role {
-            Role::Node => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-            Role::Admin | Role::Client | Role::ReadOnly => {
-                vec![ExtendedKeyUsagePurpose::ClientAuth]
-            }
-        };
-        params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params);
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Identity {
-            role,
-            name: name.to_owned(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
-    }
+    found.ok_or(TlsError::NoIdentity(
+        "no *.node.dynamo, *.admin.dynamo, *.client.dynamo or *.readonly.dynamo name",
+    ))
 }
 
 /// A certificate and private key issued by the cluster CA for one node or client.
@@ -579,7 +324,7 @@ impl Identity {
                 source,
             }
         })?;
-        let peer = PeerIdentity::from_certificate(&der)?;
+        let peer = peer_identity(&der)?;
         if peer.name != name || peer.role != role {
             return Err(TlsError::NameMismatch {
                 expected: format!("{name}.{}", role.domain()),
@@ -665,7 +410,7 @@ impl TlsConfig {
                 source,
             }
         })?;
-        let own = PeerIdentity::from_certificate(&cert)?;
+        let own = peer_identity(&cert)?;
 
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             roots.clone(),
@@ -695,6 +440,14 @@ impl TlsConfig {
             server: Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(server)?),
             client: Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client)?),
         })
+    }
+
+    /// Loads the configuration an application needs from an identity directory (what
+    /// `dynamo cert issue` wrote): the cluster CA's `ca.pem` and the identity `name` (the only
+    /// one there if `None`).
+    pub fn load(dir: &Path, name: Option<&str>) -> Result<TlsConfig, TlsError> {
+        let ca_cert_pem = read_to_string(&dir.join(CA_CERT_FILE))?;
+        TlsConfig::new(&ca_cert_pem, &Identity::load(dir, None, name)?)
     }
 
     /// The identity this configuration presents, as peers will see it.
@@ -727,25 +480,25 @@ impl TlsConfig {
     }
 }
 
-fn io_error(path: &Path, source: io::Error) -> TlsError {
+pub(crate) fn io_error(path: &Path, source: io::Error) -> TlsError {
     TlsError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn read_to_string(path: &Path) -> Result<String, TlsError> {
+pub(crate) fn read_to_string(path: &Path) -> Result<String, TlsError> {
     fs::read_to_string(path).map_err(|source| io_error(path, source))
 }
 
 /// Creates a private directory (see [`crate::files::create_private_dir`]).
-fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
     crate::files::create_private_dir(dir).map_err(|source| io_error(dir, source))
 }
 
 /// Writes a file readable only by its owner (0600 on unix, set when it is created). Fails if
 /// the file exists, unless `overwrite`.
-fn write_private(path: &Path, contents: &str, overwrite: bool) -> Result<(), TlsError> {
+pub(crate) fn write_private(path: &Path, contents: &str, overwrite: bool) -> Result<(), TlsError> {
     let mut options = fs::OpenOptions::new();
     options.write(true);
     if overwrite {
@@ -771,21 +524,10 @@ fn write_private(path: &Path, contents: &str, overwrite: bool) -> Result<(), Tls
     io::Write::write_all(&mut file, contents.as_bytes()).map_err(|source| io_error(path, source))
 }
 
-/// Valid from the start of last year (so clock skew between machines does not matter) to about
-/// [`VALIDITY_YEARS`] years from now.
-fn set_validity(params: &mut CertificateParams) {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    // Approximate calendar year; being off by one near New Year is harmless here.
-    let year = 1970 + (secs / 31_556_952) as i32;
-    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
-    params.not_after = rcgen::date_time_ymd(year + VALIDITY_YEARS, 1, 1);
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "ca"))]
 mod tests {
     use super::*;
+    use crate::ca::ClusterCa;
 
     #[test]
     fn names_table() {
@@ -814,7 +556,7 @@ mod tests {
         for (role, name) in Role::ALL.into_iter().zip(["n1", "a1", "c1", "r1"]) {
             let id = ca.issue(role, name).expect("issue");
             let der = CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).expect("pem");
-            let peer = PeerIdentity::from_certificate(&der).expect("identity");
+            let peer = peer_identity(&der).expect("identity");
             assert_eq!(
                 peer,
                 PeerIdentity {

@@ -76,8 +76,8 @@ fn sweep_interval(grace_ms: u64) -> u64 {
 
 impl NodeCore {
     /// What `dynamo status` shows of reaping.
-    pub(super) fn reaper_status(&self) -> crate::protocol::ReaperStatus {
-        crate::protocol::ReaperStatus {
+    pub(super) fn reaper_status(&self) -> dynamo_protocol::ReaperStatus {
+        dynamo_protocol::ReaperStatus {
             grace_ms: self.config.tombstone_grace_ms,
             reaped: self.reaper.counts.reaped,
             kept: self.reaper.counts.kept,

@@ -1004,7 +1004,7 @@ fn identify(connection: &quinn::Connection) -> Result<PeerIdentity, TlsError> {
         })
         .ok_or(TlsError::NoIdentity("no certificate"))?;
     match certs.first() {
-        Some(cert) => PeerIdentity::from_certificate(cert),
+        Some(cert) => crate::tls::peer_identity(cert),
         None => Err(TlsError::NoIdentity("no certificate")),
     }
 }

@@ -3,11 +3,9 @@
 //! that every request is answered exactly once, and that buckets and the ring are saved through
 //! the store and come back in a new core (issue 10: custom buckets survive restarts).
 
-use dynamo_node::core::{
-    CoreConfig, NodeCore, Output, RequestId, SavedState, execute, load_saved_state,
-};
-use dynamo_node::protocol::{BucketProps, ErrorKind, Request, RequestOptions, Response};
-use dynamo_node::tls::{PeerIdentity, Role};
+use dynamo_core::{CoreConfig, NodeCore, Output, RequestId, SavedState, execute, load_saved_state};
+use dynamo_protocol::{BucketProps, ErrorKind, Request, RequestOptions, Response};
+use dynamo_protocol::{PeerIdentity, Role};
 use dynamo_quorum::Value;
 use dynamo_resolve::Resolver;
 use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};
@@ -111,7 +109,7 @@ fn four_member_ring() -> (dynamo_ring::Ring, MemoryStore<Value>) {
     let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
     store
         .save_node_state(
-            dynamo_node::core::STATE_RING,
+            dynamo_core::STATE_RING,
             &postcard::to_allocvec(&ring).expect("encode"),
         )
         .expect("save ring");
@@ -588,7 +586,7 @@ fn a_bucket_resolves_by_its_resolver() {
 /// bad limits, cursors and buckets are refused.
 #[test]
 fn listing_a_bucket_returns_each_live_key_once() {
-    use dynamo_node::protocol::{KeyPage, ListCursor};
+    use dynamo_protocol::{KeyPage, ListCursor};
     let mut node = Harness::found();
     for name in ["solo", "solo-b"] {
         assert_eq!(

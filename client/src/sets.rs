@@ -10,7 +10,7 @@
 use dynamo_resolve::{Cart, ItemSet, Resolution, Resolver};
 
 use crate::client::{Client, ClientError, GetOutcome};
-use crate::protocol::RequestOptions;
+use dynamo_protocol::RequestOptions;
 
 /// A change to a set.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use super::{
     BATCH, CoreEvent, HANDOFF_TIMEOUT_MS, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp,
     StoreResult,
 };
-use crate::protocol::{Request, Response};
+use dynamo_protocol::{Request, Response};
 
 /// Largest encoded size of one handoff batch: well under the transport's frame limit.
 const HANDOFF_BATCH_BYTES: usize = 2 * 1024 * 1024;
@@ -189,8 +189,8 @@ impl Handoffs {
     }
 
     /// What handoff is doing, for `dynamo status`.
-    pub(super) fn status(&self) -> crate::protocol::HandoffStatus {
-        crate::protocol::HandoffStatus {
+    pub(super) fn status(&self) -> dynamo_protocol::HandoffStatus {
+        dynamo_protocol::HandoffStatus {
             queued: self.queue.len(),
             running: self
                 .running

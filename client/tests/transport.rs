@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dynamo_node::tls::{ALPN, ClusterCa, Identity, PeerIdentity, Role, TlsConfig, TlsError};
-use dynamo_node::transport::{
+use dynamo_client::ca::ClusterCa;
+use dynamo_client::tls::{ALPN, Identity, PeerIdentity, Role, TlsConfig, TlsError};
+use dynamo_client::transport::{
     Endpoint, STREAM_MALFORMED, STREAM_READ_TIMEOUT, STREAM_TOO_LARGE, STREAM_TRUNCATED,
     TransportError, TransportOptions,
 };
@@ -703,7 +704,7 @@ async fn connections_per_identity_are_capped() {
     assert_eq!(index, 0, "the least recently used connection is replaced");
     assert_eq!(
         code,
-        quinn::VarInt::from_u32(dynamo_node::transport::CLOSE_REPLACED)
+        quinn::VarInt::from_u32(dynamo_client::transport::CLOSE_REPLACED)
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(second.close_reason().is_none() && third.close_reason().is_none());
@@ -717,7 +718,7 @@ async fn connections_per_identity_are_capped() {
     assert_eq!(index, 2, "a busy connection is never replaced");
     assert_eq!(
         code,
-        quinn::VarInt::from_u32(dynamo_node::transport::CLOSE_TOO_MANY_CONNECTIONS)
+        quinn::VarInt::from_u32(dynamo_client::transport::CLOSE_TOO_MANY_CONNECTIONS)
     );
     // Someone else still gets in.
     assert!(echo(&client(&ca, "other"), addr, "hi").await.is_ok());

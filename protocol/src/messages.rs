@@ -2,7 +2,7 @@
 //!
 //! Client requests name a bucket and a key; peer requests carry the storage key (bucket and key
 //! encoded together, see [`storage_key`]) and its ring partition. This module must not know how
-//! messages travel (that is [`crate::transport`]) or how they are served.
+//! messages travel (that is `dynamo-client`'s transport) or how they are served.
 
 use dynamo_merkle::{DiffReply, DiffRequest};
 use dynamo_quorum::{Object, ReplicaReply, ReplicaRequest};
@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// Longest bucket name.
 pub const MAX_BUCKET_NAME: usize = 64;
-/// Longest user key, in bytes: what the store takes, less the longest bucket prefix (its length
-/// byte and name), so a key the node accepts is never refused by the store.
-pub const MAX_KEY_BYTES: usize = dynamo_storage::MAX_KEY_BYTES - MAX_BUCKET_NAME - 1;
+/// Longest user key, in bytes: what the store takes (`dynamo_storage::MAX_KEY_BYTES`, 65,275),
+/// less the longest bucket prefix (its length byte and name), so a key the node accepts is never
+/// refused by the store. `dynamo-core` checks the sum when it compiles; this crate does not
+/// depend on the store.
+pub const MAX_KEY_BYTES: usize = 65_275 - MAX_BUCKET_NAME - 1;
 
 /// Per-request overrides of the bucket's quorum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -197,7 +197,7 @@ pub enum StoreOp {
     /// Saves a piece of node state durably ([`StoreResult::Done`]). Saves of one name must
     /// be carried out in the order they were emitted.
     SaveState {
-        /// Which state (see the `STATE_*` names in [`crate::core`]).
+        /// Which state (see the `STATE_*` names in [`crate`]).
         name: &'static str,
         /// Its encoding.
         bytes: Vec<u8>,
@@ -230,9 +230,9 @@ pub enum StoreResult {
     /// The answer to a peer's diff request.
     DiffAnswer(DiffReply),
     /// A page of user keys.
-    Keys(crate::protocol::KeyPage),
+    Keys(dynamo_protocol::KeyPage),
     /// Merkle roots, one per partition asked.
-    Roots(Vec<crate::protocol::PartitionRoot>),
+    Roots(Vec<dynamo_protocol::PartitionRoot>),
     /// Done.
     Done,
 }
@@ -348,7 +348,7 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
             .map(|partition| {
                 store
                     .merkle_root(partition)
-                    .map(|root| crate::protocol::PartitionRoot {
+                    .map(|root| dynamo_protocol::PartitionRoot {
                         partition,
                         root: root.0,
                     })
@@ -452,15 +452,13 @@ fn get_many<S: Store<Value> + ?Sized>(
     Ok(StoreResult::Scanned(entries))
 }
 
-/// Reads the node state a core starts from (see [`crate::core::SavedState`]).
-pub fn load_saved_state<S: Store<Value> + ?Sized>(
-    store: &S,
-) -> Result<crate::core::SavedState, String> {
+/// Reads the node state a core starts from (see [`crate::SavedState`]).
+pub fn load_saved_state<S: Store<Value> + ?Sized>(store: &S) -> Result<crate::SavedState, String> {
     let read = |name| store.node_state(name).map_err(|e| e.to_string());
-    Ok(crate::core::SavedState {
-        ring: read(crate::core::STATE_RING)?,
-        buckets: read(crate::core::STATE_BUCKETS)?,
-        status: read(crate::core::STATE_STATUS)?,
+    Ok(crate::SavedState {
+        ring: read(crate::STATE_RING)?,
+        buckets: read(crate::STATE_BUCKETS)?,
+        status: read(crate::STATE_STATUS)?,
     })
 }
 
@@ -474,9 +472,9 @@ fn scan_keys<S: Store<Value> + ?Sized>(
     bucket: &str,
     after: Option<&[u8]>,
     limit: usize,
-) -> dynamo_storage::Result<crate::protocol::KeyPage> {
-    let prefix = crate::protocol::storage_key(bucket, b"");
-    let mut cursor = crate::protocol::storage_key(bucket, after.unwrap_or_default());
+) -> dynamo_storage::Result<dynamo_protocol::KeyPage> {
+    let prefix = dynamo_protocol::storage_key(bucket, b"");
+    let mut cursor = dynamo_protocol::storage_key(bucket, after.unwrap_or_default());
     let mut keys = Vec::new();
     loop {
         let batch = store.scan_partition(partition, Some(&cursor), SCAN_BATCH)?;
@@ -500,12 +498,12 @@ fn scan_keys<S: Store<Value> + ?Sized>(
 }
 
 /// A page of at most `limit` of `keys`, with a cursor when there were more.
-fn page(mut keys: Vec<Vec<u8>>, limit: usize, partition: u32) -> crate::protocol::KeyPage {
+fn page(mut keys: Vec<Vec<u8>>, limit: usize, partition: u32) -> dynamo_protocol::KeyPage {
     let more = keys.len() > limit;
     keys.truncate(limit);
-    let next = more.then(|| crate::protocol::ListCursor {
+    let next = more.then(|| dynamo_protocol::ListCursor {
         partition,
         after: keys.last().cloned(),
     });
-    crate::protocol::KeyPage { keys, next }
+    dynamo_protocol::KeyPage { keys, next }
 }

@@ -15,7 +15,7 @@
 //! | [`NodeCore::handle_store_result`]: a store operation finished | [`Output::Store`]: run a [`StoreOp`] |
 //! | [`NodeCore::handle_timeout`]: the time [`NodeCore::poll_timeout`] named came | [`Output::Event`]: for logs and metrics |
 //!
-//! The async runtime ([`crate::node`]) and the whole-cluster simulator (`dynamo-tests`) are
+//! The async runtime (`dynamo-node`) and the whole-cluster simulator (`dynamo-tests`) are
 //! two drivers of the same core. This module must not know tokio, quinn, TLS handshakes,
 //! fjall, the wall clock or a thread RNG: randomness comes from the seed given to
 //! [`NodeCore::new`], time from the callers, and the store only through [`StoreOp`]s.
@@ -40,11 +40,17 @@ use dynamo_vclock::Actor;
 
 pub use store_ops::{GET_MANY_MAX_BYTES, StoreOp, StoreResult, execute, load_saved_state};
 
-use crate::protocol::{BucketEntry, BucketProps, Request, Response};
-use crate::tls::PeerIdentity;
 use anti_entropy::AntiEntropy;
 use background::{Handoffs, HintDelivery};
+use dynamo_protocol::PeerIdentity;
+use dynamo_protocol::{BucketEntry, BucketProps, Request, Response};
 use requests::Coordinator;
+
+// A key the protocol accepts, with its longest bucket prefix, is never too long for the store.
+const _: () = assert!(
+    dynamo_protocol::MAX_KEY_BYTES + dynamo_protocol::MAX_BUCKET_NAME + 1
+        == dynamo_storage::MAX_KEY_BYTES
+);
 
 /// Node-state name of the adopted ring (postcard of [`Ring`]).
 pub const STATE_RING: &str = "ring";
@@ -271,7 +277,7 @@ pub struct NodeCore {
     /// Key listings in progress, by id.
     listings: BTreeMap<u64, listing::Listing>,
     /// What this node counted since it started.
-    counters: crate::protocol::NodeCounters,
+    counters: dynamo_protocol::NodeCounters,
     outputs: VecDeque<Output>,
 }
 
@@ -415,7 +421,7 @@ impl NodeCore {
             saves: BTreeMap::new(),
             ring_generation: 0,
             listings: BTreeMap::new(),
-            counters: crate::protocol::NodeCounters::default(),
+            counters: dynamo_protocol::NodeCounters::default(),
             outputs: VecDeque::new(),
             config,
         };
@@ -463,7 +469,7 @@ impl NodeCore {
     }
 
     /// What this node counted since it started (its status's and `/metrics`' counters).
-    pub fn counters(&self) -> crate::protocol::NodeCounters {
+    pub fn counters(&self) -> dynamo_protocol::NodeCounters {
         self.counters
     }
 
@@ -661,7 +667,7 @@ impl NodeCore {
         let response = match &result {
             Ok(_) => Response::Ack,
             Err(error) => Response::error(
-                crate::protocol::ErrorKind::Internal,
+                dynamo_protocol::ErrorKind::Internal,
                 format!("could not save the {name}: {error}"),
             ),
         };

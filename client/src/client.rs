@@ -29,12 +29,12 @@ use tokio::task::JoinSet;
 use dynamo_ring::{NodeId, Ring};
 
 use crate::address::{NodeAddress, Resolver};
-use crate::protocol::{
+use crate::tls::TlsConfig;
+use crate::transport::{Endpoint, TransportError, TransportOptions};
+use dynamo_protocol::{
     BucketProps, ClusterStatus, ErrorKind, ErrorReply, GetReply, PutReply, Request, RequestOptions,
     Response, storage_key,
 };
-use crate::tls::TlsConfig;
-use crate::transport::{Endpoint, TransportError, TransportOptions};
 
 /// A random write id (see [`Request::Put`]); `None` if the system has no randomness to give.
 fn new_write_id() -> Option<u128> {
@@ -421,7 +421,7 @@ impl Client {
         candidates: Vec<NodeAddress>,
         request: &Request,
     ) -> Result<Response, ClientError> {
-        let hedged = matches!(request.access(), crate::protocol::Access::Read)
+        let hedged = matches!(request.access(), dynamo_protocol::Access::Read)
             || matches!(request, Request::CreateBucket(_));
         let hedge = if hedged {
             Some(

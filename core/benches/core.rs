@@ -8,9 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dynamo_node::core::{CoreConfig, NodeCore, Output, RequestId, execute, load_saved_state};
-use dynamo_node::protocol::{BucketProps, Request, RequestOptions, Response};
-use dynamo_node::tls::{PeerIdentity, Role};
+use dynamo_core::{CoreConfig, NodeCore, Output, RequestId, execute, load_saved_state};
+use dynamo_protocol::{BucketProps, Request, RequestOptions, Response};
+use dynamo_protocol::{PeerIdentity, Role};
 use dynamo_quorum::Value;
 use dynamo_resolve::Resolver;
 use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};
