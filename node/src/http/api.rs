@@ -18,7 +18,6 @@
 //! messages the CLI shows. This module must not decide anything a request means: quorums,
 //! roles, validation of buckets, keys and contexts are the core's.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -39,29 +38,33 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::HttpContext;
-use crate::metrics::RuntimeGauges;
 use dynamo_client::tls::PeerIdentity;
 use dynamo_protocol::{
-    BucketProps, ErrorKind, ErrorReply, GetReply, KeyPage, ListCursor, PutReply, Request,
-    RequestOptions, Response, storage_key,
+    ErrorKind, ErrorReply, GetReply, KeyPage, ListCursor, PutReply, Request, RequestOptions,
+    Response, storage_key,
+};
+
+use super::batch::{BatchKey, batch_get, batch_put};
+use super::cluster::{
+    cluster_ring, cluster_status, create_bucket, list_buckets, metrics, ping, placement, stats,
 };
 
 /// The header that carries a context token, in answers and on writes.
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
 /// Keys in a listing page when the request names no `limit` (the core takes up to
 /// [`dynamo_protocol::MAX_LIST_KEYS`]).
-const DEFAULT_LIST_LIMIT: u32 = 100;
+pub(super) const DEFAULT_LIST_LIMIT: u32 = 100;
 /// A watch checks the key again this often even when no write was seen here (the write may
 /// have reached only other replicas).
-const WATCH_RECHECK: Duration = Duration::from_secs(1);
+pub(super) const WATCH_RECHECK: Duration = Duration::from_secs(1);
 /// Boundary of `300 Multiple Choices` multipart bodies (values are sent as they are, so the
 /// boundary is long and unusual; a value containing it is sent as JSON instead).
-const BOUNDARY: &str = "dynamo-sibling-boundary-7c1f0e9b2d4a";
+pub(super) const BOUNDARY: &str = "dynamo-sibling-boundary-7c1f0e9b2d4a";
 
 /// The API's state.
 pub(crate) struct Api {
-    context: HttpContext,
-    connections: Arc<AtomicUsize>,
+    pub(super) context: HttpContext,
+    pub(super) connections: Arc<AtomicUsize>,
     watches: Arc<Semaphore>,
     /// KiB of request bodies all clients may have the node hold at once.
     body_budget: Arc<Semaphore>,
@@ -70,7 +73,7 @@ pub(crate) struct Api {
 }
 
 /// Bytes in whole KiB, rounded up (the body budget's unit), at most `u32::MAX`.
-fn kib(bytes: usize) -> u32 {
+pub(super) fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
@@ -80,7 +83,7 @@ fn kib(bytes: usize) -> u32 {
 /// more than `max_body_bytes_in_flight` in all, or one identity more than
 /// `max_body_bytes_per_identity`, or for longer than the timeout. A request that does not fit
 /// is answered "overloaded" at once.
-async fn reserve_body(
+pub(super) async fn reserve_body(
     State(api): ApiState,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -185,12 +188,12 @@ impl Api {
         }
     }
 
-    async fn ask(&self, who: &PeerIdentity, request: Request) -> Response {
+    pub(super) async fn ask(&self, who: &PeerIdentity, request: Request) -> Response {
         self.context.gate.submit(who.clone(), request).await
     }
 }
 
-type ApiState = State<Arc<Api>>;
+pub(super) type ApiState = State<Arc<Api>>;
 
 /// Every route.
 pub(crate) fn router(api: Arc<Api>) -> axum::Router {
@@ -244,7 +247,11 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-fn error_json(status: StatusCode, kind: &str, message: impl Into<String>) -> HttpResponse {
+pub(super) fn error_json(
+    status: StatusCode,
+    kind: &str,
+    message: impl Into<String>,
+) -> HttpResponse {
     let body = ErrorBody {
         error: ErrorDetail {
             kind: kind.to_owned(),
@@ -256,7 +263,7 @@ fn error_json(status: StatusCode, kind: &str, message: impl Into<String>) -> Htt
 }
 
 /// A JSON request body, whatever its `Content-Type` (`curl -d` sends a form type).
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
     serde_json::from_slice(body).map_err(|error| {
         bad_request(format!(
             "the body is not the JSON this endpoint takes: {error}"
@@ -264,11 +271,11 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResp
     })
 }
 
-fn bad_request(message: impl Into<String>) -> HttpResponse {
+pub(super) fn bad_request(message: impl Into<String>) -> HttpResponse {
     error_json(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
-fn status_of(kind: ErrorKind) -> StatusCode {
+pub(super) fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
@@ -279,12 +286,12 @@ fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
-fn core_error(error: &ErrorReply) -> HttpResponse {
+pub(super) fn core_error(error: &ErrorReply) -> HttpResponse {
     error_json(status_of(error.kind), error.kind.label(), &error.message)
 }
 
 /// Any answer the endpoint did not expect: an error reply as itself, anything else a 500.
-fn unexpected(response: &Response) -> HttpResponse {
+pub(super) fn unexpected(response: &Response) -> HttpResponse {
     match response {
         Response::Error(error) => core_error(error),
         other => error_json(
@@ -295,7 +302,7 @@ fn unexpected(response: &Response) -> HttpResponse {
     }
 }
 
-async fn not_found_route(uri: axum::http::Uri) -> HttpResponse {
+pub(super) async fn not_found_route(uri: axum::http::Uri) -> HttpResponse {
     error_json(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -307,7 +314,7 @@ async fn not_found_route(uri: axum::http::Uri) -> HttpResponse {
 
 /// Query parameters of key requests.
 #[derive(Debug, Default, Deserialize)]
-struct KeyQuery {
+pub(super) struct KeyQuery {
     r: Option<String>,
     w: Option<String>,
     pr: Option<String>,
@@ -317,7 +324,7 @@ struct KeyQuery {
 }
 
 /// `500ms`, `2s`, `1m`, or a number of milliseconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
@@ -336,7 +343,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a duration (like 500ms, 2s or 1m)"))
 }
 
-fn parse_count(name: &str, text: Option<&String>) -> Result<Option<usize>, String> {
+pub(super) fn parse_count(name: &str, text: Option<&String>) -> Result<Option<usize>, String> {
     text.map(|text| {
         text.parse::<usize>()
             .map_err(|_| format!("{name}={text:?} is not a number of replicas"))
@@ -345,7 +352,7 @@ fn parse_count(name: &str, text: Option<&String>) -> Result<Option<usize>, Strin
 }
 
 impl KeyQuery {
-    fn options(&self) -> Result<RequestOptions, String> {
+    pub(super) fn options(&self) -> Result<RequestOptions, String> {
         Ok(RequestOptions {
             r: parse_count("r", self.r.as_ref())?,
             w: parse_count("w", self.w.as_ref())?,
@@ -360,7 +367,7 @@ impl KeyQuery {
     }
 }
 
-fn context_header(headers: &HeaderMap) -> Result<Option<String>, String> {
+pub(super) fn context_header(headers: &HeaderMap) -> Result<Option<String>, String> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(None),
         Some(value) => value
@@ -370,18 +377,18 @@ fn context_header(headers: &HeaderMap) -> Result<Option<String>, String> {
     }
 }
 
-fn wants_json(headers: &HeaderMap) -> bool {
+pub(super) fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json"))
 }
 
-fn etag_of(context: &str) -> String {
+pub(super) fn etag_of(context: &str) -> String {
     format!("\"{:016x}\"", key_fingerprint(context.as_bytes()))
 }
 
-fn header_value(text: &str) -> HeaderValue {
+pub(super) fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -397,7 +404,7 @@ pub struct JsonValue {
 }
 
 impl JsonValue {
-    fn of(bytes: &[u8]) -> Self {
+    pub(super) fn of(bytes: &[u8]) -> Self {
         Self {
             value: std::str::from_utf8(bytes).ok().map(str::to_owned),
             value_base64: STANDARD.encode(bytes),
@@ -435,7 +442,7 @@ pub struct JsonGet {
 }
 
 /// The items of a set-valued resolution, as text.
-fn items_of(resolver: Resolver, value: &[u8]) -> Option<Vec<String>> {
+pub(super) fn items_of(resolver: Resolver, value: &[u8]) -> Option<Vec<String>> {
     let text = |item: &[u8]| String::from_utf8_lossy(item).into_owned();
     match resolver {
         Resolver::Union => ItemSet::decode(value)
@@ -448,7 +455,7 @@ fn items_of(resolver: Resolver, value: &[u8]) -> Option<Vec<String>> {
     }
 }
 
-fn json_resolution(resolution: &Resolution) -> JsonResolution {
+pub(super) fn json_resolution(resolution: &Resolution) -> JsonResolution {
     JsonResolution {
         resolver: resolution.resolver.name().to_owned(),
         value: resolution.value.as_deref().map(JsonValue::of),
@@ -466,7 +473,7 @@ fn json_resolution(resolution: &Resolution) -> JsonResolution {
     }
 }
 
-fn json_get(reply: &GetReply) -> JsonGet {
+pub(super) fn json_get(reply: &GetReply) -> JsonGet {
     JsonGet {
         context: reply.context.clone(),
         siblings: reply.values.iter().map(|v| JsonValue::of(v)).collect(),
@@ -475,7 +482,7 @@ fn json_get(reply: &GetReply) -> JsonGet {
 }
 
 /// The answer to a found key.
-fn render_found(reply: &GetReply, headers: &HeaderMap) -> HttpResponse {
+pub(super) fn render_found(reply: &GetReply, headers: &HeaderMap) -> HttpResponse {
     let etag = etag_of(&reply.context);
     let mut out = HeaderMap::new();
     out.insert(CONTEXT_HEADER, header_value(&reply.context));
@@ -550,7 +557,7 @@ fn render_found(reply: &GetReply, headers: &HeaderMap) -> HttpResponse {
     (status, out, body).into_response()
 }
 
-fn render_not_found(context: &str) -> HttpResponse {
+pub(super) fn render_not_found(context: &str) -> HttpResponse {
     let body = ErrorBody {
         error: ErrorDetail {
             kind: "not_found".into(),
@@ -565,7 +572,7 @@ fn render_not_found(context: &str) -> HttpResponse {
     response
 }
 
-fn render_get(response: &Response, headers: &HeaderMap) -> HttpResponse {
+pub(super) fn render_get(response: &Response, headers: &HeaderMap) -> HttpResponse {
     match response {
         Response::Get(reply) => render_found(reply, headers),
         Response::NotFound { context } => render_not_found(context),
@@ -574,7 +581,7 @@ fn render_get(response: &Response, headers: &HeaderMap) -> HttpResponse {
 }
 
 /// The bucket, key and query of a key request, or the 400 for a malformed one.
-fn key_target(
+pub(super) fn key_target(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<(String, String, KeyQuery), HttpResponse> {
@@ -586,7 +593,7 @@ fn key_target(
 }
 
 /// The clock of a context token; the empty token (or `none`) is the empty clock.
-fn clock_of(token: &str) -> Result<VClock, String> {
+pub(super) fn clock_of(token: &str) -> Result<VClock, String> {
     if token.is_empty() || token == "none" {
         return Ok(VClock::new());
     }
@@ -596,7 +603,7 @@ fn clock_of(token: &str) -> Result<VClock, String> {
 }
 
 /// The clock of an answer's context (empty for an empty context).
-fn answer_clock(response: &Response) -> Option<VClock> {
+pub(super) fn answer_clock(response: &Response) -> Option<VClock> {
     let context = match response {
         Response::Get(reply) => &reply.context,
         Response::NotFound { context } => context,
@@ -605,7 +612,7 @@ fn answer_clock(response: &Response) -> Option<VClock> {
     clock_of(context).ok()
 }
 
-async fn get_key(
+pub(super) async fn get_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -688,7 +695,7 @@ async fn get_key(
     }
 }
 
-async fn write_key(
+pub(super) async fn write_key(
     api: &Api,
     who: &PeerIdentity,
     bucket: String,
@@ -722,7 +729,11 @@ async fn write_key(
 /// the value readable beside its tombstone (issue 26: each context-less `DELETE` added one more
 /// tombstone sibling and the value stayed). A key not found is deleted with the read's context,
 /// which may name a tombstone; a read that fails is the delete's answer.
-async fn submit_write(gate: &crate::gate::Gate, who: PeerIdentity, request: Request) -> Response {
+pub(super) async fn submit_write(
+    gate: &crate::gate::Gate,
+    who: PeerIdentity,
+    request: Request,
+) -> Response {
     let request = match request {
         Request::Put {
             bucket,
@@ -758,7 +769,7 @@ async fn submit_write(gate: &crate::gate::Gate, who: PeerIdentity, request: Requ
     gate.submit(who, request).await
 }
 
-fn render_put(response: &Response) -> HttpResponse {
+pub(super) fn render_put(response: &Response) -> HttpResponse {
     match response {
         Response::Put(reply) => {
             let mut out = HeaderMap::new();
@@ -781,7 +792,7 @@ pub struct JsonPut {
 }
 
 impl JsonPut {
-    fn of(reply: &PutReply) -> Self {
+    pub(super) fn of(reply: &PutReply) -> Self {
         Self {
             context: reply.context.clone(),
             acknowledged: reply.acknowledged,
@@ -792,7 +803,7 @@ impl JsonPut {
 
 /// A write id for a request that came without one: unique per write, from the process's
 /// hasher keys and a counter (no thread RNG is needed for uniqueness).
-fn random_write_id() -> u128 {
+pub(super) fn random_write_id() -> u128 {
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed) as u64;
@@ -804,7 +815,7 @@ fn random_write_id() -> u128 {
     (u128::from(high.finish()) << 64) | u128::from(low.finish())
 }
 
-async fn put_key(
+pub(super) async fn put_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -839,7 +850,7 @@ async fn put_key(
     .await
 }
 
-async fn delete_key(
+pub(super) async fn delete_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -853,311 +864,10 @@ async fn delete_key(
     write_key(&api, &who, bucket, key, None, &query, &headers).await
 }
 
-// ---- batches --------------------------------------------------------------------------------
-
-/// A key in a batch: text, or bytes in base64.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BatchKey {
-    /// The key as text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// The key's bytes in base64, for keys that are not text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_base64: Option<String>,
-}
-
-impl BatchKey {
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        match (&self.key, &self.key_base64) {
-            (Some(key), None) => Ok(key.clone().into_bytes()),
-            (None, Some(encoded)) => STANDARD
-                .decode(encoded)
-                .map_err(|e| format!("key_base64 is not base64: {e}")),
-            _ => Err("give each key as exactly one of `key` or `key_base64`".into()),
-        }
-    }
-}
-
-/// `POST .../batch/get`.
-#[derive(Debug, Deserialize)]
-struct BatchGet {
-    keys: Vec<BatchKey>,
-    #[serde(default)]
-    r: Option<usize>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-/// One key's answer in a batch.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BatchResult {
-    /// The key, as given.
-    #[serde(flatten)]
-    pub key: BatchKey,
-    /// `ok`, `not_found`, or an error kind.
-    pub status: String,
-    /// A read: the key's siblings, context and resolution.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read: Option<JsonGet>,
-    /// A write's answer, or the context of a missing key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub written: Option<JsonPut>,
-    /// The context of a missing key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<String>,
-    /// What went wrong.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl BatchResult {
-    fn new(key: BatchKey, response: Response) -> Self {
-        let mut result = BatchResult {
-            key,
-            status: "ok".into(),
-            read: None,
-            written: None,
-            context: None,
-            error: None,
-        };
-        match response {
-            Response::Get(reply) => result.read = Some(json_get(&reply)),
-            Response::Put(reply) => result.written = Some(JsonPut::of(&reply)),
-            Response::NotFound { context } => {
-                result.status = "not_found".into();
-                result.context = Some(context);
-            }
-            Response::Error(error) => {
-                result.status = error.kind.label().into();
-                result.error = Some(error.message);
-            }
-            other => {
-                result.status = "internal".into();
-                result.error = Some(format!("unexpected answer from the node: {other:?}"));
-            }
-        }
-        result
-    }
-
-    fn refused(key: BatchKey, message: String) -> Self {
-        BatchResult {
-            key,
-            status: "bad_request".into(),
-            read: None,
-            written: None,
-            context: None,
-            error: Some(message),
-        }
-    }
-}
-
-/// A batch's answer: one result per key, in request order.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BatchAnswer {
-    /// The results.
-    pub results: Vec<BatchResult>,
-}
-
-/// Runs one request per key at once and collects the answers in order.
-async fn run_batch(
-    api: &Api,
-    who: &PeerIdentity,
-    requests: Vec<(BatchKey, Result<Request, String>)>,
-) -> HttpResponse {
-    let mut seen = std::collections::HashSet::new();
-    for (key, _) in &requests {
-        if let Ok(bytes) = key.bytes()
-            && !seen.insert(bytes)
-        {
-            return bad_request(format!(
-                "the batch names {} twice; name each key once",
-                key.key.as_deref().unwrap_or("a key")
-            ));
-        }
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    let count = requests.len();
-    let mut results: Vec<Option<BatchResult>> = (0..count).map(|_| None).collect();
-    for (index, (key, request)) in requests.into_iter().enumerate() {
-        match request {
-            Ok(request) => {
-                let gate = api.context.gate.clone();
-                let who = who.clone();
-                tasks.spawn(async move { (index, key, submit_write(&gate, who, request).await) });
-            }
-            Err(message) => results[index] = Some(BatchResult::refused(key, message)),
-        }
-    }
-    // The answer holds at most `max_body_bytes` of values; keys past that are answered
-    // "too_large", to be asked for in another batch.
-    let mut budget = api.context.limits.max_body_bytes;
-    while let Some(done) = tasks.join_next().await {
-        let Ok((index, key, response)) = done else {
-            continue;
-        };
-        let bytes = value_bytes(&response);
-        results[index] = Some(if bytes > budget {
-            BatchResult {
-                status: "too_large".into(),
-                error: Some(format!(
-                    "the batch's answer would pass {} bytes of values; ask for this key in another batch",
-                    api.context.limits.max_body_bytes
-                )),
-                ..BatchResult::refused(key, String::new())
-            }
-        } else {
-            budget -= bytes;
-            BatchResult::new(key, response)
-        });
-    }
-    let results = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| BatchResult::refused(BatchKey::default(), "lost".into())))
-        .collect();
-    Json(BatchAnswer { results }).into_response()
-}
-
-/// Bytes of values an answer carries.
-fn value_bytes(response: &Response) -> usize {
-    match response {
-        Response::Get(reply) => {
-            let resolution = reply.resolution.as_deref().map_or(0, |r| {
-                r.value.as_ref().map_or(0, Vec::len)
-                    + r.discarded.iter().map(Vec::len).sum::<usize>()
-            });
-            reply.values.iter().map(Vec::len).sum::<usize>() + resolution
-        }
-        _ => 0,
-    }
-}
-
-/// A batch request's body, refused unless it holds 1 to `max_batch_keys` keys.
-fn batch_body<T: serde::de::DeserializeOwned>(
-    api: &Api,
-    body: &[u8],
-    keys: impl Fn(&T) -> usize,
-) -> Result<T, HttpResponse> {
-    let batch = parse_json(body)?;
-    let (count, max) = (keys(&batch), api.context.limits.max_batch_keys);
-    if count == 0 || count > max {
-        return Err(bad_request(format!(
-            "a batch holds 1 to {max} keys, not {count}"
-        )));
-    }
-    Ok(batch)
-}
-
-async fn batch_get(
-    State(api): ApiState,
-    Extension(who): Extension<PeerIdentity>,
-    Path(bucket): Path<String>,
-    body: Bytes,
-) -> HttpResponse {
-    let batch = match batch_body(&api, &body, |b: &BatchGet| b.keys.len()) {
-        Ok(batch) => batch,
-        Err(response) => return response,
-    };
-    let options = RequestOptions {
-        r: batch.r,
-        timeout_ms: batch.timeout_ms,
-        ..RequestOptions::default()
-    };
-    let requests = batch
-        .keys
-        .into_iter()
-        .map(|key| {
-            let request = key.bytes().map(|bytes| Request::Get {
-                bucket: bucket.clone(),
-                key: bytes,
-                options,
-            });
-            (key, request)
-        })
-        .collect();
-    run_batch(&api, &who, requests).await
-}
-
-/// `POST .../batch/put`.
-#[derive(Debug, Deserialize)]
-struct BatchPut {
-    items: Vec<BatchItem>,
-    #[serde(default)]
-    w: Option<usize>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-/// One write of a batch.
-#[derive(Debug, Deserialize)]
-struct BatchItem {
-    #[serde(flatten)]
-    key: BatchKey,
-    #[serde(default)]
-    value: Option<String>,
-    #[serde(default)]
-    value_base64: Option<String>,
-    #[serde(default)]
-    context: Option<String>,
-    #[serde(default)]
-    delete: bool,
-}
-
-impl BatchItem {
-    fn value(&self) -> Result<Option<Vec<u8>>, String> {
-        match (&self.value, &self.value_base64, self.delete) {
-            (None, None, true) => Ok(None),
-            (Some(text), None, false) => Ok(Some(text.clone().into_bytes())),
-            (None, Some(encoded), false) => STANDARD
-                .decode(encoded)
-                .map(Some)
-                .map_err(|e| format!("value_base64 is not base64: {e}")),
-            _ => Err(
-                "give each item exactly one of `value`, `value_base64` or `delete: true`".into(),
-            ),
-        }
-    }
-}
-
-async fn batch_put(
-    State(api): ApiState,
-    Extension(who): Extension<PeerIdentity>,
-    Path(bucket): Path<String>,
-    body: Bytes,
-) -> HttpResponse {
-    let batch = match batch_body(&api, &body, |b: &BatchPut| b.items.len()) {
-        Ok(batch) => batch,
-        Err(response) => return response,
-    };
-    let options = RequestOptions {
-        w: batch.w,
-        timeout_ms: batch.timeout_ms,
-        ..RequestOptions::default()
-    };
-    let requests = batch
-        .items
-        .into_iter()
-        .map(|item| {
-            let request = item.key.bytes().and_then(|key| {
-                Ok(Request::Put {
-                    bucket: bucket.clone(),
-                    key,
-                    value: item.value()?,
-                    context: item.context.clone().filter(|c| !c.is_empty()),
-                    options,
-                    forwarded: false,
-                    write_id: Some(random_write_id()),
-                })
-            });
-            (item.key, request)
-        })
-        .collect();
-    run_batch(&api, &who, requests).await
-}
-
 // ---- listing --------------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub(super) struct ListQuery {
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -1171,11 +881,11 @@ pub struct JsonKeyPage {
     pub next: Option<String>,
 }
 
-fn encode_cursor(cursor: &ListCursor) -> String {
+pub(super) fn encode_cursor(cursor: &ListCursor) -> String {
     URL_SAFE_NO_PAD.encode(postcard::to_stdvec(cursor).unwrap_or_default())
 }
 
-fn decode_cursor(text: &str) -> Result<ListCursor, String> {
+pub(super) fn decode_cursor(text: &str) -> Result<ListCursor, String> {
     URL_SAFE_NO_PAD
         .decode(text)
         .ok()
@@ -1186,7 +896,7 @@ fn decode_cursor(text: &str) -> Result<ListCursor, String> {
         .ok_or_else(|| "the cursor is not one a listing returned".to_owned())
 }
 
-fn json_key(key: &[u8]) -> BatchKey {
+pub(super) fn json_key(key: &[u8]) -> BatchKey {
     match std::str::from_utf8(key) {
         Ok(text) => BatchKey {
             key: Some(text.to_owned()),
@@ -1199,7 +909,7 @@ fn json_key(key: &[u8]) -> BatchKey {
     }
 }
 
-async fn list_keys(
+pub(super) async fn list_keys(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     Path(bucket): Path<String>,
@@ -1225,313 +935,5 @@ async fn list_keys(
         })
         .into_response(),
         other => unexpected(&other),
-    }
-}
-
-// ---- buckets and cluster --------------------------------------------------------------------
-
-async fn list_buckets(
-    State(api): ApiState,
-    Extension(who): Extension<PeerIdentity>,
-) -> HttpResponse {
-    match api.ask(&who, Request::ListBuckets).await {
-        Response::Buckets(buckets) => {
-            Json(buckets.iter().map(JsonBucket::of).collect::<Vec<_>>()).into_response()
-        }
-        other => unexpected(&other),
-    }
-}
-
-/// A bucket as JSON: its properties, the resolver by name. `POST /buckets` takes the same
-/// shape; omitted fields take the CLI's defaults, (3, 2, 2) and `siblings`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JsonBucket {
-    /// Name.
-    pub name: String,
-    /// Replicas per key.
-    #[serde(default = "three")]
-    pub n: usize,
-    /// Default read quorum.
-    #[serde(default = "two")]
-    pub r: usize,
-    /// Default write quorum.
-    #[serde(default = "two")]
-    pub w: usize,
-    /// Default primary read quorum.
-    #[serde(default)]
-    pub pr: usize,
-    /// Default primary write quorum.
-    #[serde(default)]
-    pub pw: usize,
-    /// How concurrent versions resolve: `siblings`, `lww`, `max`, `union` or `cart`.
-    #[serde(default = "siblings")]
-    pub resolver: String,
-}
-
-impl JsonBucket {
-    fn of(props: &BucketProps) -> Self {
-        Self {
-            name: props.name.clone(),
-            n: props.n,
-            r: props.r,
-            w: props.w,
-            pr: props.pr,
-            pw: props.pw,
-            resolver: props.resolver.name().to_owned(),
-        }
-    }
-}
-
-fn three() -> usize {
-    3
-}
-
-fn two() -> usize {
-    2
-}
-
-fn siblings() -> String {
-    Resolver::Siblings.name().to_owned()
-}
-
-async fn create_bucket(
-    State(api): ApiState,
-    Extension(who): Extension<PeerIdentity>,
-    body: Bytes,
-) -> HttpResponse {
-    let bucket: JsonBucket = match parse_json(&body) {
-        Ok(bucket) => bucket,
-        Err(response) => return response,
-    };
-    let resolver = match bucket.resolver.parse::<Resolver>() {
-        Ok(resolver) => resolver,
-        Err(error) => return bad_request(error.to_string()),
-    };
-    let props = BucketProps {
-        name: bucket.name,
-        n: bucket.n,
-        r: bucket.r,
-        w: bucket.w,
-        pr: bucket.pr,
-        pw: bucket.pw,
-        resolver,
-    };
-    match api.ask(&who, Request::CreateBucket(props.clone())).await {
-        Response::Ack => (StatusCode::CREATED, Json(JsonBucket::of(&props))).into_response(),
-        other => unexpected(&other),
-    }
-}
-
-async fn cluster_status(
-    State(api): ApiState,
-    Extension(who): Extension<PeerIdentity>,
-) -> HttpResponse {
-    match api.ask(&who, Request::Status).await {
-        Response::Status(status) => Json(status).into_response(),
-        other => unexpected(&other),
-    }
-}
-
-/// The ring as JSON, for the status page and scripts.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JsonRing {
-    /// Ring version (0: no ring yet).
-    pub version: u64,
-    /// Partitions.
-    pub partitions: u32,
-    /// Replicas listed per partition.
-    pub n: usize,
-    /// Members.
-    pub members: Vec<JsonMember>,
-    /// Each partition's first `n` replicas, its owner first.
-    pub owners: Vec<Vec<String>>,
-}
-
-/// A ring member.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JsonMember {
-    /// Node id.
-    pub id: String,
-    /// Zone.
-    pub zone: String,
-    /// Capacity weight.
-    pub capacity: u32,
-}
-
-async fn ring_of(api: &Api, who: &PeerIdentity) -> Result<Option<dynamo_ring::Ring>, HttpResponse> {
-    match api.ask(who, Request::Ring).await {
-        Response::Ring(ring) => Ok(ring.map(|ring| *ring)),
-        other => Err(unexpected(&other)),
-    }
-}
-
-async fn cluster_ring(
-    State(api): ApiState,
-    Extension(who): Extension<PeerIdentity>,
-) -> HttpResponse {
-    let ring = match ring_of(&api, &who).await {
-        Ok(ring) => ring,
-        Err(response) => return response,
-    };
-    let Some(ring) = ring else {
-        return Json(JsonRing {
-            version: 0,
-            partitions: 0,
-            n: 0,
-            members: Vec::new(),
-            owners: Vec::new(),
-        })
-        .into_response();
-    };
-    let n = ring.target_n();
-    Json(JsonRing {
-        version: ring.version(),
-        partitions: ring.partition_count(),
-        n,
-        members: ring
-            .members()
-            .iter()
-            .map(|m| JsonMember {
-                id: m.id.to_string(),
-                zone: m.zone.clone(),
-                capacity: m.capacity,
-            })
-            .collect(),
-        owners: (0..ring.partition_count())
-            .map(|p| {
-                ring.replicas_of_partition(p, n)
-                    .into_iter()
-                    .map(ToString::to_string)
-                    .collect()
-            })
-            .collect(),
-    })
-    .into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct PlacementQuery {
-    bucket: Option<String>,
-    key: String,
-}
-
-/// Where a key lives.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JsonPlacement {
-    /// The bucket.
-    pub bucket: String,
-    /// The key.
-    pub key: String,
-    /// Its ring partition.
-    pub partition: u32,
-    /// The bucket's replica count.
-    pub n: usize,
-    /// Its preference list: the coordinator first.
-    pub preference_list: Vec<String>,
-}
-
-async fn placement(
-    State(api): ApiState,
-    Extension(who): Extension<PeerIdentity>,
-    query: Result<Query<PlacementQuery>, QueryRejection>,
-) -> HttpResponse {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(error) => return bad_request(error.body_text()),
-    };
-    let bucket = query.bucket.unwrap_or_else(|| "default".into());
-    let buckets = match api.ask(&who, Request::ListBuckets).await {
-        Response::Buckets(buckets) => buckets,
-        other => return unexpected(&other),
-    };
-    let Some(props) = buckets.iter().find(|b| b.name == bucket) else {
-        return bad_request(format!("there is no bucket {bucket:?}"));
-    };
-    let ring = match ring_of(&api, &who).await {
-        Ok(Some(ring)) => ring,
-        Ok(None) => {
-            return error_json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "the node has no ring yet",
-            );
-        }
-        Err(response) => return response,
-    };
-    let stored = storage_key(&bucket, query.key.as_bytes());
-    Json(JsonPlacement {
-        partition: ring.partition_of_key(&stored),
-        n: props.n,
-        preference_list: ring
-            .preference_list(&stored, props.n)
-            .into_iter()
-            .map(ToString::to_string)
-            .collect(),
-        bucket,
-        key: query.key,
-    })
-    .into_response()
-}
-
-async fn ping(State(api): ApiState, Extension(who): Extension<PeerIdentity>) -> HttpResponse {
-    match api.ask(&who, Request::Ping(Vec::new())).await {
-        Response::Pong(_) => "OK\n".into_response(),
-        other => unexpected(&other),
-    }
-}
-
-/// Recent latency, for the status page.
-#[derive(Debug, Serialize)]
-struct Stats {
-    node: String,
-    window_s: u64,
-    operations: BTreeMap<&'static str, crate::metrics::RecentLatency>,
-}
-
-async fn stats(State(api): ApiState) -> HttpResponse {
-    Json(Stats {
-        node: api.context.node.clone(),
-        window_s: crate::metrics::RECENT_WINDOW.as_secs(),
-        operations: api.context.gate.metrics().recent(),
-    })
-    .into_response()
-}
-
-async fn metrics(State(api): ApiState, Extension(who): Extension<PeerIdentity>) -> HttpResponse {
-    let status = match api.ask(&who, Request::Status).await {
-        Response::Status(status) => status,
-        other => return unexpected(&other),
-    };
-    let store = api.context.store.clone();
-    let store_bytes = tokio::task::spawn_blocking(move || store.disk_space().unwrap_or(0))
-        .await
-        .unwrap_or(0);
-    let (client, peer) = api.context.gate.in_flight();
-    let runtime = RuntimeGauges {
-        store_bytes,
-        quic_connections: api.context.endpoint.open_connections(),
-        http_connections: api.connections.load(Ordering::Relaxed),
-        client_requests_in_flight: client,
-        peer_requests_in_flight: peer,
-    };
-    let text = api.context.gate.metrics().render(&status, runtime);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
-
-/// The status page's server-rendered part needs the status too.
-pub(crate) async fn status_for_page(
-    api: &Api,
-    who: &PeerIdentity,
-) -> Option<dynamo_protocol::ClusterStatus> {
-    match api.ask(who, Request::Status).await {
-        Response::Status(status) => Some(status),
-        _ => None,
     }
 }

@@ -14,6 +14,8 @@
 //! not know what a request means: every decision is the core's, reached through the gate.
 
 pub mod api;
+mod batch;
+mod cluster;
 mod page;
 
 use std::net::SocketAddr;

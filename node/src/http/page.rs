@@ -11,7 +11,8 @@ use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::api::{Api, status_for_page};
+use super::api::Api;
+use super::cluster::status_for_page;
 use dynamo_client::tls::PeerIdentity;
 use dynamo_protocol::ClusterStatus;
 

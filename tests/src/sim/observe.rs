@@ -1,0 +1,274 @@
+//! What the simulator reads out of a run for the invariants: every replica's versions, the
+//! hints held, the metadata each node has, the final reads; and the sabotages that break a run
+//! on purpose.
+//!
+//! This module must not decide anything: it observes the nodes' stores and cores.
+
+use std::collections::BTreeMap;
+
+use dynamo_core::NodeCore;
+use dynamo_protocol::{Request, Response};
+use dynamo_quorum::Value;
+use dynamo_storage::{Durability, MemoryStore, Store};
+
+use super::{SIM_BUCKET, Sabotage, Sim, check, invariants};
+
+impl Sim {
+    /// Every replica's stored set of every key the workload wrote, by key.
+    pub(super) fn replica_view(&self) -> invariants::convergence::ReplicaView {
+        let mut view = invariants::convergence::ReplicaView::default();
+        let Some(ring) = self
+            .nodes
+            .iter()
+            .find_map(|n| n.core.as_ref()?.ring().cloned())
+        else {
+            return view;
+        };
+        for key in self.history.keys() {
+            let skey = dynamo_protocol::storage_key(SIM_BUCKET, key);
+            let partition = ring.partition_of_key(&skey);
+            for replica in ring.preference_list(&skey, 3) {
+                let stored = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == replica.as_str())
+                    .and_then(|n| n.store.as_ref())
+                    .and_then(|s| s.get(partition, &skey).ok().flatten());
+                view.add(key.clone(), replica.to_string(), stored);
+            }
+        }
+        view
+    }
+
+    /// The hints every running node still holds, by owner.
+    pub(super) fn hints_held(&self) -> Vec<(String, Vec<(String, usize)>)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.core.is_some())
+            .filter_map(|n| {
+                let store = n.store.as_ref()?;
+                let owners = store.hint_owners().ok()?;
+                let counts = owners
+                    .into_iter()
+                    .map(|owner| {
+                        let count = store.pending_hints(&owner).unwrap_or(0);
+                        (owner, count)
+                    })
+                    .collect();
+                Some((n.name.clone(), counts))
+            })
+            .collect()
+    }
+
+    /// What every running node holds of the cluster metadata.
+    pub(super) fn metadata_view(&mut self) -> invariants::metadata::MetadataView {
+        let mut view = invariants::metadata::MetadataView {
+            created: self.history.buckets().to_vec(),
+            nodes: Vec::new(),
+            left: Vec::new(),
+        };
+        for (attempt, node) in self.leaves.clone() {
+            if matches!(self.clients.take_admin_answer(attempt), Some(Response::Ack)) {
+                view.left.push(self.nodes[node].name.clone());
+            }
+        }
+        for node in &self.nodes {
+            if let Some(core) = &node.core {
+                let in_ring = core.ring().is_some_and(|r| r.member(core.id()).is_some());
+                view.nodes.push(invariants::metadata::NodeMetadata {
+                    name: node.name.clone(),
+                    status: core.status().map(|s| format!("{s:?}")),
+                    in_ring,
+                    ring: core.ring().map(|r| (r.version(), postcard_digest(r))),
+                    buckets: core.buckets().cloned().collect(),
+                });
+            }
+        }
+        view
+    }
+
+    /// Reads every key the workload wrote with R = N through a ring member, after healing.
+    pub(super) fn final_reads(&mut self) -> BTreeMap<Vec<u8>, check::ReadResult> {
+        let mut finals = BTreeMap::new();
+        let members: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i]
+                    .core
+                    .as_ref()
+                    .is_some_and(|c| c.ring().is_some_and(|r| r.member(c.id()).is_some()))
+            })
+            .collect();
+        if members.is_empty() {
+            self.history
+                .problem("no ring member is running after healing".into());
+            return finals;
+        }
+        let keys: Vec<Vec<u8>> = self.history.keys().cloned().collect();
+        for (i, key) in keys.into_iter().enumerate() {
+            let target = members[i % members.len()];
+            // Every replica: N, or fewer when removals left fewer members than N.
+            let replicas = self.nodes[target]
+                .core
+                .as_ref()
+                .and_then(|c| c.ring().map(|r| r.members().len()))
+                .unwrap_or(3)
+                .min(3);
+            let request = Request::Get {
+                bucket: SIM_BUCKET.into(),
+                key: key.clone(),
+                options: dynamo_protocol::RequestOptions {
+                    r: Some(replicas),
+                    ..Default::default()
+                },
+            };
+            match self.admin_request(target, request) {
+                Some(response) => match check::ReadResult::from_response(&key, &response) {
+                    Some(read) => {
+                        finals.insert(key, read);
+                    }
+                    None => self.history.problem(format!(
+                        "final read of {:?} failed: {response:?}",
+                        String::from_utf8_lossy(&key)
+                    )),
+                },
+                None => self.history.problem(format!(
+                    "final read of {:?} got no answer",
+                    String::from_utf8_lossy(&key)
+                )),
+            }
+        }
+        finals
+    }
+}
+
+impl Sim {
+    /// Breaks a healed cluster on purpose (see [`Sabotage`]).
+    pub(super) fn sabotage_after_heal(&mut self) {
+        match self.config.sabotage {
+            Sabotage::DropAcknowledgedWrite => {
+                let victim = self
+                    .history
+                    .writes()
+                    .iter()
+                    .find(|w| w.acknowledged && w.value.is_some())
+                    .map(|w| w.key.clone());
+                if let Some(key) = victim {
+                    self.on_every_store(&key, |store, partition, skey| {
+                        if let Ok(Some(current)) = store.get(partition, skey) {
+                            let _ =
+                                store.remove_if_equal(partition, skey, &current, Durability::Sync);
+                        }
+                    });
+                }
+            }
+            Sabotage::DivergeReplica => {
+                let key = self.history.keys().next().cloned();
+                let stray = dynamo_vclock::DvvSet::new(
+                    &dynamo_vclock::Actor::new("saboteur#1"),
+                    Value::Data(b"stray".to_vec()),
+                    self.now,
+                );
+                if let (Some(key), Some(node)) = (key, self.nodes.first()) {
+                    let skey = dynamo_protocol::storage_key(SIM_BUCKET, &key);
+                    if let (Some(store), Some(ring)) =
+                        (&node.store, node.core.as_ref().and_then(NodeCore::ring))
+                    {
+                        let partition = ring.partition_of_key(&skey);
+                        let _ = store.apply(partition, &skey, &stray, Durability::Sync);
+                    }
+                }
+            }
+            Sabotage::Resurrect => {
+                // A value an acknowledged delete had read, written back everywhere as it was.
+                let victim = self.history.writes().iter().find_map(|delete| {
+                    if !delete.acknowledged || delete.value.is_some() {
+                        return None;
+                    }
+                    self.history.writes().iter().find_map(|w| {
+                        (w.key == delete.key
+                            && w.value.is_some()
+                            && w.fully_seen_by(&delete.context))
+                        .then(|| (w.key.clone(), w.stored.clone()))
+                    })
+                });
+                if let Some((key, Some(old))) = victim {
+                    self.on_every_store(&key, |store, partition, skey| {
+                        if let Ok(Some(current)) = store.get(partition, skey) {
+                            let _ =
+                                store.remove_if_equal(partition, skey, &current, Durability::Sync);
+                        }
+                        let _ = store.apply(partition, skey, &old, Durability::Sync);
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs `action` on every node's store for `key` of the workload's bucket.
+    pub(super) fn on_every_store(
+        &self,
+        key: &[u8],
+        action: impl Fn(&MemoryStore<Value>, u32, &[u8]),
+    ) {
+        let skey = dynamo_protocol::storage_key(SIM_BUCKET, key);
+        let Some(ring) = self
+            .nodes
+            .iter()
+            .find_map(|n| n.core.as_ref()?.ring().cloned())
+        else {
+            return;
+        };
+        let partition = ring.partition_of_key(&skey);
+        for node in &self.nodes {
+            if let Some(store) = &node.store {
+                action(store, partition, &skey);
+            }
+        }
+    }
+
+    /// Alters an answer to a client's read on purpose (see [`Sabotage`]).
+    pub(super) fn sabotage_read(&self, response: Response) -> Response {
+        match (self.config.sabotage, response) {
+            (Sabotage::HideSibling, Response::Get(mut reply)) if !reply.values.is_empty() => {
+                reply.values.remove(0);
+                Response::Get(reply)
+            }
+            (Sabotage::StaleSibling, Response::Get(mut reply)) if !reply.values.is_empty() => {
+                let first = reply.values[0].clone();
+                reply.values.push(first);
+                Response::Get(reply)
+            }
+            (_, response) => response,
+        }
+    }
+}
+
+/// A short description of a request for the trace.
+pub(super) fn describe(request: &Request) -> String {
+    match request {
+        Request::Get { key, .. } => format!("get {}", String::from_utf8_lossy(key)),
+        Request::Put { key, value, .. } => format!(
+            "put {} {}",
+            String::from_utf8_lossy(key),
+            value
+                .as_deref()
+                .map_or("<delete>".into(), |v| String::from_utf8_lossy(v)
+                    .into_owned())
+        ),
+        Request::Replica { partition, request } => format!("replica p{partition} {request:?}")
+            .chars()
+            .take(120)
+            .collect(),
+        Request::Gossip { .. } => "gossip".into(),
+        Request::DeliverHint { partition, .. } => format!("hint p{partition}"),
+        Request::Handoff { partition, entries } => {
+            format!("handoff p{partition} {} keys", entries.len())
+        }
+        other => format!("{other:?}").chars().take(80).collect(),
+    }
+}
+
+pub(super) fn postcard_digest(ring: &dynamo_ring::Ring) -> u128 {
+    postcard::to_allocvec(ring).map_or(0, |bytes| dynamo_ring::key_position(&bytes))
+}
