@@ -6,34 +6,7 @@
 //! node fails or stays silent, and reconciles nothing itself: a read returns the siblings and
 //! the context token the next write must carry (paper 4.4).
 //!
-//! ```no_run
-//! use std::path::Path;
-//! use std::time::Duration;
-//!
-//! use dynamo_client::{Client, GetOutcome, NodeAddress, RequestOptions, TlsConfig};
-//!
-//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! // The directory `dynamo cert issue --client app --dir certs` wrote.
-//! let tls = TlsConfig::load(Path::new("certs"), Some("app"))?;
-//! // Seeds: IP addresses or host names, each with its port.
-//! let seeds: Vec<NodeAddress> = vec!["10.0.0.1:7000".parse()?, "db-2.example:7000".parse()?];
-//! let client = Client::new(&tls, seeds, Duration::from_secs(2))?;
-//!
-//! let options = RequestOptions::default();
-//! let context = match client.get("default", b"cart:alice", options).await? {
-//!     GetOutcome::Found(reply) => {
-//!         // Concurrent writes come back as siblings; the application merges them.
-//!         println!("{} sibling(s)", reply.values.len());
-//!         reply.context
-//!     }
-//!     GetOutcome::NotFound { context } => context,
-//! };
-//! // Writing with the read's context supersedes every sibling it saw.
-//! client.put("default", b"cart:alice", b"milk,eggs".to_vec(), Some(context), options).await?;
-//! client.close().await;
-//! # Ok(())
-//! # }
-//! ```
+//! The example in `README.md` (below, as this crate's documentation) compiles as a doc test.
 //!
 //! Modules: [`client`] (routing, hedging, retries), [`sets`] (typed set buckets), [`tls`]
 //! (identities and TLS configurations), [`transport`] (typed frames over QUIC, both sides),
@@ -42,6 +15,7 @@
 //!
 //! This crate must NOT know how nodes coordinate, store or gossip: no fjall, axum, prometheus
 //! or the node's core (`cargo xtask tidy` checks its dependencies).
+#![doc = include_str!("../README.md")]
 
 pub mod address;
 #[cfg(feature = "ca")]

@@ -20,13 +20,19 @@
 //! fjall, the wall clock or a thread RNG: randomness comes from the seed given to
 //! [`NodeCore::new`], time from the callers, and the store only through [`StoreOp`]s.
 
+mod admin;
 mod admission;
 mod anti_entropy;
-mod background;
+mod client;
+mod continuation;
+mod coordinate;
+mod dispatch;
+mod handoff;
+mod hints;
 mod listing;
 mod membership;
 mod reaper;
-mod requests;
+mod serve;
 mod store_ops;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -41,10 +47,12 @@ use dynamo_vclock::Actor;
 pub use store_ops::{GET_MANY_MAX_BYTES, StoreOp, StoreResult, execute, load_saved_state};
 
 use anti_entropy::AntiEntropy;
-use background::{Handoffs, HintDelivery};
+use continuation::{CallFor, StoreFor};
+use coordinate::Coordinator;
 use dynamo_protocol::PeerIdentity;
 use dynamo_protocol::{BucketEntry, BucketProps, Request, Response};
-use requests::Coordinator;
+use handoff::Handoffs;
+use hints::HintDelivery;
 
 // A key the protocol accepts, with its longest bucket prefix, is never too long for the store.
 const _: () = assert!(
@@ -236,6 +244,9 @@ pub enum CoreEvent {
     },
     /// Something went wrong that the core worked around (a warning).
     Problem(String),
+    /// An impossible state (a bug of the core or its driver, never a peer's doing): a simulator
+    /// run that sees one fails; a node logs it as an error.
+    Bug(String),
     /// A detail worth a debug line (a refused peer message, a push gossip will repeat).
     Detail(String),
 }
@@ -256,8 +267,10 @@ pub struct NodeCore {
     next_op: u64,
     /// Requests not answered yet.
     open_requests: BTreeSet<RequestId>,
-    /// What to do with the result of each call and store operation in flight.
-    pending: BTreeMap<OpId, requests::Pending>,
+    /// What the answer to each call in flight is for.
+    calls: BTreeMap<OpId, CallFor>,
+    /// What the result of each store operation in flight is for.
+    store_ops: BTreeMap<OpId, StoreFor>,
     /// Running coordinators, boxed: each is taken out and put back for every input it gets,
     /// and a box moves in 8 bytes where a coordinator is about 500 (memmove fell from 6.5% to
     /// 5.3% of a node's time in a read load).
@@ -405,7 +418,8 @@ impl NodeCore {
             shutting_down: false,
             next_op: 0,
             open_requests: BTreeSet::new(),
-            pending: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            store_ops: BTreeMap::new(),
             coordinators: BTreeMap::new(),
             coordinator_timers: BTreeSet::new(),
             bucket_pushes: BTreeMap::new(),
@@ -511,7 +525,9 @@ impl NodeCore {
         request: Request,
     ) {
         if !self.open_requests.insert(id) {
-            self.problem(format!("request id {id:?} reused while open; ignored"));
+            self.bug(format!(
+                "the driver reused request id {id:?} while it was open"
+            ));
             return;
         }
         self.dispatch(now, id, from, request);
@@ -519,18 +535,30 @@ impl NodeCore {
 
     /// The answer to call `id` (or why there is none).
     pub fn handle_call_result(&mut self, now: u64, id: OpId, result: Result<Response, String>) {
-        let Some(pending) = self.pending.remove(&id) else {
-            return;
+        let Some(then) = self.calls.remove(&id) else {
+            let kind = if self.store_ops.contains_key(&id) {
+                "a store operation"
+            } else {
+                "nothing in flight"
+            };
+            return self.bug(format!("the driver answered call {id:?}, which is {kind}"));
         };
-        self.on_call_result(now, pending, result);
+        self.on_call_result(now, then, result);
     }
 
     /// The result of store operation `id`.
     pub fn handle_store_result(&mut self, now: u64, id: OpId, result: Result<StoreResult, String>) {
-        let Some(pending) = self.pending.remove(&id) else {
-            return;
+        let Some(then) = self.store_ops.remove(&id) else {
+            let kind = if self.calls.contains_key(&id) {
+                "a call"
+            } else {
+                "nothing in flight"
+            };
+            return self.bug(format!(
+                "the driver reported store operation {id:?}, which is {kind}"
+            ));
         };
-        self.on_store_result(now, pending, result);
+        self.on_store_result(now, then, result);
     }
 
     /// Time passed: run whatever was due by `now` (gossip rounds, coordinator deadlines, hint
@@ -585,27 +613,36 @@ impl NodeCore {
         id
     }
 
-    fn store(&mut self, op: StoreOp, pending: requests::Pending) {
+    /// Asks the driver to run `op`; its result goes to `then`.
+    fn store(&mut self, op: StoreOp, then: impl Into<StoreFor>) {
         let id = self.next_id();
-        self.pending.insert(id, pending);
+        let previous = self.store_ops.insert(id, then.into());
+        debug_assert!(previous.is_none(), "operation id {id:?} reused");
         self.outputs.push_back(Output::Store { id, op });
     }
 
-    /// A call whose answer goes to `pending`; an unknown address fails it at once.
+    /// Remembers that the answer to call `id` goes to `then`.
+    fn await_call(&mut self, id: OpId, then: CallFor) {
+        let previous = self.calls.insert(id, then);
+        debug_assert!(previous.is_none(), "operation id {id:?} reused");
+    }
+
+    /// A call whose answer goes to `then`; an unknown address fails it at once.
     fn call(
         &mut self,
         now: u64,
         to: &NodeId,
         request: Request,
         timeout_ms: u64,
-        pending: requests::Pending,
+        then: impl Into<CallFor>,
     ) {
         let Some(address) = self.address_of(to) else {
-            self.on_call_result(now, pending, Err(format!("the address of {to} is unknown")));
+            let error = format!("the address of {to} is unknown");
+            self.on_call_result(now, then.into(), Err(error));
             return;
         };
         let id = self.next_id();
-        self.pending.insert(id, pending);
+        self.await_call(id, then.into());
         self.outputs.push_back(Output::Call {
             id: Some(id),
             address,
@@ -614,9 +651,14 @@ impl NodeCore {
         });
     }
 
+    /// Answers request `id`: exactly once, so a second answer is a bug (and goes nowhere).
     fn respond(&mut self, id: RequestId, response: Response) {
         if self.open_requests.remove(&id) {
             self.outputs.push_back(Output::Respond { id, response });
+        } else {
+            self.bug(format!(
+                "request {id:?} answered twice (or never asked): {response:?}"
+            ));
         }
     }
 
@@ -626,6 +668,22 @@ impl NodeCore {
 
     fn problem(&mut self, message: String) {
         self.event(CoreEvent::Problem(message));
+    }
+
+    /// An impossible state: a bug of this code or of its driver, never something a peer or a
+    /// client sent. Panics in debug builds (tests, the simulator's test runs); otherwise a
+    /// [`CoreEvent::Bug`], which fails a simulator run and is logged as an error by a node.
+    fn bug(&mut self, message: String) {
+        debug_assert!(false, "dynamo-core bug: {message}");
+        self.event(CoreEvent::Bug(message));
+    }
+
+    /// A store operation answered with a result of another kind than `asked`: a bug of
+    /// [`execute`] or of the driver. Reported as one; the message is the caller's error.
+    fn wrong_kind(&mut self, asked: &str, got: &StoreResult) -> String {
+        let message = format!("{asked} answered {}", got.kind());
+        self.bug(message.clone());
+        message
     }
 
     fn address_of(&self, node: &NodeId) -> Option<String> {
@@ -651,7 +709,7 @@ impl NodeCore {
         slot.in_flight_waiters.extend(waiter);
         self.store(
             StoreOp::SaveState { name, bytes },
-            requests::Pending::StateSaved(name),
+            StoreFor::StateSaved(name),
         );
     }
 
@@ -688,6 +746,11 @@ impl NodeCore {
             }
         }
     }
+}
+
+/// An internal error answer.
+fn internal(message: impl Into<String>) -> Response {
+    Response::error(dynamo_protocol::ErrorKind::Internal, message)
 }
 
 /// A replica reply for a failed store operation.

@@ -18,11 +18,26 @@ use std::collections::BTreeSet;
 
 use dynamo_ring::NodeId;
 
-use super::requests::Pending;
 use super::{NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult};
 use dynamo_protocol::{
     ErrorKind, KeyPage, ListCursor, MAX_LIST_KEYS, Request, Response, valid_bucket_name,
 };
+
+/// What a listing's call answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AfterCall {
+    /// A peer replica's keys for listing `0`.
+    Scanned(u64),
+}
+
+/// What a listing's store operation answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AfterStore {
+    /// This replica's keys for listing `0`.
+    Scanned(u64),
+    /// Serving a peer's key scan.
+    ServeScanKeys(RequestId),
+}
 
 /// A key listing in progress.
 #[derive(Debug)]
@@ -129,7 +144,7 @@ impl NodeCore {
             after,
             limit: limit as usize,
         };
-        self.store(op, Pending::ServeScanKeys(id));
+        self.store(op, AfterStore::ServeScanKeys(id));
     }
 
     /// Asks every reachable replica of the listing's partition for its keys.
@@ -162,9 +177,6 @@ impl NodeCore {
             listing.waiting = up.len();
         }
         for replica in up {
-            let pending = Pending::ListScanned {
-                listing: listing_id,
-            };
             if replica == self.me {
                 let op = StoreOp::ScanKeys {
                     partition,
@@ -172,7 +184,7 @@ impl NodeCore {
                     after: after.clone(),
                     limit: remaining as usize,
                 };
-                self.store(op, pending);
+                self.store(op, AfterStore::Scanned(listing_id));
             } else {
                 let request = Request::ScanKeys {
                     partition,
@@ -180,7 +192,8 @@ impl NodeCore {
                     after: after.clone(),
                     limit: remaining,
                 };
-                self.call(now, &replica, request, PEER_TIMEOUT_MS, pending);
+                let then = AfterCall::Scanned(listing_id);
+                self.call(now, &replica, request, PEER_TIMEOUT_MS, then);
             }
         }
     }
@@ -275,21 +288,49 @@ impl NodeCore {
     }
 }
 
-/// A replica's answer to a scan, as the store or a peer gave it.
-pub(super) fn scan_answer(result: Result<StoreResult, String>) -> Result<KeyPage, String> {
-    match result {
-        Ok(StoreResult::Keys(page)) => Ok(page),
-        Ok(other) => Err(format!("unexpected store result {other:?}")),
-        Err(error) => Err(error),
-    }
-}
-
 /// A peer's answer to a scan.
-pub(super) fn scan_reply(result: Result<Response, String>) -> Result<KeyPage, String> {
+fn scan_reply(result: Result<Response, String>) -> Result<KeyPage, String> {
     match result {
         Ok(Response::Keys(page)) => Ok(page),
         Ok(Response::Error(error)) => Err(error.message),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         Err(error) => Err(error),
+    }
+}
+
+impl NodeCore {
+    /// A replica answered a listing's scan (or did not).
+    pub(super) fn listing_call_answered(
+        &mut self,
+        now: u64,
+        after: AfterCall,
+        result: Result<Response, String>,
+    ) {
+        let AfterCall::Scanned(listing) = after;
+        self.listing_scanned(now, listing, scan_reply(result));
+    }
+
+    /// A scan of this node's keys finished.
+    pub(super) fn listing_store_done(
+        &mut self,
+        now: u64,
+        after: AfterStore,
+        result: Result<StoreResult, String>,
+    ) {
+        let page = match result {
+            Ok(StoreResult::Keys(page)) => Ok(page),
+            Ok(other) => Err(self.wrong_kind("a key scan", &other)),
+            Err(error) => Err(error),
+        };
+        match after {
+            AfterStore::Scanned(listing) => self.listing_scanned(now, listing, page),
+            AfterStore::ServeScanKeys(request) => {
+                let response = match page {
+                    Ok(page) => Response::Keys(page),
+                    Err(error) => super::internal(error),
+                };
+                self.respond(request, response);
+            }
+        }
     }
 }

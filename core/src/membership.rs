@@ -3,8 +3,14 @@
 //!
 //! The ring and the bucket table travel in gossip state; every node adopts the ring with the
 //! highest `(version, digest)`, and the claimant (the live, alive ring member with the lowest
-//! id) adds members that announce `Joining` and removes those that announce `Leaving`. This
-//! module must not know how gossip messages travel or how the claim places partitions.
+//! id) adds members that announce `Joining` (or are alive but missing) and removes those that
+//! announce `Leaving`. A node that left stays out when restarted unless it is started with
+//! `dynamo join` (`rejoin`); a leave is acknowledged once it is on disk. `RemoveNode` takes a
+//! member that is down out of the ring on the node asked (its partitions go to others and
+//! anti-entropy refills them); a node started with `join --replace NAME` names a dead member,
+//! and the claimant drops it and adds the new node in one ring change, so nothing else moves.
+//!
+//! This module must not know how gossip messages travel or how the claim places partitions.
 
 use std::collections::BTreeMap;
 

@@ -19,8 +19,15 @@ use std::collections::VecDeque;
 use dynamo_quorum::{ReapCoordinator, ReapOutcome, ReapRequest, is_deleted, newest_write_ms};
 use dynamo_ring::NodeId;
 
-use super::requests::{Coordinator, Machine, Pending};
+use super::coordinate::{Coordinator, Machine};
 use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
+
+/// What the reaper's store operation answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AfterStore {
+    /// A partition scanned for old tombstones.
+    Scanned,
+}
 
 /// Shortest time between two sweeps.
 const MIN_SWEEP_INTERVAL_MS: u64 = 10_000;
@@ -137,7 +144,7 @@ impl NodeCore {
             after: self.reaper.after.clone(),
             limit: BATCH,
         };
-        self.store(op, Pending::ReaperScanned);
+        self.store(op, AfterStore::Scanned);
     }
 
     fn end_sweep(&mut self, now: u64) {
@@ -226,5 +233,18 @@ impl NodeCore {
             }
         }
         self.reap_next(now);
+    }
+}
+
+impl NodeCore {
+    /// A store operation of the reaper finished.
+    pub(super) fn reaper_store_done(
+        &mut self,
+        now: u64,
+        after: AfterStore,
+        result: Result<StoreResult, String>,
+    ) {
+        let AfterStore::Scanned = after;
+        self.reaper_scanned(now, result);
     }
 }

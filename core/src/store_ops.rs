@@ -237,6 +237,28 @@ pub enum StoreResult {
     Done,
 }
 
+impl StoreResult {
+    /// The variant's name, for messages (the values may be large).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreResult::Found(_) => "Found",
+            StoreResult::Stored(_) => "Stored",
+            StoreResult::Scanned(_) => "Scanned",
+            StoreResult::Reaped(_) => "Reaped",
+            StoreResult::Dropped(_) => "Dropped",
+            StoreResult::Owners(_) => "Owners",
+            StoreResult::Hints(_) => "Hints",
+            StoreResult::Counts(_) => "Counts",
+            StoreResult::DiffStarted(..) => "DiffStarted",
+            StoreResult::DiffStepped(..) => "DiffStepped",
+            StoreResult::DiffAnswer(_) => "DiffAnswer",
+            StoreResult::Keys(_) => "Keys",
+            StoreResult::Roots(_) => "Roots",
+            StoreResult::Done => "Done",
+        }
+    }
+}
+
 /// Runs `op` on `store`. A store error becomes its message: the core reports it and never
 /// panics on it.
 pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<StoreResult, String> {

@@ -722,6 +722,7 @@ fn log_event(node: &NodeId, event: CoreEvent) {
             tracing::warn!(%node, %owner, %reason, "hint refused by its owner");
         }
         CoreEvent::Problem(message) => tracing::warn!(%node, "{message}"),
+        CoreEvent::Bug(message) => tracing::error!(%node, "bug: {message} (please report it)"),
         CoreEvent::Detail(message) => tracing::debug!(%node, "{message}"),
     }
 }

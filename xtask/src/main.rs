@@ -16,6 +16,9 @@
 //!   own (network namespaces; needs root), a workload from a sixth and the history checker;
 //!   prints a table per fault.
 //!
+//! * `cargo xtask tidy`: the architecture rules a program can check (`tidy.rs`): forbidden
+//!   dependencies of the sans-IO, core and client crates, a `//!` doc on every file, file
+//!   lengths, no two modules importing each other. The test command runs it too.
 //! * `cargo xtask image [TAG]`: the container image of the release binary
 //!   (`deploy/docker/build-image.sh`: no base image, so no registry is needed).
 //!
@@ -24,6 +27,8 @@
 
 use std::process::{Command, ExitCode};
 
+mod tidy;
+
 /// The test command of README.md and `.ci/run`. Keep the three in step.
 const TEST_COMMAND: &[&str] = &["test", "--workspace"];
 
@@ -31,7 +36,18 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let rest: Vec<String> = std::env::args().skip(2).collect();
     match task.as_deref() {
-        Some("sim") => release_run(&["-p", "dynamo-tests", "--bin", "sim", "--"], &rest),
+        // Without the `cluster` feature: the simulator links the core and the in-memory store only.
+        Some("sim") => release_run(
+            &[
+                "-p",
+                "dynamo-tests",
+                "--no-default-features",
+                "--bin",
+                "sim",
+                "--",
+            ],
+            &rest,
+        ),
         Some("bench") => release_run(&["-p", "dynamo-cli", "--", "dev", "bench"], &rest),
         Some("image") => {
             // A container image of the release binary, built offline (no base image).
@@ -52,6 +68,18 @@ fn main() -> ExitCode {
                 return built;
             }
             release_run(&["-p", "dynamo-tests", "--bin", "chaos", "--"], &rest)
+        }
+        Some("tidy") => {
+            let problems = tidy::check(&workspace_root());
+            for problem in &problems {
+                eprintln!("tidy: {problem}");
+            }
+            if problems.is_empty() {
+                eprintln!("tidy: ok");
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Some("ci") => run_all(&[
             &["fmt", "--all", "--", "--check"],
@@ -99,6 +127,9 @@ fn main() -> ExitCode {
             eprintln!("  bench the benchmark matrix on local clusters (target/bench-report)");
             eprintln!("  chaos faults across network namespaces against 5 real nodes (root)");
             eprintln!("  image [TAG] the container image of the release binary (dynamo:latest)");
+            eprintln!(
+                "  tidy  the architecture rules: dependencies, module docs, file sizes, cycles"
+            );
             ExitCode::from(2)
         }
     }
@@ -149,4 +180,10 @@ fn run_all(steps: &[&[&str]]) -> ExitCode {
     }
     eprintln!("xtask: done");
     ExitCode::SUCCESS
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
 }

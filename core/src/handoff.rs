@@ -1,28 +1,49 @@
-//! Work the core does on its own schedule: delivering hints to owners that are up again (paper
-//! 4.6) and handing partitions to their new replicas after a ring change.
+//! Handoff after ring changes: partitions this node no longer replicates go to their new
+//! replicas, in size-bounded batches retried with backoff; a partition is given up after
+//! [`HANDOFF_ATTEMPTS`].
 //!
-//! Hint delivery runs in rounds every [`HINT_INTERVAL_MS`]: for each owner of held hints a batch
-//! is read and sent one hint at a time, and a hint is dropped only once the node it went to
-//! stored a set that covers it. Hints follow the ring: a hint goes to its owner while the owner
-//! still replicates the hint's partition (and only while it is up), else to a replica of the
-//! partition under the current ring that is up (applied here when that is this node), so hints
-//! for a node that left or was removed still reach the key's replicas. Handoff sends one partition at a time in size-bounded batches; a batch
-//! that is not acknowledged is retried with backoff, and a partition is given up after
-//! [`HANDOFF_ATTEMPTS`]. A leaving node announces `Left` only when no transfer is queued. This
-//! module must not know how calls travel or how the store runs.
-
+//! Plan transfers (from a ring change) go first, each only while its peer is up; a transfer
+//! whose destination no longer replicates the partition goes to any current replica, and a
+//! receiver refuses a partition it does not replicate under its own ring (the sender retries
+//! towards a current replica). A restarted node, and every node every [`UNOWNED_SWEEP_MS`],
+//! sends every partition it no longer replicates to a replica that is up. Once a batch is
+//! acknowledged, the sender asks the partition's other current replicas for its keys and drops
+//! its copy of each key they all hold (`StoreOp::DropHandedOff`, which retires the partition's
+//! key incarnations first), so an old owner keeps nothing stale and a drop never leaves a key
+//! with fewer copies than full replication. At most `handoff_concurrency` transfers run at once
+//! (never two of one partition); an admin's `CancelHandoff` drops them all and leaves the
+//! copying to anti-entropy (a leaving node refuses). A leaving node never gives a partition up,
+//! and announces `Left` only after its handoffs and once it holds no hint (a hint may be the
+//! second copy of an acknowledged write).
+//!
+//! This module must not know how calls travel or how the store runs.
 use std::collections::{BTreeMap, VecDeque};
 
-use dynamo_quorum::{Object, Value};
+use dynamo_quorum::Object;
 use dynamo_ring::{NodeId, TransferPlan};
-use dynamo_storage::{Durability, Hint};
 
-use super::requests::Pending;
 use super::{
-    BATCH, CoreEvent, HANDOFF_TIMEOUT_MS, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp,
-    StoreResult,
+    BATCH, CoreEvent, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult,
 };
 use dynamo_protocol::{Request, Response};
+
+/// What a handoff call answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AfterCall {
+    /// A batch of transfer `0` sent to its new replica.
+    Sent(u64),
+    /// The other current replicas' versions of handed-off keys, before the copy is dropped.
+    DropCheckFetched(u64),
+}
+
+/// What a handoff store operation answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AfterStore {
+    /// A batch of transfer `0` read.
+    Scanned(u64),
+    /// Handed-off copies dropped.
+    Dropped,
+}
 
 /// Largest encoded size of one handoff batch: well under the transport's frame limit.
 const HANDOFF_BATCH_BYTES: usize = 2 * 1024 * 1024;
@@ -32,61 +53,6 @@ const HANDOFF_ATTEMPTS: u32 = 6;
 const FIRST_BACKOFF_MS: u64 = 250;
 /// Longest pause between handoff attempts.
 const MAX_BACKOFF_MS: u64 = 8_000;
-
-/// A hint sent on, kept to drop it once acknowledged.
-#[derive(Debug)]
-pub(super) struct HintInFlight {
-    owner: String,
-    hint: Hint<Value>,
-    /// Whether it went to its owner (else to the current replicas of its partition).
-    to_owner: bool,
-    /// Current replicas still to receive it after this one (when the owner no longer
-    /// replicates the partition): the hint is dropped only once every one of them holds it.
-    then: Vec<NodeId>,
-}
-
-/// The state of hint delivery.
-#[derive(Debug)]
-pub(super) struct HintDelivery {
-    /// When the next round starts, if none is running.
-    next_round: Option<u64>,
-    /// Owners still to serve in this round.
-    owners: VecDeque<String>,
-    /// Hints of the owner being served.
-    queue: VecDeque<Hint<Value>>,
-    /// The owner being served.
-    owner: Option<String>,
-    /// Whether the last look at the store found no hint held for another node (and none was
-    /// stored since): a leaving node says `Left` only then, since its hints may be the only
-    /// other copy of acknowledged writes.
-    holds_none: bool,
-}
-
-impl HintDelivery {
-    pub(super) fn new(now: u64) -> Self {
-        Self {
-            next_round: Some(now + HINT_INTERVAL_MS),
-            owners: VecDeque::new(),
-            queue: VecDeque::new(),
-            owner: None,
-            holds_none: false,
-        }
-    }
-
-    /// A hint was stored here.
-    pub(super) fn stored(&mut self) {
-        self.holds_none = false;
-    }
-
-    /// Whether this node is known to hold no hint for another node.
-    pub(super) fn holds_none(&self) -> bool {
-        self.holds_none
-    }
-
-    pub(super) fn next_due(&self) -> Option<u64> {
-        self.next_round
-    }
-}
 
 /// Where a transfer goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,185 +234,6 @@ fn split_batches(entries: Vec<(Vec<u8>, Object)>) -> VecDeque<Vec<(Vec<u8>, Obje
 }
 
 impl NodeCore {
-    /// Starts a hint round when one is due.
-    pub(super) fn hints_tick(&mut self, now: u64) {
-        if self.hints.next_round.is_some_and(|at| at <= now) {
-            self.hints.next_round = None;
-            self.store(StoreOp::HintOwners, Pending::HintOwners);
-        }
-    }
-
-    pub(super) fn hint_owners_read(&mut self, now: u64, result: Result<StoreResult, String>) {
-        if let Ok(StoreResult::Owners(owners)) = result {
-            self.hints.holds_none = owners.iter().all(|owner| owner == self.me.as_str());
-            self.hints.owners = owners.into();
-        } else {
-            self.hints.holds_none = false;
-            self.hints.owners.clear();
-        }
-        if self.hints.holds_none {
-            self.update_own_status(now);
-        }
-        self.next_hint_owner(now);
-    }
-
-    /// Moves to the next owner of held hints, or ends the round.
-    fn next_hint_owner(&mut self, now: u64) {
-        self.hints.owner = None;
-        self.hints.queue.clear();
-        while let Some(owner) = self.hints.owners.pop_front() {
-            if owner != self.me.as_str() {
-                self.hints.owner = Some(owner.clone());
-                let op = StoreOp::HintsFor {
-                    owner,
-                    limit: BATCH,
-                };
-                self.store(op, Pending::HintsRead);
-                return;
-            }
-        }
-        self.hints.next_round = Some(now + HINT_INTERVAL_MS);
-    }
-
-    pub(super) fn hints_read(&mut self, now: u64, result: Result<StoreResult, String>) {
-        if let Ok(StoreResult::Hints(hints)) = result {
-            self.hints.queue = hints.into();
-        }
-        self.deliver_next_hint(now);
-    }
-
-    /// Where a hint for `owner` of `partition` goes now: `Some((nodes, is_owner))`, or `None`
-    /// while it must wait. That is its owner while the owner replicates the partition, else every
-    /// current replica of the partition that is up. The hint is this node's copy of an
-    /// acknowledged write, and one of those replicas may be the write's coordinator, which
-    /// holds it already: delivering to that one alone and dropping the hint would leave a
-    /// single copy. So it goes to all of them, and waits for a later round while fewer than two
-    /// (or the whole preference list, when it is shorter) are up.
-    fn hint_destinations(&self, owner: &NodeId, partition: u32) -> Option<(Vec<NodeId>, bool)> {
-        let up = |node: &NodeId| self.is_up(node) && self.address_of(node).is_some();
-        let Some(ring) = &self.ring else {
-            return up(owner).then(|| (vec![owner.clone()], true));
-        };
-        let replicas = ring.replicas_of_partition(partition, ring.target_n());
-        if replicas.contains(&owner) {
-            return up(owner).then(|| (vec![owner.clone()], true));
-        }
-        let needed = replicas.len().clamp(1, 2);
-        let live: Vec<NodeId> = replicas.into_iter().filter(|n| up(n)).cloned().collect();
-        (live.len() >= needed).then_some((live, false))
-    }
-
-    fn deliver_next_hint(&mut self, now: u64) {
-        let Some(owner) = self.hints.owner.clone() else {
-            return self.next_hint_owner(now);
-        };
-        let owner_id = NodeId::from(owner.as_str());
-        // Hints that must wait stay where they are; the next round looks again.
-        let next = loop {
-            let Some(hint) = self.hints.queue.pop_front() else {
-                return self.next_hint_owner(now);
-            };
-            if let Some(destinations) = self.hint_destinations(&owner_id, hint.partition) {
-                break (hint, destinations);
-            }
-        };
-        let (hint, (mut destinations, to_owner)) = next;
-        let to = destinations.remove(0);
-        let sent = HintInFlight {
-            owner,
-            hint,
-            to_owner,
-            then: destinations,
-        };
-        self.send_hint(now, sent, &to);
-    }
-
-    /// Sends a hint to `to` (merged here when `to` is this node).
-    fn send_hint(&mut self, now: u64, sent: HintInFlight, to: &NodeId) {
-        if *to == self.me {
-            // This node replicates the partition now: the hint is merged here.
-            let op = StoreOp::Apply {
-                partition: sent.hint.partition,
-                key: sent.hint.key.clone(),
-                object: sent.hint.versions.clone(),
-                durability: Durability::Sync,
-            };
-            return self.store(op, Pending::HintAppliedHere(sent));
-        }
-        let request = Request::DeliverHint {
-            partition: sent.hint.partition,
-            key: sent.hint.key.clone(),
-            object: sent.hint.versions.clone(),
-        };
-        self.call(
-            now,
-            to,
-            request,
-            PEER_TIMEOUT_MS,
-            Pending::HintDelivered(sent),
-        );
-    }
-
-    /// A hint was merged on this node (it replicates the hint's partition now).
-    pub(super) fn hint_applied_here(
-        &mut self,
-        now: u64,
-        sent: HintInFlight,
-        result: Result<StoreResult, String>,
-    ) {
-        let response = match result {
-            Ok(StoreResult::Stored(stored)) => Ok(Response::Stored(stored)),
-            other => Err(format!("{other:?}")),
-        };
-        self.hint_delivered(now, sent, response);
-    }
-
-    pub(super) fn hint_delivered(
-        &mut self,
-        now: u64,
-        sent: HintInFlight,
-        result: Result<Response, String>,
-    ) {
-        match result {
-            Ok(Response::Stored(_)) if !sent.then.is_empty() => {
-                // One more current replica must hold it before the hint may go.
-                let mut sent = sent;
-                let to = sent.then.remove(0);
-                self.send_hint(now, sent, &to);
-            }
-            Ok(Response::Stored(stored)) => {
-                self.counters.hints_delivered += 1;
-                let op = StoreOp::RemoveHintIfCovered {
-                    owner: sent.owner,
-                    partition: sent.hint.partition,
-                    key: sent.hint.key,
-                    acknowledged: stored,
-                    durability: self.config.replica_durability,
-                };
-                self.store(op, Pending::HintRemoved);
-            }
-            // The receiver refused this one hint: skip it so it does not block the rest.
-            Ok(other) => {
-                self.event(CoreEvent::HintRefused {
-                    owner: sent.owner,
-                    reason: format!("{other:?}"),
-                });
-                self.deliver_next_hint(now);
-            }
-            // The owner is unreachable: try it again next round.
-            Err(_) if sent.to_owner => self.next_hint_owner(now),
-            // Another replica was unreachable: the next hint may go elsewhere.
-            Err(_) => self.deliver_next_hint(now),
-        }
-    }
-
-    pub(super) fn hint_removed(&mut self, now: u64, result: Result<StoreResult, String>) {
-        if let Err(error) = result {
-            self.problem(format!("could not drop a delivered hint: {error}"));
-        }
-        self.deliver_next_hint(now);
-    }
-
     /// Queues every partition this node must hand to a new replica under `plan`, ahead of
     /// any restart-sweep transfer.
     pub(super) fn start_handoff(&mut self, now: u64, plan: &TransferPlan) {
@@ -691,7 +478,7 @@ impl NodeCore {
             after: running.after.clone(),
             limit: BATCH,
         };
-        self.store(op, Pending::HandoffScanned(id));
+        self.store(op, AfterStore::Scanned(id));
     }
 
     pub(super) fn handoff_scanned(
@@ -743,13 +530,7 @@ impl NodeCore {
             entries: batch.clone(),
         };
         let to = running.to.clone();
-        self.call(
-            now,
-            &to,
-            request,
-            HANDOFF_TIMEOUT_MS,
-            Pending::HandoffSent(id),
-        );
+        self.call(now, &to, request, HANDOFF_TIMEOUT_MS, AfterCall::Sent(id));
     }
 
     pub(super) fn handoff_sent(&mut self, now: u64, id: u64, result: &Result<Response, String>) {
@@ -857,7 +638,7 @@ impl NodeCore {
                 replica,
                 request,
                 PEER_TIMEOUT_MS,
-                Pending::DropCheckFetched(id),
+                AfterCall::DropCheckFetched(id),
             );
         }
     }
@@ -904,7 +685,7 @@ impl NodeCore {
                 partition: check.partition,
                 sent,
             };
-            self.store(op, Pending::HandedOffDropped);
+            self.store(op, AfterStore::Dropped);
         }
     }
 
@@ -950,6 +731,34 @@ impl NodeCore {
         if self.handoffs.idle_until.is_some_and(|at| at <= now) {
             self.handoffs.idle_until = None;
             self.start_transfers(now);
+        }
+    }
+}
+
+impl NodeCore {
+    /// A handoff call was answered (or not).
+    pub(super) fn handoff_call_answered(
+        &mut self,
+        now: u64,
+        after: AfterCall,
+        result: &Result<Response, String>,
+    ) {
+        match after {
+            AfterCall::Sent(transfer) => self.handoff_sent(now, transfer, result),
+            AfterCall::DropCheckFetched(check) => self.drop_check_fetched(check, result),
+        }
+    }
+
+    /// A handoff store operation finished.
+    pub(super) fn handoff_store_done(
+        &mut self,
+        now: u64,
+        after: AfterStore,
+        result: Result<StoreResult, String>,
+    ) {
+        match after {
+            AfterStore::Scanned(transfer) => self.handoff_scanned(now, transfer, result),
+            AfterStore::Dropped => self.handed_off_dropped(result),
         }
     }
 }

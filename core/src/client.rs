@@ -1,0 +1,353 @@
+//! Client reads and writes: the bucket's quorum with the request's overrides, the key's
+//! placement on the ring (its extended preference list, the primaries that are down and the
+//! spares that may stand in, paper 4.6), and a coordinator started here, or a put forwarded to
+//! a primary of its key (4.5).
+//!
+//! This module must not know how a coordinator decides or how requests travel.
+
+use dynamo_quorum::{
+    ClientContext, GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum, StandIns, Value,
+};
+use dynamo_resolve::Resolver;
+use dynamo_ring::{NodeId, Role as ReplicaRole, Target};
+
+use dynamo_protocol::{
+    ErrorKind, MAX_KEY_BYTES, Request, RequestOptions, Response, storage_key, valid_bucket_name,
+};
+
+use super::coordinate::{Coordinator, Machine, quorum_error};
+use super::{MAX_CLIENT_TIMEOUT_MS, NodeCore, RequestId};
+
+/// What a client request's call answers.
+#[derive(Debug)]
+pub(super) enum AfterCall {
+    /// A put forwarded to a replica of its key; its answer is the client's.
+    Forwarded { request: RequestId, to: NodeId },
+}
+
+/// Where a client request on a key goes (see [`NodeCore::placement`]).
+struct Placement {
+    partition: u32,
+    /// The extended preference list (paper 4.6).
+    targets: Vec<Target>,
+    /// The key's primaries that are down.
+    down: Vec<NodeId>,
+    /// Up nodes past the targets, in ring order, that may stand in for a silent target.
+    spares: Vec<NodeId>,
+}
+
+/// A client's put or delete, as received.
+pub(super) struct ClientWrite {
+    pub(super) bucket: String,
+    pub(super) key: Vec<u8>,
+    pub(super) value: Option<Vec<u8>>,
+    pub(super) context: Option<String>,
+    pub(super) options: RequestOptions,
+    pub(super) forwarded: bool,
+    pub(super) write_id: Option<dynamo_quorum::WriteId>,
+}
+
+impl NodeCore {
+    /// The bucket's quorum with the request's overrides, checked.
+    fn quorum_for(&self, bucket: &str, options: RequestOptions) -> Result<Quorum, Response> {
+        if !valid_bucket_name(bucket) {
+            return Err(Response::error(
+                ErrorKind::BadRequest,
+                format!("invalid bucket name {bucket:?}: use 1 to 64 characters of a-z 0-9 _ -"),
+            ));
+        }
+        let props = self.buckets.get(bucket).map(|e| e.props.clone()).ok_or_else(|| {
+            Response::error(
+                ErrorKind::BadRequest,
+                format!(
+                    "bucket {bucket} does not exist; create it with `dynamo bucket create {bucket}`"
+                ),
+            )
+        })?;
+        let quorum = Quorum {
+            n: props.n,
+            r: options.r.unwrap_or(props.r),
+            w: options.w.unwrap_or(props.w),
+            pr: options.pr.unwrap_or(props.pr),
+            pw: options.pw.unwrap_or(props.pw),
+            ..Quorum::default()
+        };
+        quorum
+            .validate()
+            .map_err(|e| Response::error(ErrorKind::BadRequest, e.to_string()))?;
+        Ok(quorum)
+    }
+
+    /// The request's timeout: the client's choice, capped at a minute, or the node's default.
+    fn client_timeout_ms(&self, options: RequestOptions) -> u64 {
+        options
+            .timeout_ms
+            .unwrap_or(self.config.request_timeout_ms)
+            .clamp(1, MAX_CLIENT_TIMEOUT_MS)
+    }
+
+    /// The key's partition, its extended preference list, and the primaries that are down.
+    fn placement(&self, key: &[u8], n: usize) -> Result<Placement, Response> {
+        let Some(ring) = &self.ring else {
+            return Err(Response::error(
+                ErrorKind::NotReady,
+                format!(
+                    "{} has not received the ring yet; try another node",
+                    self.me
+                ),
+            ));
+        };
+        let partition = ring.partition_of_key(key);
+        let targets = ring.extended_preference_list(key, n, |node| self.is_up(node));
+        // The first 3n distinct nodes clockwise: the n primaries, their fallbacks and n spares
+        // when those are up (every client request walks this, so not the whole ring).
+        let walk = ring.preference_list(key, 3 * n);
+        let down = walk
+            .iter()
+            .take(n)
+            .filter(|node| !self.is_up(node))
+            .map(|node| (*node).clone())
+            .collect();
+        // Paper 4.6: the nodes after the extended preference list that are up, in ring order,
+        // stand in for targets that fail or stay silent (at most n of them).
+        let spares = walk
+            .into_iter()
+            .skip(n)
+            .filter(|node| self.is_up(node) && !targets.iter().any(|t| &t.node == *node))
+            .take(n)
+            .cloned()
+            .collect();
+        Ok(Placement {
+            partition,
+            targets,
+            down,
+            spares,
+        })
+    }
+
+    /// Who replaces a silent or failed target of a client request with `timeout_ms`.
+    fn stand_ins(&self, spares: Vec<NodeId>, timeout_ms: u64) -> StandIns {
+        let after_ms = (self.config.stand_in_after_ms > 0)
+            .then(|| self.config.stand_in_after_ms.min(timeout_ms / 3));
+        StandIns { spares, after_ms }
+    }
+
+    /// How `bucket` resolves siblings (`siblings` for a bucket this node does not know).
+    pub(super) fn resolver_of(&self, bucket: &str) -> Resolver {
+        self.buckets
+            .get(bucket)
+            .map_or(Resolver::Siblings, |entry| entry.props.resolver)
+    }
+
+    /// The bucket's quorum for a request on `key`, once the key's size is checked.
+    fn checked_request(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        options: RequestOptions,
+    ) -> Result<Quorum, Response> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(Response::error(
+                ErrorKind::BadRequest,
+                format!("keys must be 1 to {MAX_KEY_BYTES} bytes, got {}", key.len()),
+            ));
+        }
+        self.quorum_for(bucket, options)
+    }
+
+    pub(super) fn client_get(
+        &mut self,
+        now: u64,
+        id: RequestId,
+        bucket: &str,
+        key: &[u8],
+        options: RequestOptions,
+    ) {
+        let prepared = self
+            .checked_request(bucket, key, options)
+            .and_then(|quorum| {
+                let key = storage_key(bucket, key);
+                let Placement {
+                    partition,
+                    targets,
+                    down,
+                    spares,
+                } = self.placement(&key, quorum.n)?;
+                let timeout_ms = self.client_timeout_ms(options);
+                let request = GetRequest {
+                    key: key.clone(),
+                    targets,
+                    stand_ins: self.stand_ins(spares, timeout_ms),
+                    quorum,
+                    timeout_ms,
+                };
+                let machine =
+                    GetCoordinator::new(now, request).map_err(|e| quorum_error(&e, &down))?;
+                Ok(Coordinator {
+                    machine: Machine::Get(machine),
+                    partition,
+                    request: id,
+                    key,
+                    down,
+                    deadline: None,
+                    started: now,
+                    hint_for: None,
+                    resolver: self.resolver_of(bucket),
+                    answered: false,
+                })
+            });
+        match prepared {
+            Ok(coordinator) => self.start_coordinator(now, coordinator),
+            Err(response) => self.respond(id, response),
+        }
+    }
+
+    pub(super) fn client_put(&mut self, now: u64, id: RequestId, write: ClientWrite) {
+        let ClientWrite {
+            bucket,
+            key,
+            value,
+            context,
+            options,
+            forwarded,
+            write_id,
+        } = write;
+        let bucket = bucket.as_str();
+        let quorum = match self.checked_request(bucket, &key, options) {
+            Ok(q) => q,
+            Err(response) => return self.respond(id, response),
+        };
+        if let Some(value) = &value
+            && value.len() > self.config.max_value_bytes
+        {
+            let message = format!(
+                "the value is {} bytes; the limit is {} bytes",
+                value.len(),
+                self.config.max_value_bytes
+            );
+            return self.respond(id, Response::error(ErrorKind::BadRequest, message));
+        }
+        // A bucket never stores what its resolver could not read (a delete has no value).
+        let resolver = self.resolver_of(bucket);
+        if let Some(value) = &value
+            && let Err(error) = dynamo_resolve::validate(resolver, value)
+        {
+            let message = format!("bucket {bucket}: {error}");
+            return self.respond(id, Response::error(ErrorKind::BadRequest, message));
+        }
+        let skey = storage_key(bucket, &key);
+        let Placement {
+            partition,
+            targets,
+            down,
+            spares,
+        } = match self.placement(&skey, quorum.n) {
+            Ok(p) => p,
+            Err(response) => return self.respond(id, response),
+        };
+        let primary_here = targets
+            .iter()
+            .any(|t| t.node == self.me && t.role == ReplicaRole::Primary);
+        let target_here = targets.iter().any(|t| t.node == self.me);
+        // Paper 4.5: a put is coordinated by one of the key's replicas, preferably a primary
+        // (a fallback coordinator would keep its copy outside the hint space). A forwarded put
+        // is coordinated here if this node is any target, so forwarding never loops.
+        if !(primary_here || (forwarded && target_here)) {
+            if forwarded {
+                let message = format!(
+                    "{} does not replicate this key under its ring; the ring is changing, retry",
+                    self.me
+                );
+                return self.respond(id, Response::error(ErrorKind::NotReady, message));
+            }
+            let first = targets
+                .iter()
+                .find(|t| t.role == ReplicaRole::Primary)
+                .or_else(|| targets.first())
+                .map(|t| t.node.clone());
+            let Some(first) = first else {
+                let message = "no replica of this key is up";
+                return self.respond(id, Response::error(ErrorKind::Unavailable, message));
+            };
+            let request = Request::Put {
+                bucket: bucket.to_owned(),
+                key,
+                value,
+                context,
+                options,
+                forwarded: true,
+                write_id: write_id.map(|id| id.0),
+            };
+            let timeout = self.client_timeout_ms(options).saturating_add(500);
+            let then = AfterCall::Forwarded {
+                request: id,
+                to: first.clone(),
+            };
+            return self.call(now, &first, request, timeout, then);
+        }
+        let context = match context.as_deref().map(ClientContext::from_text) {
+            None => None,
+            Some(Ok(context)) => Some(context),
+            Some(Err(error)) => {
+                return self.respond(
+                    id,
+                    Response::error(ErrorKind::BadRequest, error.to_string()),
+                );
+            }
+        };
+        let hint_for = targets.iter().find_map(|t| match &t.role {
+            ReplicaRole::Fallback { for_node } if t.node == self.me => Some(for_node.clone()),
+            _ => None,
+        });
+        let timeout_ms = self.client_timeout_ms(options);
+        let request = PutRequest {
+            key: skey.clone(),
+            context,
+            value: value.map_or(Value::Tombstone, |bytes| Value::data(bytes, write_id)),
+            coordinator: self.me.clone(),
+            actor: self.actor.clone(),
+            targets,
+            stand_ins: self.stand_ins(spares, timeout_ms),
+            quorum,
+            timeout_ms,
+            // Issue 14: a last-write-wins bucket keeps no history of writes a coordinator saw.
+            supersede_local: resolver == Resolver::Lww,
+        };
+        match PutCoordinator::new(now, request) {
+            Ok(machine) => self.start_coordinator(
+                now,
+                Coordinator {
+                    machine: Machine::Put(machine),
+                    partition,
+                    request: id,
+                    key: skey,
+                    down,
+                    deadline: None,
+                    started: now,
+                    hint_for,
+                    resolver: Resolver::Siblings,
+                    answered: false,
+                },
+            ),
+            Err(error) => self.respond(id, quorum_error(&error, &down)),
+        }
+    }
+}
+
+impl NodeCore {
+    /// The replica a put was forwarded to answered (or did not): its answer is the client's.
+    pub(super) fn client_call_answered(
+        &mut self,
+        after: AfterCall,
+        result: Result<Response, String>,
+    ) {
+        let AfterCall::Forwarded { request, to } = after;
+        let response = result.unwrap_or_else(|error| {
+            Response::error(
+                ErrorKind::Unavailable,
+                format!("forwarding to {to}: {error}"),
+            )
+        });
+        self.respond(request, response);
+    }
+}

@@ -1,0 +1,150 @@
+//! The replica side of peer requests: quorum reads and writes of a coordinator (paper 4.5),
+//! delivered hints (4.6), handoff batches, Merkle diffs and fetches (4.7), and the roots a
+//! checker compares. Each runs as one store operation and is answered with its result.
+//!
+//! This module must not know who coordinates or why a peer asks.
+
+use dynamo_quorum::{ReplicaReply, ReplicaRequest};
+use dynamo_storage::Durability;
+
+use dynamo_protocol::{ErrorKind, Response};
+
+use super::{NodeCore, RequestId, StoreOp, StoreResult, failed, internal};
+
+/// What a served request's store operation answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AfterStore {
+    /// A replica request.
+    Replica(RequestId),
+    /// A delivered hint; the answer is the stored set.
+    HintApplied(RequestId),
+    /// A handoff batch.
+    HandoffApplied(RequestId),
+    /// A Merkle diff step.
+    Diff(RequestId),
+    /// A fetch of keys for anti-entropy.
+    Fetch(RequestId),
+    /// The Merkle roots of the partitions this node replicates.
+    Roots(RequestId),
+}
+
+/// The store operation that serves a replica request on this node; a `fallback` (a node that
+/// does not replicate the partition) reads its hints for the key too.
+pub(super) fn replica_op(
+    partition: u32,
+    request: ReplicaRequest,
+    durability: Durability,
+    fallback: bool,
+) -> StoreOp {
+    match request {
+        ReplicaRequest::Read { key } if fallback => StoreOp::GetWithHints { partition, key },
+        ReplicaRequest::Read { key } => StoreOp::Get { partition, key },
+        ReplicaRequest::ReadSynced { key } => StoreOp::GetSynced { partition, key },
+        ReplicaRequest::Write {
+            key,
+            object,
+            hint: None,
+        } => StoreOp::Apply {
+            partition,
+            key,
+            object,
+            durability,
+        },
+        ReplicaRequest::Write {
+            key,
+            object,
+            hint: Some(owner),
+        } => StoreOp::PutHint {
+            owner: owner.to_string(),
+            partition,
+            key,
+            object,
+            durability,
+        },
+        // Everything outside the replicas' data: hints, and the main store of a node that is
+        // not a replica (or a copy not handed off yet). A non-primary holding the key in its
+        // main store means the rings differ or a handoff is pending: the reaper must wait.
+        ReplicaRequest::Holdings { key } => StoreOp::GetWithHints { partition, key },
+        ReplicaRequest::Reap { key, expected } => StoreOp::RemoveIfEqual {
+            partition,
+            key,
+            expected,
+            durability,
+        },
+    }
+}
+
+impl NodeCore {
+    /// Whether this node stands in for others on `partition`: it does not replicate it under
+    /// its ring (so what it holds of the partition's keys may be in its hint space).
+    pub(super) fn is_fallback_for(&self, partition: u32) -> bool {
+        self.ring.as_ref().is_some_and(|ring| {
+            !ring
+                .replicas_of_partition(partition, ring.target_n())
+                .contains(&&self.me)
+        })
+    }
+}
+
+impl NodeCore {
+    /// Answers the served request with its store operation's result.
+    pub(super) fn served(&mut self, after: AfterStore, result: Result<StoreResult, String>) {
+        let (request, response) = match after {
+            AfterStore::Replica(request) => {
+                (request, Response::Replica(self.replica_reply(result)))
+            }
+            AfterStore::HintApplied(request) => {
+                let response = match result {
+                    Ok(StoreResult::Stored(object)) => Response::Stored(object),
+                    Ok(other) => internal(self.wrong_kind("a delivered hint", &other)),
+                    Err(error) => internal(error),
+                };
+                (request, response)
+            }
+            AfterStore::HandoffApplied(request) => {
+                let response = match result {
+                    Ok(_) => Response::Ack,
+                    Err(error) => internal(error),
+                };
+                (request, response)
+            }
+            AfterStore::Diff(request) => {
+                let response = match result {
+                    Ok(StoreResult::DiffAnswer(reply)) => Response::Diff(reply),
+                    Ok(other) => internal(self.wrong_kind("a diff answer", &other)),
+                    Err(error) => Response::error(ErrorKind::BadRequest, error),
+                };
+                (request, response)
+            }
+            AfterStore::Fetch(request) => {
+                let response = match result {
+                    Ok(StoreResult::Scanned(entries)) => Response::Entries(entries),
+                    Ok(other) => internal(self.wrong_kind("a fetch", &other)),
+                    Err(error) => internal(error),
+                };
+                (request, response)
+            }
+            AfterStore::Roots(request) => {
+                let response = match result {
+                    Ok(StoreResult::Roots(roots)) => Response::Roots(roots),
+                    Ok(other) => internal(self.wrong_kind("the Merkle roots", &other)),
+                    Err(error) => internal(error),
+                };
+                (request, response)
+            }
+        };
+        self.respond(request, response);
+    }
+
+    /// The replica reply for the result of [`replica_op`].
+    pub(super) fn replica_reply(&mut self, result: Result<StoreResult, String>) -> ReplicaReply {
+        match result {
+            Ok(StoreResult::Found(Some(object))) => ReplicaReply::Found(object),
+            Ok(StoreResult::Found(None)) => ReplicaReply::NotFound,
+            Ok(StoreResult::Stored(_) | StoreResult::Done) => ReplicaReply::Written,
+            Ok(StoreResult::Reaped(reaped)) => ReplicaReply::Reaped(reaped),
+            Ok(other) => failed(self.wrong_kind("a replica operation", &other)),
+            Err(error) => failed(error),
+        }
+    }
+}
