@@ -2,25 +2,14 @@
 //! invariant holds on every seed (except those marked expected to fail until anti-entropy),
 //! a seed replays exactly, and every invariant check catches the system broken on purpose.
 
-use std::fmt::Write as _;
-
 use dynamo_tests::sim::{Faults, Sabotage, Sim, SimConfig, SimReport, invariants, shrink};
 
 /// Seeds the test command runs (about a second each batch of a hundred in release builds).
 const SEEDS: u64 = 300;
 
+/// The failure as `cargo xtask sim` prints it (same order, same lines).
 fn describe(report: &SimReport) -> String {
-    let mut text = format!(
-        "seed {} broke invariants (replay: cargo xtask sim --reproduce {}):\n",
-        report.seed, report.seed
-    );
-    for violation in report.failures() {
-        let _ = writeln!(text, "  {violation}");
-    }
-    for line in report.trace_tail.iter().rev().take(30).rev() {
-        let _ = writeln!(text, "    {line}");
-    }
-    text
+    report.story(40)
 }
 
 /// Issue 10: every invariant holds over a few hundred seeded runs with loss, duplication,
@@ -161,4 +150,34 @@ fn shrinking_drops_the_faults_a_failure_does_not_need() {
         "{:?}",
         smallest.fault_schedule()
     );
+}
+
+/// Issue 27: a replayed seed tells the story of one key (its store operations, what each answer
+/// was for, what the client was told), keys as text, without changing the run: the trace hash
+/// and the events are those of the plain run.
+#[test]
+fn a_replay_follows_one_key_without_changing_the_run() {
+    let seed = 3;
+    let plain = Sim::new(SimConfig::random(seed)).run();
+    let told = Sim::new(SimConfig::random(seed))
+        .with_story(Some("k3".into()))
+        .run();
+    assert_eq!(plain.trace_hash, told.trace_hash);
+    assert_eq!(plain.events, told.events);
+    assert!(plain.followed.is_empty());
+    let has = |needle: &str| told.followed.iter().any(|line| line.contains(needle));
+    for needle in [
+        "<- client",
+        "store OpId",
+        "sim/k3",
+        "answers client",
+        "(answers n",
+    ] {
+        assert!(
+            has(needle),
+            "no {needle:?} in the story:\n{}",
+            told.story(60)
+        );
+    }
+    assert!(told.followed.iter().all(|line| line.contains("k3")));
 }

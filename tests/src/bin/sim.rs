@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! sim --seeds 0..200          # run seeds 0 to 199; exit 1 if an invariant fails
-//! sim --reproduce 42          # replay seed 42 and print its trace tail and violations
+//! sim --reproduce 42          # replay seed 42 telling its story: store operations, replies
+//! sim --reproduce 42 --key k7 # ... and every event that names key k7, first to last
 //! sim --shrink 42             # the smallest fault schedule of seed 42 that still fails
 //! ```
 //!
 //! `cargo xtask sim` runs it in release mode. A failing seed prints the seed, the violations
-//! and the last events of its trace; `--reproduce SEED` replays it exactly (same trace hash).
+//! and the last events of its trace (as `tests/sim.rs` does); `--reproduce SEED` replays it
+//! exactly (same trace hash), with the detail a plain run skips.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -27,19 +29,25 @@ fn main() -> ExitCode {
             None => usage(&format!("seeds must look like A..B, got {range:?}")),
         },
         ["--reproduce", seed] => match seed.parse::<u64>() {
-            Ok(seed) => reproduce(seed),
+            Ok(seed) => reproduce(seed, None),
+            Err(_) => usage(&format!("the seed must be a number, got {seed:?}")),
+        },
+        ["--reproduce", seed, "--key", key] => match seed.parse::<u64>() {
+            Ok(seed) => reproduce(seed, Some((*key).to_owned())),
             Err(_) => usage(&format!("the seed must be a number, got {seed:?}")),
         },
         ["--shrink", seed] => match seed.parse::<u64>() {
             Ok(seed) => shrink_seed(seed),
             Err(_) => usage(&format!("the seed must be a number, got {seed:?}")),
         },
-        _ => usage("expected --seeds A..B, --reproduce SEED or --shrink SEED"),
+        _ => usage("expected --seeds A..B, --reproduce SEED [--key K] or --shrink SEED"),
     }
 }
 
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("sim: {problem}\nusage: sim --seeds A..B | sim --reproduce SEED | sim --shrink SEED");
+    eprintln!(
+        "sim: {problem}\nusage: sim --seeds A..B | sim --reproduce SEED [--key K] | sim --shrink SEED"
+    );
     ExitCode::from(2)
 }
 
@@ -92,15 +100,10 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     }
 }
 
-fn reproduce(seed: u64) -> ExitCode {
-    let report = Sim::new(SimConfig::random(seed)).run();
-    println!("{:#?}", report.config);
-    for line in &report.trace_tail {
-        println!("{line}");
-    }
-    for violation in &report.violations {
-        println!("{violation}");
-    }
+fn reproduce(seed: u64, key: Option<String>) -> ExitCode {
+    let report = Sim::new(SimConfig::random(seed)).with_story(key).run();
+    // The whole story when a key is followed; the last events otherwise.
+    print!("{}", report.story(usize::MAX));
     println!(
         "seed {seed}: trace hash {:016x}, {} events, {} ms virtual, {} acknowledged writes, {} stand-ins",
         report.trace_hash, report.events, report.virtual_ms, report.acknowledged, report.stand_ins
@@ -133,15 +136,5 @@ fn shrink_seed(seed: u64) -> ExitCode {
 }
 
 fn print_failure(report: &SimReport) {
-    println!("seed {} FAILED ({:?})", report.seed, report.config);
-    for line in report.trace_tail.iter().rev().take(40).rev() {
-        println!("    {line}");
-    }
-    for violation in report.failures() {
-        println!("  {violation}");
-    }
-    println!(
-        "  replay: cargo xtask sim --reproduce {0}; smallest failing run: cargo xtask sim --shrink {0}",
-        report.seed
-    );
+    print!("{}", report.story(40));
 }

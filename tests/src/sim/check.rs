@@ -309,24 +309,43 @@ fn user_key(skey: &[u8]) -> &[u8] {
 
 /// Every event of a run, hashed, and the last ones kept. With `SIM_TRACE` set in the
 /// environment every event is also printed to standard error as it happens.
+///
+/// A run that tells its story (`Sim::with_story`, what `sim --reproduce` does) also keeps
+/// detail lines: each store operation and its result, what each peer answer and each client
+/// answer was for. Detail lines are not hashed, so a seed's trace hash is the same either way;
+/// following a key keeps every line that names it, from the first event to the last.
 #[derive(Debug)]
 pub(super) struct Trace {
     hash: u64,
     tail: VecDeque<String>,
     print: bool,
+    detail: bool,
+    follow: Option<String>,
+    followed: Vec<String>,
 }
 
-impl Default for Trace {
-    fn default() -> Self {
+/// Lines kept for a followed key at most.
+const MAX_FOLLOWED: usize = 50_000;
+
+impl Trace {
+    /// A trace; `detail` keeps detail lines, `follow` every line naming that key.
+    pub(super) fn new(detail: bool, follow: Option<String>) -> Trace {
+        let print = std::env::var_os("SIM_TRACE").is_some();
         Trace {
             hash: 0xcbf2_9ce4_8422_2325,
             tail: VecDeque::new(),
-            print: std::env::var_os("SIM_TRACE").is_some(),
+            print,
+            detail: detail || print || follow.is_some(),
+            follow,
+            followed: Vec::new(),
         }
     }
-}
 
-impl Trace {
+    /// Whether detail lines are kept (callers skip the work of describing them otherwise).
+    pub(super) fn detailed(&self) -> bool {
+        self.detail
+    }
+
     /// Records one event at `now`.
     pub(super) fn record(&mut self, now: u64, line: impl FnOnce() -> String) {
         let line = format!("{now:>9} {}", line());
@@ -335,6 +354,18 @@ impl Trace {
             self.hash ^= u64::from(byte);
             self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
         }
+        self.keep(line);
+    }
+
+    /// Records a detail line at `now`, when the run tells its story; never hashed.
+    pub(super) fn record_detail(&mut self, now: u64, line: impl FnOnce() -> String) {
+        if self.detail {
+            let line = format!("{now:>9}   {}", line());
+            self.keep(line);
+        }
+    }
+
+    fn keep(&mut self, line: String) {
         if self.print {
             eprintln!("{line}");
         }
@@ -342,10 +373,21 @@ impl Trace {
         if line.ends_with(" gossip") {
             return;
         }
+        if let Some(key) = &self.follow
+            && self.followed.len() < MAX_FOLLOWED
+            && mentions(&line, key)
+        {
+            self.followed.push(line.clone());
+        }
         if self.tail.len() == TRACE_TAIL {
             self.tail.pop_front();
         }
         self.tail.push_back(line);
+    }
+
+    /// Every line that named the followed key.
+    pub(super) fn followed(&self) -> Vec<String> {
+        self.followed.clone()
     }
 
     pub(super) fn hash(&self) -> u64 {
@@ -354,5 +396,46 @@ impl Trace {
 
     pub(super) fn tail(&self) -> Vec<String> {
         self.tail.iter().cloned().collect()
+    }
+}
+
+/// Whether `line` names `key` as a whole word (`k7`, not `k70`).
+fn mentions(line: &str, key: &str) -> bool {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    line.match_indices(key).any(|(at, _)| {
+        let before = line[..at].chars().next_back();
+        let after = line[at + key.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
+}
+
+/// A storage key (bucket length, bucket, key) as `bucket/key`, the key as text.
+pub(super) fn storage_key_text(skey: &[u8]) -> String {
+    let len = usize::from(skey.first().copied().unwrap_or(0));
+    let bucket = skey.get(1..=len).unwrap_or_default();
+    format!(
+        "{}/{}",
+        String::from_utf8_lossy(bucket),
+        String::from_utf8_lossy(user_key(skey))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    /// A followed key is a whole word of a line: `k3` is not `k30` nor `xk3`.
+    #[test]
+    fn a_key_is_followed_as_a_whole_word() {
+        let cases = [
+            ("n0 <- client2 get k3", true),
+            ("n0 store OpId(1) Get p15 sim/k3 -> absent", true),
+            ("n0 <- client2 get k30", false),
+            ("n0 <- client2 get xk3", false),
+            ("put k3 c1-1", true),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(mentions(line, "k3"), expected, "{line}");
+        }
     }
 }

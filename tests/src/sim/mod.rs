@@ -20,7 +20,8 @@ mod workload;
 use std::collections::{BTreeMap, BTreeSet};
 
 use dynamo_core::{
-    CoreConfig, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult, execute, load_saved_state,
+    CoreConfig, CoreEvent, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult, execute,
+    load_saved_state,
 };
 use dynamo_protocol::{BucketProps, Request, Response};
 use dynamo_protocol::{PeerIdentity, Role};
@@ -34,7 +35,7 @@ pub use check::{History, Violation};
 pub use config::{Sabotage, SimConfig, shrink};
 use network::Network;
 pub use network::{Fault, Faults};
-use observe::describe;
+use observe::{describe, describe_response, describe_store_op, describe_store_result};
 use workload::Clients;
 
 /// Virtual time at which every run starts (milliseconds; far from zero like a wall clock).
@@ -140,6 +141,8 @@ pub struct SimReport {
     pub stand_ins: u64,
     /// What every invariant found.
     pub violations: Vec<Violation>,
+    /// Every line that named the key followed (`Sim::with_story`), first to last.
+    pub followed: Vec<String>,
     /// The last events, for a failure report.
     pub trace_tail: Vec<String>,
     /// The configuration.
@@ -147,6 +150,39 @@ pub struct SimReport {
 }
 
 impl SimReport {
+    /// The report as a person reads it, the same from the tests and from `sim`: what failed,
+    /// then the events that led there (the last `lines` of the trace, or every line naming the
+    /// followed key), then how to replay it.
+    pub fn story(&self, lines: usize) -> String {
+        use std::fmt::Write as _;
+        let failures = self.failures();
+        let verdict = if failures.is_empty() {
+            "passed"
+        } else {
+            "FAILED"
+        };
+        let mut text = format!("seed {} {verdict} ({:?})\n", self.seed, self.config);
+        for violation in &failures {
+            let _ = writeln!(text, "  {violation}");
+        }
+        let (what, trace) = if self.followed.is_empty() {
+            ("last events", &self.trace_tail)
+        } else {
+            ("every event naming the key", &self.followed)
+        };
+        let _ = writeln!(text, "  {what}:");
+        let skip = trace.len().saturating_sub(lines);
+        for line in &trace[skip..] {
+            let _ = writeln!(text, "    {line}");
+        }
+        let _ = writeln!(
+            text,
+            "  replay: cargo xtask sim --reproduce {0} [--key K]; smallest failing run: cargo xtask sim --shrink {0}",
+            self.seed
+        );
+        text
+    }
+
     /// Violations of invariants that must hold (not those marked expected to fail).
     pub fn failures(&self) -> Vec<&Violation> {
         self.violations
@@ -175,9 +211,24 @@ pub struct Sim {
     leaves: Vec<(u64, usize)>,
     /// Stand-ins (paper 4.6) counted by nodes that have stopped since.
     stand_ins_of_stopped: u64,
+    /// Impossible states the cores reported (`CoreEvent::Bug`), by node.
+    bugs: Vec<String>,
+    /// What each call in flight asked, by (node, call), when the run tells its story.
+    asked: BTreeMap<(usize, OpId), String>,
+    /// What each client attempt asked, when the run tells its story.
+    client_asks: BTreeMap<(usize, u64), String>,
 }
 
 impl Sim {
+    /// The same run, telling its story: detail lines (store operations and their results,
+    /// what each answer was for) in the trace, and, with `follow`, every line naming that key
+    /// kept in [`SimReport::followed`]. Events and the trace hash are those of the plain run.
+    #[must_use]
+    pub fn with_story(mut self, follow: Option<String>) -> Sim {
+        self.trace = check::Trace::new(true, follow);
+        self
+    }
+
     /// A world for `config`; nothing runs until [`Sim::run`].
     pub fn new(config: SimConfig) -> Sim {
         let rng = StdRng::seed_from_u64(config.seed);
@@ -192,11 +243,14 @@ impl Sim {
             network,
             clients,
             history: History::default(),
-            trace: check::Trace::default(),
+            trace: check::Trace::new(false, None),
             events: 0,
             livelock: None,
             leaves: Vec::new(),
             stand_ins_of_stopped: 0,
+            bugs: Vec::new(),
+            asked: BTreeMap::new(),
+            client_asks: BTreeMap::new(),
             config,
         }
     }
@@ -238,6 +292,11 @@ impl Sim {
                 ),
             });
         }
+        violations.extend(self.bugs.iter().map(|bug| Violation {
+            invariant: "core-bug",
+            key: None,
+            message: bug.clone(),
+        }));
         violations.extend(invariants::convergence::check(&self.replica_view()));
         violations.extend(invariants::convergence::check_hints(&self.hints_held()));
         violations.extend(invariants::metadata::check(&self.metadata_view()));
@@ -261,6 +320,7 @@ impl Sim {
                     .sum::<u64>(),
             violations,
             trace_tail: self.trace.tail(),
+            followed: self.trace.followed(),
             config: self.config,
         }
     }
@@ -339,6 +399,14 @@ impl Sim {
                         result.is_ok()
                     )
                 });
+                if let Some(asked) = self.asked.remove(&(node, op)) {
+                    let answer = match &result {
+                        Ok(response) => describe_response(response),
+                        Err(error) => format!("failed: {error}"),
+                    };
+                    self.trace
+                        .record_detail(self.now, || format!("(answers {asked}: {answer})"));
+                }
                 if let Some(core) = &mut self.nodes[node].core {
                     core.handle_call_result(self.now, op, result);
                 }
@@ -356,6 +424,10 @@ impl Sim {
                 self.trace.record(self.now, || {
                     format!("{} call {op:?} timed out", self.nodes[node].name)
                 });
+                if let Some(asked) = self.asked.remove(&(node, op)) {
+                    self.trace
+                        .record_detail(self.now, || format!("(the call was {asked})"));
+                }
                 if let Some(core) = &mut self.nodes[node].core {
                     core.handle_call_result(self.now, op, Err("timed out".into()));
                 }
@@ -421,6 +493,10 @@ impl Sim {
                 } => self.call(index, id, &address, &request, timeout_ms),
                 Output::Store { id, op } => self.store_op(index, id, op),
                 Output::Event(event) => {
+                    if let CoreEvent::Bug(message) = &event {
+                        self.bugs
+                            .push(format!("{}: {message}", self.nodes[index].name));
+                    }
                     self.trace.record(self.now, || {
                         format!("{} event {event:?}", self.nodes[index].name)
                     });
@@ -478,6 +554,12 @@ impl Sim {
             }
             Route::Client { client, attempt } => {
                 let response = self.sabotage_read(response);
+                if let Some(asked) = self.client_asks.remove(&(client, attempt)) {
+                    let name = &self.nodes[index].name;
+                    let answer = describe_response(&response);
+                    self.trace
+                        .record_detail(self.now, || format!("{name} answers {asked}: {answer}"));
+                }
                 let at = self.now + self.network.client_latency(&mut self.rng);
                 self.schedule(
                     at,
@@ -515,6 +597,17 @@ impl Sim {
         let Some(to) = self.nodes.iter().position(|n| n.address == address) else {
             return;
         };
+        if let Some(op) = id
+            && self.trace.detailed()
+        {
+            let asked = format!(
+                "{} {op:?} {} to {}",
+                self.nodes[index].name,
+                describe(request),
+                self.nodes[to].name
+            );
+            self.asked.insert((index, op), asked);
+        }
         let route = match id {
             Some(op) => Route::Peer {
                 node: index,
@@ -566,7 +659,16 @@ impl Sim {
             StoreOp::RemoveIfEqual { key, expected, .. } => Some((key.clone(), expected.context())),
             _ => None,
         };
+        // The store runs it at once: one line says what it was and what it gave.
+        let asked = self.trace.detailed().then(|| describe_store_op(&store_op));
         let result = execute(store, store_op);
+        if let Some(asked) = asked {
+            let name = &self.nodes[index].name;
+            let answer = describe_store_result(&result);
+            self.trace.record_detail(self.now, || {
+                format!("{name} store {op:?} {asked} -> {answer}")
+            });
+        }
         if let (Some((key, clock)), Ok(StoreResult::Reaped(true))) = (reaping, &result) {
             self.history.observe_reap(&key, clock);
         }
@@ -799,6 +901,10 @@ impl Sim {
             role,
             name: format!("{label}{client}"),
         };
+        if self.trace.detailed() {
+            let asked = format!("{}'s attempt {attempt}, {}", from.name, describe(&request));
+            self.client_asks.insert((client, attempt), asked);
+        }
         let incarnation = self.nodes[target].incarnation;
         let at = self.now + self.network.client_latency(&mut self.rng);
         self.schedule(

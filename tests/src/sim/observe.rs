@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use dynamo_core::NodeCore;
+use dynamo_core::{NodeCore, StoreOp, StoreResult};
 use dynamo_protocol::{Request, Response};
-use dynamo_quorum::Value;
+use dynamo_quorum::{Object, ReplicaReply, ReplicaRequest, Value};
 use dynamo_storage::{Durability, MemoryStore, Store};
 
+use super::check::storage_key_text;
 use super::{SIM_BUCKET, Sabotage, Sim, check, invariants};
 
 impl Sim {
@@ -256,16 +257,158 @@ pub(super) fn describe(request: &Request) -> String {
                 .map_or("<delete>".into(), |v| String::from_utf8_lossy(v)
                     .into_owned())
         ),
-        Request::Replica { partition, request } => format!("replica p{partition} {request:?}")
-            .chars()
-            .take(120)
-            .collect(),
-        Request::Gossip { .. } => "gossip".into(),
-        Request::DeliverHint { partition, .. } => format!("hint p{partition}"),
-        Request::Handoff { partition, entries } => {
-            format!("handoff p{partition} {} keys", entries.len())
+        Request::Replica { partition, request } => {
+            format!("replica p{partition} {}", describe_replica(request))
         }
+        Request::Gossip { .. } => "gossip".into(),
+        Request::DeliverHint { partition, key, .. } => {
+            format!("hint p{partition} {}", storage_key_text(key))
+        }
+        Request::Handoff { partition, entries } => {
+            format!("handoff p{partition} {}", keys_text(entries))
+        }
+        Request::Diff { partition, .. } => format!("diff p{partition}"),
+        Request::Fetch { partition, keys } => {
+            let keys: Vec<String> = keys.iter().map(|k| storage_key_text(k)).collect();
+            format!("fetch p{partition} {}", keys.join(" "))
+        }
+        Request::Buckets(entries) => format!("buckets ({} entries)", entries.len()),
         other => format!("{other:?}").chars().take(80).collect(),
+    }
+}
+
+/// A replica request with its key as text.
+fn describe_replica(request: &ReplicaRequest) -> String {
+    match request {
+        ReplicaRequest::Read { key } => format!("read {}", storage_key_text(key)),
+        ReplicaRequest::ReadSynced { key } => format!("read-synced {}", storage_key_text(key)),
+        ReplicaRequest::Holdings { key } => format!("holdings {}", storage_key_text(key)),
+        ReplicaRequest::Write { key, object, hint } => format!(
+            "write {} {}{}",
+            storage_key_text(key),
+            versions_text(object),
+            hint.as_ref()
+                .map_or(String::new(), |owner| format!(" (hint for {owner})"))
+        ),
+        ReplicaRequest::Reap { key, .. } => format!("reap {}", storage_key_text(key)),
+    }
+}
+
+/// An answer, short: its kind and what a reader of a failure needs.
+pub(super) fn describe_response(response: &Response) -> String {
+    match response {
+        Response::Get(reply) => format!(
+            "found {}",
+            reply
+                .values
+                .iter()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ),
+        Response::NotFound { .. } => "not found".into(),
+        Response::Put(reply) => format!("written ({} acks)", reply.acknowledged),
+        Response::Replica(reply) => match reply {
+            ReplicaReply::Found(object) => format!("replica found {}", versions_text(object)),
+            other => format!("replica {other:?}"),
+        },
+        Response::Error(error) => format!("error {:?}: {}", error.kind, error.message),
+        other => format!("{other:?}").chars().take(60).collect(),
+    }
+}
+
+/// A store operation with its keys as text.
+pub(super) fn describe_store_op(op: &StoreOp) -> String {
+    match op {
+        StoreOp::Get { partition, key }
+        | StoreOp::GetSynced { partition, key }
+        | StoreOp::GetWithHints { partition, key } => {
+            format!("{} p{partition} {}", variant(op), storage_key_text(key))
+        }
+        StoreOp::Apply {
+            partition,
+            key,
+            object,
+            ..
+        } => format!(
+            "apply p{partition} {} {}",
+            storage_key_text(key),
+            versions_text(object)
+        ),
+        StoreOp::Update {
+            partition,
+            key,
+            value,
+            ..
+        } => format!(
+            "update p{partition} {} = {}",
+            storage_key_text(key),
+            value_text(value)
+        ),
+        StoreOp::PutHint {
+            owner,
+            partition,
+            key,
+            object,
+            ..
+        } => format!(
+            "hint for {owner} p{partition} {} {}",
+            storage_key_text(key),
+            versions_text(object)
+        ),
+        StoreOp::RemoveIfEqual { partition, key, .. } => {
+            format!("reap p{partition} {}", storage_key_text(key))
+        }
+        StoreOp::ApplyBatch {
+            partition, entries, ..
+        } => format!("apply batch p{partition} {}", keys_text(entries)),
+        StoreOp::DropHandedOff { partition, sent } => {
+            format!("drop handed off p{partition} {}", keys_text(sent))
+        }
+        other => variant(other),
+    }
+}
+
+/// A store result, short.
+pub(super) fn describe_store_result(result: &Result<StoreResult, String>) -> String {
+    match result {
+        Ok(StoreResult::Found(Some(object)) | StoreResult::Stored(object)) => versions_text(object),
+        Ok(StoreResult::Found(None)) => "absent".into(),
+        Ok(other) => other.kind().into(),
+        Err(error) => format!("error: {error}"),
+    }
+}
+
+/// The variant name of a value's `Debug` form.
+fn variant(value: &impl std::fmt::Debug) -> String {
+    format!("{value:?}")
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Keys of entries, as text.
+fn keys_text(entries: &[(Vec<u8>, Object)]) -> String {
+    let keys: Vec<String> = entries.iter().map(|(k, _)| storage_key_text(k)).collect();
+    format!("{} keys: {}", keys.len(), keys.join(" "))
+}
+
+/// A version set as `[actor:counter=value, ...]`.
+fn versions_text(object: &Object) -> String {
+    let versions: Vec<String> = object
+        .iter()
+        .map(|(actor, counter, value)| format!("{actor}:{counter}={}", value_text(value)))
+        .collect();
+    format!("[{}]", versions.join(", "))
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Data(bytes) | Value::Written { data: bytes, .. } => {
+            String::from_utf8_lossy(bytes).into_owned()
+        }
+        Value::Tombstone | Value::Deleted { .. } => "<deleted>".into(),
     }
 }
 

@@ -11,6 +11,10 @@
 //! 6. [`metadata`]: the ring and the bucket table converge to one value on every node, and every
 //!    bucket created survives every restart.
 //!
+//! And the run itself checks two: no node reported an impossible state (`core-bug`: a
+//! `CoreEvent::Bug`, such as a request answered twice or a store result of another kind than
+//! asked), and virtual time kept moving (`liveness`).
+//!
 //! Each check returns the violations it found; [`expected_to_fail`] names the invariants that
 //! wait on work not built yet (none today).
 
