@@ -6,8 +6,8 @@
 //! commands are carried out.
 
 use dynamo_quorum::{
-    ClientContext, Command, GetCoordinator, Object, PutCoordinator, QuorumError, ReapCoordinator,
-    ReplicaReply, ReplicaRequest,
+    ClientContext, Command, Coordinate, GetCoordinator, Object, PutCoordinator, QuorumError,
+    ReapCoordinator, ReplicaReply, ReplicaRequest,
 };
 use dynamo_resolve::Resolver;
 use dynamo_ring::NodeId;
@@ -48,47 +48,12 @@ pub(super) enum Machine {
 }
 
 impl Machine {
-    fn poll_command(&mut self) -> Option<Command> {
+    /// The coordinator behind the variant, for the inputs and outputs all three share.
+    fn coordinator(&mut self) -> &mut dyn Coordinate {
         match self {
-            Machine::Put(m) => m.poll_command(),
-            Machine::Get(m) => m.poll_command(),
-            Machine::Reap(m) => m.poll_command(),
-        }
-    }
-    fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
-        match self {
-            Machine::Put(m) => m.handle_reply(now, from, reply),
-            Machine::Get(m) => m.handle_reply(now, from, reply),
-            Machine::Reap(m) => m.handle_reply(now, from, reply),
-        }
-    }
-    fn handle_timeout(&mut self, now: u64) {
-        match self {
-            Machine::Put(m) => m.handle_timeout(now),
-            Machine::Get(m) => m.handle_timeout(now),
-            Machine::Reap(m) => m.handle_timeout(now),
-        }
-    }
-    fn poll_timeout(&self) -> Option<u64> {
-        match self {
-            Machine::Put(m) => m.poll_timeout(),
-            Machine::Get(m) => m.poll_timeout(),
-            Machine::Reap(m) => m.poll_timeout(),
-        }
-    }
-    fn is_finished(&self) -> bool {
-        match self {
-            Machine::Put(m) => m.is_finished(),
-            Machine::Get(m) => m.is_finished(),
-            Machine::Reap(m) => m.is_finished(),
-        }
-    }
-    /// Spare nodes it asked in place of silent or failed replicas.
-    fn stand_ins(&self) -> usize {
-        match self {
-            Machine::Put(m) => m.stand_ins(),
-            Machine::Get(m) => m.stand_ins(),
-            Machine::Reap(_) => 0,
+            Machine::Put(m) => m,
+            Machine::Get(m) => m,
+            Machine::Reap(m) => m,
         }
     }
 }
@@ -171,11 +136,13 @@ impl NodeCore {
         from: &NodeId,
         reply: ReplicaReply,
     ) {
-        self.with_coordinator(now, id, |machine| machine.handle_reply(now, from, reply));
+        self.with_coordinator(now, id, |machine| {
+            machine.coordinator().handle_reply(now, from, reply);
+        });
     }
 
     pub(super) fn coordinator_timeout(&mut self, now: u64, id: u64) {
-        self.with_coordinator(now, id, |machine| machine.handle_timeout(now));
+        self.with_coordinator(now, id, |machine| machine.coordinator().handle_timeout(now));
     }
 
     /// Gives coordinator `id` an input, then carries out its commands until it waits again.
@@ -187,7 +154,7 @@ impl NodeCore {
             self.coordinator_timers.remove(&(deadline, id));
         }
         input(&mut coordinator.machine);
-        while let Some(command) = coordinator.machine.poll_command() {
+        while let Some(command) = coordinator.machine.coordinator().poll_command() {
             match command {
                 Command::ReadLocal { key } => {
                     let op = StoreOp::Get {
@@ -249,7 +216,10 @@ impl NodeCore {
                         });
                     } else {
                         let reply = failed(format!("the address of {to} is unknown"));
-                        coordinator.machine.handle_reply(now, &to, reply);
+                        coordinator
+                            .machine
+                            .coordinator()
+                            .handle_reply(now, &to, reply);
                     }
                 }
                 Command::Respond(dynamo_quorum::Response::Reap(outcome)) => {
@@ -257,7 +227,7 @@ impl NodeCore {
                 }
                 Command::Respond(response) => {
                     // Stand-ins happen only before the client is answered.
-                    self.counters.stand_ins += coordinator.machine.stand_ins() as u64;
+                    self.counters.stand_ins += coordinator.machine.coordinator().stand_ins() as u64;
                     let latency = now.saturating_sub(coordinator.started);
                     self.anti_entropy.observe_client(now, latency);
                     let answer = Self::client_answer(&coordinator, response);
@@ -271,7 +241,7 @@ impl NodeCore {
                 }
             }
         }
-        if coordinator.machine.is_finished() {
+        if coordinator.machine.coordinator().is_finished() {
             // A coordinator answers before it finishes (a reap reports its outcome). Should one
             // not, that is a bug of the quorum machine, and its client still gets an answer.
             if !coordinator.answered {
@@ -281,7 +251,7 @@ impl NodeCore {
             }
             return;
         }
-        coordinator.deadline = coordinator.machine.poll_timeout();
+        coordinator.deadline = coordinator.machine.coordinator().poll_timeout();
         if let Some(deadline) = coordinator.deadline {
             self.coordinator_timers.insert((deadline, id));
         }

@@ -6,8 +6,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dynamo_quorum::{
-    Command, GetCoordinator, GetRequest, Object, PutCoordinator, PutRequest, Quorum, ReplicaReply,
-    StandIns, Value,
+    Command, Coordinate, GetCoordinator, GetRequest, Object, PutCoordinator, PutRequest, Quorum,
+    ReplicaReply, StandIns, Value,
 };
 use dynamo_ring::{Role, Target};
 use dynamo_vclock::Actor;

@@ -12,6 +12,7 @@ use dynamo_ring::{NodeId, Target};
 use dynamo_vclock::VClock;
 
 use crate::config::Quorum;
+use crate::coordinate::Coordinate;
 use crate::error::QuorumError;
 use crate::message::{Command, ReplicaReply, ReplicaRequest, Response};
 use crate::tally::{Answer, StandIns, Tally};
@@ -115,90 +116,6 @@ impl GetCoordinator {
         })
     }
 
-    /// A replica's answer. Replies from nodes never asked and duplicates change nothing.
-    pub fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
-        if self.finished {
-            return;
-        }
-        let mut failed = None;
-        let recorded = match reply {
-            ReplicaReply::Found(object) => self
-                .tally
-                .record(from, Answer::Success)
-                .map(|i| (i, Heard::Found(object))),
-            ReplicaReply::NotFound => {
-                let answer = if self.quorum.notfound_ok {
-                    Answer::Success
-                } else {
-                    Answer::Neutral
-                };
-                self.tally
-                    .record(from, answer)
-                    .map(|i| (i, Heard::NotFound))
-            }
-            ReplicaReply::Failed(reason) => {
-                failed = self.tally.record_failure(from, reason);
-                None
-            }
-            other => {
-                failed = self
-                    .tally
-                    .record_failure(from, format!("unexpected reply {other:?}"));
-                None
-            }
-        };
-        if let Some((index, heard)) = recorded {
-            self.heard[index] = Some(heard);
-        }
-        if let Some(index) = failed
-            && !self.responded
-        {
-            self.stand_in_for(index, now);
-        }
-        if !self.responded {
-            self.check_quorum();
-        }
-        if self.tally.complete() {
-            self.repair_and_finish();
-        }
-    }
-
-    /// At the deadline: fail the client if it is still waiting, and repair with the replies
-    /// that did arrive. A call before the deadline does nothing.
-    pub fn handle_timeout(&mut self, now: u64) {
-        if self.finished {
-            return;
-        }
-        if now < self.deadline_ms {
-            if !self.responded {
-                for index in self.tally.overdue(now) {
-                    self.stand_in_for(index, now);
-                }
-            }
-            return;
-        }
-        if !self.responded {
-            self.respond(Err(QuorumError::Timeout {
-                answered: self.tally.successes(),
-                required: self.quorum.r,
-                waited_ms: now - self.started_ms,
-            }));
-        }
-        self.repair_and_finish();
-    }
-
-    /// When to call [`Self::handle_timeout`] next, if the coordinator still waits for replies:
-    /// the deadline, or sooner when a silent target is due to be stood in for.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        if self.finished {
-            return None;
-        }
-        let stand_in = (!self.responded)
-            .then(|| self.tally.next_overdue_ms())
-            .flatten();
-        Some(stand_in.map_or(self.deadline_ms, |at| at.min(self.deadline_ms)))
-    }
-
     /// Paper 4.6: the read goes to the next spare node in place of the target at `index`
     /// (which failed, or is silent past the stand-in delay); a spare holding a hint for the
     /// key answers with it.
@@ -212,21 +129,6 @@ impl GetCoordinator {
                 },
             });
         }
-    }
-
-    /// The next effect to carry out.
-    pub fn poll_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
-    }
-
-    /// Spare nodes asked in place of silent or failed targets (paper 4.6).
-    pub fn stand_ins(&self) -> usize {
-        self.tally.stand_ins()
-    }
-
-    /// Whether the client was answered and read repair was sent: nothing more will happen.
-    pub fn is_finished(&self) -> bool {
-        self.finished
     }
 
     /// The join of every version received so far.
@@ -331,5 +233,106 @@ impl GetCoordinator {
             self.commands
                 .push_back(Command::write_to(target, &self.key, merged.clone()));
         }
+    }
+}
+
+impl Coordinate for GetCoordinator {
+    /// A replica's answer. Replies from nodes never asked and duplicates change nothing.
+    fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
+        if self.finished {
+            return;
+        }
+        let mut failed = None;
+        let recorded = match reply {
+            ReplicaReply::Found(object) => self
+                .tally
+                .record(from, Answer::Success)
+                .map(|i| (i, Heard::Found(object))),
+            ReplicaReply::NotFound => {
+                let answer = if self.quorum.notfound_ok {
+                    Answer::Success
+                } else {
+                    Answer::Neutral
+                };
+                self.tally
+                    .record(from, answer)
+                    .map(|i| (i, Heard::NotFound))
+            }
+            ReplicaReply::Failed(reason) => {
+                failed = self.tally.record_failure(from, reason);
+                None
+            }
+            other => {
+                failed = self
+                    .tally
+                    .record_failure(from, format!("unexpected reply {other:?}"));
+                None
+            }
+        };
+        if let Some((index, heard)) = recorded {
+            self.heard[index] = Some(heard);
+        }
+        if let Some(index) = failed
+            && !self.responded
+        {
+            self.stand_in_for(index, now);
+        }
+        if !self.responded {
+            self.check_quorum();
+        }
+        if self.tally.complete() {
+            self.repair_and_finish();
+        }
+    }
+
+    /// At the deadline: fail the client if it is still waiting, and repair with the replies
+    /// that did arrive. A call before the deadline does nothing.
+    fn handle_timeout(&mut self, now: u64) {
+        if self.finished {
+            return;
+        }
+        if now < self.deadline_ms {
+            if !self.responded {
+                for index in self.tally.overdue(now) {
+                    self.stand_in_for(index, now);
+                }
+            }
+            return;
+        }
+        if !self.responded {
+            self.respond(Err(QuorumError::Timeout {
+                answered: self.tally.successes(),
+                required: self.quorum.r,
+                waited_ms: now - self.started_ms,
+            }));
+        }
+        self.repair_and_finish();
+    }
+
+    /// When to call [`Self::handle_timeout`] next, if the coordinator still waits for replies:
+    /// the deadline, or sooner when a silent target is due to be stood in for.
+    fn poll_timeout(&self) -> Option<u64> {
+        if self.finished {
+            return None;
+        }
+        let stand_in = (!self.responded)
+            .then(|| self.tally.next_overdue_ms())
+            .flatten();
+        Some(stand_in.map_or(self.deadline_ms, |at| at.min(self.deadline_ms)))
+    }
+
+    /// The next effect to carry out.
+    fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Spare nodes asked in place of silent or failed targets (paper 4.6).
+    fn stand_ins(&self) -> usize {
+        self.tally.stand_ins()
+    }
+
+    /// Whether the client was answered and read repair was sent: nothing more will happen.
+    fn is_finished(&self) -> bool {
+        self.finished
     }
 }

@@ -10,6 +10,7 @@
 //!
 //! ```
 //! use dynamo_quorum::{
+//!     Coordinate,
 //!     Command, PutCoordinator, PutRequest, Quorum, ReplicaReply, Response, StandIns, Value,
 //! };
 //! use dynamo_ring::{Role, Target};
@@ -52,6 +53,7 @@
 
 mod config;
 mod context;
+mod coordinate;
 mod error;
 mod get;
 mod message;
@@ -62,6 +64,7 @@ mod value;
 
 pub use config::{ConfigError, HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};
 pub use context::{ClientContext, ContextError, key_fingerprint};
+pub use coordinate::Coordinate;
 pub use error::QuorumError;
 pub use get::{GetCoordinator, GetOk, GetRequest};
 pub use message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};

@@ -16,6 +16,7 @@ use dynamo_vclock::{Actor, VClock};
 
 use crate::config::{HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};
 use crate::context::ClientContext;
+use crate::coordinate::Coordinate;
 use crate::error::QuorumError;
 use crate::message::{Command, ReplicaReply, Response, Warning};
 use crate::tally::{Answer, StandIns, Tally};
@@ -282,78 +283,6 @@ impl PutCoordinator {
         }
     }
 
-    /// A replica's answer to the write. Replies from nodes that were never asked, duplicates,
-    /// and replies after the client was answered change nothing.
-    pub fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
-        if self.phase != Phase::Replicating || from == &self.coordinator {
-            return;
-        }
-        let failed = match reply {
-            ReplicaReply::Written => {
-                self.tally.record(from, Answer::Success);
-                None
-            }
-            ReplicaReply::Failed(reason) => self.tally.record_failure(from, reason),
-            other => self
-                .tally
-                .record_failure(from, format!("unexpected reply {other:?}")),
-        };
-        if let Some(index) = failed
-            && !self.tally.reached(self.quorum.w, self.quorum.pw)
-        {
-            self.stand_in_for(index, now);
-        }
-        self.check_quorum();
-    }
-
-    /// Sends the write to a spare in place of each target silent past the stand-in delay, and
-    /// fails the request if its deadline has passed. Otherwise a call does nothing.
-    pub fn handle_timeout(&mut self, now: u64) {
-        if self.phase == Phase::Replicating && now < self.deadline_ms {
-            for index in self.tally.overdue(now) {
-                self.stand_in_for(index, now);
-            }
-            return;
-        }
-        if self.phase == Phase::Done || now < self.deadline_ms {
-            return;
-        }
-        self.finish(Err(QuorumError::Timeout {
-            answered: self.tally.successes(),
-            required: self.quorum.w,
-            waited_ms: now - self.started_ms,
-        }));
-    }
-
-    /// When to call [`Self::handle_timeout`] next, if the request is still open: the deadline,
-    /// or sooner when a silent target is due to be stood in for.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        match self.phase {
-            Phase::Done => None,
-            Phase::Replicating => Some(
-                self.tally
-                    .next_overdue_ms()
-                    .map_or(self.deadline_ms, |at| at.min(self.deadline_ms)),
-            ),
-            Phase::ReadingLocal | Phase::WritingLocal => Some(self.deadline_ms),
-        }
-    }
-
-    /// The next effect to carry out.
-    pub fn poll_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
-    }
-
-    /// Spare nodes asked in place of silent or failed targets (paper 4.6).
-    pub fn stand_ins(&self) -> usize {
-        self.tally.stand_ins()
-    }
-
-    /// Whether the client has been answered (later replies are ignored).
-    pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Done
-    }
-
     fn check_quorum(&mut self) {
         let (w, pw) = (self.quorum.w, self.quorum.pw);
         if self.tally.reached(w, pw) {
@@ -380,5 +309,79 @@ impl PutCoordinator {
         self.phase = Phase::Done;
         self.commands
             .push_back(Command::Respond(Response::Put(outcome)));
+    }
+}
+
+impl Coordinate for PutCoordinator {
+    /// A replica's answer to the write. Replies from nodes that were never asked, duplicates,
+    /// and replies after the client was answered change nothing.
+    fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
+        if self.phase != Phase::Replicating || from == &self.coordinator {
+            return;
+        }
+        let failed = match reply {
+            ReplicaReply::Written => {
+                self.tally.record(from, Answer::Success);
+                None
+            }
+            ReplicaReply::Failed(reason) => self.tally.record_failure(from, reason),
+            other => self
+                .tally
+                .record_failure(from, format!("unexpected reply {other:?}")),
+        };
+        if let Some(index) = failed
+            && !self.tally.reached(self.quorum.w, self.quorum.pw)
+        {
+            self.stand_in_for(index, now);
+        }
+        self.check_quorum();
+    }
+
+    /// Sends the write to a spare in place of each target silent past the stand-in delay, and
+    /// fails the request if its deadline has passed. Otherwise a call does nothing.
+    fn handle_timeout(&mut self, now: u64) {
+        if self.phase == Phase::Replicating && now < self.deadline_ms {
+            for index in self.tally.overdue(now) {
+                self.stand_in_for(index, now);
+            }
+            return;
+        }
+        if self.phase == Phase::Done || now < self.deadline_ms {
+            return;
+        }
+        self.finish(Err(QuorumError::Timeout {
+            answered: self.tally.successes(),
+            required: self.quorum.w,
+            waited_ms: now - self.started_ms,
+        }));
+    }
+
+    /// When to call [`Self::handle_timeout`] next, if the request is still open: the deadline,
+    /// or sooner when a silent target is due to be stood in for.
+    fn poll_timeout(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Done => None,
+            Phase::Replicating => Some(
+                self.tally
+                    .next_overdue_ms()
+                    .map_or(self.deadline_ms, |at| at.min(self.deadline_ms)),
+            ),
+            Phase::ReadingLocal | Phase::WritingLocal => Some(self.deadline_ms),
+        }
+    }
+
+    /// The next effect to carry out.
+    fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Spare nodes asked in place of silent or failed targets (paper 4.6).
+    fn stand_ins(&self) -> usize {
+        self.tally.stand_ins()
+    }
+
+    /// Whether the client has been answered (later replies are ignored).
+    fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
     }
 }

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 
 use dynamo_ring::NodeId;
 
+use crate::coordinate::Coordinate;
 use crate::message::{Command, ReplicaReply, ReplicaRequest, Response};
 use crate::value::{Object, is_deleted, newest_write_ms};
 
@@ -94,71 +95,6 @@ impl ReapCoordinator {
         coordinator
     }
 
-    /// A primary's answer (to the read, then to the reap), or another node's answer about
-    /// what it holds.
-    pub fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
-        let Some(index) = self.request.primaries.iter().position(|n| n == from) else {
-            return self.handle_holdings(now, from, reply);
-        };
-        match (self.phase, reply) {
-            (Phase::Reading, ReplicaReply::Found(object)) => {
-                if self.read[index].is_none() {
-                    self.read[index] = Some(object);
-                }
-                self.maybe_reap(now);
-            }
-            (Phase::Reading, ReplicaReply::NotFound) => {
-                self.finish(ReapOutcome::Kept(format!(
-                    "{from} does not hold the tombstone"
-                )));
-            }
-            (Phase::Reaping, ReplicaReply::Reaped(done)) => {
-                if self.reaped[index].is_none() {
-                    self.reaped[index] = Some(done);
-                }
-                if self.reaped.iter().all(Option::is_some) {
-                    let all = self.reaped.iter().all(|r| *r == Some(true));
-                    self.finish(if all {
-                        ReapOutcome::Reaped
-                    } else {
-                        ReapOutcome::Kept("a write raced the reap on some primary".into())
-                    });
-                }
-            }
-            (Phase::Done, _) => {}
-            (_, ReplicaReply::Failed(reason)) => {
-                self.finish(ReapOutcome::Kept(format!("{from} failed: {reason}")));
-            }
-            (_, other) => {
-                self.finish(ReapOutcome::Kept(format!(
-                    "unexpected reply from {from}: {other:?}"
-                )));
-            }
-        }
-    }
-
-    /// Gives up at the deadline; the tombstone stays.
-    pub fn handle_timeout(&mut self, now: u64) {
-        if self.phase != Phase::Done && now >= self.deadline_ms {
-            self.finish(ReapOutcome::Kept("a primary did not answer in time".into()));
-        }
-    }
-
-    /// When to call [`Self::handle_timeout`] next.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        (self.phase != Phase::Done).then_some(self.deadline_ms)
-    }
-
-    /// The next effect to carry out.
-    pub fn poll_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
-    }
-
-    /// Whether the attempt is over.
-    pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Done
-    }
-
     fn handle_holdings(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
         let Some(index) = self.request.others.iter().position(|n| n == from) else {
             return;
@@ -223,5 +159,72 @@ impl ReapCoordinator {
         self.phase = Phase::Done;
         self.commands
             .push_back(Command::Respond(Response::Reap(outcome)));
+    }
+}
+
+impl Coordinate for ReapCoordinator {
+    /// A primary's answer (to the read, then to the reap), or another node's answer about
+    /// what it holds.
+    fn handle_reply(&mut self, now: u64, from: &NodeId, reply: ReplicaReply) {
+        let Some(index) = self.request.primaries.iter().position(|n| n == from) else {
+            return self.handle_holdings(now, from, reply);
+        };
+        match (self.phase, reply) {
+            (Phase::Reading, ReplicaReply::Found(object)) => {
+                if self.read[index].is_none() {
+                    self.read[index] = Some(object);
+                }
+                self.maybe_reap(now);
+            }
+            (Phase::Reading, ReplicaReply::NotFound) => {
+                self.finish(ReapOutcome::Kept(format!(
+                    "{from} does not hold the tombstone"
+                )));
+            }
+            (Phase::Reaping, ReplicaReply::Reaped(done)) => {
+                if self.reaped[index].is_none() {
+                    self.reaped[index] = Some(done);
+                }
+                if self.reaped.iter().all(Option::is_some) {
+                    let all = self.reaped.iter().all(|r| *r == Some(true));
+                    self.finish(if all {
+                        ReapOutcome::Reaped
+                    } else {
+                        ReapOutcome::Kept("a write raced the reap on some primary".into())
+                    });
+                }
+            }
+            (Phase::Done, _) => {}
+            (_, ReplicaReply::Failed(reason)) => {
+                self.finish(ReapOutcome::Kept(format!("{from} failed: {reason}")));
+            }
+            (_, other) => {
+                self.finish(ReapOutcome::Kept(format!(
+                    "unexpected reply from {from}: {other:?}"
+                )));
+            }
+        }
+    }
+
+    /// Gives up at the deadline; the tombstone stays.
+    fn handle_timeout(&mut self, now: u64) {
+        if self.phase != Phase::Done && now >= self.deadline_ms {
+            self.finish(ReapOutcome::Kept("a primary did not answer in time".into()));
+        }
+    }
+
+    /// When to call [`Self::handle_timeout`] next.
+    fn poll_timeout(&self) -> Option<u64> {
+        (self.phase != Phase::Done).then_some(self.deadline_ms)
+    }
+
+    /// The next effect to carry out.
+    fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Whether the attempt is over.
+    fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
     }
 }

@@ -3,9 +3,9 @@
 //! section 5 for read repair; Riak's `notfound_ok`, `basic_quorum` and PR/PW semantics).
 
 use dynamo_quorum::{
-    ClientContext, Command, GetCoordinator, GetRequest, Object, PutCoordinator, PutRequest, Quorum,
-    QuorumError, ReapCoordinator, ReapRequest, ReplicaReply, ReplicaRequest, Response, StandIns,
-    Value, WriteId,
+    ClientContext, Command, Coordinate, GetCoordinator, GetRequest, Object, PutCoordinator,
+    PutRequest, Quorum, QuorumError, ReapCoordinator, ReapRequest, ReplicaReply, ReplicaRequest,
+    Response, StandIns, Value, WriteId,
 };
 use dynamo_ring::{Role, Target};
 use dynamo_vclock::{Actor, VClock};
