@@ -7,13 +7,13 @@ use dynamo_ring::{NodeId, Ring};
 
 use dynamo_protocol::{BucketEntry, ClusterStatus, MemberStatus, Request, Response};
 
-use super::{CoreEvent, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult};
+use super::{CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, StoreOp, StoreResult};
 
 /// What an administrative call answers.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AfterCall {
     /// One peer's copy of a bucket table push.
-    BucketPush(u64),
+    BucketPush(PushId),
 }
 
 /// What an administrative store operation answers.
@@ -31,7 +31,7 @@ impl NodeCore {
         if peers.is_empty() {
             return self.respond(id, Response::Ack);
         }
-        let push = self.next_id().0;
+        let push = PushId(self.next_id().0);
         self.bucket_pushes.insert(push, (id, peers.len()));
         for peer in peers {
             let request = Request::Buckets(table.to_vec());

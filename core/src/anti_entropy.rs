@@ -26,7 +26,7 @@ use dynamo_merkle::{DiffInitiator, Step};
 use dynamo_ring::NodeId;
 
 use super::admission::Admission;
-use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
+use super::{BATCH, ExchangeId, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
 use dynamo_protocol::{Request, Response};
 
 /// What an anti-entropy call answers.
@@ -34,20 +34,20 @@ use dynamo_protocol::{Request, Response};
 pub(super) enum AfterCall {
     /// The peer's answer to a diff step of exchange `id`.
     DiffReply {
-        id: u64,
+        id: ExchangeId,
         session: Box<DiffInitiator>,
     },
     /// The peer's versions of differing keys.
-    Fetched(u64),
+    Fetched(ExchangeId),
 }
 
 /// What an anti-entropy store operation answers.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AfterStore {
     /// A diff session started or moved here.
-    Diff(u64),
+    Diff(ExchangeId),
     /// Fetched versions merged here.
-    Applied(u64),
+    Applied(ExchangeId),
 }
 
 /// What one diff round trip is charged to the rate limit, besides its reply's bytes.
@@ -84,7 +84,7 @@ pub(super) struct AntiEntropy {
     next_sweep: Option<u64>,
     /// Exchanges of this sweep not started yet.
     queue: VecDeque<(u32, NodeId)>,
-    exchanges: BTreeMap<u64, Exchange>,
+    exchanges: BTreeMap<ExchangeId, Exchange>,
     next_exchange: u64,
     /// When each (partition, peer) last agreed or was repaired.
     last_agreed: BTreeMap<(u32, NodeId), u64>,
@@ -211,7 +211,7 @@ impl NodeCore {
         if interval == 0 {
             return;
         }
-        let resumed: Vec<u64> = self
+        let resumed: Vec<ExchangeId> = self
             .anti_entropy
             .exchanges
             .iter()
@@ -257,7 +257,7 @@ impl NodeCore {
             if !self.is_up(&peer) {
                 continue;
             }
-            let id = self.anti_entropy.next_exchange;
+            let id = ExchangeId(self.anti_entropy.next_exchange);
             self.anti_entropy.next_exchange += 1;
             self.anti_entropy.exchanges.insert(
                 id,
@@ -293,7 +293,7 @@ impl NodeCore {
         pairs
     }
 
-    fn end_exchange(&mut self, now: u64, id: u64, agreed: bool) {
+    fn end_exchange(&mut self, now: u64, id: ExchangeId, agreed: bool) {
         if let Some(exchange) = self.anti_entropy.exchanges.remove(&id)
             && agreed
         {
@@ -308,7 +308,7 @@ impl NodeCore {
     pub(super) fn anti_entropy_diff(
         &mut self,
         now: u64,
-        id: u64,
+        id: ExchangeId,
         result: Result<StoreResult, String>,
     ) {
         let (session, step) = match result {
@@ -347,7 +347,7 @@ impl NodeCore {
     pub(super) fn anti_entropy_diff_reply(
         &mut self,
         now: u64,
-        id: u64,
+        id: ExchangeId,
         session: Box<DiffInitiator>,
         result: Result<Response, String>,
     ) {
@@ -381,7 +381,7 @@ impl NodeCore {
 
     /// Fetches the peer's versions of the next batch of differing keys (once the rate limit and
     /// the foreground load allow), or ends the exchange.
-    fn anti_entropy_fetch(&mut self, now: u64, id: u64) {
+    fn anti_entropy_fetch(&mut self, now: u64, id: ExchangeId) {
         let Some(exchange) = self.anti_entropy.exchanges.get_mut(&id) else {
             return;
         };
@@ -407,7 +407,7 @@ impl NodeCore {
     pub(super) fn anti_entropy_fetched(
         &mut self,
         now: u64,
-        id: u64,
+        id: ExchangeId,
         result: Result<Response, String>,
     ) {
         let Some(partition) = self.anti_entropy.exchanges.get(&id).map(|e| e.partition) else {
@@ -433,7 +433,7 @@ impl NodeCore {
     pub(super) fn anti_entropy_applied(
         &mut self,
         now: u64,
-        id: u64,
+        id: ExchangeId,
         result: Result<StoreResult, String>,
     ) {
         if let Err(error) = result {

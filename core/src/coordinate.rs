@@ -16,27 +16,38 @@ use dynamo_storage::Durability;
 use dynamo_protocol::{ErrorKind, GetReply, PutReply, Request, Response};
 
 use super::serve::replica_op;
-use super::{NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult, failed, internal};
+use super::{
+    CoordinatorId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult, failed, internal,
+};
 
 /// What a coordinator's call to a replica answers.
 #[derive(Debug)]
 pub(super) enum AfterCall {
     /// A replica request sent to the peer `from`.
-    Reply { coordinator: u64, from: NodeId },
+    Reply {
+        coordinator: CoordinatorId,
+        from: NodeId,
+    },
 }
 
 /// What a coordinator's store operation answers.
 #[derive(Debug)]
 pub(super) enum AfterStore {
     /// Its `ReadLocal`.
-    Read(u64),
+    Read(CoordinatorId),
     /// Its `WriteLocal`.
-    Write(u64),
+    Write(CoordinatorId),
     /// A fallback coordinator's copy of its write, kept as a hint for the primary it stands in
     /// for; the write is reported to the coordinator once the hint is stored.
-    Hint { coordinator: u64, written: Object },
+    Hint {
+        coordinator: CoordinatorId,
+        written: Object,
+    },
     /// A replica request to this node (`from` is this node).
-    Reply { coordinator: u64, from: NodeId },
+    Reply {
+        coordinator: CoordinatorId,
+        from: NodeId,
+    },
 }
 
 /// A quorum machine the core runs.
@@ -123,7 +134,7 @@ pub(super) fn quorum_error(error: &QuorumError, down: &[NodeId]) -> Response {
 
 impl NodeCore {
     pub(super) fn start_coordinator(&mut self, now: u64, coordinator: Coordinator) {
-        let id = self.next_id().0;
+        let id = CoordinatorId(self.next_id().0);
         self.coordinators.insert(id, Box::new(coordinator));
         self.with_coordinator(now, id, |_| {});
     }
@@ -132,7 +143,7 @@ impl NodeCore {
     pub(super) fn coordinator_reply(
         &mut self,
         now: u64,
-        id: u64,
+        id: CoordinatorId,
         from: &NodeId,
         reply: ReplicaReply,
     ) {
@@ -141,12 +152,17 @@ impl NodeCore {
         });
     }
 
-    pub(super) fn coordinator_timeout(&mut self, now: u64, id: u64) {
+    pub(super) fn coordinator_timeout(&mut self, now: u64, id: CoordinatorId) {
         self.with_coordinator(now, id, |machine| machine.coordinator().handle_timeout(now));
     }
 
     /// Gives coordinator `id` an input, then carries out its commands until it waits again.
-    pub(super) fn with_coordinator(&mut self, now: u64, id: u64, input: impl FnOnce(&mut Machine)) {
+    pub(super) fn with_coordinator(
+        &mut self,
+        now: u64,
+        id: CoordinatorId,
+        input: impl FnOnce(&mut Machine),
+    ) {
         let Some(mut coordinator) = self.coordinators.remove(&id) else {
             return; // finished already: a late reply
         };

@@ -23,7 +23,8 @@ use dynamo_quorum::Object;
 use dynamo_ring::{NodeId, TransferPlan};
 
 use super::{
-    BATCH, CoreEvent, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult,
+    BATCH, CheckId, CoreEvent, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult,
+    TransferId,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -31,16 +32,16 @@ use dynamo_protocol::{Request, Response};
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AfterCall {
     /// A batch of transfer `0` sent to its new replica.
-    Sent(u64),
+    Sent(TransferId),
     /// The other current replicas' versions of handed-off keys, before the copy is dropped.
-    DropCheckFetched(u64),
+    DropCheckFetched(CheckId),
 }
 
 /// What a handoff store operation answers.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AfterStore {
     /// A batch of transfer `0` read.
-    Scanned(u64),
+    Scanned(TransferId),
     /// Handed-off copies dropped.
     Dropped,
 }
@@ -85,7 +86,7 @@ impl Transfer {
 #[derive(Debug)]
 struct Running {
     /// Names this transfer in the store operations and calls it is waiting for.
-    id: u64,
+    id: TransferId,
     transfer: Transfer,
     /// The node it goes to (resolved when it started).
     to: NodeId,
@@ -129,7 +130,7 @@ pub(super) struct Handoffs {
     /// Copies dropped once every replica held them, since the node started.
     dropped: u64,
     /// Acknowledged batches whose replicas are being asked whether they hold them.
-    drop_checks: BTreeMap<u64, DropCheck>,
+    drop_checks: BTreeMap<CheckId, DropCheck>,
     next_check: u64,
     /// Whether the transfers under way are worth reporting when they end: a ring change's
     /// plan, a restart or a leave, or a periodic sweep that found something to send.
@@ -195,7 +196,7 @@ impl Handoffs {
             .min()
     }
 
-    fn running_mut(&mut self, id: u64) -> Option<&mut Running> {
+    fn running_mut(&mut self, id: TransferId) -> Option<&mut Running> {
         self.running.iter_mut().find(|r| r.id == id)
     }
 }
@@ -398,7 +399,7 @@ impl NodeCore {
                 return;
             };
             self.handoffs.idle_until = None;
-            let id = self.handoffs.next_id;
+            let id = TransferId(self.handoffs.next_id);
             self.handoffs.next_id += 1;
             self.handoffs.running.push(Running {
                 id,
@@ -440,7 +441,7 @@ impl NodeCore {
     }
 
     /// Transfer `id` ended (done or given up): on to the next.
-    fn next_transfer(&mut self, now: u64, id: u64) {
+    fn next_transfer(&mut self, now: u64, id: TransferId) {
         self.handoffs.running.retain(|r| r.id != id);
         self.start_transfers(now);
     }
@@ -469,7 +470,7 @@ impl NodeCore {
         Ok(dropped)
     }
 
-    fn scan_more(&mut self, id: u64) {
+    fn scan_more(&mut self, id: TransferId) {
         let Some(running) = self.handoffs.running.iter().find(|r| r.id == id) else {
             return;
         };
@@ -484,7 +485,7 @@ impl NodeCore {
     pub(super) fn handoff_scanned(
         &mut self,
         now: u64,
-        id: u64,
+        id: TransferId,
         result: Result<StoreResult, String>,
     ) {
         let Some(running) = self.handoffs.running_mut(id) else {
@@ -514,7 +515,7 @@ impl NodeCore {
     }
 
     /// Sends the front batch, scans more, or ends the transfer.
-    fn send_batch(&mut self, now: u64, id: u64) {
+    fn send_batch(&mut self, now: u64, id: TransferId) {
         let Some(running) = self.handoffs.running_mut(id) else {
             return;
         };
@@ -533,7 +534,12 @@ impl NodeCore {
         self.call(now, &to, request, HANDOFF_TIMEOUT_MS, AfterCall::Sent(id));
     }
 
-    pub(super) fn handoff_sent(&mut self, now: u64, id: u64, result: &Result<Response, String>) {
+    pub(super) fn handoff_sent(
+        &mut self,
+        now: u64,
+        id: TransferId,
+        result: &Result<Response, String>,
+    ) {
         let leaving = self.status() == Some(dynamo_gossip::Status::Leaving);
         let Some(running) = self.handoffs.running_mut(id) else {
             return;
@@ -613,7 +619,7 @@ impl NodeCore {
         {
             return;
         }
-        let id = self.handoffs.next_check;
+        let id = CheckId(self.handoffs.next_check);
         self.handoffs.next_check += 1;
         let keys: Vec<Vec<u8>> = sent.iter().map(|(key, _)| key.clone()).collect();
         self.handoffs.drop_checks.insert(
@@ -644,7 +650,7 @@ impl NodeCore {
     }
 
     /// A replica's versions of a handed-off batch's keys.
-    pub(super) fn drop_check_fetched(&mut self, id: u64, result: &Result<Response, String>) {
+    pub(super) fn drop_check_fetched(&mut self, id: CheckId, result: &Result<Response, String>) {
         let Some(check) = self.handoffs.drop_checks.get_mut(&id) else {
             return;
         };
@@ -670,7 +676,7 @@ impl NodeCore {
     /// partition's key incarnations first, so should this node coordinate one of these keys
     /// again it starts a new one rather than mint a dot it already used for another version
     /// (kv679 at the key level: found by the simulator, seed 11239).
-    fn drop_if_covered(&mut self, id: u64) {
+    fn drop_if_covered(&mut self, id: CheckId) {
         let Some(check) = self.handoffs.drop_checks.remove(&id) else {
             return;
         };
@@ -718,7 +724,7 @@ impl NodeCore {
                 self.hand_off_unowned(now);
             }
         }
-        let retry: Vec<u64> = self
+        let retry: Vec<TransferId> = self
             .handoffs
             .running
             .iter()

@@ -177,6 +177,33 @@ pub struct RequestId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OpId(pub u64);
 
+/// Ids of the core's own work, one type per kind, so an id of one kind can never name work of
+/// another (they were all bare `u64`s, and a handoff id could look up an exchange).
+macro_rules! work_ids {
+    ($($(#[$doc:meta])* $name:ident),+ $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+            struct $name(u64);
+        )+
+    };
+}
+
+work_ids!(
+    /// A running quorum coordinator (drawn from the [`OpId`] counter).
+    CoordinatorId,
+    /// A bucket table push waiting for peers (drawn from the [`OpId`] counter).
+    PushId,
+    /// A key listing in progress (drawn from the [`OpId`] counter).
+    ListingId,
+    /// A partition transfer of handoff.
+    TransferId,
+    /// A check, after a handoff batch, that every current replica holds what was sent.
+    CheckId,
+    /// An anti-entropy exchange with one peer over one partition.
+    ExchangeId,
+);
+
 /// An effect for the driver to carry out.
 #[derive(Debug)]
 pub enum Output {
@@ -274,11 +301,11 @@ pub struct NodeCore {
     /// Running coordinators, boxed: each is taken out and put back for every input it gets,
     /// and a box moves in 8 bytes where a coordinator is about 500 (memmove fell from 6.5% to
     /// 5.3% of a node's time in a read load).
-    coordinators: BTreeMap<u64, Box<Coordinator>>,
+    coordinators: BTreeMap<CoordinatorId, Box<Coordinator>>,
     /// `(deadline, coordinator)` for every coordinator waiting on a timeout.
-    coordinator_timers: BTreeSet<(u64, u64)>,
+    coordinator_timers: BTreeSet<(u64, CoordinatorId)>,
     /// Bucket pushes waiting for peers: request and calls still out.
-    bucket_pushes: BTreeMap<u64, (RequestId, usize)>,
+    bucket_pushes: BTreeMap<PushId, (RequestId, usize)>,
     hints: HintDelivery,
     handoffs: Handoffs,
     reaper: reaper::Reaper,
@@ -288,7 +315,7 @@ pub struct NodeCore {
     /// Bumped whenever the ring in use changes.
     ring_generation: u64,
     /// Key listings in progress, by id.
-    listings: BTreeMap<u64, listing::Listing>,
+    listings: BTreeMap<ListingId, listing::Listing>,
     /// What this node counted since it started.
     counters: dynamo_protocol::NodeCounters,
     outputs: VecDeque<Output>,
@@ -566,7 +593,7 @@ impl NodeCore {
     pub fn handle_timeout(&mut self, now: u64) {
         self.gossip.handle_timeout(Duration::from_millis(now));
         self.after_gossip(now);
-        let due: Vec<u64> = self
+        let due: Vec<CoordinatorId> = self
             .coordinator_timers
             .iter()
             .take_while(|(at, _)| *at <= now)

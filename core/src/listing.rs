@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 
 use dynamo_ring::NodeId;
 
-use super::{NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult};
+use super::{ListingId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult};
 use dynamo_protocol::{
     ErrorKind, KeyPage, ListCursor, MAX_LIST_KEYS, Request, Response, valid_bucket_name,
 };
@@ -27,14 +27,14 @@ use dynamo_protocol::{
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AfterCall {
     /// A peer replica's keys for listing `0`.
-    Scanned(u64),
+    Scanned(ListingId),
 }
 
 /// What a listing's store operation answers.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AfterStore {
     /// This replica's keys for listing `0`.
-    Scanned(u64),
+    Scanned(ListingId),
     /// Serving a peer's key scan.
     ServeScanKeys(RequestId),
 }
@@ -120,7 +120,7 @@ impl NodeCore {
             errors: Vec::new(),
             soft_deadline: now + self.config.request_timeout_ms / 2,
         };
-        let listing_id = self.next_id().0;
+        let listing_id = ListingId(self.next_id().0);
         self.listings.insert(listing_id, listing);
         self.scan_listing_partition(now, listing_id);
     }
@@ -148,7 +148,7 @@ impl NodeCore {
     }
 
     /// Asks every reachable replica of the listing's partition for its keys.
-    fn scan_listing_partition(&mut self, now: u64, listing_id: u64) {
+    fn scan_listing_partition(&mut self, now: u64, listing_id: ListingId) {
         let Some(listing) = self.listings.get_mut(&listing_id) else {
             return;
         };
@@ -202,7 +202,7 @@ impl NodeCore {
     pub(super) fn listing_scanned(
         &mut self,
         now: u64,
-        listing_id: u64,
+        listing_id: ListingId,
         answer: Result<KeyPage, String>,
     ) {
         let Some(listing) = self.listings.get_mut(&listing_id) else {
@@ -273,7 +273,7 @@ impl NodeCore {
     }
 
     /// Answers a listing with its page (and where the next starts), or an error.
-    fn finish_listing(&mut self, listing_id: u64, next: Result<Option<ListCursor>, String>) {
+    fn finish_listing(&mut self, listing_id: ListingId, next: Result<Option<ListCursor>, String>) {
         let Some(listing) = self.listings.remove(&listing_id) else {
             return;
         };
