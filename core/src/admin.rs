@@ -7,7 +7,9 @@ use dynamo_ring::{NodeId, Ring};
 
 use dynamo_protocol::{BucketEntry, ClusterStatus, MemberStatus, Request, Response};
 
-use super::{CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, StoreOp, StoreResult};
+use super::{
+    CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, StoreError, StoreOp, StoreResult,
+};
 
 /// What an administrative call answers.
 #[derive(Debug, Clone, Copy)]
@@ -146,7 +148,7 @@ impl NodeCore {
     pub(super) fn admin_store_done(
         &mut self,
         after: AfterStore,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         let AfterStore::StatusHints(request, mut status) = after;
         match result {

@@ -26,7 +26,7 @@ use dynamo_merkle::{DiffInitiator, Step};
 use dynamo_ring::NodeId;
 
 use super::admission::Admission;
-use super::{BATCH, ExchangeId, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
+use super::{BATCH, ExchangeId, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult};
 use dynamo_protocol::{Request, Response};
 
 /// What an anti-entropy call answers.
@@ -309,7 +309,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         id: ExchangeId,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         let (session, step) = match result {
             Ok(StoreResult::DiffStarted(session, request)) => (session, Step::Send(request)),
@@ -434,7 +434,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         id: ExchangeId,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         if let Err(error) = result {
             self.problem(format!(
@@ -467,7 +467,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         after: AfterStore,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         match after {
             AfterStore::Diff(id) => self.anti_entropy_diff(now, id, result),

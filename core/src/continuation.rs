@@ -10,8 +10,8 @@
 use dynamo_protocol::Response;
 
 use super::{
-    NodeCore, StoreResult, admin, anti_entropy, client, coordinate, handoff, hints, listing,
-    reaper, serve,
+    NodeCore, StoreError, StoreResult, admin, anti_entropy, client, coordinate, handoff, hints,
+    listing, reaper, serve,
 };
 
 /// What the answer to a call is for, by the part of the core that made the call.
@@ -97,7 +97,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         then: StoreFor,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         match then {
             StoreFor::Coordinator(after) => self.coordinator_store_done(now, after, result),

@@ -17,7 +17,8 @@ use dynamo_protocol::{ErrorKind, GetReply, PutReply, Request, Response};
 
 use super::serve::replica_op;
 use super::{
-    CoordinatorId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult, failed, internal,
+    CoordinatorId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult, failed,
+    internal,
 };
 
 /// What a coordinator's call to a replica answers.
@@ -344,14 +345,14 @@ impl NodeCore {
         &mut self,
         now: u64,
         after: AfterStore,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         match after {
             AfterStore::Read(coordinator) => {
                 let read = match result {
                     Ok(StoreResult::Found(found)) => Ok(found),
                     Ok(other) => Err(self.wrong_kind("a coordinator's read", &other)),
-                    Err(error) => Err(error),
+                    Err(error) => Err(error.to_string()),
                 };
                 self.with_coordinator(now, coordinator, |machine| {
                     if let Machine::Put(put) = machine {
@@ -384,7 +385,7 @@ impl NodeCore {
                 let written = match result {
                     Ok(StoreResult::Stored(object)) => Ok(object),
                     Ok(other) => Err(self.wrong_kind("a coordinator's write", &other)),
-                    Err(error) => Err(error),
+                    Err(error) => Err(error.to_string()),
                 };
                 self.with_coordinator(now, coordinator, |machine| {
                     if let Machine::Put(put) = machine {
@@ -396,7 +397,7 @@ impl NodeCore {
                 coordinator,
                 written,
             } => {
-                let written = result.map(|_| written);
+                let written = result.map(|_| written).map_err(|e| e.to_string());
                 self.with_coordinator(now, coordinator, |machine| {
                     if let Machine::Put(put) = machine {
                         put.handle_local_write(now, written);

@@ -23,8 +23,8 @@ use dynamo_quorum::Object;
 use dynamo_ring::{NodeId, TransferPlan};
 
 use super::{
-    BATCH, CheckId, CoreEvent, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult,
-    TransferId,
+    BATCH, CheckId, CoreEvent, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp,
+    StoreResult, TransferId,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -486,7 +486,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         id: TransferId,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         let Some(running) = self.handoffs.running_mut(id) else {
             return;
@@ -696,7 +696,7 @@ impl NodeCore {
     }
 
     /// Copies dropped after a handoff batch was acknowledged.
-    pub(super) fn handed_off_dropped(&mut self, result: Result<StoreResult, String>) {
+    pub(super) fn handed_off_dropped(&mut self, result: Result<StoreResult, StoreError>) {
         match result {
             Ok(StoreResult::Dropped(dropped)) => self.handoffs.dropped += dropped as u64,
             other => self.problem(format!(
@@ -760,7 +760,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         after: AfterStore,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         match after {
             AfterStore::Scanned(transfer) => self.handoff_scanned(now, transfer, result),

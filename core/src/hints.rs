@@ -15,7 +15,9 @@ use dynamo_quorum::Value;
 use dynamo_ring::NodeId;
 use dynamo_storage::{Durability, Hint};
 
-use super::{BATCH, CoreEvent, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
+use super::{
+    BATCH, CoreEvent, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult,
+};
 use dynamo_protocol::{Request, Response};
 
 /// What a hint delivery's call answers.
@@ -102,7 +104,7 @@ impl NodeCore {
         }
     }
 
-    pub(super) fn hint_owners_read(&mut self, now: u64, result: Result<StoreResult, String>) {
+    pub(super) fn hint_owners_read(&mut self, now: u64, result: Result<StoreResult, StoreError>) {
         if let Ok(StoreResult::Owners(owners)) = result {
             self.hints.holds_none = owners.iter().all(|owner| owner == self.me.as_str());
             self.hints.owners = owners.into();
@@ -134,7 +136,7 @@ impl NodeCore {
         self.hints.next_round = Some(now + HINT_INTERVAL_MS);
     }
 
-    pub(super) fn hints_read(&mut self, now: u64, result: Result<StoreResult, String>) {
+    pub(super) fn hints_read(&mut self, now: u64, result: Result<StoreResult, StoreError>) {
         if let Ok(StoreResult::Hints(hints)) = result {
             self.hints.queue = hints.into();
         }
@@ -218,7 +220,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         sent: HintInFlight,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         let response = match result {
             Ok(StoreResult::Stored(stored)) => Ok(Response::Stored(stored)),
@@ -266,7 +268,7 @@ impl NodeCore {
         }
     }
 
-    pub(super) fn hint_removed(&mut self, now: u64, result: Result<StoreResult, String>) {
+    pub(super) fn hint_removed(&mut self, now: u64, result: Result<StoreResult, StoreError>) {
         if let Err(error) = result {
             self.problem(format!("could not drop a delivered hint: {error}"));
         }
@@ -291,7 +293,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         after: AfterStore,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         match after {
             AfterStore::Owners => self.hint_owners_read(now, result),

@@ -44,7 +44,9 @@ use dynamo_ring::{Member, NodeId, Ring};
 use dynamo_storage::Durability;
 use dynamo_vclock::Actor;
 
-pub use store_ops::{GET_MANY_MAX_BYTES, StoreOp, StoreResult, execute, load_saved_state};
+pub use store_ops::{
+    GET_MANY_MAX_BYTES, StoreError, StoreErrorKind, StoreOp, StoreResult, execute, load_saved_state,
+};
 
 use anti_entropy::AntiEntropy;
 use continuation::{CallFor, StoreFor};
@@ -574,7 +576,12 @@ impl NodeCore {
     }
 
     /// The result of store operation `id`.
-    pub fn handle_store_result(&mut self, now: u64, id: OpId, result: Result<StoreResult, String>) {
+    pub fn handle_store_result(
+        &mut self,
+        now: u64,
+        id: OpId,
+        result: Result<StoreResult, StoreError>,
+    ) {
         let Some(then) = self.store_ops.remove(&id) else {
             let kind = if self.calls.contains_key(&id) {
                 "a call"
@@ -741,7 +748,7 @@ impl NodeCore {
     }
 
     /// A save of `name` finished: answer its waiters, then start the waiting save, if any.
-    fn state_saved(&mut self, name: &'static str, result: Result<StoreResult, String>) {
+    fn state_saved(&mut self, name: &'static str, result: Result<StoreResult, StoreError>) {
         let Some(slot) = self.saves.get_mut(name) else {
             return;
         };

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 
 use dynamo_ring::NodeId;
 
-use super::{ListingId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreOp, StoreResult};
+use super::{ListingId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult};
 use dynamo_protocol::{
     ErrorKind, KeyPage, ListCursor, MAX_LIST_KEYS, Request, Response, valid_bucket_name,
 };
@@ -315,12 +315,12 @@ impl NodeCore {
         &mut self,
         now: u64,
         after: AfterStore,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         let page = match result {
             Ok(StoreResult::Keys(page)) => Ok(page),
             Ok(other) => Err(self.wrong_kind("a key scan", &other)),
-            Err(error) => Err(error),
+            Err(error) => Err(error.to_string()),
         };
         match after {
             AfterStore::Scanned(listing) => self.listing_scanned(now, listing, page),

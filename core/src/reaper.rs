@@ -20,7 +20,7 @@ use dynamo_quorum::{ReapCoordinator, ReapOutcome, ReapRequest, is_deleted, newes
 use dynamo_ring::NodeId;
 
 use super::coordinate::{Coordinator, Machine};
-use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreOp, StoreResult};
+use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult};
 
 /// What the reaper's store operation answers.
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +158,7 @@ impl NodeCore {
         }
     }
 
-    pub(super) fn reaper_scanned(&mut self, now: u64, result: Result<StoreResult, String>) {
+    pub(super) fn reaper_scanned(&mut self, now: u64, result: Result<StoreResult, StoreError>) {
         self.reaper.busy = false;
         let grace = self.config.tombstone_grace_ms;
         match result {
@@ -242,7 +242,7 @@ impl NodeCore {
         &mut self,
         now: u64,
         after: AfterStore,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     ) {
         let AfterStore::Scanned = after;
         self.reaper_scanned(now, result);

@@ -9,7 +9,9 @@ use dynamo_storage::Durability;
 
 use dynamo_protocol::{ErrorKind, Response};
 
-use super::{NodeCore, RequestId, StoreOp, StoreResult, failed, internal};
+use super::{
+    NodeCore, RequestId, StoreError, StoreErrorKind, StoreOp, StoreResult, failed, internal,
+};
 
 /// What a served request's store operation answers.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +90,7 @@ impl NodeCore {
 
 impl NodeCore {
     /// Answers the served request with its store operation's result.
-    pub(super) fn served(&mut self, after: AfterStore, result: Result<StoreResult, String>) {
+    pub(super) fn served(&mut self, after: AfterStore, result: Result<StoreResult, StoreError>) {
         let (request, response) = match after {
             AfterStore::Replica(request) => {
                 (request, Response::Replica(self.replica_reply(result)))
@@ -97,14 +99,14 @@ impl NodeCore {
                 let response = match result {
                     Ok(StoreResult::Stored(object)) => Response::Stored(object),
                     Ok(other) => internal(self.wrong_kind("a delivered hint", &other)),
-                    Err(error) => internal(error),
+                    Err(error) => internal(error.to_string()),
                 };
                 (request, response)
             }
             AfterStore::HandoffApplied(request) => {
                 let response = match result {
                     Ok(_) => Response::Ack,
-                    Err(error) => internal(error),
+                    Err(error) => internal(error.to_string()),
                 };
                 (request, response)
             }
@@ -112,7 +114,11 @@ impl NodeCore {
                 let response = match result {
                     Ok(StoreResult::DiffAnswer(reply)) => Response::Diff(reply),
                     Ok(other) => internal(self.wrong_kind("a diff answer", &other)),
-                    Err(error) => Response::error(ErrorKind::BadRequest, error),
+                    // A malformed step is the peer's fault; a failing disk is ours.
+                    Err(error) if error.kind == StoreErrorKind::Refused => {
+                        Response::error(ErrorKind::BadRequest, error.message)
+                    }
+                    Err(error) => internal(error.message),
                 };
                 (request, response)
             }
@@ -120,7 +126,7 @@ impl NodeCore {
                 let response = match result {
                     Ok(StoreResult::Scanned(entries)) => Response::Entries(entries),
                     Ok(other) => internal(self.wrong_kind("a fetch", &other)),
-                    Err(error) => internal(error),
+                    Err(error) => internal(error.to_string()),
                 };
                 (request, response)
             }
@@ -128,7 +134,7 @@ impl NodeCore {
                 let response = match result {
                     Ok(StoreResult::Roots(roots)) => Response::Roots(roots),
                     Ok(other) => internal(self.wrong_kind("the Merkle roots", &other)),
-                    Err(error) => internal(error),
+                    Err(error) => internal(error.to_string()),
                 };
                 (request, response)
             }
@@ -137,14 +143,17 @@ impl NodeCore {
     }
 
     /// The replica reply for the result of [`replica_op`].
-    pub(super) fn replica_reply(&mut self, result: Result<StoreResult, String>) -> ReplicaReply {
+    pub(super) fn replica_reply(
+        &mut self,
+        result: Result<StoreResult, StoreError>,
+    ) -> ReplicaReply {
         match result {
             Ok(StoreResult::Found(Some(object))) => ReplicaReply::Found(object),
             Ok(StoreResult::Found(None)) => ReplicaReply::NotFound,
             Ok(StoreResult::Stored(_) | StoreResult::Done) => ReplicaReply::Written,
             Ok(StoreResult::Reaped(reaped)) => ReplicaReply::Reaped(reaped),
             Ok(other) => failed(self.wrong_kind("a replica operation", &other)),
-            Err(error) => failed(error),
+            Err(error) => failed(error.to_string()),
         }
     }
 }

@@ -259,9 +259,67 @@ impl StoreResult {
     }
 }
 
+/// Why a store operation failed. Its kind says whose fault it is, which is what the core
+/// decides on; the message is for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// Whose fault.
+    pub kind: StoreErrorKind,
+    /// What happened.
+    pub message: String,
+}
+
+/// Whose fault a failed store operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The input is not acceptable (a key or value over the limits, a malformed diff step, a
+    /// bad node-state name): the request is at fault, and nothing was written.
+    Refused,
+    /// The disk or the engine failed (full, an I/O error, a journal poisoned by a failed
+    /// fsync): this node is at fault, and the write may or may not be there.
+    Failed,
+    /// What is on disk does not decode, or belongs to another node.
+    Corrupt,
+}
+
+impl From<dynamo_storage::StorageError> for StoreError {
+    fn from(error: dynamo_storage::StorageError) -> Self {
+        use dynamo_storage::StorageError as E;
+        let kind = match &error {
+            E::KeyTooLarge { .. }
+            | E::ValueTooLarge { .. }
+            | E::InvalidNodeId { .. }
+            | E::InvalidStateName { .. }
+            | E::NodeStateTooLarge { .. }
+            | E::Encode(_) => StoreErrorKind::Refused,
+            E::Corrupt { .. } | E::NodeIdMismatch { .. } => StoreErrorKind::Corrupt,
+            // The disk or the engine (I/O, poisoned), and any kind added to the store later
+            // until it is told apart here.
+            _ => StoreErrorKind::Failed,
+        };
+        StoreError {
+            kind,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<dynamo_merkle::MerkleError> for StoreError {
+    fn from(error: dynamo_merkle::MerkleError) -> Self {
+        StoreError {
+            kind: StoreErrorKind::Refused,
+            message: error.to_string(),
+        }
+    }
+}
+
 /// Runs `op` on `store`. A store error becomes its message: the core reports it and never
 /// panics on it.
-pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<StoreResult, String> {
+pub fn execute<S: Store<Value> + ?Sized>(
+    store: &S,
+    op: StoreOp,
+) -> Result<StoreResult, StoreError> {
     let result = match op {
         StoreOp::Get { partition, key } => store.get(partition, &key).map(StoreResult::Found),
         StoreOp::GetSynced { partition, key } => store
@@ -391,7 +449,7 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
             return with_tree_and_keys(store, partition, needs_keys, |tree, keys| {
                 session
                     .on_reply(tree, keys, reply)
-                    .map_err(|e| e.to_string())
+                    .map_err(StoreError::from)
             })
             .map(|step| StoreResult::DiffStepped(session, step));
         }
@@ -403,12 +461,12 @@ pub fn execute<S: Store<Value> + ?Sized>(store: &S, op: StoreOp) -> Result<Store
             return with_tree_and_keys(store, partition, needs_keys, |tree, keys| {
                 dynamo_merkle::DiffResponder::new()
                     .handle(tree, keys, &request)
-                    .map_err(|e| e.to_string())
+                    .map_err(StoreError::from)
             })
             .map(StoreResult::DiffAnswer);
         }
     };
-    result.map_err(|error| error.to_string())
+    result.map_err(StoreError::from)
 }
 
 /// Runs `step` on the partition's tree and, when `needs_keys`, its `(key, hash)` index from one
@@ -420,18 +478,16 @@ fn with_tree_and_keys<S, T>(
     step: impl FnOnce(
         &dynamo_merkle::MerkleTree,
         &dyn dynamo_merkle::SegmentSource,
-    ) -> Result<T, String>,
-) -> Result<T, String>
+    ) -> Result<T, StoreError>,
+) -> Result<T, StoreError>
 where
     S: Store<Value> + ?Sized,
 {
     if needs_keys {
-        let digest = store
-            .partition_digest(partition)
-            .map_err(|e| e.to_string())?;
+        let digest = store.partition_digest(partition)?;
         step(&digest.tree, &digest.index)
     } else {
-        let tree = store.merkle_tree(partition).map_err(|e| e.to_string())?;
+        let tree = store.merkle_tree(partition)?;
         let no_keys = |_segment: u32| -> Vec<KeyEntry> { Vec::new() };
         step(&tree, &no_keys)
     }
@@ -475,8 +531,10 @@ fn get_many<S: Store<Value> + ?Sized>(
 }
 
 /// Reads the node state a core starts from (see [`crate::SavedState`]).
-pub fn load_saved_state<S: Store<Value> + ?Sized>(store: &S) -> Result<crate::SavedState, String> {
-    let read = |name| store.node_state(name).map_err(|e| e.to_string());
+pub fn load_saved_state<S: Store<Value> + ?Sized>(
+    store: &S,
+) -> Result<crate::SavedState, StoreError> {
+    let read = |name| store.node_state(name).map_err(StoreError::from);
     Ok(crate::SavedState {
         ring: read(crate::STATE_RING)?,
         buckets: read(crate::STATE_BUCKETS)?,
@@ -528,4 +586,48 @@ fn page(mut keys: Vec<Vec<u8>>, limit: usize, partition: u32) -> dynamo_protocol
         after: keys.last().cloned(),
     });
     dynamo_protocol::KeyPage { keys, next }
+}
+
+#[cfg(test)]
+mod tests {
+    use dynamo_storage::StorageError;
+
+    use super::{StoreError, StoreErrorKind};
+
+    /// Whose fault a store error is decides the answer: a refused input is the request's
+    /// (bad request), a failing disk this node's (internal), corrupt data the store's.
+    #[test]
+    fn store_errors_say_whose_fault_they_are() {
+        let cases = [
+            (
+                StorageError::KeyTooLarge {
+                    len: 70_000,
+                    max: 65_275,
+                },
+                StoreErrorKind::Refused,
+            ),
+            (
+                StorageError::Io(std::io::Error::other("No space left on device")),
+                StoreErrorKind::Failed,
+            ),
+            (
+                StorageError::Engine("Poisoned".into()),
+                StoreErrorKind::Failed,
+            ),
+            (
+                StorageError::Corrupt {
+                    space: "data",
+                    key: b"k".to_vec(),
+                    reason: "bad format byte".into(),
+                },
+                StoreErrorKind::Corrupt,
+            ),
+        ];
+        for (error, kind) in cases {
+            let message = error.to_string();
+            let typed = StoreError::from(error);
+            assert_eq!(typed.kind, kind, "{message}");
+            assert_eq!(typed.message, message);
+        }
+    }
 }

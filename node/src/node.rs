@@ -33,7 +33,8 @@ use dynamo_client::address::{NodeAddress, Resolver};
 use dynamo_client::tls::{Identity, PeerIdentity, Role, TlsConfig};
 use dynamo_client::transport::{Endpoint, TransportOptions};
 use dynamo_core::{
-    self, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult,
+    self, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId, StoreError, StoreOp,
+    StoreResult,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -144,7 +145,7 @@ pub struct Node {
 
 /// What the driver's own tasks report back.
 enum Completion {
-    Store(OpId, Result<StoreResult, String>),
+    Store(OpId, Result<StoreResult, StoreError>),
     /// Stop taking client requests; end once open requests are answered or after `grace`.
     Shutdown {
         grace: Duration,
@@ -226,7 +227,9 @@ impl Node {
                 _ => Ok((store, saved)),
             })?
         };
-        let saved = saved.as_mut().map_err(|e| NodeError::Config(e.clone()))?;
+        let saved = saved
+            .as_mut()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         if saved.ring.is_none() {
             // Nodes before the store kept node state saved the ring beside it.
             saved.ring = read_legacy_ring(&config.data_dir)?;
@@ -432,7 +435,7 @@ fn spawn_saver(
             let store = store.clone();
             let result = tokio::task::spawn_blocking(move || dynamo_core::execute(&*store, op))
                 .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+                .unwrap_or_else(|e| Err(crate::write_lane::failed(e.to_string())));
             let _ = completions.send(Completion::Store(id, result));
         }
     });
@@ -624,7 +627,7 @@ impl Driver {
                 Box::new(move || drop(notices.send(fingerprint))) as OnSuccess
             });
             if let Err(id) = self.writes.submit(Write { id, op, on_success }) {
-                let error = "the write lane has stopped".to_string();
+                let error = crate::write_lane::failed("the write lane has stopped");
                 self.core
                     .handle_store_result(self.clock.now(), id, Err(error));
             }

@@ -22,7 +22,7 @@ use std::thread;
 
 use dynamo_storage::{Durability, Store};
 
-use dynamo_core::{OpId, StoreOp, StoreResult};
+use dynamo_core::{OpId, StoreError, StoreErrorKind, StoreOp, StoreResult};
 
 /// Most writes one fsync covers; the rest wait for the next one.
 const MAX_RUN: usize = 256;
@@ -31,7 +31,7 @@ const MAX_RUN: usize = 256;
 pub(crate) type OnSuccess = Box<dyn FnOnce() + Send>;
 
 /// What the lane reports a write's outcome to.
-pub(crate) type Report = Box<dyn Fn(OpId, Result<StoreResult, String>) + Send>;
+pub(crate) type Report = Box<dyn Fn(OpId, Result<StoreResult, StoreError>) + Send>;
 
 /// One write for the lane.
 pub(crate) struct Write {
@@ -72,7 +72,7 @@ impl WriteLane {
 fn run<S: Store<dynamo_quorum::Value> + ?Sized>(
     store: &S,
     writes: &mpsc::Receiver<Write>,
-    report: &dyn Fn(OpId, Result<StoreResult, String>),
+    report: &dyn Fn(OpId, Result<StoreResult, StoreError>),
 ) {
     let mut done = Vec::with_capacity(MAX_RUN);
     while let Ok(first) = writes.recv() {
@@ -90,15 +90,16 @@ fn run<S: Store<dynamo_quorum::Value> + ?Sized>(
             };
         }
         let fsync = if needs_fsync {
-            guarded(|| store.flush().map_err(|error| error.to_string()))
+            guarded(|| store.flush().map_err(StoreError::from))
         } else {
             Ok(())
         };
         for (id, durable, result, on_success) in done.drain(..) {
             let result = match (result, &fsync) {
-                (Ok(_), Err(error)) if durable => {
-                    Err(format!("the write could not be made durable: {error}"))
-                }
+                (Ok(_), Err(error)) if durable => Err(StoreError {
+                    kind: error.kind,
+                    message: format!("the write could not be made durable: {error}"),
+                }),
                 (result, _) => result,
             };
             if result.is_ok()
@@ -125,15 +126,23 @@ fn take_durability(op: &mut StoreOp) -> bool {
 pub(crate) fn execute_guarded<S: Store<dynamo_quorum::Value> + ?Sized>(
     store: &S,
     op: StoreOp,
-) -> Result<StoreResult, String> {
+) -> Result<StoreResult, StoreError> {
     guarded(|| dynamo_core::execute(store, op))
 }
 
 /// A panic in the store is an error for this operation, not a lost answer, a dead lane or a
 /// dead driver.
-fn guarded<T>(work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+fn guarded<T>(work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-        .unwrap_or_else(|_| Err("the store panicked on this operation".to_string()))
+        .unwrap_or_else(|_| Err(failed("the store panicked on this operation")))
+}
+
+/// A store error that is this node's fault (the disk, the engine, the lane itself).
+pub(crate) fn failed(message: impl Into<String>) -> StoreError {
+    StoreError {
+        kind: StoreErrorKind::Failed,
+        message: message.into(),
+    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ mod workload;
 use std::collections::{BTreeMap, BTreeSet};
 
 use dynamo_core::{
-    CoreConfig, CoreEvent, NodeCore, OpId, Output, RequestId, StoreOp, StoreResult, execute,
-    load_saved_state,
+    CoreConfig, CoreEvent, NodeCore, OpId, Output, RequestId, StoreError, StoreOp, StoreResult,
+    execute, load_saved_state,
 };
 use dynamo_protocol::{BucketProps, Request, Response};
 use dynamo_protocol::{PeerIdentity, Role};
@@ -89,7 +89,7 @@ enum Event {
         node: usize,
         incarnation: u64,
         op: OpId,
-        result: Result<StoreResult, String>,
+        result: Result<StoreResult, StoreError>,
     },
     /// A node's timer.
     Timer { node: usize, incarnation: u64 },

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use dynamo_core::{NodeCore, StoreOp, StoreResult};
+use dynamo_core::{NodeCore, StoreError, StoreOp, StoreResult};
 use dynamo_protocol::{Request, Response};
 use dynamo_quorum::{Object, ReplicaReply, ReplicaRequest, Value};
 use dynamo_storage::{Durability, MemoryStore, Store};
@@ -370,7 +370,7 @@ pub(super) fn describe_store_op(op: &StoreOp) -> String {
 }
 
 /// A store result, short.
-pub(super) fn describe_store_result(result: &Result<StoreResult, String>) -> String {
+pub(super) fn describe_store_result(result: &Result<StoreResult, StoreError>) -> String {
     match result {
         Ok(StoreResult::Found(Some(object)) | StoreResult::Stored(object)) => versions_text(object),
         Ok(StoreResult::Found(None)) => "absent".into(),
