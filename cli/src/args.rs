@@ -42,83 +42,16 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Node(NodeCommand),
     /// Start a node that joins the cluster of SEED (paper 4.8.1).
-    Join {
-        /// Address of a member of the cluster (HOST:PORT; an IP address or a DNS name).
-        seed: NodeAddress,
-        /// Take the place of member NAME, which is down for good: it leaves the ring and this
-        /// node joins in the same ring change, taking over its partitions (anti-entropy fills
-        /// them from the surviving replicas).
-        #[arg(long, value_name = "NAME")]
-        replace: Option<String>,
-        #[command(flatten)]
-        node: NodeArgs,
-    },
+    Join(JoinArgs),
     /// Ask the member NAME to leave the cluster; its partitions move to the others. Needs an
     /// admin certificate.
     Leave(MemberChange),
     /// Write a value.
-    Put {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// Value (or use --file).
-        value: Option<String>,
-        /// Read the value from a file.
-        #[arg(long, conflicts_with = "value")]
-        file: Option<PathBuf>,
-        /// Context token from the read this write follows.
-        #[arg(long)]
-        context: Option<String>,
-        /// Write quorum for this request.
-        #[arg(long)]
-        w: Option<usize>,
-        /// Primary write quorum for this request.
-        #[arg(long)]
-        pw: Option<usize>,
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Put(PutArgs),
     /// Read a key: every sibling and the context token.
-    Get {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// Read quorum for this request.
-        #[arg(long)]
-        r: Option<usize>,
-        /// Primary read quorum for this request.
-        #[arg(long)]
-        pr: Option<usize>,
-        /// Write the value's exact bytes to stdout, nothing else (one value only).
-        #[arg(long, conflicts_with_all = ["output", "json"])]
-        raw: bool,
-        /// Write the value's exact bytes to FILE (one value only).
-        #[arg(long, conflicts_with = "json")]
-        output: Option<PathBuf>,
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Get(GetArgs),
     /// Delete a key (a tombstone that supersedes what the context saw).
-    Delete {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// Context token from the read this delete follows; without one, the key is read first
-        /// and every version that read saw is deleted.
-        #[arg(long)]
-        context: Option<String>,
-        /// Read quorum of the read a delete without --context starts with.
-        #[arg(long)]
-        r: Option<usize>,
-        /// Write quorum for the tombstone.
-        #[arg(long)]
-        w: Option<usize>,
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Delete(DeleteArgs),
     /// Buckets: namespaces with their own N, R, W.
     #[command(subcommand)]
     Bucket(BucketCommand),
@@ -257,37 +190,7 @@ pub(crate) enum HandoffCommand {
 #[derive(Subcommand)]
 pub(crate) enum BucketCommand {
     /// Create a bucket (`--update` changes an existing one). Needs an admin certificate.
-    Create {
-        /// Bucket name: 1 to 64 characters of a-z 0-9 _ -.
-        name: String,
-        /// Replicas per key.
-        #[arg(long, default_value_t = 3)]
-        n: usize,
-        /// Read quorum.
-        #[arg(long, default_value_t = 2)]
-        r: usize,
-        /// Write quorum.
-        #[arg(long, default_value_t = 2)]
-        w: usize,
-        /// Primary read quorum.
-        #[arg(long, default_value_t = 0)]
-        pr: usize,
-        /// Primary write quorum.
-        #[arg(long, default_value_t = 0)]
-        pw: usize,
-        /// How concurrent versions resolve on read: siblings (every version, with the context),
-        /// lww (newest write wins), max (largest integer), union (set union: the paper's cart,
-        /// removed items can come back) or cart (observed-remove set: removes stay removed).
-        /// Chosen at creation; it cannot change.
-        #[arg(long, default_value = "siblings")]
-        resolver: Resolver,
-        /// Change the bucket if it exists (without it, an existing bucket is left as it is and
-        /// the command fails).
-        #[arg(long)]
-        update: bool,
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Create(CreateBucketArgs),
     /// List buckets.
     List {
         #[command(flatten)]
@@ -502,4 +405,121 @@ pub(crate) enum DevCommand {
     /// mode, workloads A, B, C, F and W at several concurrencies, the transport ceiling and
     /// server- against client-driven coordination; writes a Markdown report.
     Bench(matrix::MatrixArgs),
+}
+
+/// `dynamo put`.
+#[derive(Args)]
+pub(crate) struct PutArgs {
+    /// Bucket.
+    pub(crate) bucket: String,
+    /// Key.
+    pub(crate) key: String,
+    /// Value (or use --file).
+    pub(crate) value: Option<String>,
+    /// Read the value from a file.
+    #[arg(long, conflicts_with = "value")]
+    pub(crate) file: Option<PathBuf>,
+    /// Context token from the read this write follows.
+    #[arg(long)]
+    pub(crate) context: Option<String>,
+    /// Write quorum for this request.
+    #[arg(long)]
+    pub(crate) w: Option<usize>,
+    /// Primary write quorum for this request.
+    #[arg(long)]
+    pub(crate) pw: Option<usize>,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// `dynamo get`.
+#[derive(Args)]
+pub(crate) struct GetArgs {
+    /// Bucket.
+    pub(crate) bucket: String,
+    /// Key.
+    pub(crate) key: String,
+    /// Read quorum for this request.
+    #[arg(long)]
+    pub(crate) r: Option<usize>,
+    /// Primary read quorum for this request.
+    #[arg(long)]
+    pub(crate) pr: Option<usize>,
+    /// Write the value's exact bytes to stdout, nothing else (one value only).
+    #[arg(long, conflicts_with_all = ["output", "json"])]
+    pub(crate) raw: bool,
+    /// Write the value's exact bytes to FILE (one value only).
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// `dynamo delete`.
+#[derive(Args)]
+pub(crate) struct DeleteArgs {
+    /// Bucket.
+    pub(crate) bucket: String,
+    /// Key.
+    pub(crate) key: String,
+    /// Context token from the read this delete follows; without one, the key is read first
+    /// and every version that read saw is deleted.
+    #[arg(long)]
+    pub(crate) context: Option<String>,
+    /// Read quorum of the read a delete without --context starts with.
+    #[arg(long)]
+    pub(crate) r: Option<usize>,
+    /// Write quorum for the tombstone.
+    #[arg(long)]
+    pub(crate) w: Option<usize>,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// `dynamo join`.
+#[derive(Args)]
+pub(crate) struct JoinArgs {
+    /// Address of a member of the cluster (HOST:PORT; an IP address or a DNS name).
+    pub(crate) seed: NodeAddress,
+    /// Take the place of member NAME, which is down for good: it leaves the ring and this
+    /// node joins in the same ring change, taking over its partitions (anti-entropy fills
+    /// them from the surviving replicas).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) replace: Option<String>,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+}
+
+/// `dynamo bucket create`.
+#[derive(Args)]
+pub(crate) struct CreateBucketArgs {
+    /// Bucket name: 1 to 64 characters of a-z 0-9 _ -.
+    pub(crate) name: String,
+    /// Replicas per key.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) n: usize,
+    /// Read quorum.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) r: usize,
+    /// Write quorum.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) w: usize,
+    /// Primary read quorum.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) pr: usize,
+    /// Primary write quorum.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) pw: usize,
+    /// How concurrent versions resolve on read: siblings (every version, with the context),
+    /// lww (newest write wins), max (largest integer), union (set union: the paper's cart,
+    /// removed items can come back) or cart (observed-remove set: removes stay removed).
+    /// Chosen at creation; it cannot change.
+    #[arg(long, default_value = "siblings")]
+    pub(crate) resolver: Resolver,
+    /// Change the bucket if it exists (without it, an existing bucket is left as it is and
+    /// the command fails).
+    #[arg(long)]
+    pub(crate) update: bool,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
 }

@@ -21,6 +21,8 @@ mod args;
 mod bench;
 mod bench_http;
 mod cert;
+mod cluster;
+mod data;
 mod dev;
 mod matrix;
 mod print;
@@ -35,16 +37,10 @@ use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use dynamo_client::Client;
 use dynamo_client::address::NodeAddress;
-use dynamo_client::sets::SetOp;
 use dynamo_client::tls::{Identity, TlsConfig, TlsError};
 use dynamo_node::{Node, NodeConfig};
-use dynamo_protocol::{BucketProps, Request, RequestOptions, Response};
 
-use args::{BucketCommand, CartCommand, Cli, Command, DevCommand, HandoffCommand, NodeCommand};
-use print::{
-    anti_entropy_line, handoff_line, member_state, print_get, print_set, reaper_line, shown,
-    write_exact,
-};
+use args::{BucketCommand, Cli, Command, DevCommand, HandoffCommand, JoinArgs, NodeCommand};
 
 /// jemalloc hands memory freed after a burst (a client's flood of partial frames, a large
 /// handoff) back to the OS within seconds; glibc's allocator kept a node's peak for good.
@@ -227,11 +223,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             init_logging(&cli.log_format);
             serve(args.to_config()?).await
         }
-        Command::Join {
+        Command::Join(JoinArgs {
             seed,
             replace,
             node,
-        } => {
+        }) => {
             init_logging(&cli.log_format);
             let mut config = node.to_config()?;
             config.seeds = vec![seed];
@@ -240,138 +236,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             config.rejoin = true;
             serve(config).await
         }
-        Command::Node(NodeCommand::Remove(change)) => {
-            let name = &change.name;
-            confirm(
-                &format!(
-                    "{name} will be taken out of the ring for good; its partitions get new owners"
-                ),
-                change.yes,
-            )?;
-            let request = Request::RemoveNode { name: name.clone() };
-            let answer = change
-                .connection
-                .client()?
-                .request_any(&request)
-                .await
-                .with_context(|| format!("removing {name}"))?;
-            let Response::Ring(Some(ring)) = answer else {
-                bail!("removing {name}: the node answered {answer:?}");
-            };
-            outln!(
-                "{name} removed: ring version {} has {} members; anti-entropy refills its partitions",
-                ring.version(),
-                ring.members().len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Leave(change) => {
-            let (_, node) = change
-                .ask_member(
-                    "will leave the cluster; its partitions move to the other members",
-                    &Request::Leave,
-                )
-                .await?;
-            outln!(
-                "{} ({node}) is leaving; its partitions move to the other members",
-                change.name
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Put {
-            bucket,
-            key,
-            value,
-            file,
-            context,
-            w,
-            pw,
-            connection,
-        } => {
-            let value = match (value, file) {
-                (Some(value), _) => value.into_bytes(),
-                (None, Some(file)) => read_value(&file)?,
-                (None, None) => bail!("give a VALUE or --file"),
-            };
-            let options = RequestOptions {
-                w,
-                pw,
-                timeout_ms: Some(connection.timeout_ms),
-                ..RequestOptions::default()
-            };
-            let reply = connection
-                .client()?
-                .put(&bucket, key.as_bytes(), value, context, options)
-                .await
-                .with_context(|| format!("put {bucket}/{}", shown(&key)))?;
-            if connection.json {
-                outln!(
-                    "{}",
-                    serde_json::json!({"context": reply.context, "acknowledged": reply.acknowledged, "warnings": reply.warnings})
-                );
-            } else {
-                outln!("ok ({} acknowledgements)", reply.acknowledged);
-                outln!("context: {}", reply.context);
-                for warning in &reply.warnings {
-                    outln!("warning: {warning}");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Get {
-            bucket,
-            key,
-            r,
-            pr,
-            raw,
-            output,
-            connection,
-        } => {
-            let options = RequestOptions {
-                r,
-                pr,
-                timeout_ms: Some(connection.timeout_ms),
-                ..RequestOptions::default()
-            };
-            let outcome = connection
-                .client()?
-                .get(&bucket, key.as_bytes(), options)
-                .await
-                .with_context(|| format!("get {bucket}/{}", shown(&key)))?;
-            if raw || output.is_some() {
-                return write_exact(&outcome, output.as_deref());
-            }
-            Ok(print_get(&outcome, connection.json))
-        }
-        Command::Delete {
-            bucket,
-            key,
-            context,
-            r,
-            w,
-            connection,
-        } => {
-            let options = RequestOptions {
-                r,
-                w,
-                timeout_ms: Some(connection.timeout_ms),
-                ..RequestOptions::default()
-            };
-            let reply = connection
-                .client()?
-                .delete(&bucket, key.as_bytes(), context, options)
-                .await
-                .with_context(|| format!("delete {bucket}/{}", shown(&key)))?;
-            if connection.json {
-                outln!(
-                    "{}",
-                    serde_json::json!({"context": reply.context, "acknowledged": reply.acknowledged})
-                );
-            } else {
-                outln!("deleted ({} acknowledgements)", reply.acknowledged);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Node(NodeCommand::Remove(change)) => cluster::remove_node(change).await,
+        Command::Leave(change) => cluster::leave(change).await,
+        Command::Put(args) => data::put(args).await,
+        Command::Get(args) => data::get(args).await,
+        Command::Delete(args) => data::delete(args).await,
         Command::Bench { bench, connection } => {
             let client = if bench.server_driven {
                 let mut first = connection.clone();
@@ -416,269 +285,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             proxy::run(&tls, to, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cart(command) => {
-            let (bucket, key, op, connection) = match command {
-                CartCommand::Add(i) => (
-                    i.bucket,
-                    i.key,
-                    Some(SetOp::Add(i.item.into())),
-                    i.connection,
-                ),
-                CartCommand::Remove(i) => (
-                    i.bucket,
-                    i.key,
-                    Some(SetOp::Remove(i.item.into())),
-                    i.connection,
-                ),
-                CartCommand::Show {
-                    bucket,
-                    key,
-                    connection,
-                } => (bucket, key, None, connection),
-            };
-            let options = RequestOptions {
-                timeout_ms: Some(connection.timeout_ms),
-                ..RequestOptions::default()
-            };
-            let view = connection
-                .client()?
-                .update_set(&bucket, key.as_bytes(), op.clone(), options)
-                .await
-                .with_context(|| format!("cart {bucket}/{}", shown(&key)))?;
-            print_set(&view, op.as_ref(), connection.json);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bucket(BucketCommand::Create {
-            name,
-            n,
-            r,
-            w,
-            pr,
-            pw,
-            resolver,
-            update,
-            connection,
-        }) => {
-            let props = BucketProps {
-                name: name.clone(),
-                n,
-                r,
-                w,
-                pr,
-                pw,
-                resolver,
-            };
-            let client = connection.client()?;
-            let describe = |b: &BucketProps| {
-                format!(
-                    "n={} r={} w={} pr={} pw={} resolver={}",
-                    b.n, b.r, b.w, b.pr, b.pw, b.resolver
-                )
-            };
-            let buckets = client.list_buckets().await.context("listing buckets")?;
-            let existing = buckets.iter().find(|b| b.name == name);
-            if let Some(existing) = existing {
-                if *existing == props {
-                    outln!("bucket {name} already has {}", describe(existing));
-                    return Ok(ExitCode::SUCCESS);
-                }
-                if !update {
-                    bail!(
-                        "bucket {name} exists with {}; pass --update to change it to {}",
-                        describe(existing),
-                        describe(&props)
-                    );
-                }
-            }
-            let status = client.status().await.context("reading the members")?;
-            let live = status
-                .members
-                .iter()
-                .filter(|m| m.in_ring && m.up && m.status != "left")
-                .count();
-            let largest = [n, r, w, pr, pw].into_iter().max().unwrap_or(0);
-            if largest > live {
-                eprintln!(
-                    "warning: {} asks for {largest} replicas but only {live} members are up: requests needing them fail until more join",
-                    describe(&props)
-                );
-            }
-            client
-                .create_bucket(props.clone())
-                .await
-                .with_context(|| format!("creating bucket {name}"))?;
-            let verb = if existing.is_some() {
-                "changed to"
-            } else {
-                "created with"
-            };
-            outln!("bucket {name} {verb} {}", describe(&props));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Handoff(HandoffCommand::Cancel(change)) => {
-            let (answer, _) = change
-                .ask_member(
-                    "will drop its partition transfers; anti-entropy copies that data instead, more slowly",
-                    &Request::CancelHandoff,
-                )
-                .await?;
-            let Response::Cancelled(dropped) = answer else {
-                bail!("{} answered {answer:?}", change.name);
-            };
-            outln!("{}: {dropped} partition transfers cancelled", change.name);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Cart(command) => data::cart(command).await,
+        Command::Bucket(BucketCommand::Create(args)) => cluster::create_bucket(args).await,
+        Command::Handoff(HandoffCommand::Cancel(change)) => cluster::cancel_handoff(change).await,
         Command::Bucket(BucketCommand::List { connection }) => {
-            let buckets = connection
-                .client()?
-                .list_buckets()
-                .await
-                .context("listing buckets")?;
-            if connection.json {
-                let list: Vec<_> = buckets
-                    .iter()
-                    .map(|b| serde_json::json!({"name": b.name, "n": b.n, "r": b.r, "w": b.w, "pr": b.pr, "pw": b.pw, "resolver": b.resolver.name()}))
-                    .collect();
-                outln!("{}", serde_json::Value::Array(list));
-            } else {
-                outln!(
-                    "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}  resolver",
-                    "bucket",
-                    "n",
-                    "r",
-                    "w",
-                    "pr",
-                    "pw"
-                );
-                for b in buckets {
-                    outln!(
-                        "{:<24} {:>3} {:>3} {:>3} {:>3} {:>3}  {}",
-                        b.name,
-                        b.n,
-                        b.r,
-                        b.w,
-                        b.pr,
-                        b.pw,
-                        b.resolver
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            cluster::list_buckets(connection).await
         }
-        Command::Status { connection } => {
-            let status = connection
-                .client()?
-                .status()
-                .await
-                .context("reading the status")?;
-            // Primary shares sum to 100%, replicated shares to N x 100%.
-            let total_partitions: u32 = status.members.iter().map(|m| m.partitions).sum();
-            let primary_percent = |m: &dynamo_protocol::MemberStatus| {
-                if total_partitions == 0 {
-                    0.0
-                } else {
-                    f64::from(m.partitions) * 100.0 / f64::from(total_partitions)
-                }
-            };
-            if connection.json {
-                let members: Vec<_> = status
-                    .members
-                    .iter()
-                    .map(|m| serde_json::json!({
-                        "id": m.id, "address": m.address, "zone": m.zone, "capacity": m.capacity,
-                        "state": member_state(m), "status": m.status, "up": m.up, "in_ring": m.in_ring,
-                        "partitions": m.partitions, "primary_percent": primary_percent(m),
-                        "replicated_percent": m.ownership_percent,
-                        "pending_hints": m.pending_hints,
-                    }))
-                    .collect();
-                let anti_entropy = serde_json::to_value(&status.anti_entropy).unwrap_or_default();
-                outln!(
-                    "{}",
-                    serde_json::json!({"node": status.node, "ring_version": status.ring_version, "members": members, "anti_entropy": anti_entropy})
-                );
-            } else {
-                outln!(
-                    "as seen by {} (ring version {})",
-                    status.node,
-                    status.ring_version
-                );
-                outln!(
-                    "{:<5} {:<16} {:<22} {:<10} {:<8} {:>10} {:>8} {:>10} {:>6}",
-                    "state",
-                    "node",
-                    "address",
-                    "zone",
-                    "status",
-                    "partitions",
-                    "primary",
-                    "replicated",
-                    "hints"
-                );
-                for m in &status.members {
-                    outln!(
-                        "{:<5} {:<16} {:<22} {:<10} {:<8} {:>10} {:>7.1}% {:>9.1}% {:>6}",
-                        member_state(m),
-                        m.id,
-                        m.address,
-                        m.zone,
-                        m.status,
-                        m.partitions,
-                        primary_percent(m),
-                        m.ownership_percent,
-                        m.pending_hints
-                    );
-                }
-                outln!(
-                    "primary: share of the partitions a node is first replica of (sums to 100%); replicated: share of the key space it stores (sums to N x 100%)"
-                );
-                outln!("{}", anti_entropy_line(&status.anti_entropy));
-                outln!("{}", handoff_line(&status.handoff));
-                outln!("{}", reaper_line(&status.reaper));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Ring { connection } => {
-            let Some(ring) = connection
-                .client()?
-                .ring()
-                .await
-                .context("reading the ring")?
-            else {
-                bail!("the node has no ring yet");
-            };
-            if connection.json {
-                let owners: Vec<String> = (0..ring.partition_count())
-                    .map(|p| ring.partition_owner(p).to_string())
-                    .collect();
-                outln!(
-                    "{}",
-                    serde_json::json!({"version": ring.version(), "partitions": ring.partition_count(), "owners": owners})
-                );
-            } else {
-                outln!(
-                    "ring version {}, {} partitions, target N {}",
-                    ring.version(),
-                    ring.partition_count(),
-                    ring.target_n()
-                );
-                for (node, count) in ring.partition_counts() {
-                    outln!("{node:<16} {count:>6} partitions");
-                }
-                let mut out = std::io::stdout().lock();
-                for p in 0..ring.partition_count() {
-                    let range = ring.partition_range(p);
-                    let _ = writeln!(
-                        out,
-                        "{p:>6} {:032x}..{:032x} {}",
-                        range.start,
-                        range.end,
-                        ring.partition_owner(p)
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Status { connection } => cluster::status(connection).await,
+        Command::Ring { connection } => cluster::ring(connection).await,
         Command::Dev(DevCommand::Cluster(args)) => dev::cluster(args, &cli.log_format).await,
         Command::Dev(DevCommand::Demo(args)) => dev::demo_command(args, &cli.log_format).await,
         Command::Dev(DevCommand::Bench(args)) => {
