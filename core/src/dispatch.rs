@@ -5,17 +5,10 @@
 //! Every request is answered exactly once, through [`NodeCore::respond`]. This module must not
 //! know how requests arrive or how store operations are run.
 
-use dynamo_quorum::ReplicaRequest;
-use dynamo_storage::Durability;
-
 use dynamo_protocol::{Access, ErrorKind, PeerIdentity, Request, Response, Role};
 
 use super::client::ClientWrite;
-use super::serve::{AfterStore, replica_op};
-use super::{NodeCore, RequestId, StoreOp, failed};
-
-/// Most keys a peer may fetch in one request.
-const MAX_FETCH_KEYS: usize = 4 * super::BATCH;
+use super::{NodeCore, RequestId};
 
 /// Whether a certificate of `role` may send a request of `access`. A node may also read and
 /// write (it forwards client requests to a key's replicas), but not change membership or
@@ -129,41 +122,7 @@ impl NodeCore {
                     self.respond(id, Response::error(ErrorKind::BadRequest, message));
                 }
             }
-            Request::Replica { partition, request }
-                if matches!(
-                    request,
-                    ReplicaRequest::ReadSynced { .. } | ReplicaRequest::Holdings { .. }
-                ) && self.handoffs.busy_with(partition) =>
-            {
-                // A reaper asks: a batch of this partition scanned for handoff may still be
-                // sent (retried from memory), carrying versions older than the tombstone.
-                let reply = failed(format!(
-                    "{} is handing off partition {partition}; the tombstone must wait",
-                    self.me
-                ));
-                self.respond(id, Response::Replica(reply));
-            }
-            Request::Replica {
-                partition,
-                request: ReplicaRequest::Reap { key, .. },
-            } if self.anti_entropy.fetching(partition, &key) => {
-                // A reaper asks to remove: versions of this key fetched by anti-entropy before
-                // the tombstone reached the peer may still be merged here after the removal,
-                // and would bring the deleted value back. The tombstone waits for a later sweep.
-                let reply = failed(format!(
-                    "{} is fetching this key by anti-entropy; the tombstone must wait",
-                    self.me
-                ));
-                self.respond(id, Response::Replica(reply));
-            }
-            Request::Replica { partition, request } => {
-                if matches!(request, ReplicaRequest::Write { hint: Some(_), .. }) {
-                    self.hint_stored();
-                }
-                let fallback = self.is_fallback_for(partition);
-                let op = replica_op(partition, request, self.config.replica_durability, fallback);
-                self.store(op, AfterStore::Replica(id));
-            }
+            Request::Replica { partition, request } => self.serve_replica(id, partition, request),
             Request::Gossip { reply_to, message } => {
                 if let Err(error) = self.gossip.handle_datagram(
                     std::time::Duration::from_millis(now),
@@ -180,37 +139,8 @@ impl NodeCore {
                 partition,
                 key,
                 object,
-            } => {
-                // The sender deletes its copy on our answer: it must be on disk.
-                let op = StoreOp::Apply {
-                    partition,
-                    key,
-                    object,
-                    durability: Durability::Sync,
-                };
-                self.store(op, AfterStore::HintApplied(id));
-            }
-            Request::Handoff { partition, entries } if self.is_fallback_for(partition) => {
-                // The sender drops its copy on our answer: a node that does not replicate the
-                // partition (the two rings differ while a change spreads) must not take it, or
-                // the copy would sit where no read or anti-entropy looks. The sender tries
-                // again with the ring it has then.
-                let _ = entries;
-                let message = format!(
-                    "{} does not replicate partition {partition} under its ring (version {}): hand it to a current replica",
-                    self.me,
-                    self.ring.as_ref().map_or(0, dynamo_ring::Ring::version)
-                );
-                self.respond(id, Response::error(ErrorKind::Unavailable, message));
-            }
-            Request::Handoff { partition, entries } => {
-                let op = StoreOp::ApplyBatch {
-                    partition,
-                    entries,
-                    durability: Durability::Sync,
-                };
-                self.store(op, AfterStore::HandoffApplied(id));
-            }
+            } => self.serve_hint(id, partition, key, object),
+            Request::Handoff { partition, entries } => self.serve_handoff(id, partition, entries),
             Request::CancelHandoff => match self.cancel_handoff(now) {
                 Ok(dropped) => self.respond(id, Response::Cancelled(dropped)),
                 Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
@@ -219,10 +149,7 @@ impl NodeCore {
                 Ok(ring) => self.respond(id, Response::Ring(Some(Box::new(ring)))),
                 Err(message) => self.respond(id, Response::error(ErrorKind::BadRequest, message)),
             },
-            Request::Diff { partition, request } => {
-                let op = StoreOp::DiffAnswer { partition, request };
-                self.store(op, AfterStore::Diff(id));
-            }
+            Request::Diff { partition, request } => self.serve_diff(id, partition, request),
             Request::ListKeys {
                 bucket,
                 cursor,
@@ -234,27 +161,8 @@ impl NodeCore {
                 after,
                 limit,
             } => self.serve_scan_keys(id, partition, &bucket, after, limit),
-            Request::PartitionRoots => {
-                let partitions: Vec<u32> = self.ring.as_ref().map_or_else(Vec::new, |ring| {
-                    (0..ring.partition_count())
-                        .filter(|&p| {
-                            ring.replicas_of_partition(p, ring.target_n())
-                                .contains(&&self.me)
-                        })
-                        .collect()
-                });
-                self.store(StoreOp::MerkleRoots { partitions }, AfterStore::Roots(id));
-            }
-            Request::Fetch { partition, keys } => {
-                if keys.len() > MAX_FETCH_KEYS {
-                    let message = format!(
-                        "a fetch may name at most {MAX_FETCH_KEYS} keys, got {}",
-                        keys.len()
-                    );
-                    return self.respond(id, Response::error(ErrorKind::BadRequest, message));
-                }
-                self.store(StoreOp::GetMany { partition, keys }, AfterStore::Fetch(id));
-            }
+            Request::PartitionRoots => self.serve_roots(id),
+            Request::Fetch { partition, keys } => self.serve_fetch(id, partition, keys),
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! This module must not know who coordinates or why a peer asks.
 
-use dynamo_quorum::{ReplicaReply, ReplicaRequest};
+use dynamo_merkle::DiffRequest;
+use dynamo_quorum::{Object, ReplicaReply, ReplicaRequest};
 use dynamo_storage::Durability;
 
 use dynamo_protocol::{ErrorKind, Response};
@@ -12,6 +13,9 @@ use dynamo_protocol::{ErrorKind, Response};
 use super::{
     NodeCore, RequestId, StoreError, StoreErrorKind, StoreOp, StoreResult, failed, internal,
 };
+
+/// Most keys a peer may fetch in one request.
+const MAX_FETCH_KEYS: usize = 4 * super::BATCH;
 
 /// What a served request's store operation answers.
 #[derive(Debug, Clone, Copy)]
@@ -155,5 +159,117 @@ impl NodeCore {
             Ok(other) => failed(self.wrong_kind("a replica operation", &other)),
             Err(error) => failed(error.to_string()),
         }
+    }
+}
+
+impl NodeCore {
+    /// A coordinator's replica request: read, write (a hint when it names an owner), holdings
+    /// or reap, refused while a reap could bring a deleted value back.
+    pub(super) fn serve_replica(&mut self, id: RequestId, partition: u32, request: ReplicaRequest) {
+        if matches!(
+            request,
+            ReplicaRequest::ReadSynced { .. } | ReplicaRequest::Holdings { .. }
+        ) && self.handoffs.busy_with(partition)
+        {
+            // A reaper asks: a batch of this partition scanned for handoff may still be sent
+            // (retried from memory), carrying versions older than the tombstone.
+            let reply = failed(format!(
+                "{} is handing off partition {partition}; the tombstone must wait",
+                self.me
+            ));
+            return self.respond(id, Response::Replica(reply));
+        }
+        if let ReplicaRequest::Reap { key, .. } = &request
+            && self.anti_entropy.fetching(partition, key)
+        {
+            // A reaper asks to remove: versions of this key fetched by anti-entropy before the
+            // tombstone reached the peer may still be merged here after the removal, and would
+            // bring the deleted value back. The tombstone waits for a later sweep.
+            let reply = failed(format!(
+                "{} is fetching this key by anti-entropy; the tombstone must wait",
+                self.me
+            ));
+            return self.respond(id, Response::Replica(reply));
+        }
+        if matches!(request, ReplicaRequest::Write { hint: Some(_), .. }) {
+            self.hint_stored();
+        }
+        let fallback = self.is_fallback_for(partition);
+        let op = replica_op(partition, request, self.config.replica_durability, fallback);
+        self.store(op, AfterStore::Replica(id));
+    }
+
+    /// A hint delivered to this node, applied durably: the sender deletes its copy on our
+    /// answer.
+    pub(super) fn serve_hint(
+        &mut self,
+        id: RequestId,
+        partition: u32,
+        key: Vec<u8>,
+        object: Object,
+    ) {
+        let op = StoreOp::Apply {
+            partition,
+            key,
+            object,
+            durability: Durability::Sync,
+        };
+        self.store(op, AfterStore::HintApplied(id));
+    }
+
+    /// A handoff batch, applied durably, or refused when this node does not replicate the
+    /// partition under its ring: the sender drops its copy on our answer, and a copy here
+    /// would sit where no read or anti-entropy looks (the sender retries with its next ring).
+    pub(super) fn serve_handoff(
+        &mut self,
+        id: RequestId,
+        partition: u32,
+        entries: Vec<(Vec<u8>, Object)>,
+    ) {
+        if self.is_fallback_for(partition) {
+            let message = format!(
+                "{} does not replicate partition {partition} under its ring (version {}): hand it to a current replica",
+                self.me,
+                self.ring.as_ref().map_or(0, dynamo_ring::Ring::version)
+            );
+            return self.respond(id, Response::error(ErrorKind::Unavailable, message));
+        }
+        let op = StoreOp::ApplyBatch {
+            partition,
+            entries,
+            durability: Durability::Sync,
+        };
+        self.store(op, AfterStore::HandoffApplied(id));
+    }
+
+    /// A step of a peer's Merkle diff over `partition` (paper 4.7).
+    pub(super) fn serve_diff(&mut self, id: RequestId, partition: u32, request: DiffRequest) {
+        let op = StoreOp::DiffAnswer { partition, request };
+        self.store(op, AfterStore::Diff(id));
+    }
+
+    /// The Merkle roots of every partition this node replicates, for a checker.
+    pub(super) fn serve_roots(&mut self, id: RequestId) {
+        let partitions: Vec<u32> = self.ring.as_ref().map_or_else(Vec::new, |ring| {
+            (0..ring.partition_count())
+                .filter(|&p| {
+                    ring.replicas_of_partition(p, ring.target_n())
+                        .contains(&&self.me)
+                })
+                .collect()
+        });
+        self.store(StoreOp::MerkleRoots { partitions }, AfterStore::Roots(id));
+    }
+
+    /// A peer's fetch of keys anti-entropy found different, bounded in keys.
+    pub(super) fn serve_fetch(&mut self, id: RequestId, partition: u32, keys: Vec<Vec<u8>>) {
+        if keys.len() > MAX_FETCH_KEYS {
+            let message = format!(
+                "a fetch may name at most {MAX_FETCH_KEYS} keys, got {}",
+                keys.len()
+            );
+            return self.respond(id, Response::error(ErrorKind::BadRequest, message));
+        }
+        self.store(StoreOp::GetMany { partition, keys }, AfterStore::Fetch(id));
     }
 }
