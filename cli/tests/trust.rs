@@ -5,7 +5,7 @@
 //! 4. data directories and store files readable by every local user;
 //! 5. a node that served another cluster's data directory.
 //!
-//! (Hole 3, resource exhaustion, is covered by `node/tests/transport.rs` and the flood test in
+//! (Hole 3, resource exhaustion, is covered by `client/tests/transport.rs` and the flood test in
 //! `tests`; hole 6, the dev cluster's client directory, by `tests/cli.rs`.)
 
 mod common;
