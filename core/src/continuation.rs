@@ -14,36 +14,16 @@ use super::{
     listing, reaper, serve,
 };
 
-/// What the answer to a call is for, by the part of the core that made the call.
-#[derive(Debug)]
-pub(super) enum CallFor {
-    Coordinator(coordinate::AfterCall),
-    Client(client::AfterCall),
-    Admin(admin::AfterCall),
-    Hints(hints::AfterCall),
-    Handoff(handoff::AfterCall),
-    AntiEntropy(anti_entropy::AfterCall),
-    Listing(listing::AfterCall),
-}
-
-/// What the result of a store operation is for, by the part of the core that asked for it.
-#[derive(Debug)]
-pub(super) enum StoreFor {
-    Coordinator(coordinate::AfterStore),
-    Serve(serve::AfterStore),
-    Admin(admin::AfterStore),
-    Hints(hints::AfterStore),
-    Handoff(handoff::AfterStore),
-    AntiEntropy(anti_entropy::AfterStore),
-    Listing(listing::AfterStore),
-    Reaper(reaper::AfterStore),
-    /// A save of the node state of this name.
-    StateSaved(&'static str),
-}
-
-/// `From` for each part's continuation into the enum of its kind.
-macro_rules! wrap {
-    ($kind:ident { $($variant:ident($part:ty)),+ $(,)? }) => {
+/// An enum of the parts' continuations of one kind, with a `From` for each, so a part
+/// passes its own `AfterCall` or `AfterStore` where the core takes this enum.
+macro_rules! continuations {
+    ($(#[$doc:meta])* $kind:ident { $($variant:ident($part:ty)),+ $(,)? } $($extra:tt)*) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(super) enum $kind {
+            $($variant($part),)+
+            $($extra)*
+        }
         $(impl From<$part> for $kind {
             fn from(after: $part) -> Self {
                 $kind::$variant(after)
@@ -52,26 +32,34 @@ macro_rules! wrap {
     };
 }
 
-wrap!(CallFor {
-    Coordinator(coordinate::AfterCall),
-    Client(client::AfterCall),
-    Admin(admin::AfterCall),
-    Hints(hints::AfterCall),
-    Handoff(handoff::AfterCall),
-    AntiEntropy(anti_entropy::AfterCall),
-    Listing(listing::AfterCall),
-});
+continuations!(
+    /// What the answer to a call is for, by the part of the core that made the call.
+    CallFor {
+        Coordinator(coordinate::AfterCall),
+        Client(client::AfterCall),
+        Admin(admin::AfterCall),
+        Hints(hints::AfterCall),
+        Handoff(handoff::AfterCall),
+        AntiEntropy(anti_entropy::AfterCall),
+        Listing(listing::AfterCall),
+    }
+);
 
-wrap!(StoreFor {
-    Coordinator(coordinate::AfterStore),
-    Serve(serve::AfterStore),
-    Admin(admin::AfterStore),
-    Hints(hints::AfterStore),
-    Handoff(handoff::AfterStore),
-    AntiEntropy(anti_entropy::AfterStore),
-    Listing(listing::AfterStore),
-    Reaper(reaper::AfterStore),
-});
+continuations!(
+    /// What the result of a store operation is for, by the part of the core that asked for it.
+    StoreFor {
+        Coordinator(coordinate::AfterStore),
+        Serve(serve::AfterStore),
+        Admin(admin::AfterStore),
+        Hints(hints::AfterStore),
+        Handoff(handoff::AfterStore),
+        AntiEntropy(anti_entropy::AfterStore),
+        Listing(listing::AfterStore),
+        Reaper(reaper::AfterStore),
+    }
+    /// A save of the node state of this name.
+    StateSaved(&'static str),
+);
 
 impl NodeCore {
     /// Routes the answer to a call (or why there is none) to the part that made it.
