@@ -8,14 +8,14 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dynamo_core::{CoreConfig, NodeCore, Output, RequestId, execute, load_saved_state};
+use dynamo_core::{CoreConfig, NodeCore, Output, RequestId, Time, execute, load_saved_state};
 use dynamo_protocol::{BucketProps, Request, RequestOptions, Response};
 use dynamo_protocol::{PeerIdentity, Role};
 use dynamo_quorum::Value;
 use dynamo_resolve::Resolver;
 use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};
 
-const NOW: u64 = 1_000_000;
+const NOW: Time = Time::from_millis(1_000_000);
 
 struct Node {
     core: NodeCore,
@@ -25,7 +25,7 @@ struct Node {
 
 impl Node {
     fn new() -> Node {
-        let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+        let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
         let config = CoreConfig {
             name: "n1".into(),
             address: "bench-1".into(),

@@ -8,7 +8,7 @@ use dynamo_ring::{NodeId, Ring};
 use dynamo_protocol::{BucketEntry, ClusterStatus, MemberStatus, Request, Response};
 
 use super::{
-    CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, StoreError, StoreOp, StoreResult,
+    CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, StoreError, StoreOp, StoreResult, Time,
 };
 
 /// What an administrative call answers.
@@ -28,7 +28,7 @@ pub(super) enum AfterStore {
 impl NodeCore {
     /// Pushes the bucket table to every live member and answers once each push ended, so the
     /// bucket is usable through any node at once; gossip carries it to members that missed it.
-    pub(super) fn push_buckets(&mut self, now: u64, id: RequestId, table: &[BucketEntry]) {
+    pub(super) fn push_buckets(&mut self, now: Time, id: RequestId, table: &[BucketEntry]) {
         let peers = self.live_peers();
         if peers.is_empty() {
             return self.respond(id, Response::Ack);
@@ -48,7 +48,7 @@ impl NodeCore {
     }
 
     /// The cluster as this node sees it; hint counts come from the store.
-    pub(super) fn status_request(&mut self, now: u64, id: RequestId) {
+    pub(super) fn status_request(&mut self, now: Time, id: RequestId) {
         let mut members: Vec<MemberStatus> = self
             .gossip
             .members()
@@ -68,7 +68,7 @@ impl NodeCore {
                     phi: (node != self.me)
                         .then(|| {
                             self.gossip
-                                .phi(m.id(), std::time::Duration::from_millis(now))
+                                .phi(m.id(), std::time::Duration::from_millis(now.as_millis()))
                         })
                         .flatten(),
                 }

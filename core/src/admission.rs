@@ -15,6 +15,9 @@
 //!
 //! The allowed rate feeds a token bucket: a batch that overdraws it makes the next one wait.
 //!
+//! It works in plain milliseconds (rates are bytes per millisecond of a moving clock); the
+//! core turns its [`Time`](super::Time) into milliseconds at each call.
+//!
 //! This module must not know what the background work is, how requests travel, or any clock:
 //! `now` is the core's milliseconds.
 

@@ -26,7 +26,7 @@ use dynamo_merkle::{DiffInitiator, Step};
 use dynamo_ring::NodeId;
 
 use super::admission::Admission;
-use super::{BATCH, ExchangeId, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult};
+use super::{BATCH, ExchangeId, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult, Time};
 use dynamo_protocol::{Request, Response};
 
 /// What an anti-entropy call answers.
@@ -63,7 +63,7 @@ struct Exchange {
     /// The keys of the batch in flight.
     batch: Vec<Vec<u8>>,
     /// Set while the next batch waits for the admission controller.
-    resume_at: Option<u64>,
+    resume_at: Option<Time>,
 }
 
 /// Encoded size of a batch of versions.
@@ -81,26 +81,26 @@ fn entries_bytes(entries: &[(Vec<u8>, dynamo_quorum::Object)]) -> u64 {
 #[derive(Debug)]
 pub(super) struct AntiEntropy {
     /// When the next sweep starts, once the last one is done.
-    next_sweep: Option<u64>,
+    next_sweep: Option<Time>,
     /// Exchanges of this sweep not started yet.
     queue: VecDeque<(u32, NodeId)>,
     exchanges: BTreeMap<ExchangeId, Exchange>,
     next_exchange: u64,
     /// When each (partition, peer) last agreed or was repaired.
-    last_agreed: BTreeMap<(u32, NodeId), u64>,
+    last_agreed: BTreeMap<(u32, NodeId), Time>,
     /// Keys repaired so far (fetched or pushed), for status and tests.
     repaired_keys: u64,
     /// Bytes of versions moved so far.
     bytes_moved: u64,
     admission: Admission,
     /// When to try starting exchanges again after the admission controller held them back.
-    retry_start_at: Option<u64>,
+    retry_start_at: Option<Time>,
     /// State of the sweep-order RNG (splitmix64, seeded by the core's seed).
     random: u64,
 }
 
 impl AntiEntropy {
-    pub(super) fn new(now: u64, interval_ms: u64, bytes_per_sec: u64, seed: u64) -> Self {
+    pub(super) fn new(now: Time, interval_ms: u64, bytes_per_sec: u64, seed: u64) -> Self {
         Self {
             random: seed,
             next_sweep: (interval_ms > 0).then_some(now + interval_ms),
@@ -110,15 +110,15 @@ impl AntiEntropy {
             last_agreed: BTreeMap::new(),
             repaired_keys: 0,
             bytes_moved: 0,
-            admission: Admission::new(now, bytes_per_sec),
+            admission: Admission::new(now.as_millis(), bytes_per_sec),
             retry_start_at: None,
         }
     }
 
     /// A client request answered at `now` took `latency_ms` (the admission controller's
     /// measure of the foreground).
-    pub(super) fn observe_client(&mut self, now: u64, latency_ms: u64) {
-        self.admission.observe(now, latency_ms);
+    pub(super) fn observe_client(&mut self, now: Time, latency_ms: u64) {
+        self.admission.observe(now.as_millis(), latency_ms);
     }
 
     /// The next pseudo-random number (splitmix64): deterministic from the core's seed.
@@ -131,9 +131,9 @@ impl AntiEntropy {
     }
 
     /// Versions moved (fetched or pushed): they draw on the rate limit and count for status.
-    fn count_moved(&mut self, now: u64, entries: &[(Vec<u8>, dynamo_quorum::Object)]) {
+    fn count_moved(&mut self, now: Time, entries: &[(Vec<u8>, dynamo_quorum::Object)]) {
         let bytes = entries_bytes(entries);
-        self.admission.moved(now, bytes);
+        self.admission.moved(now.as_millis(), bytes);
         self.bytes_moved += bytes;
         self.repaired_keys += entries.len() as u64;
     }
@@ -146,7 +146,7 @@ impl AntiEntropy {
             .any(|e| e.partition == partition && e.batch.iter().any(|k| k == key))
     }
 
-    pub(super) fn next_due(&self) -> Option<u64> {
+    pub(super) fn next_due(&self) -> Option<Time> {
         let resumes = self.exchanges.values().filter_map(|e| e.resume_at).min();
         let sweep = if self.queue.is_empty() && self.exchanges.is_empty() {
             self.next_sweep
@@ -167,7 +167,7 @@ impl NodeCore {
     }
 
     /// When this node last agreed with `peer` on `partition` (after a repair, or at once).
-    pub fn anti_entropy_last_agreed(&self, partition: u32, peer: &NodeId) -> Option<u64> {
+    pub fn anti_entropy_last_agreed(&self, partition: u32, peer: &NodeId) -> Option<Time> {
         self.anti_entropy
             .last_agreed
             .get(&(partition, peer.clone()))
@@ -175,13 +175,13 @@ impl NodeCore {
     }
 
     /// What anti-entropy is doing, for `dynamo status`.
-    pub(super) fn anti_entropy_status(&self, now: u64) -> dynamo_protocol::AntiEntropyStatus {
+    pub(super) fn anti_entropy_status(&self, now: Time) -> dynamo_protocol::AntiEntropyStatus {
         let sync = |partition: u32, peer: &NodeId| dynamo_protocol::PartitionSync {
             partition,
             peer: peer.to_string(),
             agreed_ms_ago: self
                 .anti_entropy_last_agreed(partition, peer)
-                .map(|at| now.saturating_sub(at)),
+                .map(|at| now.saturating_since(at)),
         };
         dynamo_protocol::AntiEntropyStatus {
             enabled: self.config.anti_entropy_interval_ms > 0,
@@ -199,14 +199,14 @@ impl NodeCore {
                 .collect(),
             repaired_keys: self.anti_entropy.repaired_keys,
             bytes_moved: self.anti_entropy.bytes_moved,
-            throttled: self.anti_entropy.admission.throttled(now),
+            throttled: self.anti_entropy.admission.throttled(now.as_millis()),
             allowed_bytes_per_sec: self.anti_entropy.admission.allowed_rate(),
         }
     }
 
     /// Starts a sweep when one is due, and exchanges while there is room; resumes batches that
     /// waited for the rate limit.
-    pub(super) fn anti_entropy_tick(&mut self, now: u64) {
+    pub(super) fn anti_entropy_tick(&mut self, now: Time) {
         let interval = self.config.anti_entropy_interval_ms;
         if interval == 0 {
             return;
@@ -225,7 +225,8 @@ impl NodeCore {
             self.anti_entropy_fetch(now, id);
         }
         self.anti_entropy.retry_start_at = None;
-        if let Some(later) = self.anti_entropy.admission.admit(now) {
+        if let Some(later) = self.anti_entropy.admission.admit(now.as_millis()) {
+            let later = Time::from_millis(later);
             // Paper 6.5: no new background work while the controller holds it back; a sweep
             // that was due waits too (else it would be due again at once, forever).
             self.anti_entropy.retry_start_at = Some(later);
@@ -293,7 +294,7 @@ impl NodeCore {
         pairs
     }
 
-    fn end_exchange(&mut self, now: u64, id: ExchangeId, agreed: bool) {
+    fn end_exchange(&mut self, now: Time, id: ExchangeId, agreed: bool) {
         if let Some(exchange) = self.anti_entropy.exchanges.remove(&id)
             && agreed
         {
@@ -307,7 +308,7 @@ impl NodeCore {
     /// The diff session moved: send its next request, or start repairing what it found.
     pub(super) fn anti_entropy_diff(
         &mut self,
-        now: u64,
+        now: Time,
         id: ExchangeId,
         result: Result<StoreResult, StoreError>,
     ) {
@@ -346,7 +347,7 @@ impl NodeCore {
     /// The peer answered a diff step.
     pub(super) fn anti_entropy_diff_reply(
         &mut self,
-        now: u64,
+        now: Time,
         id: ExchangeId,
         session: Box<DiffInitiator>,
         result: Result<Response, String>,
@@ -363,7 +364,7 @@ impl NodeCore {
                 let bytes = postcard::experimental::serialized_size(&reply).map_or(0, |n| n as u64);
                 self.anti_entropy
                     .admission
-                    .moved(now, bytes + DIFF_ROUND_TRIP_BYTES);
+                    .moved(now.as_millis(), bytes + DIFF_ROUND_TRIP_BYTES);
                 let op = StoreOp::DiffStep {
                     partition,
                     session,
@@ -381,15 +382,15 @@ impl NodeCore {
 
     /// Fetches the peer's versions of the next batch of differing keys (once the rate limit and
     /// the foreground load allow), or ends the exchange.
-    fn anti_entropy_fetch(&mut self, now: u64, id: ExchangeId) {
+    fn anti_entropy_fetch(&mut self, now: Time, id: ExchangeId) {
         let Some(exchange) = self.anti_entropy.exchanges.get_mut(&id) else {
             return;
         };
         if exchange.keys.is_empty() {
             return self.end_exchange(now, id, true);
         }
-        if let Some(at) = self.anti_entropy.admission.admit(now) {
-            exchange.resume_at = Some(at);
+        if let Some(at) = self.anti_entropy.admission.admit(now.as_millis()) {
+            exchange.resume_at = Some(Time::from_millis(at));
             return;
         }
         let take = exchange.keys.len().min(BATCH);
@@ -399,14 +400,16 @@ impl NodeCore {
             keys: exchange.batch.clone(),
         };
         let peer = exchange.peer.clone();
-        self.anti_entropy.admission.sent(now + PEER_TIMEOUT_MS);
+        self.anti_entropy
+            .admission
+            .sent((now + PEER_TIMEOUT_MS).as_millis());
         self.call(now, &peer, request, PEER_TIMEOUT_MS, AfterCall::Fetched(id));
     }
 
     /// The peer's versions arrived: merge them here.
     pub(super) fn anti_entropy_fetched(
         &mut self,
-        now: u64,
+        now: Time,
         id: ExchangeId,
         result: Result<Response, String>,
     ) {
@@ -432,7 +435,7 @@ impl NodeCore {
     /// Merged here: on to the next batch.
     pub(super) fn anti_entropy_applied(
         &mut self,
-        now: u64,
+        now: Time,
         id: ExchangeId,
         result: Result<StoreResult, StoreError>,
     ) {
@@ -450,7 +453,7 @@ impl NodeCore {
     /// A peer answered an exchange's call (or did not).
     pub(super) fn anti_entropy_call_answered(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterCall,
         result: Result<Response, String>,
     ) {
@@ -465,7 +468,7 @@ impl NodeCore {
     /// An exchange's store operation finished.
     pub(super) fn anti_entropy_store_done(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterStore,
         result: Result<StoreResult, StoreError>,
     ) {

@@ -16,7 +16,7 @@ use dynamo_protocol::{
 };
 
 use super::coordinate::{Coordinator, Machine, quorum_error};
-use super::{MAX_CLIENT_TIMEOUT_MS, NodeCore, RequestId};
+use super::{MAX_CLIENT_TIMEOUT_MS, NodeCore, RequestId, Time};
 
 /// What a client request's call answers.
 #[derive(Debug)]
@@ -157,7 +157,7 @@ impl NodeCore {
 
     pub(super) fn client_get(
         &mut self,
-        now: u64,
+        now: Time,
         id: RequestId,
         bucket: &str,
         key: &[u8],
@@ -181,8 +181,8 @@ impl NodeCore {
                     quorum,
                     timeout_ms,
                 };
-                let machine =
-                    GetCoordinator::new(now, request).map_err(|e| quorum_error(&e, &down))?;
+                let machine = GetCoordinator::new(now.as_millis(), request)
+                    .map_err(|e| quorum_error(&e, &down))?;
                 Ok(Coordinator {
                     machine: Machine::Get(machine),
                     partition,
@@ -202,7 +202,7 @@ impl NodeCore {
         }
     }
 
-    pub(super) fn client_put(&mut self, now: u64, id: RequestId, write: ClientWrite) {
+    pub(super) fn client_put(&mut self, now: Time, id: RequestId, write: ClientWrite) {
         let ClientWrite {
             bucket,
             key,
@@ -313,7 +313,7 @@ impl NodeCore {
             // Issue 14: a last-write-wins bucket keeps no history of writes a coordinator saw.
             supersede_local: resolver == Resolver::Lww,
         };
-        match PutCoordinator::new(now, request) {
+        match PutCoordinator::new(now.as_millis(), request) {
             Ok(machine) => self.start_coordinator(
                 now,
                 Coordinator {

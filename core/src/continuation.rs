@@ -10,8 +10,8 @@
 use dynamo_protocol::Response;
 
 use super::{
-    NodeCore, StoreError, StoreResult, admin, anti_entropy, client, coordinate, handoff, hints,
-    listing, reaper, serve,
+    NodeCore, StoreError, StoreResult, Time, admin, anti_entropy, client, coordinate, handoff,
+    hints, listing, reaper, serve,
 };
 
 /// An enum of the parts' continuations of one kind, with a `From` for each, so a part
@@ -65,7 +65,7 @@ impl NodeCore {
     /// Routes the answer to a call (or why there is none) to the part that made it.
     pub(super) fn on_call_result(
         &mut self,
-        now: u64,
+        now: Time,
         then: CallFor,
         result: Result<Response, String>,
     ) {
@@ -83,7 +83,7 @@ impl NodeCore {
     /// Routes the result of a store operation to the part that asked for it.
     pub(super) fn on_store_result(
         &mut self,
-        now: u64,
+        now: Time,
         then: StoreFor,
         result: Result<StoreResult, StoreError>,
     ) {

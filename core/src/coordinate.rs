@@ -17,8 +17,8 @@ use dynamo_protocol::{ErrorKind, GetReply, PutReply, Request, Response};
 
 use super::serve::replica_op;
 use super::{
-    CoordinatorId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult, failed,
-    internal,
+    CoordinatorId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult, Time,
+    failed, internal,
 };
 
 /// What a coordinator's call to a replica answers.
@@ -81,9 +81,9 @@ pub(super) struct Coordinator {
     /// Primaries that were down when it started, named in availability errors.
     pub(super) down: Vec<NodeId>,
     /// Its deadline in `coordinator_timers`.
-    pub(super) deadline: Option<u64>,
+    pub(super) deadline: Option<Time>,
     /// When it started, to measure foreground latency.
-    pub(super) started: u64,
+    pub(super) started: Time,
     /// Set when this node coordinates a put as a fallback: the primary it stands in for, whose
     /// hint must hold the coordinator's own copy (else that copy would stay in this node's
     /// main store, where no read or handoff looks for it).
@@ -96,7 +96,7 @@ pub(super) struct Coordinator {
 
 impl Coordinator {
     /// A coordinator of the core's own (a reap): nobody waits for its answer.
-    pub(super) fn background(machine: Machine, partition: u32, key: Vec<u8>, now: u64) -> Self {
+    pub(super) fn background(machine: Machine, partition: u32, key: Vec<u8>, now: Time) -> Self {
         Self {
             machine,
             partition,
@@ -134,7 +134,7 @@ pub(super) fn quorum_error(error: &QuorumError, down: &[NodeId]) -> Response {
 }
 
 impl NodeCore {
-    pub(super) fn start_coordinator(&mut self, now: u64, coordinator: Coordinator) {
+    pub(super) fn start_coordinator(&mut self, now: Time, coordinator: Coordinator) {
         let id = CoordinatorId(self.next_id().0);
         self.coordinators.insert(id, Box::new(coordinator));
         self.with_coordinator(now, id, |_| {});
@@ -143,24 +143,28 @@ impl NodeCore {
     /// Feeds a replica's reply to a coordinator.
     pub(super) fn coordinator_reply(
         &mut self,
-        now: u64,
+        now: Time,
         id: CoordinatorId,
         from: &NodeId,
         reply: ReplicaReply,
     ) {
         self.with_coordinator(now, id, |machine| {
-            machine.coordinator().handle_reply(now, from, reply);
+            machine
+                .coordinator()
+                .handle_reply(now.as_millis(), from, reply);
         });
     }
 
-    pub(super) fn coordinator_timeout(&mut self, now: u64, id: CoordinatorId) {
-        self.with_coordinator(now, id, |machine| machine.coordinator().handle_timeout(now));
+    pub(super) fn coordinator_timeout(&mut self, now: Time, id: CoordinatorId) {
+        self.with_coordinator(now, id, |machine| {
+            machine.coordinator().handle_timeout(now.as_millis());
+        });
     }
 
     /// Gives coordinator `id` an input, then carries out its commands until it waits again.
     pub(super) fn with_coordinator(
         &mut self,
-        now: u64,
+        now: Time,
         id: CoordinatorId,
         input: impl FnOnce(&mut Machine),
     ) {
@@ -236,7 +240,7 @@ impl NodeCore {
                         coordinator
                             .machine
                             .coordinator()
-                            .handle_reply(now, &to, reply);
+                            .handle_reply(now.as_millis(), &to, reply);
                     }
                 }
                 Command::Respond(dynamo_quorum::Response::Reap(outcome)) => {
@@ -245,7 +249,7 @@ impl NodeCore {
                 Command::Respond(response) => {
                     // Stand-ins happen only before the client is answered.
                     self.counters.stand_ins += coordinator.machine.coordinator().stand_ins() as u64;
-                    let latency = now.saturating_sub(coordinator.started);
+                    let latency = now.saturating_since(coordinator.started);
                     self.anti_entropy.observe_client(now, latency);
                     let answer = Self::client_answer(&coordinator, response);
                     if let Response::Error(error) = &answer
@@ -268,7 +272,11 @@ impl NodeCore {
             }
             return;
         }
-        coordinator.deadline = coordinator.machine.coordinator().poll_timeout();
+        coordinator.deadline = coordinator
+            .machine
+            .coordinator()
+            .poll_timeout()
+            .map(Time::from_millis);
         if let Some(deadline) = coordinator.deadline {
             self.coordinator_timers.insert((deadline, id));
         }
@@ -327,7 +335,7 @@ impl NodeCore {
     /// of another version, a broken one) counts as that replica failing.
     pub(super) fn coordinator_call_answered(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterCall,
         result: Result<Response, String>,
     ) {
@@ -343,7 +351,7 @@ impl NodeCore {
     /// A coordinator's store operation finished.
     pub(super) fn coordinator_store_done(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterStore,
         result: Result<StoreResult, StoreError>,
     ) {
@@ -356,7 +364,7 @@ impl NodeCore {
                 };
                 self.with_coordinator(now, coordinator, |machine| {
                     if let Machine::Put(put) = machine {
-                        put.handle_local_read(now, read);
+                        put.handle_local_read(now.as_millis(), read);
                     }
                 });
             }
@@ -389,7 +397,7 @@ impl NodeCore {
                 };
                 self.with_coordinator(now, coordinator, |machine| {
                     if let Machine::Put(put) = machine {
-                        put.handle_local_write(now, written);
+                        put.handle_local_write(now.as_millis(), written);
                     }
                 });
             }
@@ -400,7 +408,7 @@ impl NodeCore {
                 let written = result.map(|_| written).map_err(|e| e.to_string());
                 self.with_coordinator(now, coordinator, |machine| {
                     if let Machine::Put(put) = machine {
-                        put.handle_local_write(now, written);
+                        put.handle_local_write(now.as_millis(), written);
                     }
                 });
             }

@@ -8,7 +8,7 @@
 use dynamo_protocol::{Access, ErrorKind, PeerIdentity, Request, Response, Role};
 
 use super::client::ClientWrite;
-use super::{NodeCore, RequestId};
+use super::{NodeCore, RequestId, Time};
 
 /// Whether a certificate of `role` may send a request of `access`. A node may also read and
 /// write (it forwards client requests to a key's replicas), but not change membership or
@@ -26,7 +26,7 @@ impl NodeCore {
     /// Serves `request` from `from`, or refuses it when its role does not allow it.
     pub(super) fn dispatch(
         &mut self,
-        now: u64,
+        now: Time,
         id: RequestId,
         from: &PeerIdentity,
         request: Request,
@@ -125,7 +125,7 @@ impl NodeCore {
             Request::Replica { partition, request } => self.serve_replica(id, partition, request),
             Request::Gossip { reply_to, message } => {
                 if let Err(error) = self.gossip.handle_datagram(
-                    std::time::Duration::from_millis(now),
+                    std::time::Duration::from_millis(now.as_millis()),
                     &reply_to,
                     &message,
                 ) {

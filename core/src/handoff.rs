@@ -24,7 +24,7 @@ use dynamo_ring::{NodeId, TransferPlan};
 
 use super::{
     BATCH, CheckId, CoreEvent, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp,
-    StoreResult, TransferId,
+    StoreResult, Time, TransferId,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -70,7 +70,7 @@ struct Transfer {
     partition: u32,
     to: Destination,
     /// Not started before this time (a transfer put back after its peer failed it).
-    not_before: u64,
+    not_before: Time,
 }
 
 impl Transfer {
@@ -100,7 +100,7 @@ struct Running {
     attempts: u32,
     backoff_ms: u64,
     /// When to retry the front batch, after a failure.
-    retry_at: Option<u64>,
+    retry_at: Option<Time>,
     /// Keys the destination acknowledged so far.
     keys_sent: u64,
 }
@@ -136,7 +136,7 @@ pub(super) struct Handoffs {
     /// plan, a restart or a leave, or a periodic sweep that found something to send.
     announced: bool,
     /// When to look again for copies of partitions this node does not replicate.
-    next_unowned_sweep: Option<u64>,
+    next_unowned_sweep: Option<Time>,
     /// Keys the sweep under way found in partitions this node does not replicate (none while
     /// no sweep runs).
     sweep_found: Option<u64>,
@@ -144,11 +144,11 @@ pub(super) struct Handoffs {
     /// not replicate. A leaving node says `Left` only then.
     holds_nothing: bool,
     /// When to look at the queue again while no queued transfer can start (peers down).
-    idle_until: Option<u64>,
+    idle_until: Option<Time>,
 }
 
 impl Handoffs {
-    pub(super) fn new(now: u64) -> Self {
+    pub(super) fn new(now: Time) -> Self {
         Self {
             next_unowned_sweep: Some(now + UNOWNED_SWEEP_MS),
             ..Self::default()
@@ -187,7 +187,7 @@ impl Handoffs {
         !self.running.is_empty() || !self.queue.is_empty()
     }
 
-    pub(super) fn next_due(&self) -> Option<u64> {
+    pub(super) fn next_due(&self) -> Option<Time> {
         self.running
             .iter()
             .filter_map(|r| r.retry_at)
@@ -237,7 +237,7 @@ fn split_batches(entries: Vec<(Vec<u8>, Object)>) -> VecDeque<Vec<(Vec<u8>, Obje
 impl NodeCore {
     /// Queues every partition this node must hand to a new replica under `plan`, ahead of
     /// any restart-sweep transfer.
-    pub(super) fn start_handoff(&mut self, now: u64, plan: &TransferPlan) {
+    pub(super) fn start_handoff(&mut self, now: Time, plan: &TransferPlan) {
         self.retarget_handoffs(now);
         if self
             .ring
@@ -280,7 +280,7 @@ impl NodeCore {
     /// After a ring change: transfers to a node the ring no longer has (removed while this node
     /// was handing partitions to it) can never finish. They are dropped, and what this node no
     /// longer replicates goes to the current replicas instead (the restart sweep's transfers).
-    fn retarget_handoffs(&mut self, now: u64) {
+    fn retarget_handoffs(&mut self, now: Time) {
         let Some(ring) = &self.ring else { return };
         // A queued transfer to a member that no longer replicates its partition (the ring
         // changed again) goes to whichever replica is up when it starts.
@@ -309,7 +309,7 @@ impl NodeCore {
     /// (or of leaving) cannot know what it had sent, and its copy of a partition it no longer
     /// replicates is where no read or anti-entropy looks. Empty partitions cost one empty scan;
     /// the copy is dropped once acknowledged (see `handoff_sent`).
-    pub(super) fn hand_off_unowned(&mut self, now: u64) {
+    pub(super) fn hand_off_unowned(&mut self, now: Time) {
         let Some(ring) = &self.ring else { return };
         self.handoffs.sweep_found.get_or_insert(0);
         let swept = |p: u32| {
@@ -335,7 +335,7 @@ impl NodeCore {
     }
 
     /// The node a queued transfer can go to now, if any.
-    fn destination(&self, now: u64, transfer: &Transfer) -> Option<NodeId> {
+    fn destination(&self, now: Time, transfer: &Transfer) -> Option<NodeId> {
         if transfer.not_before > now {
             return None;
         }
@@ -356,7 +356,7 @@ impl NodeCore {
 
     /// Starts queued transfers whose peer is reachable, up to the concurrency limit; with none
     /// ready, looks again later; with nothing queued or running, reports that handoff is done.
-    fn start_transfers(&mut self, now: u64) {
+    fn start_transfers(&mut self, now: Time) {
         // A sweep transfer whose partition this node replicates again is dropped.
         let ring = self.ring.clone();
         let me = self.me.clone();
@@ -418,7 +418,7 @@ impl NodeCore {
     }
 
     /// Nothing is queued or running any more: report it, and let a leaving node say `Left`.
-    fn handoff_done(&mut self, now: u64) {
+    fn handoff_done(&mut self, now: Time) {
         let failed = std::mem::take(&mut self.handoffs.failed);
         let dropped = self.handoffs.dropped;
         if let Some(found) = self.handoffs.sweep_found.take() {
@@ -441,7 +441,7 @@ impl NodeCore {
     }
 
     /// Transfer `id` ended (done or given up): on to the next.
-    fn next_transfer(&mut self, now: u64, id: TransferId) {
+    fn next_transfer(&mut self, now: Time, id: TransferId) {
         self.handoffs.running.retain(|r| r.id != id);
         self.start_transfers(now);
     }
@@ -450,7 +450,7 @@ impl NodeCore {
     /// would have copied is left to anti-entropy and read repair. A leaving node refuses: it
     /// may not say `Left` before everything it holds was handed off. Returns how many were
     /// dropped.
-    pub(super) fn cancel_handoff(&mut self, now: u64) -> Result<usize, String> {
+    pub(super) fn cancel_handoff(&mut self, now: Time) -> Result<usize, String> {
         if self.status() == Some(dynamo_gossip::Status::Leaving) {
             return Err(format!(
                 "{} is leaving: it hands off everything it holds before it may leave, so its handoff cannot be cancelled",
@@ -484,7 +484,7 @@ impl NodeCore {
 
     pub(super) fn handoff_scanned(
         &mut self,
-        now: u64,
+        now: Time,
         id: TransferId,
         result: Result<StoreResult, StoreError>,
     ) {
@@ -515,7 +515,7 @@ impl NodeCore {
     }
 
     /// Sends the front batch, scans more, or ends the transfer.
-    fn send_batch(&mut self, now: u64, id: TransferId) {
+    fn send_batch(&mut self, now: Time, id: TransferId) {
         let Some(running) = self.handoffs.running_mut(id) else {
             return;
         };
@@ -536,7 +536,7 @@ impl NodeCore {
 
     pub(super) fn handoff_sent(
         &mut self,
-        now: u64,
+        now: Time,
         id: TransferId,
         result: &Result<Response, String>,
     ) {
@@ -601,7 +601,7 @@ impl NodeCore {
     /// hold. With a replica down the copies stay; the periodic sweep sends them again later.
     fn check_handed_off(
         &mut self,
-        now: u64,
+        now: Time,
         partition: u32,
         destination: &NodeId,
         sent: Vec<(Vec<u8>, Object)>,
@@ -706,7 +706,7 @@ impl NodeCore {
     }
 
     /// Retries failed batches whose backoff passed, and looks at the queue again.
-    pub(super) fn handoff_tick(&mut self, now: u64) {
+    pub(super) fn handoff_tick(&mut self, now: Time) {
         let due = self.handoffs.next_due().is_some_and(|at| at <= now);
         if !due {
             return;
@@ -745,7 +745,7 @@ impl NodeCore {
     /// A handoff call was answered (or not).
     pub(super) fn handoff_call_answered(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterCall,
         result: &Result<Response, String>,
     ) {
@@ -758,7 +758,7 @@ impl NodeCore {
     /// A handoff store operation finished.
     pub(super) fn handoff_store_done(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterStore,
         result: Result<StoreResult, StoreError>,
     ) {

@@ -16,7 +16,8 @@ use dynamo_ring::NodeId;
 use dynamo_storage::{Durability, Hint};
 
 use super::{
-    BATCH, CoreEvent, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult,
+    BATCH, CoreEvent, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp,
+    StoreResult, Time,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -56,7 +57,7 @@ pub(super) struct HintInFlight {
 #[derive(Debug)]
 pub(super) struct HintDelivery {
     /// When the next round starts, if none is running.
-    next_round: Option<u64>,
+    next_round: Option<Time>,
     /// Owners still to serve in this round.
     owners: VecDeque<String>,
     /// Hints of the owner being served.
@@ -70,7 +71,7 @@ pub(super) struct HintDelivery {
 }
 
 impl HintDelivery {
-    pub(super) fn new(now: u64) -> Self {
+    pub(super) fn new(now: Time) -> Self {
         Self {
             next_round: Some(now + HINT_INTERVAL_MS),
             owners: VecDeque::new(),
@@ -90,21 +91,21 @@ impl HintDelivery {
         self.holds_none
     }
 
-    pub(super) fn next_due(&self) -> Option<u64> {
+    pub(super) fn next_due(&self) -> Option<Time> {
         self.next_round
     }
 }
 
 impl NodeCore {
     /// Starts a hint round when one is due.
-    pub(super) fn hints_tick(&mut self, now: u64) {
+    pub(super) fn hints_tick(&mut self, now: Time) {
         if self.hints.next_round.is_some_and(|at| at <= now) {
             self.hints.next_round = None;
             self.store(StoreOp::HintOwners, AfterStore::Owners);
         }
     }
 
-    pub(super) fn hint_owners_read(&mut self, now: u64, result: Result<StoreResult, StoreError>) {
+    pub(super) fn hint_owners_read(&mut self, now: Time, result: Result<StoreResult, StoreError>) {
         if let Ok(StoreResult::Owners(owners)) = result {
             self.hints.holds_none = owners.iter().all(|owner| owner == self.me.as_str());
             self.hints.owners = owners.into();
@@ -119,7 +120,7 @@ impl NodeCore {
     }
 
     /// Moves to the next owner of held hints, or ends the round.
-    fn next_hint_owner(&mut self, now: u64) {
+    fn next_hint_owner(&mut self, now: Time) {
         self.hints.owner = None;
         self.hints.queue.clear();
         while let Some(owner) = self.hints.owners.pop_front() {
@@ -136,7 +137,7 @@ impl NodeCore {
         self.hints.next_round = Some(now + HINT_INTERVAL_MS);
     }
 
-    pub(super) fn hints_read(&mut self, now: u64, result: Result<StoreResult, StoreError>) {
+    pub(super) fn hints_read(&mut self, now: Time, result: Result<StoreResult, StoreError>) {
         if let Ok(StoreResult::Hints(hints)) = result {
             self.hints.queue = hints.into();
         }
@@ -164,7 +165,7 @@ impl NodeCore {
         (live.len() >= needed).then_some((live, false))
     }
 
-    fn deliver_next_hint(&mut self, now: u64) {
+    fn deliver_next_hint(&mut self, now: Time) {
         let Some(owner) = self.hints.owner.clone() else {
             return self.next_hint_owner(now);
         };
@@ -190,7 +191,7 @@ impl NodeCore {
     }
 
     /// Sends a hint to `to` (merged here when `to` is this node).
-    fn send_hint(&mut self, now: u64, sent: HintInFlight, to: &NodeId) {
+    fn send_hint(&mut self, now: Time, sent: HintInFlight, to: &NodeId) {
         if *to == self.me {
             // This node replicates the partition now: the hint is merged here.
             let op = StoreOp::Apply {
@@ -218,7 +219,7 @@ impl NodeCore {
     /// A hint was merged on this node (it replicates the hint's partition now).
     pub(super) fn hint_applied_here(
         &mut self,
-        now: u64,
+        now: Time,
         sent: HintInFlight,
         result: Result<StoreResult, StoreError>,
     ) {
@@ -231,7 +232,7 @@ impl NodeCore {
 
     pub(super) fn hint_delivered(
         &mut self,
-        now: u64,
+        now: Time,
         sent: HintInFlight,
         result: Result<Response, String>,
     ) {
@@ -268,7 +269,7 @@ impl NodeCore {
         }
     }
 
-    pub(super) fn hint_removed(&mut self, now: u64, result: Result<StoreResult, StoreError>) {
+    pub(super) fn hint_removed(&mut self, now: Time, result: Result<StoreResult, StoreError>) {
         if let Err(error) = result {
             self.problem(format!("could not drop a delivered hint: {error}"));
         }
@@ -280,7 +281,7 @@ impl NodeCore {
     /// A hint's destination answered (or did not).
     pub(super) fn hints_call_answered(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterCall,
         result: Result<Response, String>,
     ) {
@@ -291,7 +292,7 @@ impl NodeCore {
     /// A store operation of hint delivery finished.
     pub(super) fn hints_store_done(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterStore,
         result: Result<StoreResult, StoreError>,
     ) {

@@ -34,6 +34,7 @@ mod membership;
 mod reaper;
 mod serve;
 mod store_ops;
+mod time;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -47,6 +48,7 @@ use dynamo_vclock::Actor;
 pub use store_ops::{
     GET_MANY_MAX_BYTES, StoreError, StoreErrorKind, StoreOp, StoreResult, execute, load_saved_state,
 };
+pub use time::Time;
 
 use anti_entropy::AntiEntropy;
 use continuation::{CallFor, StoreFor};
@@ -305,7 +307,7 @@ pub struct NodeCore {
     /// 5.3% of a node's time in a read load).
     coordinators: BTreeMap<CoordinatorId, Box<Coordinator>>,
     /// `(deadline, coordinator)` for every coordinator waiting on a timeout.
-    coordinator_timers: BTreeSet<(u64, CoordinatorId)>,
+    coordinator_timers: BTreeSet<(Time, CoordinatorId)>,
     /// Bucket pushes waiting for peers: request and calls still out.
     bucket_pushes: BTreeMap<PushId, (RequestId, usize)>,
     hints: HintDelivery,
@@ -344,7 +346,7 @@ impl NodeCore {
         mut config: CoreConfig,
         saved: &SavedState,
         actor: Actor,
-        now: u64,
+        now: Time,
         seed: u64,
     ) -> Result<NodeCore, CoreError> {
         if config.name.is_empty() {
@@ -400,14 +402,18 @@ impl NodeCore {
             gossip_interval: Duration::from_millis(config.gossip_interval_ms.max(10)),
             ..GossipConfig::default()
         };
-        let identity = GossipIdentity::new(config.name.as_str(), now, config.address.clone())
-            .with_zone(config.zone.clone())
-            .with_capacity(config.capacity);
+        let identity = GossipIdentity::new(
+            config.name.as_str(),
+            now.as_millis(),
+            config.address.clone(),
+        )
+        .with_zone(config.zone.clone())
+        .with_capacity(config.capacity);
         let mut gossip = Gossip::new(
             gossip_config,
             identity,
             status,
-            Duration::from_millis(now),
+            Duration::from_millis(now.as_millis()),
             seed,
         );
         if let Some(dead) = &config.replaces
@@ -548,7 +554,7 @@ impl NodeCore {
     /// A request arrived from `from` (whose identity the transport verified).
     pub fn handle_request(
         &mut self,
-        now: u64,
+        now: Time,
         id: RequestId,
         from: &PeerIdentity,
         request: Request,
@@ -563,7 +569,7 @@ impl NodeCore {
     }
 
     /// The answer to call `id` (or why there is none).
-    pub fn handle_call_result(&mut self, now: u64, id: OpId, result: Result<Response, String>) {
+    pub fn handle_call_result(&mut self, now: Time, id: OpId, result: Result<Response, String>) {
         let Some(then) = self.calls.remove(&id) else {
             let kind = if self.store_ops.contains_key(&id) {
                 "a store operation"
@@ -578,7 +584,7 @@ impl NodeCore {
     /// The result of store operation `id`.
     pub fn handle_store_result(
         &mut self,
-        now: u64,
+        now: Time,
         id: OpId,
         result: Result<StoreResult, StoreError>,
     ) {
@@ -597,8 +603,9 @@ impl NodeCore {
 
     /// Time passed: run whatever was due by `now` (gossip rounds, coordinator deadlines, hint
     /// rounds, handoff retries, anti-entropy sweeps).
-    pub fn handle_timeout(&mut self, now: u64) {
-        self.gossip.handle_timeout(Duration::from_millis(now));
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.gossip
+            .handle_timeout(Duration::from_millis(now.as_millis()));
         self.after_gossip(now);
         let due: Vec<CoordinatorId> = self
             .coordinator_timers
@@ -616,13 +623,12 @@ impl NodeCore {
     }
 
     /// The next time [`NodeCore::handle_timeout`] must be called.
-    pub fn poll_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<Time> {
         // Rounded up: gossip keeps sub-millisecond phases, and a wake-up before its round would
         // find nothing due and ask for the same instant again.
-        let gossip = self
-            .gossip
-            .poll_timeout()
-            .map(|at| u64::try_from(at.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX));
+        let gossip = self.gossip.poll_timeout().map(|at| {
+            Time::from_millis(u64::try_from(at.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+        });
         [
             gossip,
             self.coordinator_timers.first().map(|(at, _)| *at),
@@ -664,7 +670,7 @@ impl NodeCore {
     /// A call whose answer goes to `then`; an unknown address fails it at once.
     fn call(
         &mut self,
-        now: u64,
+        now: Time,
         to: &NodeId,
         request: Request,
         timeout_ms: u64,

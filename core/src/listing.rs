@@ -18,7 +18,9 @@ use std::collections::BTreeSet;
 
 use dynamo_ring::NodeId;
 
-use super::{ListingId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult};
+use super::{
+    ListingId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult, Time,
+};
 use dynamo_protocol::{
     ErrorKind, KeyPage, ListCursor, MAX_LIST_KEYS, Request, Response, valid_bucket_name,
 };
@@ -60,14 +62,14 @@ pub(super) struct Listing {
     answered: usize,
     errors: Vec<String>,
     /// Past this time (node milliseconds) the page is answered at the next partition boundary.
-    soft_deadline: u64,
+    soft_deadline: Time,
 }
 
 impl NodeCore {
     /// Starts a [`Request::ListKeys`].
     pub(super) fn client_list_keys(
         &mut self,
-        now: u64,
+        now: Time,
         id: RequestId,
         bucket: &str,
         cursor: Option<ListCursor>,
@@ -148,7 +150,7 @@ impl NodeCore {
     }
 
     /// Asks every reachable replica of the listing's partition for its keys.
-    fn scan_listing_partition(&mut self, now: u64, listing_id: ListingId) {
+    fn scan_listing_partition(&mut self, now: Time, listing_id: ListingId) {
         let Some(listing) = self.listings.get_mut(&listing_id) else {
             return;
         };
@@ -201,7 +203,7 @@ impl NodeCore {
     /// One replica's answer to a listing's scan, from the local store or a peer.
     pub(super) fn listing_scanned(
         &mut self,
-        now: u64,
+        now: Time,
         listing_id: ListingId,
         answer: Result<KeyPage, String>,
     ) {
@@ -302,7 +304,7 @@ impl NodeCore {
     /// A replica answered a listing's scan (or did not).
     pub(super) fn listing_call_answered(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterCall,
         result: Result<Response, String>,
     ) {
@@ -313,7 +315,7 @@ impl NodeCore {
     /// A scan of this node's keys finished.
     pub(super) fn listing_store_done(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterStore,
         result: Result<StoreResult, StoreError>,
     ) {

@@ -20,7 +20,7 @@ use dynamo_ring::{Member, NodeId, Ring, TransferPlan, key_position};
 
 use super::{
     CoreEvent, MAX_BUCKET_N, MAX_BUCKETS, NodeCore, Output, STATE_BUCKETS, STATE_RING,
-    STATE_STATUS, encode_status,
+    STATE_STATUS, Time, encode_status,
 };
 use dynamo_protocol::{BucketEntry, BucketProps, Request, valid_bucket_name};
 
@@ -87,7 +87,7 @@ pub(super) fn merge_bucket_entries(
 impl NodeCore {
     /// After any gossip input: react to what changed (rings, buckets, claims, statuses) and
     /// send what gossip wants sent.
-    pub(super) fn after_gossip(&mut self, now: u64) {
+    pub(super) fn after_gossip(&mut self, now: Time) {
         // Only members whose ring or bucket table changed are decoded.
         let mut rings_from = Vec::new();
         let mut buckets_from = Vec::new();
@@ -300,7 +300,7 @@ impl NodeCore {
     /// A joining node becomes alive once the ring includes it; a leaving node is done once
     /// the ring no longer includes it and its handoffs have finished. The status is saved
     /// whenever it changes.
-    pub(super) fn update_own_status(&mut self, _now: u64) {
+    pub(super) fn update_own_status(&mut self, _now: Time) {
         let Some(status) = self.status() else {
             return;
         };
@@ -344,7 +344,7 @@ impl NodeCore {
 
     /// Paper 4.8.1: an administrator asked this node to leave; `request` is answered once the
     /// new status is saved.
-    pub(super) fn leave(&mut self, now: u64, request: super::RequestId) -> Result<(), String> {
+    pub(super) fn leave(&mut self, now: Time, request: super::RequestId) -> Result<(), String> {
         if self.ring.as_ref().is_some_and(|r| r.members().len() <= 1) {
             return Err("the last member of a cluster cannot leave it".into());
         }
@@ -366,7 +366,7 @@ impl NodeCore {
     /// An administrator takes `name`, a member that is down, out of the ring: the new ring is
     /// adopted here and gossiped; its partitions move to other members, filled by
     /// anti-entropy from the surviving replicas, and hints held for it follow the ring.
-    pub(super) fn remove_node(&mut self, now: u64, name: &str) -> Result<Ring, String> {
+    pub(super) fn remove_node(&mut self, now: Time, name: &str) -> Result<Ring, String> {
         let id = NodeId::from(name);
         let ring = self
             .ring
@@ -399,7 +399,7 @@ impl NodeCore {
     /// Records a bucket created or changed here; returns the table to push to peers.
     pub(super) fn record_bucket(
         &mut self,
-        now: u64,
+        now: Time,
         props: BucketProps,
     ) -> Result<Vec<BucketEntry>, String> {
         let max_n = self.ring.as_ref().map_or(MAX_BUCKET_N, Ring::target_n);
@@ -424,7 +424,7 @@ impl NodeCore {
             .buckets
             .get(&props.name)
             .map_or(0, |e| e.stamp_ms.saturating_add(1))
-            .max(now);
+            .max(now.as_millis());
         let entry = BucketEntry {
             props,
             stamp_ms,

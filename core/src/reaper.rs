@@ -20,7 +20,7 @@ use dynamo_quorum::{ReapCoordinator, ReapOutcome, ReapRequest, is_deleted, newes
 use dynamo_ring::NodeId;
 
 use super::coordinate::{Coordinator, Machine};
-use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult};
+use super::{BATCH, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult, Time};
 
 /// What the reaper's store operation answers.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ pub(super) struct ReaperCounts {
 #[derive(Debug, Default)]
 pub(super) struct Reaper {
     /// When the next sweep starts (none while one runs, or when reaping is off).
-    next_sweep: Option<u64>,
+    next_sweep: Option<Time>,
     /// Partitions still to sweep, the current one first.
     partitions: VecDeque<u32>,
     /// Where the scan of the current partition continues.
@@ -64,14 +64,14 @@ pub(super) struct Reaper {
 }
 
 impl Reaper {
-    pub(super) fn new(now: u64, grace_ms: u64) -> Self {
+    pub(super) fn new(now: Time, grace_ms: u64) -> Self {
         Self {
             next_sweep: (grace_ms > 0).then(|| now + sweep_interval(grace_ms)),
             ..Self::default()
         }
     }
 
-    pub(super) fn next_due(&self) -> Option<u64> {
+    pub(super) fn next_due(&self) -> Option<Time> {
         self.next_sweep
     }
 }
@@ -92,7 +92,7 @@ impl NodeCore {
     }
 
     /// Starts a sweep when one is due and the cluster allows it.
-    pub(super) fn reaper_tick(&mut self, now: u64) {
+    pub(super) fn reaper_tick(&mut self, now: Time) {
         let grace = self.config.tombstone_grace_ms;
         if grace == 0 || self.reaper.next_sweep.is_none_or(|at| at > now) {
             return;
@@ -122,7 +122,7 @@ impl NodeCore {
     }
 
     /// Reaps the next candidate, scans further, or ends the sweep.
-    fn reap_next(&mut self, now: u64) {
+    fn reap_next(&mut self, now: Time) {
         if self.reaper.busy {
             return;
         }
@@ -147,7 +147,7 @@ impl NodeCore {
         self.store(op, AfterStore::Scanned);
     }
 
-    fn end_sweep(&mut self, now: u64) {
+    fn end_sweep(&mut self, now: Time) {
         self.reaper.next_sweep = Some(now + sweep_interval(self.config.tombstone_grace_ms));
         if let Some(reason) = self.reaper.last_kept.take() {
             let counts = self.reaper.counts;
@@ -158,7 +158,7 @@ impl NodeCore {
         }
     }
 
-    pub(super) fn reaper_scanned(&mut self, now: u64, result: Result<StoreResult, StoreError>) {
+    pub(super) fn reaper_scanned(&mut self, now: Time, result: Result<StoreResult, StoreError>) {
         self.reaper.busy = false;
         let grace = self.config.tombstone_grace_ms;
         match result {
@@ -166,7 +166,7 @@ impl NodeCore {
                 self.reaper.scanned_all = entries.len() < BATCH;
                 self.reaper.after = entries.last().map(|(key, _)| key.clone());
                 let old = |object: &dynamo_quorum::Object| {
-                    now.saturating_sub(newest_write_ms(object)) >= grace
+                    now.as_millis().saturating_sub(newest_write_ms(object)) >= grace
                 };
                 self.reaper.candidates = entries
                     .into_iter()
@@ -183,7 +183,7 @@ impl NodeCore {
         self.reap_next(now);
     }
 
-    fn start_reap(&mut self, now: u64, partition: u32, key: Vec<u8>) {
+    fn start_reap(&mut self, now: Time, partition: u32, key: Vec<u8>) {
         let Some(ring) = &self.ring else {
             return self.end_sweep(now);
         };
@@ -218,12 +218,12 @@ impl NodeCore {
             timeout_ms: PEER_TIMEOUT_MS,
         };
         self.reaper.busy = true;
-        let machine = Machine::Reap(ReapCoordinator::new(now, request));
+        let machine = Machine::Reap(ReapCoordinator::new(now.as_millis(), request));
         self.start_coordinator(now, Coordinator::background(machine, partition, key, now));
     }
 
     /// A reap attempt ended.
-    pub(super) fn reap_finished(&mut self, now: u64, outcome: ReapOutcome) {
+    pub(super) fn reap_finished(&mut self, now: Time, outcome: ReapOutcome) {
         self.reaper.busy = false;
         match outcome {
             ReapOutcome::Reaped => self.reaper.counts.reaped += 1,
@@ -240,7 +240,7 @@ impl NodeCore {
     /// A store operation of the reaper finished.
     pub(super) fn reaper_store_done(
         &mut self,
-        now: u64,
+        now: Time,
         after: AfterStore,
         result: Result<StoreResult, StoreError>,
     ) {

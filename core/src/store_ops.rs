@@ -5,6 +5,7 @@
 //! runtime can move it to a blocking thread. This module must not know where the store lives
 //! (fjall on disk or memory), which thread runs it, or why the core asked.
 
+use crate::Time;
 use dynamo_merkle::{DiffInitiator, DiffReply, DiffRequest, KeyEntry, Step};
 use dynamo_quorum::{Object, Value};
 use dynamo_storage::{Durability, Hint, LocalWrite, Store};
@@ -71,7 +72,7 @@ pub enum StoreOp {
         /// The new value or a tombstone.
         value: Value,
         /// Milliseconds recorded in the clock entry.
-        now: u64,
+        now: Time,
         /// How durable the write must be.
         durability: Durability,
     },
@@ -362,7 +363,7 @@ pub fn execute<S: Store<Value> + ?Sized>(
             let write = LocalWrite {
                 context: &context,
                 value,
-                now,
+                now: now.as_millis(),
             };
             store
                 .update(partition, &key, write, durability)

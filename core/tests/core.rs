@@ -3,14 +3,16 @@
 //! that every request is answered exactly once, and that buckets and the ring are saved through
 //! the store and come back in a new core (issue 10: custom buckets survive restarts).
 
-use dynamo_core::{CoreConfig, NodeCore, Output, RequestId, SavedState, execute, load_saved_state};
+use dynamo_core::{
+    CoreConfig, NodeCore, Output, RequestId, SavedState, Time, execute, load_saved_state,
+};
 use dynamo_protocol::{BucketProps, ErrorKind, Request, RequestOptions, Response};
 use dynamo_protocol::{PeerIdentity, Role};
 use dynamo_quorum::Value;
 use dynamo_resolve::Resolver;
 use dynamo_storage::{Durability, MemoryStore, Store, StoreOptions};
 
-const NOW: u64 = 1_000_000;
+const NOW: Time = Time::from_millis(1_000_000);
 
 fn config() -> CoreConfig {
     CoreConfig {
@@ -53,7 +55,7 @@ struct Harness {
 
 impl Harness {
     fn found() -> Harness {
-        let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+        let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
         Harness::on(store)
     }
 
@@ -106,7 +108,7 @@ fn four_member_ring() -> (dynamo_ring::Ring, MemoryStore<Value>) {
         .map(|id| Member::new(id, "z", 1))
         .to_vec();
     let ring = Ring::equal_partitions(8, 3, members).expect("ring");
-    let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+    let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
     store
         .save_node_state(
             dynamo_core::STATE_RING,
@@ -392,7 +394,7 @@ fn buckets_and_ring_come_back_from_the_store() {
 
     let store = node
         .store
-        .crash(&StoreOptions::new("n1", NOW))
+        .crash(&StoreOptions::new("n1", NOW.as_millis()))
         .expect("crash");
     let restarted = Harness::on(store);
     assert!(restarted.core.buckets().any(|b| *b == carts));
@@ -430,7 +432,11 @@ fn a_fallback_answers_reads_with_its_hints() {
         .find(|&p| ring.replicas_of_partition(p, 3).contains(&&me))
         .expect("a partition n1 replicates");
     let mut node = Harness::on(store);
-    let versions = DvvSet::new(&Actor::new("a#1"), Value::Data(b"book".to_vec()), NOW);
+    let versions = DvvSet::new(
+        &Actor::new("a#1"),
+        Value::Data(b"book".to_vec()),
+        NOW.as_millis(),
+    );
     for partition in [stands_in, replicates] {
         let write = Request::Replica {
             partition,
@@ -690,7 +696,7 @@ fn a_seed_that_is_the_node_itself_is_no_seed() {
         (Vec::new(), true),
     ];
     for (seeds, founds) in cases {
-        let store = MemoryStore::open(&StoreOptions::new("n1", NOW)).expect("store");
+        let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
         let saved = load_saved_state(&store).expect("saved state");
         let config = CoreConfig {
             seeds: seeds.clone(),

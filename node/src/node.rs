@@ -34,7 +34,7 @@ use dynamo_client::tls::{Identity, PeerIdentity, Role, TlsConfig};
 use dynamo_client::transport::{Endpoint, TransportOptions};
 use dynamo_core::{
     self, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId, StoreError, StoreOp,
-    StoreResult,
+    StoreResult, Time,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -172,14 +172,14 @@ impl Clock {
         }
     }
 
-    fn now(self) -> u64 {
-        self.wall_at_start + self.started.elapsed().as_millis() as u64
+    fn now(self) -> Time {
+        Time::from_millis(self.wall_at_start + self.started.elapsed().as_millis() as u64)
     }
 
     /// The instant at which `now()` reaches `at` (an hour from now for times beyond what an
     /// `Instant` holds; the core is asked again well before).
-    fn instant_of(self, at: u64) -> tokio::time::Instant {
-        let offset = Duration::from_millis(at.saturating_sub(self.wall_at_start));
+    fn instant_of(self, at: Time) -> tokio::time::Instant {
+        let offset = Duration::from_millis(at.as_millis().saturating_sub(self.wall_at_start));
         self.started.checked_add(offset).map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             tokio::time::Instant::from_std,
@@ -200,7 +200,7 @@ impl Node {
         create_data_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
         let store_dir = config.data_dir.join("store");
-        let mut options = StoreOptions::new(config.name.clone(), clock.now());
+        let mut options = StoreOptions::new(config.name.clone(), clock.now().as_millis());
         // The store's limit applies to the encoded sibling, a few bytes more than the value.
         options.max_value_bytes = config.max_value_bytes + 64;
         let (store, mut saved) = {
@@ -274,7 +274,7 @@ impl Node {
             stand_in_after_ms: config.stand_in_after_ms,
         };
         let now = clock.now();
-        let seed = now ^ u64::from(key_position(config.name.as_bytes()) as u32);
+        let seed = now.as_millis() ^ u64::from(key_position(config.name.as_bytes()) as u32);
         let actor = store.actor();
         let core = NodeCore::new(core_config, saved, actor.clone(), now, seed)?;
         let me = core.id().clone();

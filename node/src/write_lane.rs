@@ -159,7 +159,7 @@ mod tests {
             key: key.as_bytes().to_vec(),
             context: VClock::new(),
             value: Value::Data(b"v".to_vec()),
-            now: 1,
+            now: dynamo_core::Time::from_millis(1),
             durability,
         }
     }

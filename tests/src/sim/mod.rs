@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dynamo_core::{
     CoreConfig, CoreEvent, NodeCore, OpId, Output, RequestId, StoreError, StoreOp, StoreResult,
-    execute, load_saved_state,
+    Time, execute, load_saved_state,
 };
 use dynamo_protocol::{BucketProps, Request, Response};
 use dynamo_protocol::{PeerIdentity, Role};
@@ -378,7 +378,7 @@ impl Sim {
                 node.next_request += 1;
                 node.routes.insert(id, route);
                 if let Some(core) = &mut node.core {
-                    core.handle_request(self.now, id, &from, request);
+                    core.handle_request(Time::from_millis(self.now), id, &from, request);
                 }
                 self.drain(to);
             }
@@ -408,7 +408,7 @@ impl Sim {
                         .record_detail(self.now, || format!("(answers {asked}: {answer})"));
                 }
                 if let Some(core) = &mut self.nodes[node].core {
-                    core.handle_call_result(self.now, op, result);
+                    core.handle_call_result(Time::from_millis(self.now), op, result);
                 }
                 self.drain(node);
             }
@@ -429,7 +429,11 @@ impl Sim {
                         .record_detail(self.now, || format!("(the call was {asked})"));
                 }
                 if let Some(core) = &mut self.nodes[node].core {
-                    core.handle_call_result(self.now, op, Err("timed out".into()));
+                    core.handle_call_result(
+                        Time::from_millis(self.now),
+                        op,
+                        Err("timed out".into()),
+                    );
                 }
                 self.drain(node);
             }
@@ -443,7 +447,7 @@ impl Sim {
                     return;
                 }
                 if let Some(core) = &mut self.nodes[node].core {
-                    core.handle_store_result(self.now, op, result);
+                    core.handle_store_result(Time::from_millis(self.now), op, result);
                 }
                 self.drain(node);
             }
@@ -453,9 +457,11 @@ impl Sim {
                 }
                 self.nodes[node].timer_at = None;
                 if let Some(core) = &mut self.nodes[node].core
-                    && core.poll_timeout().is_some_and(|at| at <= self.now)
+                    && core
+                        .poll_timeout()
+                        .is_some_and(|at| at.as_millis() <= self.now)
                 {
-                    core.handle_timeout(self.now);
+                    core.handle_timeout(Time::from_millis(self.now));
                 }
                 self.drain(node);
             }
@@ -508,7 +514,12 @@ impl Sim {
 
     fn arm_timer(&mut self, index: usize) {
         let node = &self.nodes[index];
-        let Some(at) = node.core.as_ref().and_then(NodeCore::poll_timeout) else {
+        let Some(at) = node
+            .core
+            .as_ref()
+            .and_then(NodeCore::poll_timeout)
+            .map(Time::as_millis)
+        else {
             return;
         };
         let at = at.max(self.now);
@@ -769,7 +780,7 @@ impl Sim {
         let actor = store.actor();
         let config = self.core_config(index, founder);
         let seed = self.rng.random();
-        match NodeCore::new(config, &saved, actor, self.now, seed) {
+        match NodeCore::new(config, &saved, actor, Time::from_millis(self.now), seed) {
             Ok(core) => {
                 let node = &mut self.nodes[index];
                 node.core = Some(core);
