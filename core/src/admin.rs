@@ -8,7 +8,8 @@ use dynamo_ring::{NodeId, Ring};
 use dynamo_protocol::{BucketEntry, ClusterStatus, MemberStatus, Request, Response};
 
 use super::{
-    CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, StoreError, StoreOp, StoreResult, Time,
+    CallError, CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, StoreError, StoreOp,
+    StoreResult, Time,
 };
 
 /// What an administrative call answers.
@@ -127,7 +128,7 @@ impl NodeCore {
     pub(super) fn admin_call_answered(
         &mut self,
         after: AfterCall,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         let AfterCall::BucketPush(push) = after;
         if let Err(error) = result {

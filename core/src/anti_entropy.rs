@@ -26,7 +26,9 @@ use dynamo_merkle::{DiffInitiator, Step};
 use dynamo_ring::NodeId;
 
 use super::admission::Admission;
-use super::{BATCH, ExchangeId, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult, Time};
+use super::{
+    BATCH, CallError, ExchangeId, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp, StoreResult, Time,
+};
 use dynamo_protocol::{Request, Response};
 
 /// What an anti-entropy call answers.
@@ -350,7 +352,7 @@ impl NodeCore {
         now: Time,
         id: ExchangeId,
         session: Box<DiffInitiator>,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         let Some(exchange) = self.anti_entropy.exchanges.get(&id) else {
             return;
@@ -411,7 +413,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         id: ExchangeId,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         let Some(partition) = self.anti_entropy.exchanges.get(&id).map(|e| e.partition) else {
             return;
@@ -455,7 +457,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         after: AfterCall,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         match after {
             AfterCall::DiffReply { id, session } => {

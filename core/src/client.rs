@@ -16,7 +16,7 @@ use dynamo_protocol::{
 };
 
 use super::coordinate::{Coordinator, Machine, quorum_error};
-use super::{MAX_CLIENT_TIMEOUT_MS, NodeCore, RequestId, Time};
+use super::{CallError, MAX_CLIENT_TIMEOUT_MS, NodeCore, RequestId, Time};
 
 /// What a client request's call answers.
 #[derive(Debug)]
@@ -339,7 +339,7 @@ impl NodeCore {
     pub(super) fn client_call_answered(
         &mut self,
         after: AfterCall,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         let AfterCall::Forwarded { request, to } = after;
         let response = result.unwrap_or_else(|error| {

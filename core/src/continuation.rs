@@ -10,8 +10,8 @@
 use dynamo_protocol::Response;
 
 use super::{
-    NodeCore, StoreError, StoreResult, Time, admin, anti_entropy, client, coordinate, handoff,
-    hints, listing, reaper, serve,
+    CallError, NodeCore, StoreError, StoreResult, Time, admin, anti_entropy, client, coordinate,
+    handoff, hints, listing, reaper, serve,
 };
 
 /// An enum of the parts' continuations of one kind, with a `From` for each, so a part
@@ -67,7 +67,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         then: CallFor,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         match then {
             CallFor::Coordinator(after) => self.coordinator_call_answered(now, after, result),

@@ -17,8 +17,8 @@ use dynamo_protocol::{ErrorKind, GetReply, PutReply, Request, Response};
 
 use super::serve::replica_op;
 use super::{
-    CoordinatorId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult, Time,
-    failed, internal,
+    CallError, CoordinatorId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp,
+    StoreResult, Time, failed, internal,
 };
 
 /// What a coordinator's call to a replica answers.
@@ -337,13 +337,13 @@ impl NodeCore {
         &mut self,
         now: Time,
         after: AfterCall,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         let AfterCall::Reply { coordinator, from } = after;
         let reply = match result {
             Ok(Response::Replica(reply)) => reply,
             Ok(other) => failed(format!("{from} answered a replica request with {other:?}")),
-            Err(error) => failed(error),
+            Err(error) => failed(error.message),
         };
         self.coordinator_reply(now, coordinator, &from, reply);
     }

@@ -23,8 +23,8 @@ use dynamo_quorum::Object;
 use dynamo_ring::{NodeId, TransferPlan};
 
 use super::{
-    BATCH, CheckId, CoreEvent, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp,
-    StoreResult, Time, TransferId,
+    BATCH, CallError, CheckId, CoreEvent, HANDOFF_TIMEOUT_MS, NodeCore, PEER_TIMEOUT_MS,
+    StoreError, StoreOp, StoreResult, Time, TransferId,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -538,7 +538,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         id: TransferId,
-        result: &Result<Response, String>,
+        result: &Result<Response, CallError>,
     ) {
         let leaving = self.status() == Some(dynamo_gossip::Status::Leaving);
         let Some(running) = self.handoffs.running_mut(id) else {
@@ -650,7 +650,7 @@ impl NodeCore {
     }
 
     /// A replica's versions of a handed-off batch's keys.
-    pub(super) fn drop_check_fetched(&mut self, id: CheckId, result: &Result<Response, String>) {
+    pub(super) fn drop_check_fetched(&mut self, id: CheckId, result: &Result<Response, CallError>) {
         let Some(check) = self.handoffs.drop_checks.get_mut(&id) else {
             return;
         };
@@ -747,7 +747,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         after: AfterCall,
-        result: &Result<Response, String>,
+        result: &Result<Response, CallError>,
     ) {
         match after {
             AfterCall::Sent(transfer) => self.handoff_sent(now, transfer, result),

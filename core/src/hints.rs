@@ -16,8 +16,8 @@ use dynamo_ring::NodeId;
 use dynamo_storage::{Durability, Hint};
 
 use super::{
-    BATCH, CoreEvent, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS, StoreError, StoreOp,
-    StoreResult, Time,
+    BATCH, CallError, CallErrorKind, CoreEvent, HINT_INTERVAL_MS, NodeCore, PEER_TIMEOUT_MS,
+    StoreError, StoreOp, StoreResult, Time,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -223,9 +223,17 @@ impl NodeCore {
         sent: HintInFlight,
         result: Result<StoreResult, StoreError>,
     ) {
+        // Applied here or not, the hint goes on as if a replica had answered.
         let response = match result {
             Ok(StoreResult::Stored(stored)) => Ok(Response::Stored(stored)),
-            other => Err(format!("{other:?}")),
+            Ok(other) => {
+                let message = self.wrong_kind("a hint applied here", &other);
+                Err(CallError::new(CallErrorKind::Broken, message))
+            }
+            Err(error) => Err(CallError::new(
+                CallErrorKind::Broken,
+                format!("applying it here failed: {error}"),
+            )),
         };
         self.hint_delivered(now, sent, response);
     }
@@ -234,7 +242,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         sent: HintInFlight,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         match result {
             Ok(Response::Stored(_)) if !sent.then.is_empty() => {
@@ -283,7 +291,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         after: AfterCall,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         let AfterCall::Delivered(sent) = after;
         self.hint_delivered(now, sent, result);

@@ -172,6 +172,40 @@ pub enum CoreError {
     },
 }
 
+/// Why a call to a peer brought no answer. The driver says which kind; the message is for
+/// people (and the logs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    /// What went wrong.
+    pub kind: CallErrorKind,
+    /// The driver's account of it.
+    pub message: String,
+}
+
+/// What kind of failure a call met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallErrorKind {
+    /// No answer within the call's timeout: the peer may still have acted on it.
+    Timeout,
+    /// The peer could not be reached (no address, no route, refused, not resolved): it did
+    /// not get the request.
+    Unreachable,
+    /// The exchange broke off or its answer was unusable (a reset stream, a frame that does
+    /// not decode): the peer may have acted on it.
+    Broken,
+}
+
+impl CallError {
+    /// A call error of `kind`.
+    pub fn new(kind: CallErrorKind, message: impl Into<String>) -> CallError {
+        CallError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
 /// Identifies a request the core must answer; chosen by the driver, unique among open ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
@@ -569,7 +603,7 @@ impl NodeCore {
     }
 
     /// The answer to call `id` (or why there is none).
-    pub fn handle_call_result(&mut self, now: Time, id: OpId, result: Result<Response, String>) {
+    pub fn handle_call_result(&mut self, now: Time, id: OpId, result: Result<Response, CallError>) {
         let Some(then) = self.calls.remove(&id) else {
             let kind = if self.store_ops.contains_key(&id) {
                 "a store operation"
@@ -677,7 +711,10 @@ impl NodeCore {
         then: impl Into<CallFor>,
     ) {
         let Some(address) = self.address_of(to) else {
-            let error = format!("the address of {to} is unknown");
+            let error = CallError::new(
+                CallErrorKind::Unreachable,
+                format!("the address of {to} is unknown"),
+            );
             self.on_call_result(now, then.into(), Err(error));
             return;
         };

@@ -19,7 +19,8 @@ use std::collections::BTreeSet;
 use dynamo_ring::NodeId;
 
 use super::{
-    ListingId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult, Time,
+    CallError, ListingId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult,
+    Time,
 };
 use dynamo_protocol::{
     ErrorKind, KeyPage, ListCursor, MAX_LIST_KEYS, Request, Response, valid_bucket_name,
@@ -291,12 +292,12 @@ impl NodeCore {
 }
 
 /// A peer's answer to a scan.
-fn scan_reply(result: Result<Response, String>) -> Result<KeyPage, String> {
+fn scan_reply(result: Result<Response, CallError>) -> Result<KeyPage, String> {
     match result {
         Ok(Response::Keys(page)) => Ok(page),
         Ok(Response::Error(error)) => Err(error.message),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(error) => Err(error),
+        Err(error) => Err(error.message),
     }
 }
 
@@ -306,7 +307,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         after: AfterCall,
-        result: Result<Response, String>,
+        result: Result<Response, CallError>,
     ) {
         let AfterCall::Scanned(listing) = after;
         self.listing_scanned(now, listing, scan_reply(result));

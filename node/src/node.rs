@@ -31,10 +31,10 @@ use crate::metrics::Metrics;
 use crate::write_lane::{self, OnSuccess, Write, WriteLane};
 use dynamo_client::address::{NodeAddress, Resolver};
 use dynamo_client::tls::{Identity, PeerIdentity, Role, TlsConfig};
-use dynamo_client::transport::{Endpoint, TransportOptions};
+use dynamo_client::transport::{Endpoint, TransportError, TransportOptions};
 use dynamo_core::{
-    self, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId, StoreError, StoreOp,
-    StoreResult, Time,
+    self, CallError, CallErrorKind, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output,
+    RequestId, StoreError, StoreOp, StoreResult, Time,
 };
 use dynamo_protocol::{Request, Response};
 
@@ -470,7 +470,7 @@ struct Driver {
 
 /// A call to a peer in flight: its operation (none for gossip), the peer and the outcome.
 type Call = std::pin::Pin<
-    Box<dyn Future<Output = (Option<OpId>, String, Result<Response, String>)> + Send>,
+    Box<dyn Future<Output = (Option<OpId>, String, Result<Response, CallError>)> + Send>,
 >;
 
 impl Driver {
@@ -585,13 +585,13 @@ impl Driver {
                             reason: format!("no answer within {timeout:?}"),
                         })
                     })
-                    .map_err(|error| error.to_string()),
+                    .map_err(|error| CallError::new(CallErrorKind::Unreachable, error.to_string())),
             };
             let result = match peer {
                 Ok(peer) => endpoint
                     .request::<Request, Response>(peer, &request, timeout)
                     .await
-                    .map_err(|error| error.to_string()),
+                    .map_err(|error| call_error(&error)),
                 Err(error) => Err(error),
             };
             if result.is_err()
@@ -818,6 +818,19 @@ fn read_legacy_ring(data_dir: &Path) -> Result<Option<Vec<u8>>, NodeError> {
             source,
         }),
     }
+}
+
+/// What kind of failure a transport error is, for the core.
+fn call_error(error: &TransportError) -> CallError {
+    let kind = match error {
+        TransportError::Timeout { .. } => CallErrorKind::Timeout,
+        TransportError::Bind { .. }
+        | TransportError::Connect { .. }
+        | TransportError::Tls(_)
+        | TransportError::Resolve(_) => CallErrorKind::Unreachable,
+        _ => CallErrorKind::Broken,
+    };
+    CallError::new(kind, error.to_string())
 }
 
 #[cfg(test)]
