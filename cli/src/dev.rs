@@ -15,7 +15,6 @@ use dynamo_client::ca::ClusterCa;
 use dynamo_client::client::GetOutcome;
 use dynamo_client::tls::{Identity, Role};
 use dynamo_protocol::{BucketProps, Request, RequestOptions, Response};
-use dynamo_resolve::Resolver;
 
 /// Where and how big the local cluster is.
 #[derive(clap::Args, Clone)]
@@ -384,17 +383,7 @@ async fn demo(cluster: &LocalCluster) -> Result<()> {
     let client = client(cluster)?;
     let options = RequestOptions::default();
     outln!("== a {}-node cluster is up ==", cluster.addresses.len());
-    client
-        .create_bucket(BucketProps {
-            name: "carts".into(),
-            n: 3,
-            r: 2,
-            w: 2,
-            pr: 0,
-            pw: 0,
-            resolver: Resolver::Siblings,
-        })
-        .await?;
+    client.create_bucket(BucketProps::new("carts")).await?;
     outln!("created bucket carts (N=3, R=2, W=2)");
 
     let first = client

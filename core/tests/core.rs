@@ -127,13 +127,10 @@ fn error_kind(response: &Response) -> Option<ErrorKind> {
 
 fn bucket(name: &str, n: usize) -> BucketProps {
     BucketProps {
-        name: name.into(),
         n,
         r: 1,
         w: 1,
-        pr: 0,
-        pw: 0,
-        resolver: Resolver::Siblings,
+        ..BucketProps::new(name)
     }
 }
 

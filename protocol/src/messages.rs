@@ -53,10 +53,17 @@ pub struct BucketProps {
 }
 
 impl BucketProps {
-    /// The bucket every cluster has: (3, 2, 2).
-    pub fn default_bucket() -> Self {
+    /// A bucket `name` with the defaults of `dynamo bucket create`: N = 3, R = 2, W = 2, no
+    /// primary quorums, siblings kept. Change fields with struct update syntax.
+    ///
+    /// ```
+    /// use dynamo_protocol::BucketProps;
+    /// let single = BucketProps { n: 1, r: 1, w: 1, ..BucketProps::new("single") };
+    /// assert_eq!((single.name.as_str(), single.n), ("single", 1));
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
         Self {
-            name: "default".into(),
+            name: name.into(),
             n: 3,
             r: 2,
             w: 2,
@@ -64,6 +71,11 @@ impl BucketProps {
             pw: 0,
             resolver: Resolver::Siblings,
         }
+    }
+
+    /// The bucket every cluster has: (3, 2, 2).
+    pub fn default_bucket() -> Self {
+        Self::new("default")
     }
 }
 

@@ -146,13 +146,10 @@ async fn bucket_quorums_are_honoured() {
     for (name, n, w) in [("single", 1, 1), ("all", 3, 3)] {
         client
             .create_bucket(BucketProps {
-                name: name.into(),
                 n,
                 r: 1,
                 w,
-                pr: 0,
-                pw: 0,
-                resolver: Resolver::Siblings,
+                ..BucketProps::new(name)
             })
             .await
             .expect("create bucket");
@@ -161,13 +158,10 @@ async fn bucket_quorums_are_honoured() {
     for n in [4, usize::MAX] {
         let refused = client
             .create_bucket(BucketProps {
-                name: "wide".into(),
                 n,
                 r: 1,
                 w: 1,
-                pr: 0,
-                pw: 0,
-                resolver: Resolver::Siblings,
+                ..BucketProps::new("wide")
             })
             .await;
         assert!(

@@ -27,7 +27,6 @@ use dynamo_core::{
 use dynamo_protocol::{BucketProps, Request, Response};
 use dynamo_protocol::{PeerIdentity, Role};
 use dynamo_quorum::Value;
-use dynamo_resolve::Resolver;
 use dynamo_storage::{MemoryStore, Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -790,15 +789,7 @@ impl Sim {
     /// Lets the founding nodes agree on a ring, then creates the workload's bucket.
     fn settle_and_create_bucket(&mut self) {
         self.run_until(self.now + 15_000);
-        let props = BucketProps {
-            name: SIM_BUCKET.into(),
-            n: 3,
-            r: 2,
-            w: 2,
-            pr: 0,
-            pw: 0,
-            resolver: Resolver::Siblings,
-        };
+        let props = BucketProps::new(SIM_BUCKET);
         for attempt in 0..10 {
             let target = attempt % self.nodes.len();
             let answer = self.admin_request(target, Request::CreateBucket(props.clone()));
