@@ -53,13 +53,13 @@ use super::cluster::{
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
 /// Keys in a listing page when the request names no `limit` (the core takes up to
 /// [`dynamo_protocol::MAX_LIST_KEYS`]).
-pub(super) const DEFAULT_LIST_LIMIT: u32 = 100;
+const DEFAULT_LIST_LIMIT: u32 = 100;
 /// A watch checks the key again this often even when no write was seen here (the write may
 /// have reached only other replicas).
-pub(super) const WATCH_RECHECK: Duration = Duration::from_secs(1);
+const WATCH_RECHECK: Duration = Duration::from_secs(1);
 /// Boundary of `300 Multiple Choices` multipart bodies (values are sent as they are, so the
 /// boundary is long and unusual; a value containing it is sent as JSON instead).
-pub(super) const BOUNDARY: &str = "dynamo-sibling-boundary-7c1f0e9b2d4a";
+const BOUNDARY: &str = "dynamo-sibling-boundary-7c1f0e9b2d4a";
 
 /// The API's state.
 pub(crate) struct Api {
@@ -73,7 +73,7 @@ pub(crate) struct Api {
 }
 
 /// Bytes in whole KiB, rounded up (the body budget's unit), at most `u32::MAX`.
-pub(super) fn kib(bytes: usize) -> u32 {
+fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
@@ -83,7 +83,7 @@ pub(super) fn kib(bytes: usize) -> u32 {
 /// more than `max_body_bytes_in_flight` in all, or one identity more than
 /// `max_body_bytes_per_identity`, or for longer than the timeout. A request that does not fit
 /// is answered "overloaded" at once.
-pub(super) async fn reserve_body(
+async fn reserve_body(
     State(api): ApiState,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -275,7 +275,7 @@ pub(super) fn bad_request(message: impl Into<String>) -> HttpResponse {
     error_json(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
-pub(super) fn status_of(kind: ErrorKind) -> StatusCode {
+fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
@@ -286,7 +286,7 @@ pub(super) fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
-pub(super) fn core_error(error: &ErrorReply) -> HttpResponse {
+fn core_error(error: &ErrorReply) -> HttpResponse {
     error_json(status_of(error.kind), error.kind.label(), &error.message)
 }
 
@@ -302,7 +302,7 @@ pub(super) fn unexpected(response: &Response) -> HttpResponse {
     }
 }
 
-pub(super) async fn not_found_route(uri: axum::http::Uri) -> HttpResponse {
+async fn not_found_route(uri: axum::http::Uri) -> HttpResponse {
     error_json(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -314,7 +314,7 @@ pub(super) async fn not_found_route(uri: axum::http::Uri) -> HttpResponse {
 
 /// Query parameters of key requests.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct KeyQuery {
+struct KeyQuery {
     r: Option<String>,
     w: Option<String>,
     pr: Option<String>,
@@ -324,7 +324,7 @@ pub(super) struct KeyQuery {
 }
 
 /// `500ms`, `2s`, `1m`, or a number of milliseconds.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
@@ -343,7 +343,7 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a duration (like 500ms, 2s or 1m)"))
 }
 
-pub(super) fn parse_count(name: &str, text: Option<&String>) -> Result<Option<usize>, String> {
+fn parse_count(name: &str, text: Option<&String>) -> Result<Option<usize>, String> {
     text.map(|text| {
         text.parse::<usize>()
             .map_err(|_| format!("{name}={text:?} is not a number of replicas"))
@@ -367,7 +367,7 @@ impl KeyQuery {
     }
 }
 
-pub(super) fn context_header(headers: &HeaderMap) -> Result<Option<String>, String> {
+fn context_header(headers: &HeaderMap) -> Result<Option<String>, String> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(None),
         Some(value) => value
@@ -377,18 +377,18 @@ pub(super) fn context_header(headers: &HeaderMap) -> Result<Option<String>, Stri
     }
 }
 
-pub(super) fn wants_json(headers: &HeaderMap) -> bool {
+fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json"))
 }
 
-pub(super) fn etag_of(context: &str) -> String {
+fn etag_of(context: &str) -> String {
     format!("\"{:016x}\"", key_fingerprint(context.as_bytes()))
 }
 
-pub(super) fn header_value(text: &str) -> HeaderValue {
+fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -442,7 +442,7 @@ pub struct JsonGet {
 }
 
 /// The items of a set-valued resolution, as text.
-pub(super) fn items_of(resolver: Resolver, value: &[u8]) -> Option<Vec<String>> {
+fn items_of(resolver: Resolver, value: &[u8]) -> Option<Vec<String>> {
     let text = |item: &[u8]| String::from_utf8_lossy(item).into_owned();
     match resolver {
         Resolver::Union => ItemSet::decode(value)
@@ -455,7 +455,7 @@ pub(super) fn items_of(resolver: Resolver, value: &[u8]) -> Option<Vec<String>> 
     }
 }
 
-pub(super) fn json_resolution(resolution: &Resolution) -> JsonResolution {
+fn json_resolution(resolution: &Resolution) -> JsonResolution {
     JsonResolution {
         resolver: resolution.resolver.name().to_owned(),
         value: resolution.value.as_deref().map(JsonValue::of),
@@ -482,7 +482,7 @@ pub(super) fn json_get(reply: &GetReply) -> JsonGet {
 }
 
 /// The answer to a found key.
-pub(super) fn render_found(reply: &GetReply, headers: &HeaderMap) -> HttpResponse {
+fn render_found(reply: &GetReply, headers: &HeaderMap) -> HttpResponse {
     let etag = etag_of(&reply.context);
     let mut out = HeaderMap::new();
     out.insert(CONTEXT_HEADER, header_value(&reply.context));
@@ -557,7 +557,7 @@ pub(super) fn render_found(reply: &GetReply, headers: &HeaderMap) -> HttpRespons
     (status, out, body).into_response()
 }
 
-pub(super) fn render_not_found(context: &str) -> HttpResponse {
+fn render_not_found(context: &str) -> HttpResponse {
     let body = ErrorBody {
         error: ErrorDetail {
             kind: "not_found".into(),
@@ -572,7 +572,7 @@ pub(super) fn render_not_found(context: &str) -> HttpResponse {
     response
 }
 
-pub(super) fn render_get(response: &Response, headers: &HeaderMap) -> HttpResponse {
+fn render_get(response: &Response, headers: &HeaderMap) -> HttpResponse {
     match response {
         Response::Get(reply) => render_found(reply, headers),
         Response::NotFound { context } => render_not_found(context),
@@ -581,7 +581,7 @@ pub(super) fn render_get(response: &Response, headers: &HeaderMap) -> HttpRespon
 }
 
 /// The bucket, key and query of a key request, or the 400 for a malformed one.
-pub(super) fn key_target(
+fn key_target(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<(String, String, KeyQuery), HttpResponse> {
@@ -593,7 +593,7 @@ pub(super) fn key_target(
 }
 
 /// The clock of a context token; the empty token (or `none`) is the empty clock.
-pub(super) fn clock_of(token: &str) -> Result<VClock, String> {
+fn clock_of(token: &str) -> Result<VClock, String> {
     if token.is_empty() || token == "none" {
         return Ok(VClock::new());
     }
@@ -603,7 +603,7 @@ pub(super) fn clock_of(token: &str) -> Result<VClock, String> {
 }
 
 /// The clock of an answer's context (empty for an empty context).
-pub(super) fn answer_clock(response: &Response) -> Option<VClock> {
+fn answer_clock(response: &Response) -> Option<VClock> {
     let context = match response {
         Response::Get(reply) => &reply.context,
         Response::NotFound { context } => context,
@@ -612,7 +612,7 @@ pub(super) fn answer_clock(response: &Response) -> Option<VClock> {
     clock_of(context).ok()
 }
 
-pub(super) async fn get_key(
+async fn get_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -695,7 +695,7 @@ pub(super) async fn get_key(
     }
 }
 
-pub(super) async fn write_key(
+async fn write_key(
     api: &Api,
     who: &PeerIdentity,
     bucket: String,
@@ -769,7 +769,7 @@ pub(super) async fn submit_write(
     gate.submit(who, request).await
 }
 
-pub(super) fn render_put(response: &Response) -> HttpResponse {
+fn render_put(response: &Response) -> HttpResponse {
     match response {
         Response::Put(reply) => {
             let mut out = HeaderMap::new();
@@ -815,7 +815,7 @@ pub(super) fn random_write_id() -> u128 {
     (u128::from(high.finish()) << 64) | u128::from(low.finish())
 }
 
-pub(super) async fn put_key(
+async fn put_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -850,7 +850,7 @@ pub(super) async fn put_key(
     .await
 }
 
-pub(super) async fn delete_key(
+async fn delete_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -867,7 +867,7 @@ pub(super) async fn delete_key(
 // ---- listing --------------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
-pub(super) struct ListQuery {
+struct ListQuery {
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -881,11 +881,11 @@ pub struct JsonKeyPage {
     pub next: Option<String>,
 }
 
-pub(super) fn encode_cursor(cursor: &ListCursor) -> String {
+fn encode_cursor(cursor: &ListCursor) -> String {
     URL_SAFE_NO_PAD.encode(postcard::to_stdvec(cursor).unwrap_or_default())
 }
 
-pub(super) fn decode_cursor(text: &str) -> Result<ListCursor, String> {
+fn decode_cursor(text: &str) -> Result<ListCursor, String> {
     URL_SAFE_NO_PAD
         .decode(text)
         .ok()
@@ -896,7 +896,7 @@ pub(super) fn decode_cursor(text: &str) -> Result<ListCursor, String> {
         .ok_or_else(|| "the cursor is not one a listing returned".to_owned())
 }
 
-pub(super) fn json_key(key: &[u8]) -> BatchKey {
+fn json_key(key: &[u8]) -> BatchKey {
     match std::str::from_utf8(key) {
         Ok(text) => BatchKey {
             key: Some(text.to_owned()),
@@ -909,7 +909,7 @@ pub(super) fn json_key(key: &[u8]) -> BatchKey {
     }
 }
 
-pub(super) async fn list_keys(
+async fn list_keys(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     Path(bucket): Path<String>,

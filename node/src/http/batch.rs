@@ -3,6 +3,10 @@
 //!
 //! This module must not know what requests mean: each key is one request to the gate.
 
+use super::api::{
+    Api, ApiState, JsonGet, JsonPut, bad_request, json_get, parse_json, random_write_id,
+    submit_write,
+};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
@@ -12,10 +16,6 @@ use base64::engine::general_purpose::STANDARD;
 use dynamo_client::tls::PeerIdentity;
 use dynamo_protocol::{Request, RequestOptions, Response};
 use serde::{Deserialize, Serialize};
-
-// The API's shared helpers, extractors and imports.
-#[allow(clippy::wildcard_imports)]
-use super::api::*;
 
 // ---- batches --------------------------------------------------------------------------------
 

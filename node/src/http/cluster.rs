@@ -3,6 +3,7 @@
 //!
 //! This module must not know what requests mean: each answer comes from the gate.
 
+use super::api::{Api, ApiState, bad_request, error_json, parse_json, unexpected};
 use crate::metrics::RuntimeGauges;
 use axum::Json;
 use axum::body::Bytes;
@@ -16,10 +17,6 @@ use dynamo_resolve::Resolver;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-
-// The API's shared helpers, extractors and imports.
-#[allow(clippy::wildcard_imports)]
-use super::api::*;
 
 // ---- buckets and cluster --------------------------------------------------------------------
 

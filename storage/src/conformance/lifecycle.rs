@@ -3,11 +3,13 @@
 //!
 //! This module must not know how a store is implemented.
 
+use super::{Bytes, NODE, T0, fresh, options, put, sorted, stored, values};
+use super::{Context as _, Harness};
+use crate::error::{Result, StorageError};
+use crate::keys::{MAX_KEY_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
+use crate::options::{Durability, StoreOptions};
+use crate::store::Store;
 use dynamo_vclock::{Actor, DvvSet, VClock};
-
-// The suite's helpers, macros and imports, shared by its check modules.
-#[allow(clippy::wildcard_imports)]
-use super::*;
 
 /// Paper section 4.6: hinted handoff keeps versions per intended owner.
 pub(super) fn hints_are_listed_per_owner<H: Harness>(h: &mut H) -> Result<(), String> {

@@ -11,13 +11,12 @@ use std::path::PathBuf;
 
 use dynamo_vclock::{Actor, DvvSet, VClock};
 
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 #[cfg(feature = "fjall")]
 use crate::fjall_store::FjallStore;
-use crate::keys::{MAX_KEY_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
 use crate::memory::MemoryStore;
 use crate::options::{Durability, StoreOptions};
-use crate::store::{LocalWrite, Store, incarnation_of};
+use crate::store::{LocalWrite, Store};
 
 /// The value type of the suite.
 pub type Bytes = Vec<u8>;

@@ -3,11 +3,11 @@
 //!
 //! This module must not know how a store is implemented.
 
+use super::{Bytes, T0, fresh, options, put, sorted, stored, values};
+use super::{Context as _, Harness};
+use crate::options::Durability;
+use crate::store::{Store, incarnation_of};
 use dynamo_vclock::{Actor, DvvSet, VClock};
-
-// The suite's helpers, macros and imports, shared by its check modules.
-#[allow(clippy::wildcard_imports)]
-use super::*;
 
 pub(super) fn get_of_a_missing_key_is_none<H: Harness>(h: &mut H) -> Result<(), String> {
     let store = h.open_fresh(options()).ctx("open")?;
