@@ -5,12 +5,23 @@
 
 use dynamo_ring::{NodeId, Ring};
 
-use dynamo_protocol::{BucketEntry, ClusterStatus, MemberStatus, Request, Response};
+use dynamo_protocol::{BucketEntry, ClusterStatus, ErrorKind, MemberStatus, Request, Response};
 
 use super::{
-    CallError, CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, StoreError, StoreOp,
-    StoreResult, Time,
+    CallError, CoreEvent, NodeCore, PEER_TIMEOUT_MS, PushId, RequestId, STATE_BUCKETS, SaveWaiter,
+    StoreError, StoreOp, StoreResult, Time,
 };
+
+/// A bucket table push waiting for its answers.
+#[derive(Debug)]
+pub(super) struct BucketPush {
+    /// The `CreateBucket` it answers.
+    request: RequestId,
+    /// Peers, and this node's own save, still to answer.
+    remaining: usize,
+    /// Why this node's own save failed, if it did.
+    local_failure: Option<String>,
+}
 
 /// What an administrative call answers.
 #[derive(Debug, Clone, Copy)]
@@ -31,11 +42,17 @@ impl NodeCore {
     /// bucket is usable through any node at once; gossip carries it to members that missed it.
     pub(super) fn push_buckets(&mut self, now: Time, id: RequestId, table: &[BucketEntry]) {
         let peers = self.live_peers();
-        if peers.is_empty() {
-            return self.respond(id, Response::Ack);
-        }
         let push = PushId(self.next_id().0);
-        self.bucket_pushes.insert(push, (id, peers.len()));
+        // Answered once every peer answered and this node's own copy is on disk: a bucket
+        // acknowledged is a bucket some node has saved.
+        self.bucket_pushes.insert(
+            push,
+            BucketPush {
+                request: id,
+                remaining: peers.len() + 1,
+                local_failure: None,
+            },
+        );
         for peer in peers {
             let request = Request::Buckets(table.to_vec());
             self.call(
@@ -46,6 +63,7 @@ impl NodeCore {
                 AfterCall::BucketPush(push),
             );
         }
+        self.when_saved(STATE_BUCKETS, SaveWaiter::Push(push));
     }
 
     /// The cluster as this node sees it; hint counts come from the store.
@@ -128,21 +146,40 @@ impl NodeCore {
     pub(super) fn admin_call_answered(
         &mut self,
         after: AfterCall,
-        result: Result<Response, CallError>,
+        result: &Result<Response, CallError>,
     ) {
         let AfterCall::BucketPush(push) = after;
         if let Err(error) = result {
             let detail = format!("bucket table push failed ({error}); gossip will carry it");
             self.event(CoreEvent::Detail(detail));
         }
-        if let Some((request, remaining)) = self.bucket_pushes.get_mut(&push) {
-            *remaining = remaining.saturating_sub(1);
-            if *remaining == 0 {
-                let request = *request;
-                self.bucket_pushes.remove(&push);
-                self.respond(request, Response::Ack);
-            }
+        self.bucket_push_answered(push, None);
+    }
+
+    /// One answer of a bucket push came: a peer's (whatever it was), or this node's own save
+    /// (`local_failure` when it failed, which the client is told).
+    pub(super) fn bucket_push_answered(&mut self, push: PushId, local_failure: Option<&str>) {
+        let Some(entry) = self.bucket_pushes.get_mut(&push) else {
+            return;
+        };
+        if let Some(failure) = local_failure {
+            entry.local_failure = Some(failure.to_owned());
         }
+        entry.remaining = entry.remaining.saturating_sub(1);
+        if entry.remaining > 0 {
+            return;
+        }
+        let Some(done) = self.bucket_pushes.remove(&push) else {
+            return;
+        };
+        let response = match done.local_failure {
+            None => Response::Ack,
+            Some(failure) => Response::error(
+                ErrorKind::Internal,
+                format!("the bucket table could not be saved: {failure}"),
+            ),
+        };
+        self.respond(done.request, response);
     }
 
     /// The hint counts of a status answer were read.

@@ -72,7 +72,7 @@ impl NodeCore {
         match then {
             CallFor::Coordinator(after) => self.coordinator_call_answered(now, after, result),
             CallFor::Client(after) => self.client_call_answered(after, result),
-            CallFor::Admin(after) => self.admin_call_answered(after, result),
+            CallFor::Admin(after) => self.admin_call_answered(after, &result),
             CallFor::Hints(after) => self.hints_call_answered(now, after, result),
             CallFor::Handoff(after) => self.handoff_call_answered(now, after, &result),
             CallFor::AntiEntropy(after) => self.anti_entropy_call_answered(now, after, result),

@@ -94,7 +94,8 @@ impl NodeCore {
             Request::Buckets(entries) => {
                 self.merge_buckets(entries);
                 self.flush_gossip();
-                self.respond(id, Response::Ack);
+                // The pusher counts this as a copy of the table: answered once it is on disk.
+                self.when_saved(super::STATE_BUCKETS, super::SaveWaiter::Request(id));
             }
             Request::ListBuckets => {
                 let buckets = self.buckets().cloned().collect();

@@ -343,7 +343,7 @@ pub struct NodeCore {
     /// `(deadline, coordinator)` for every coordinator waiting on a timeout.
     coordinator_timers: BTreeSet<(Time, CoordinatorId)>,
     /// Bucket pushes waiting for peers: request and calls still out.
-    bucket_pushes: BTreeMap<PushId, (RequestId, usize)>,
+    bucket_pushes: BTreeMap<PushId, admin::BucketPush>,
     hints: HintDelivery,
     handoffs: Handoffs,
     reaper: reaper::Reaper,
@@ -363,11 +363,20 @@ pub struct NodeCore {
 #[derive(Debug, Default)]
 struct SaveSlot {
     in_flight: bool,
-    /// Requests answered when the save in flight is done.
-    in_flight_waiters: Vec<RequestId>,
+    /// Told when the save in flight is done.
+    in_flight_waiters: Vec<SaveWaiter>,
     /// The latest bytes to save once the one in flight is done.
     next: Option<Vec<u8>>,
-    next_waiters: Vec<RequestId>,
+    next_waiters: Vec<SaveWaiter>,
+}
+
+/// Who waits for a save of node state to be on disk.
+#[derive(Debug, Clone, Copy)]
+enum SaveWaiter {
+    /// A request answered `Ack` (or the save's error) once it is.
+    Request(RequestId),
+    /// A bucket table push, which counts this node's own save as one of its answers.
+    Push(PushId),
 }
 
 impl NodeCore {
@@ -776,6 +785,7 @@ impl NodeCore {
     /// save asked for while one is in flight replaces any other waiting one (only the latest
     /// state matters). `waiter` is answered once these bytes (or later ones) are on disk.
     fn save_state(&mut self, name: &'static str, bytes: Vec<u8>, waiter: Option<RequestId>) {
+        let waiter = waiter.map(SaveWaiter::Request);
         let slot = self.saves.entry(name).or_default();
         if slot.in_flight {
             slot.next = Some(bytes);
@@ -788,6 +798,28 @@ impl NodeCore {
             StoreOp::SaveState { name, bytes },
             StoreFor::StateSaved(name),
         );
+    }
+
+    /// Tells `waiter` once what node state `name` holds now is on disk: at once when no save of
+    /// it is in flight or waiting (what is saved is what this node holds), else with the
+    /// latest save.
+    fn when_saved(&mut self, name: &'static str, waiter: SaveWaiter) {
+        let slot = self.saves.entry(name).or_default();
+        if slot.next.is_some() {
+            slot.next_waiters.push(waiter);
+        } else if slot.in_flight {
+            slot.in_flight_waiters.push(waiter);
+        } else {
+            self.saved(waiter, &Response::Ack, None);
+        }
+    }
+
+    /// A save `waiter` waited for ended (`failure` says why it failed).
+    fn saved(&mut self, waiter: SaveWaiter, response: &Response, failure: Option<&str>) {
+        match waiter {
+            SaveWaiter::Request(request) => self.respond(request, response.clone()),
+            SaveWaiter::Push(push) => self.bucket_push_answered(push, failure),
+        }
     }
 
     /// A save of `name` finished: answer its waiters, then start the waiting save, if any.
@@ -806,8 +838,9 @@ impl NodeCore {
                 format!("could not save the {name}: {error}"),
             ),
         };
+        let failure = result.as_ref().err().map(ToString::to_string);
         for waiter in waiters {
-            self.respond(waiter, response.clone());
+            self.saved(waiter, &response, failure.as_deref());
         }
         if let Err(error) = result {
             self.problem(format!("could not save the {name}: {error}"));

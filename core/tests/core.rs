@@ -703,3 +703,85 @@ fn a_seed_that_is_the_node_itself_is_no_seed() {
         assert_eq!(core.ring().is_some(), founds, "seeds {seeds:?}");
     }
 }
+
+/// Issue 26: a bucket is acknowledged only once a node saved it. The answer to `CreateBucket`
+/// waits for the store's save of the bucket table (the test holds it back), and a save that
+/// fails (a full disk) is an error, not an acknowledgement. The same holds for a peer's
+/// `Buckets` push, which the pusher counts as a copy.
+#[test]
+fn a_bucket_is_acknowledged_once_it_is_saved() {
+    let cases: [(Role, Request, bool); 4] = [
+        (
+            Role::Admin,
+            Request::CreateBucket(bucket("carts", 1)),
+            false,
+        ),
+        (Role::Admin, Request::CreateBucket(bucket("carts", 1)), true),
+        (
+            Role::Node,
+            Request::Buckets(vec![dynamo_protocol::BucketEntry {
+                props: bucket("pushed", 1),
+                stamp_ms: 1,
+                by: "n2".into(),
+            }]),
+            false,
+        ),
+        (
+            Role::Node,
+            Request::Buckets(vec![dynamo_protocol::BucketEntry {
+                props: bucket("pushed", 1),
+                stamp_ms: 1,
+                by: "n2".into(),
+            }]),
+            true,
+        ),
+    ];
+    for (role, request, save_fails) in cases {
+        let mut node = Harness::found();
+        let id = RequestId(1_000);
+        node.core.handle_request(NOW, id, &identity(role), request);
+        let mut held = Vec::new();
+        let mut answered = Vec::new();
+        while let Some(output) = node.core.poll_output() {
+            match output {
+                Output::Store {
+                    id: op,
+                    op: dynamo_core::StoreOp::SaveState { name, .. },
+                } if name == dynamo_core::STATE_BUCKETS => held.push(op),
+                Output::Store { id: op_id, op } => {
+                    let result = execute(&node.store, op);
+                    node.core.handle_store_result(NOW, op_id, result);
+                }
+                Output::Respond { id, response } => answered.push((id, response)),
+                Output::Call { .. } | Output::Event(_) => {}
+            }
+        }
+        assert!(
+            answered.is_empty(),
+            "{role:?}: answered before the bucket table was saved: {answered:?}"
+        );
+        assert_eq!(held.len(), 1, "{role:?}: one save of the bucket table");
+        let result = if save_fails {
+            Err(dynamo_core::StoreError {
+                kind: dynamo_core::StoreErrorKind::Failed,
+                message: "No space left on device".into(),
+            })
+        } else {
+            Ok(dynamo_core::StoreResult::Done)
+        };
+        node.core.handle_store_result(NOW, held[0], result);
+        let answers = node.settle();
+        assert_eq!(answers.len(), 1, "{role:?}: {answers:?}");
+        let (answered_id, response) = &answers[0];
+        assert_eq!(*answered_id, id);
+        if save_fails {
+            assert_eq!(
+                error_kind(response),
+                Some(ErrorKind::Internal),
+                "{response:?}"
+            );
+        } else {
+            assert_eq!(*response, Response::Ack);
+        }
+    }
+}
