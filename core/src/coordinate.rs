@@ -200,6 +200,17 @@ impl NodeCore {
                     };
                     self.store(op, AfterStore::Write(id));
                 }
+                Command::SyncLocal { key, object } => {
+                    // A retry found its write here: merging the held set back with an fsync
+                    // makes it durable before it is acknowledged (it may have come buffered).
+                    let op = StoreOp::Apply {
+                        partition: coordinator.partition,
+                        key,
+                        object,
+                        durability: Durability::Sync,
+                    };
+                    self.store(op, AfterStore::Write(id));
+                }
                 Command::Send { to, request } => {
                     if matches!(coordinator.machine, Machine::Get(_))
                         && matches!(request, ReplicaRequest::Write { .. })

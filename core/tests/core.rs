@@ -785,3 +785,71 @@ fn a_bucket_is_acknowledged_once_it_is_saved() {
         }
     }
 }
+
+/// Issue 26: a retried write that the coordinator finds in its store (a buffered replica copy
+/// of the first attempt, coordinated elsewhere) is acknowledged only once that copy is on
+/// disk. With buffered replica writes, a power loss right after the acknowledgement (the
+/// in-memory store's `crash` keeps only what was synced) must not lose it.
+#[test]
+fn a_retried_write_found_here_is_synced_before_it_is_acknowledged() {
+    use dynamo_quorum::{ReplicaRequest, WriteId};
+    use dynamo_vclock::{Actor, DvvSet};
+
+    let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
+    let saved = load_saved_state(&store).expect("saved state");
+    let config = CoreConfig {
+        replica_durability: Durability::Buffered,
+        ..config()
+    };
+    let core = NodeCore::new(config, &saved, store.actor(), NOW, 7).expect("core");
+    let mut node = Harness {
+        core,
+        store,
+        next: 0,
+    };
+    node.settle();
+    node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1)));
+    let key = dynamo_protocol::storage_key("solo", b"cart");
+    let partition = node.core.ring().expect("ring").partition_of_key(&key);
+    // The first attempt, coordinated by another node, reached this one as a replica write.
+    let first = Value::data(b"book".to_vec(), Some(WriteId(9)));
+    let object = DvvSet::new(&Actor::new("other#1"), first, NOW.as_millis());
+    let replica = Request::Replica {
+        partition,
+        request: ReplicaRequest::Write {
+            key,
+            object,
+            hint: None,
+        },
+    };
+    assert!(matches!(
+        node.ask(Role::Node, replica),
+        Response::Replica(_)
+    ));
+    // The client retries with the same write id; this node coordinates and acknowledges.
+    let retry = Request::Put {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        value: Some(b"book".to_vec()),
+        context: None,
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id: Some(9),
+    };
+    assert!(matches!(node.ask(Role::Client, retry), Response::Put(_)));
+    // Power loss: what was not synced is gone.
+    let store = node
+        .store
+        .crash(&StoreOptions::new("n1", NOW.as_millis()))
+        .expect("crash");
+    let mut restarted = Harness::on(store);
+    let get = Request::Get {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        options: RequestOptions::default(),
+    };
+    match restarted.ask(Role::Client, get) {
+        Response::Get(reply) => assert_eq!(reply.values, vec![b"book".to_vec()]),
+        other => panic!("an acknowledged write was lost: {other:?}"),
+    }
+}

@@ -48,6 +48,7 @@ fn one_put(stored: &Object, actor: &Actor) -> usize {
                 object.update(&context, actor, value, 1);
                 put.handle_local_write(1, Ok(object));
             }
+            Command::SyncLocal { object, .. } => put.handle_local_write(1, Ok(object)),
             Command::Send { to, .. } => put.handle_reply(2, &to, ReplicaReply::Written),
             Command::Respond(_) => {}
         }

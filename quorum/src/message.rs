@@ -130,6 +130,15 @@ pub enum Command {
         /// The new value (a tombstone for a delete).
         value: Value,
     },
+    /// Make the set the coordinator holds durable (merge it back with an fsync: nothing new is
+    /// written) and call `handle_local_write` with the resulting set. A retried write found
+    /// here may be only buffered (it came as a replica write); its acknowledgement must not be.
+    SyncLocal {
+        /// The key.
+        key: Vec<u8>,
+        /// The set read from the local store.
+        object: Object,
+    },
     /// Send `request` to replica `to` and call `handle_reply` with its answer (or with
     /// `ReplicaReply::Failed` if it cannot be reached).
     Send {

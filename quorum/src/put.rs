@@ -209,10 +209,15 @@ impl PutCoordinator {
         {
             // A retry of a write this coordinator already holds, or one a delete here
             // superseded (its first attempt timed out at the client, or the request arrived
-            // twice or late): no second version; what is held goes to the other targets like
-            // a fresh write.
+            // twice or late): no second version. What is held may be only buffered (a replica
+            // write), so it is made durable first, then goes to the other targets like a fresh
+            // write.
             self.phase = Phase::WritingLocal;
-            return self.handle_local_write(now, Ok(stored));
+            self.commands.push_back(Command::SyncLocal {
+                key: self.key.clone(),
+                object: stored,
+            });
+            return;
         }
         if self.supersede_local {
             self.context.merge(&stored.context());

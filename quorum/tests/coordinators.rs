@@ -58,6 +58,7 @@ fn describe(command: &Command) -> String {
     match command {
         Command::ReadLocal { .. } => "read-local".into(),
         Command::WriteLocal { value, .. } => format!("write-local {}", describe_value(value)),
+        Command::SyncLocal { object, .. } => format!("sync-local {}", describe_object(object)),
         Command::Send { to, request } => match request {
             ReplicaRequest::Read { .. } => format!("read {to}"),
             ReplicaRequest::ReadSynced { .. } => format!("read-synced {to}"),
@@ -1156,10 +1157,13 @@ fn retried_writes_are_one_write() {
         .unwrap()
     };
 
-    // A retry reaching a coordinator that holds the write: no local write, the held set is sent.
+    // A retry reaching a coordinator that holds the write: no new version; the held set is
+    // made durable (it may be a buffered replica copy), then sent.
     let mut retry = put(retried("book"), None);
     drain(|| retry.poll_command());
     retry.handle_local_read(1, Ok(Some(first.clone())));
+    assert_eq!(drain(|| retry.poll_command()), ["sync-local [book#7]"]);
+    retry.handle_local_write(1, Ok(first.clone()));
     assert_eq!(
         drain(|| retry.poll_command()),
         ["write b [book#7]", "write c [book#7]"]
@@ -1239,6 +1243,8 @@ fn a_late_copy_of_a_deleted_write_stays_deleted() {
     let mut late = PutCoordinator::new(0, request(retried("book"), None)).unwrap();
     drain(|| late.poll_command());
     late.handle_local_read(3, Ok(Some(deleted.clone())));
+    assert_eq!(drain(|| late.poll_command()), ["sync-local [<deleted #7>]"]);
+    late.handle_local_write(3, Ok(deleted.clone()));
     assert_eq!(
         drain(|| late.poll_command()),
         ["write b [<deleted #7>]", "write c [<deleted #7>]"]
