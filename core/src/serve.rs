@@ -45,7 +45,6 @@ pub(super) fn replica_op(
     match request {
         ReplicaRequest::Read { key } if fallback => StoreOp::GetWithHints { partition, key },
         ReplicaRequest::Read { key } => StoreOp::Get { partition, key },
-        ReplicaRequest::ReadSynced { key } => StoreOp::GetSynced { partition, key },
         ReplicaRequest::Write {
             key,
             object,
@@ -70,7 +69,12 @@ pub(super) fn replica_op(
         // Everything outside the replicas' data: hints, and the main store of a node that is
         // not a replica (or a copy not handed off yet). A non-primary holding the key in its
         // main store means the rings differ or a handoff is pending: the reaper must wait.
-        ReplicaRequest::Holdings { key } => StoreOp::GetWithHints { partition, key },
+        // Synced first, like a primary's read for a reaper (which includes its hints too): an
+        // answer must survive a power loss (a buffered drop of a copy would come back and
+        // resurrect a reaped value).
+        ReplicaRequest::ReadSynced { key } | ReplicaRequest::Holdings { key } => {
+            StoreOp::GetSynced { partition, key }
+        }
         ReplicaRequest::Reap { key, expected } => StoreOp::RemoveIfEqual {
             partition,
             key,

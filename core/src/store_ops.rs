@@ -24,8 +24,10 @@ pub enum StoreOp {
         /// Storage key.
         key: Vec<u8>,
     },
-    /// Makes every write so far durable, then reads a key's stored versions
-    /// ([`StoreResult::Found`]).
+    /// Makes every write so far durable, then reads a key's stored versions joined with the
+    /// versions held for it as hints, for any owner ([`StoreResult::Found`]): what a reaper is
+    /// told, so that the answer holds after a power loss and names every version this node
+    /// could still hand to a replica.
     GetSynced {
         /// Ring partition.
         partition: u32,
@@ -325,15 +327,11 @@ pub fn execute<S: Store<Value> + ?Sized>(
         StoreOp::Get { partition, key } => store.get(partition, &key).map(StoreResult::Found),
         StoreOp::GetSynced { partition, key } => store
             .flush()
-            .and_then(|()| store.get(partition, &key))
+            .and_then(|()| with_hints(store, partition, &key))
             .map(StoreResult::Found),
-        StoreOp::GetWithHints { partition, key } => store.get(partition, &key).and_then(|stored| {
-            let hinted = store.hinted(partition, &key)?;
-            Ok(StoreResult::Found(match (stored, hinted) {
-                (Some(stored), Some(hinted)) => Some(stored.sync(&hinted)),
-                (stored, hinted) => stored.or(hinted),
-            }))
-        }),
+        StoreOp::GetWithHints { partition, key } => {
+            with_hints(store, partition, &key).map(StoreResult::Found)
+        }
         StoreOp::Apply {
             partition,
             key,
@@ -468,6 +466,20 @@ pub fn execute<S: Store<Value> + ?Sized>(
         }
     };
     result.map_err(StoreError::from)
+}
+
+/// A key's stored versions joined with what this store holds for it as hints (any owner).
+fn with_hints<S: Store<Value> + ?Sized>(
+    store: &S,
+    partition: u32,
+    key: &[u8],
+) -> dynamo_storage::Result<Option<Object>> {
+    let stored = store.get(partition, key)?;
+    let hinted = store.hinted(partition, key)?;
+    Ok(match (stored, hinted) {
+        (Some(stored), Some(hinted)) => Some(stored.sync(&hinted)),
+        (stored, hinted) => stored.or(hinted),
+    })
 }
 
 /// Runs `step` on the partition's tree and, when `needs_keys`, its `(key, hash)` index from one

@@ -853,3 +853,80 @@ fn a_retried_write_found_here_is_synced_before_it_is_acknowledged() {
         other => panic!("an acknowledged write was lost: {other:?}"),
     }
 }
+
+/// Issue 26: what a reaper is told holds after a power loss, and names every version a node
+/// could still hand on. A copy removed without an fsync (here a buffered reap, standing in for
+/// a buffered drop of a handed-off copy) must not come back after the node answered a
+/// `Holdings` question with "nothing"; and a primary's synced read includes the versions it
+/// keeps as hints, which it could still deliver after the tombstone is gone.
+#[test]
+fn what_a_reaper_is_told_survives_a_power_loss_and_includes_hints() {
+    use dynamo_quorum::{ReplicaReply, ReplicaRequest};
+    use dynamo_vclock::{Actor, DvvSet};
+
+    let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
+    let saved = load_saved_state(&store).expect("saved state");
+    let config = CoreConfig {
+        replica_durability: Durability::Buffered,
+        ..config()
+    };
+    let core = NodeCore::new(config, &saved, store.actor(), NOW, 7).expect("core");
+    let mut node = Harness {
+        core,
+        store,
+        next: 0,
+    };
+    node.settle();
+    let key = dynamo_protocol::storage_key("default", b"gone");
+    let partition = node.core.ring().expect("ring").partition_of_key(&key);
+    let replica = |request| Request::Replica { partition, request };
+    let tombstone = DvvSet::new(&Actor::new("other#1"), Value::Tombstone, 1);
+    // A durable copy (a delivered hint is applied with an fsync), then a buffered removal.
+    let deliver = Request::DeliverHint {
+        partition,
+        key: key.clone(),
+        object: tombstone.clone(),
+    };
+    assert!(matches!(node.ask(Role::Node, deliver), Response::Stored(_)));
+    let reap = ReplicaRequest::Reap {
+        key: key.clone(),
+        expected: tombstone.clone(),
+    };
+    let reaped = node.ask(Role::Node, replica(reap));
+    assert_eq!(reaped, Response::Replica(ReplicaReply::Reaped(true)));
+    let holdings = ReplicaRequest::Holdings { key: key.clone() };
+    let answer = node.ask(Role::Node, replica(holdings));
+    assert_eq!(answer, Response::Replica(ReplicaReply::NotFound));
+    let store = node
+        .store
+        .crash(&StoreOptions::new("n1", NOW.as_millis()))
+        .expect("crash");
+    assert!(
+        store.get(partition, &key).expect("read").is_none(),
+        "the node answered that it held nothing, and a power loss brought the copy back"
+    );
+
+    // A primary's synced read names what it holds as a hint for the key.
+    let mut node = Harness::on(store);
+    let live = DvvSet::new(
+        &Actor::new("other#1"),
+        Value::data(b"old".to_vec(), None),
+        1,
+    );
+    let hint = ReplicaRequest::Write {
+        key: key.clone(),
+        object: live,
+        hint: Some("n2".into()),
+    };
+    assert!(matches!(
+        node.ask(Role::Node, replica(hint)),
+        Response::Replica(_)
+    ));
+    let read = ReplicaRequest::ReadSynced { key };
+    match node.ask(Role::Node, replica(read)) {
+        Response::Replica(ReplicaReply::Found(object)) => {
+            assert_eq!(object.values().count(), 1, "{object:?}");
+        }
+        other => panic!("a primary's synced read missed its hint: {other:?}"),
+    }
+}

@@ -51,9 +51,10 @@ pub enum ReplicaRequest {
         /// as a hint and hands them over when the primary is back.
         hint: Option<NodeId>,
     },
-    /// Make every write the replica holds durable, then return its versions of `key` (a reaper
-    /// reads the tombstone this way: a replica that crashed after the read still holds it, so a
-    /// reap that only some replicas carried out cannot leave an older value behind).
+    /// Make every write the replica holds durable, then return its versions of `key`, the ones
+    /// it holds as hints included (a reaper reads the tombstone this way: a replica that
+    /// crashed after the read still holds it, so a reap that only some replicas carried out
+    /// cannot leave an older value behind; and a hint it could still deliver keeps the key).
     ReadSynced {
         /// The key.
         key: Vec<u8>,
@@ -62,7 +63,9 @@ pub enum ReplicaRequest {
     /// versions kept for another node (hints) and copies of a partition it does not replicate
     /// (not yet handed off). A reaper asks every node that is not a primary; any answer other
     /// than [`ReplicaReply::NotFound`] keeps the tombstone, since such versions could later be
-    /// delivered to a primary that no longer remembers the delete.
+    /// delivered to a primary that no longer remembers the delete. Answered, like
+    /// [`ReplicaRequest::ReadSynced`], once every write the node holds is durable: a "nothing"
+    /// must still be true after a power loss.
     Holdings {
         /// The key.
         key: Vec<u8>,
