@@ -342,7 +342,7 @@ pub struct NodeCore {
     coordinators: BTreeMap<CoordinatorId, Box<Coordinator>>,
     /// `(deadline, coordinator)` for every coordinator waiting on a timeout.
     coordinator_timers: BTreeSet<(Time, CoordinatorId)>,
-    /// Bucket pushes waiting for peers: request and calls still out.
+    /// Bucket pushes waiting for their answers (peers and this node's own save).
     bucket_pushes: BTreeMap<PushId, admin::BucketPush>,
     hints: HintDelivery,
     handoffs: Handoffs,

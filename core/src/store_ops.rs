@@ -207,6 +207,35 @@ pub enum StoreOp {
     },
 }
 
+impl StoreOp {
+    /// The variant's name, for traces and messages (what it carries may be large).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreOp::Get { .. } => "Get",
+            StoreOp::GetSynced { .. } => "GetSynced",
+            StoreOp::GetWithHints { .. } => "GetWithHints",
+            StoreOp::Apply { .. } => "Apply",
+            StoreOp::ApplyBatch { .. } => "ApplyBatch",
+            StoreOp::Update { .. } => "Update",
+            StoreOp::Scan { .. } => "Scan",
+            StoreOp::ScanKeys { .. } => "ScanKeys",
+            StoreOp::RemoveIfEqual { .. } => "RemoveIfEqual",
+            StoreOp::DropHandedOff { .. } => "DropHandedOff",
+            StoreOp::PutHint { .. } => "PutHint",
+            StoreOp::HintOwners => "HintOwners",
+            StoreOp::HintsFor { .. } => "HintsFor",
+            StoreOp::RemoveHintIfCovered { .. } => "RemoveHintIfCovered",
+            StoreOp::PendingHints { .. } => "PendingHints",
+            StoreOp::GetMany { .. } => "GetMany",
+            StoreOp::DiffStart { .. } => "DiffStart",
+            StoreOp::DiffStep { .. } => "DiffStep",
+            StoreOp::DiffAnswer { .. } => "DiffAnswer",
+            StoreOp::MerkleRoots { .. } => "MerkleRoots",
+            StoreOp::SaveState { .. } => "SaveState",
+        }
+    }
+}
+
 /// What a [`StoreOp`] produced.
 #[derive(Debug)]
 pub enum StoreResult {
@@ -273,6 +302,16 @@ pub struct StoreError {
     pub message: String,
 }
 
+impl StoreError {
+    /// A store error of `kind`.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
 /// Whose fault a failed store operation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreErrorKind {
@@ -301,19 +340,13 @@ impl From<dynamo_storage::StorageError> for StoreError {
             // until it is told apart here.
             _ => StoreErrorKind::Failed,
         };
-        StoreError {
-            kind,
-            message: error.to_string(),
-        }
+        StoreError::new(kind, error.to_string())
     }
 }
 
 impl From<dynamo_merkle::MerkleError> for StoreError {
     fn from(error: dynamo_merkle::MerkleError) -> Self {
-        StoreError {
-            kind: StoreErrorKind::Refused,
-            message: error.to_string(),
-        }
+        StoreError::new(StoreErrorKind::Refused, error.to_string())
     }
 }
 

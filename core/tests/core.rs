@@ -55,13 +55,22 @@ struct Harness {
 
 impl Harness {
     fn found() -> Harness {
+        Harness::found_with(config())
+    }
+
+    /// A founding node on a new store, with `config`.
+    fn found_with(config: CoreConfig) -> Harness {
         let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
-        Harness::on(store)
+        Harness::on_with(store, config)
     }
 
     fn on(store: MemoryStore<Value>) -> Harness {
+        Harness::on_with(store, config())
+    }
+
+    fn on_with(store: MemoryStore<Value>, config: CoreConfig) -> Harness {
         let saved = load_saved_state(&store).expect("saved state");
-        let core = NodeCore::new(config(), &saved, store.actor(), NOW, 7).expect("core");
+        let core = NodeCore::new(config, &saved, store.actor(), NOW, 7).expect("core");
         let mut harness = Harness {
             core,
             store,
@@ -795,19 +804,10 @@ fn a_retried_write_found_here_is_synced_before_it_is_acknowledged() {
     use dynamo_quorum::{ReplicaRequest, WriteId};
     use dynamo_vclock::{Actor, DvvSet};
 
-    let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
-    let saved = load_saved_state(&store).expect("saved state");
-    let config = CoreConfig {
+    let mut node = Harness::found_with(CoreConfig {
         replica_durability: Durability::Buffered,
         ..config()
-    };
-    let core = NodeCore::new(config, &saved, store.actor(), NOW, 7).expect("core");
-    let mut node = Harness {
-        core,
-        store,
-        next: 0,
-    };
-    node.settle();
+    });
     node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1)));
     let key = dynamo_protocol::storage_key("solo", b"cart");
     let partition = node.core.ring().expect("ring").partition_of_key(&key);
@@ -864,19 +864,10 @@ fn what_a_reaper_is_told_survives_a_power_loss_and_includes_hints() {
     use dynamo_quorum::{ReplicaReply, ReplicaRequest};
     use dynamo_vclock::{Actor, DvvSet};
 
-    let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
-    let saved = load_saved_state(&store).expect("saved state");
-    let config = CoreConfig {
+    let mut node = Harness::found_with(CoreConfig {
         replica_durability: Durability::Buffered,
         ..config()
-    };
-    let core = NodeCore::new(config, &saved, store.actor(), NOW, 7).expect("core");
-    let mut node = Harness {
-        core,
-        store,
-        next: 0,
-    };
-    node.settle();
+    });
     let key = dynamo_protocol::storage_key("default", b"gone");
     let partition = node.core.ring().expect("ring").partition_of_key(&key);
     let replica = |request| Request::Replica { partition, request };

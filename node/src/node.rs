@@ -33,8 +33,8 @@ use dynamo_client::address::{NodeAddress, Resolver};
 use dynamo_client::tls::{Identity, PeerIdentity, Role, TlsConfig};
 use dynamo_client::transport::{Endpoint, TransportError, TransportOptions};
 use dynamo_core::{
-    self, CallError, CallErrorKind, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output,
-    RequestId, StoreError, StoreOp, StoreResult, Time,
+    CallError, CallErrorKind, CoreConfig, CoreError, CoreEvent, NodeCore, OpId, Output, RequestId,
+    StoreError, StoreOp, StoreResult, Time,
 };
 use dynamo_protocol::{Request, Response};
 

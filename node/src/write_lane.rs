@@ -96,10 +96,10 @@ fn run<S: Store<dynamo_quorum::Value> + ?Sized>(
         };
         for (id, durable, result, on_success) in done.drain(..) {
             let result = match (result, &fsync) {
-                (Ok(_), Err(error)) if durable => Err(StoreError {
-                    kind: error.kind,
-                    message: format!("the write could not be made durable: {error}"),
-                }),
+                (Ok(_), Err(error)) if durable => Err(StoreError::new(
+                    error.kind,
+                    format!("the write could not be made durable: {error}"),
+                )),
                 (result, _) => result,
             };
             if result.is_ok()
@@ -139,10 +139,7 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreEr
 
 /// A store error that is this node's fault (the disk, the engine, the lane itself).
 pub(crate) fn failed(message: impl Into<String>) -> StoreError {
-    StoreError {
-        kind: StoreErrorKind::Failed,
-        message: message.into(),
-    }
+    StoreError::new(StoreErrorKind::Failed, message)
 }
 
 #[cfg(test)]

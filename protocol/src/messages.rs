@@ -602,6 +602,21 @@ pub fn storage_key(bucket: &str, key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The bucket name and the user key of a storage key (the inverse of [`storage_key`]); `None`
+/// when the bytes are too short to hold the bucket their first byte announces.
+///
+/// ```
+/// use dynamo_protocol::{split_storage_key, storage_key};
+/// let key = storage_key("carts", b"alice");
+/// assert_eq!(split_storage_key(&key), Some((&b"carts"[..], &b"alice"[..])));
+/// assert_eq!(split_storage_key(&[9, b'x']), None);
+/// ```
+pub fn split_storage_key(skey: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&len, rest) = skey.split_first()?;
+    let len = usize::from(len);
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

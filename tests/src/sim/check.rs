@@ -303,8 +303,7 @@ impl History {
 
 /// The user key inside a storage key (bucket length, bucket, key).
 fn user_key(skey: &[u8]) -> &[u8] {
-    let prefix = 1 + usize::from(skey.first().copied().unwrap_or(0));
-    skey.get(prefix..).unwrap_or_default()
+    dynamo_protocol::split_storage_key(skey).map_or(&[], |(_, key)| key)
 }
 
 /// Every event of a run, hashed, and the last ones kept. With `SIM_TRACE` set in the
@@ -411,12 +410,11 @@ fn mentions(line: &str, key: &str) -> bool {
 
 /// A storage key (bucket length, bucket, key) as `bucket/key`, the key as text.
 pub(super) fn storage_key_text(skey: &[u8]) -> String {
-    let len = usize::from(skey.first().copied().unwrap_or(0));
-    let bucket = skey.get(1..=len).unwrap_or_default();
+    let (bucket, key) = dynamo_protocol::split_storage_key(skey).unwrap_or((&[], skey));
     format!(
         "{}/{}",
         String::from_utf8_lossy(bucket),
-        String::from_utf8_lossy(user_key(skey))
+        String::from_utf8_lossy(key)
     )
 }
 

@@ -323,7 +323,7 @@ pub(super) fn describe_store_op(op: &StoreOp) -> String {
         StoreOp::Get { partition, key }
         | StoreOp::GetSynced { partition, key }
         | StoreOp::GetWithHints { partition, key } => {
-            format!("{} p{partition} {}", variant(op), storage_key_text(key))
+            format!("{} p{partition} {}", op.kind(), storage_key_text(key))
         }
         StoreOp::Apply {
             partition,
@@ -365,7 +365,7 @@ pub(super) fn describe_store_op(op: &StoreOp) -> String {
         StoreOp::DropHandedOff { partition, sent } => {
             format!("drop handed off p{partition} {}", keys_text(sent))
         }
-        other => variant(other),
+        other => other.kind().to_owned(),
     }
 }
 
@@ -377,15 +377,6 @@ pub(super) fn describe_store_result(result: &Result<StoreResult, StoreError>) ->
         Ok(other) => other.kind().into(),
         Err(error) => format!("error: {error}"),
     }
-}
-
-/// The variant name of a value's `Debug` form.
-fn variant(value: &impl std::fmt::Debug) -> String {
-    format!("{value:?}")
-        .split([' ', '{', '('])
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Keys of entries, as text.
