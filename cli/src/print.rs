@@ -234,11 +234,13 @@ pub(crate) fn print_set(view: &SetView, op: Option<&SetOp>, json: bool) {
     }
 }
 
-/// UP, DOWN or LEFT. A member that left is shown as left by every node, itself included (its
-/// own failure detector still calls it up).
+/// UP, DOWN, LEFT or REMOVED. A member that left is shown as left by every node, itself
+/// included (its own failure detector still calls it up); one removed for good (`dynamo node
+/// remove`) as removed, whether it is down or came back.
 pub(crate) fn member_state(member: &dynamo_protocol::MemberStatus) -> &'static str {
     match (member.status.as_str(), member.up) {
         ("left", _) => "LEFT",
+        ("removed", _) => "REMOVED",
         (_, true) => "UP",
         (_, false) => "DOWN",
     }
@@ -345,6 +347,8 @@ mod tests {
             ("leaving", true, "UP"),
             ("left", true, "LEFT"),
             ("left", false, "LEFT"),
+            ("removed", false, "REMOVED"),
+            ("removed", true, "REMOVED"),
         ];
         for (status, up, expected) in cases {
             let member = dynamo_protocol::MemberStatus {

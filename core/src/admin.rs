@@ -78,7 +78,11 @@ impl NodeCore {
                     address: m.identity().address.clone(),
                     zone: m.identity().zone.clone(),
                     capacity: m.identity().capacity,
-                    status: format!("{:?}", m.status()).to_lowercase(),
+                    status: if self.is_removed_member(m.id()) {
+                        "removed".into()
+                    } else {
+                        format!("{:?}", m.status()).to_lowercase()
+                    },
                     up: self.is_up(&node),
                     in_ring: false,
                     partitions: 0,

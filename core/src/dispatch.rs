@@ -47,6 +47,9 @@ impl NodeCore {
             self.respond(id, Response::error(ErrorKind::Forbidden, message));
             return;
         }
+        if self.refuse_if_removed(id, from, &request) {
+            return;
+        }
         let client_request = matches!(
             request,
             Request::Get { .. }

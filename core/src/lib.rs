@@ -32,6 +32,7 @@ mod hints;
 mod listing;
 mod membership;
 mod reaper;
+mod removal;
 mod serve;
 mod store_ops;
 mod time;
@@ -45,6 +46,7 @@ use dynamo_ring::{Member, NodeId, Ring};
 use dynamo_storage::Durability;
 use dynamo_vclock::Actor;
 
+pub use removal::{MAX_REMOVALS, Removal};
 pub use store_ops::{
     GET_MANY_MAX_BYTES, StoreError, StoreErrorKind, StoreOp, StoreResult, execute, load_saved_state,
 };
@@ -70,6 +72,8 @@ pub const STATE_RING: &str = "ring";
 pub const STATE_BUCKETS: &str = "buckets";
 /// Node-state name of this node's own membership status (`joining`, `alive`, `leaving`, `left`).
 pub const STATE_STATUS: &str = "status";
+/// Node-state name of the members removed for good (postcard of `Vec<Removal>`).
+pub const STATE_REMOVED: &str = "removed";
 
 /// Timeout of one peer request (replica operations, gossip, hints), in milliseconds.
 pub const PEER_TIMEOUT_MS: u64 = 2_000;
@@ -154,6 +158,8 @@ pub struct SavedState {
     pub buckets: Option<Vec<u8>>,
     /// [`STATE_STATUS`].
     pub status: Option<Vec<u8>>,
+    /// [`STATE_REMOVED`].
+    pub removed: Option<Vec<u8>>,
 }
 
 /// Why a core could not be built.
@@ -326,6 +332,8 @@ pub struct NodeCore {
     /// `(version, digest)` of `ring`, so a gossiped ring is compared without re-encoding ours.
     ring_rank: Option<(u64, u128)>,
     buckets: BTreeMap<String, BucketEntry>,
+    /// Members removed for good (see [`removal`]).
+    removals: removal::Removals,
     /// The status last saved, so it is saved only when it changes.
     saved_status: Option<Status>,
     shutting_down: bool,
@@ -484,6 +492,17 @@ impl NodeCore {
                 })?;
             membership::merge_bucket_entries(&mut buckets, entries);
         }
+        let mut removals = removal::Removals::default();
+        if let Some(bytes) = &saved.removed {
+            let saved = removal::Removals::decode(bytes).map_err(|e| CoreError::Saved {
+                name: STATE_REMOVED,
+                reason: e.to_string(),
+            })?;
+            removals.merge(saved);
+        }
+        gossip
+            .set(removal::ACTOR_KEY, actor.to_string().into_bytes())
+            .map_err(|e| CoreError::Config(e.to_string()))?;
         let founding = saved.ring.is_none() && ring.is_some();
         let mut core = NodeCore {
             me,
@@ -492,6 +511,7 @@ impl NodeCore {
             ring: None,
             ring_rank: None,
             buckets,
+            removals,
             saved_status,
             shutting_down: false,
             next_op: 0,
@@ -525,6 +545,7 @@ impl NodeCore {
             core.save_state(STATE_RING, bytes, None);
         }
         core.publish_buckets(false);
+        core.publish_removals(false);
         if saved.ring.is_some() {
             // A restart: handoffs that were running are lost with the process.
             core.hand_off_unowned(now);
@@ -659,6 +680,9 @@ impl NodeCore {
         for id in due {
             self.coordinator_timeout(now, id);
         }
+        if self.is_removed() {
+            return; // it serves nothing: what it holds must not reach the cluster
+        }
         self.hints_tick(now);
         self.handoff_tick(now);
         self.anti_entropy_tick(now);
@@ -672,17 +696,21 @@ impl NodeCore {
         let gossip = self.gossip.poll_timeout().map(|at| {
             Time::from_millis(u64::try_from(at.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
         });
-        [
-            gossip,
-            self.coordinator_timers.first().map(|(at, _)| *at),
-            self.hints.next_due(),
-            self.handoffs.next_due(),
-            self.anti_entropy.next_due(),
-            self.reaper.next_due(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let background = !self.is_removed();
+        [gossip, self.coordinator_timers.first().map(|(at, _)| *at)]
+            .into_iter()
+            .chain(
+                [
+                    self.hints.next_due(),
+                    self.handoffs.next_due(),
+                    self.anti_entropy.next_due(),
+                    self.reaper.next_due(),
+                ]
+                .into_iter()
+                .filter(|_| background),
+            )
+            .flatten()
+            .min()
     }
 
     /// The next effect to carry out.

@@ -20,7 +20,7 @@ use dynamo_ring::{Member, NodeId, Ring, TransferPlan, key_position};
 
 use super::{
     CoreEvent, MAX_BUCKET_N, MAX_BUCKETS, NodeCore, Output, STATE_BUCKETS, STATE_RING,
-    STATE_STATUS, Time, encode_status,
+    STATE_STATUS, Time, encode_status, removal,
 };
 use dynamo_protocol::{BucketEntry, BucketProps, Request, valid_bucket_name};
 
@@ -91,20 +91,23 @@ impl NodeCore {
         // Only members whose ring or bucket table changed are decoded.
         let mut rings_from = Vec::new();
         let mut buckets_from = Vec::new();
+        let mut removals_from = Vec::new();
         while let Some(event) = self.gossip.poll_event() {
             if let Event::StateChanged { node, key } = event {
                 match key.as_str() {
                     RING_KEY => rings_from.push(node),
                     BUCKETS_KEY => buckets_from.push(node),
+                    removal::REMOVED_KEY => removals_from.push(node),
                     _ => {}
                 }
             }
         }
         self.merge_buckets_from(&buckets_from);
+        self.merge_removals_from(&removals_from);
         if let Some(plan) = self.adopt_best_ring(&rings_from) {
             self.start_handoff(now, &plan);
         }
-        if let Some(plan) = self.claim() {
+        if let Some(plan) = self.claim(now) {
             self.start_handoff(now, &plan);
         }
         self.update_own_status(now);
@@ -227,12 +230,17 @@ impl NodeCore {
 
     /// Paper 4.8.1: membership changes are explicit. The claimant (the live, alive ring member
     /// with the lowest id) adds members that announce `Joining` and removes those that announce
-    /// `Leaving`, once, and gossip spreads the new ring.
-    fn claim(&mut self) -> Option<TransferPlan> {
+    /// `Leaving`, once, and gossip spreads the new ring. Members removed for good are never
+    /// added back, and taken out if a racing claim added one.
+    fn claim(&mut self, now: Time) -> Option<TransferPlan> {
+        if self.is_removed() {
+            return None;
+        }
         let ring = self.ring.as_ref()?;
         let alive_in_ring = |id: &NodeId| {
             ring.member(id).is_some()
                 && self.is_up(id)
+                && !self.is_removed_member(&gossip_id(id))
                 && self
                     .gossip
                     .member(&gossip_id(id))
@@ -266,6 +274,7 @@ impl NodeCore {
                     .map(|m| m.status());
                 !matches!(status, Some(Status::Leaving | Status::Left))
                     && !replaced.contains(&member.id)
+                    && !self.is_removed_member(&gossip_id(&member.id))
             })
             .cloned()
             .collect();
@@ -273,7 +282,8 @@ impl NodeCore {
             let id = NodeId::from(view.id().as_str());
             // Joining members, and alive ones a racing claim left out (a status never goes
             // back to joining), are added.
-            let wants_in = matches!(view.status(), Status::Joining | Status::Alive);
+            let wants_in = matches!(view.status(), Status::Joining | Status::Alive)
+                && !self.removals.covers_member(&view);
             if wants_in && view.is_live() && ring.member(&id).is_none() {
                 let identity = view.identity();
                 desired.push(Member::new(
@@ -289,7 +299,14 @@ impl NodeCore {
             return None;
         }
         match ring.with_members(desired) {
-            Ok((next, _)) => Some(self.adopt(next)),
+            Ok((next, _)) => {
+                // A replaced member is removed for good: it must not hold up the reaper, nor
+                // come back with what it holds.
+                for dead in &replaced {
+                    self.record_removal(now, dead);
+                }
+                Some(self.adopt(next))
+            }
             Err(error) => {
                 self.problem(format!("the claimant could not change the ring: {error}"));
                 None
@@ -365,16 +382,15 @@ impl NodeCore {
 
     /// An administrator takes `name`, a member that is down, out of the ring: the new ring is
     /// adopted here and gossiped; its partitions move to other members, filled by
-    /// anti-entropy from the surviving replicas, and hints held for it follow the ring.
+    /// anti-entropy from the surviving replicas, and hints held for it follow the ring. The
+    /// removal is remembered cluster-wide (see [`removal`]). A member already out of the ring
+    /// (one that died while leaving or joining) is only remembered as removed.
     pub(super) fn remove_node(&mut self, now: Time, name: &str) -> Result<Ring, String> {
         let id = NodeId::from(name);
         let ring = self
             .ring
             .as_ref()
             .ok_or_else(|| format!("{} has no ring yet; try another node", self.me))?;
-        if ring.member(&id).is_none() {
-            return Err(format!("{name} is not a member of the ring"));
-        }
         if id == self.me {
             return Err(format!("{name} cannot remove itself; use `dynamo leave`"));
         }
@@ -383,6 +399,18 @@ impl NodeCore {
                 "{name} is up; a live member leaves with `dynamo leave` (remove is for nodes that are gone)"
             ));
         }
+        if ring.member(&id).is_none() {
+            let gone_for_good = self.gossip.member(&gossip_id(&id)).is_some_and(|view| {
+                view.status() != Status::Left && !self.removals.covers_member(&view)
+            });
+            if !gone_for_good {
+                return Err(format!("{name} is not a member of the cluster"));
+            }
+            let ring = ring.clone();
+            self.record_removal(now, &id);
+            self.flush_gossip();
+            return Ok(ring);
+        }
         let members: Vec<Member> = ring
             .members()
             .iter()
@@ -390,6 +418,7 @@ impl NodeCore {
             .cloned()
             .collect();
         let (next, _) = ring.with_members(members).map_err(|e| e.to_string())?;
+        self.record_removal(now, &id);
         let plan = self.adopt(next.clone());
         self.start_handoff(now, &plan);
         self.flush_gossip();

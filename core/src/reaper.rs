@@ -100,11 +100,13 @@ impl NodeCore {
         self.reaper.next_sweep = Some(now + sweep_interval(grace));
         let Some(ring) = &self.ring else { return };
         let members_up = ring.members().iter().all(|m| self.is_up(&m.id));
-        // A leaving node is out of the ring but holds copies until they are fully replicated.
-        let others_up = self
-            .gossip
-            .members()
-            .all(|m| m.is_live() || m.status() == dynamo_gossip::Status::Left);
+        // A leaving node is out of the ring but holds copies until they are fully replicated;
+        // a member removed for good answers for nothing (its requests are refused).
+        let others_up = self.gossip.members().all(|m| {
+            m.is_live()
+                || m.status() == dynamo_gossip::Status::Left
+                || self.is_removed_member(m.id())
+        });
         if !members_up || !others_up || self.handoffs.pending() {
             return; // a node that cannot answer may hold a hint; try at the next sweep
         }

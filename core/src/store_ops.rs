@@ -585,6 +585,7 @@ pub fn load_saved_state<S: Store<Value> + ?Sized>(
         ring: read(crate::STATE_RING)?,
         buckets: read(crate::STATE_BUCKETS)?,
         status: read(crate::STATE_STATUS)?,
+        removed: read(crate::STATE_REMOVED)?,
     })
 }
 

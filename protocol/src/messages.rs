@@ -339,7 +339,7 @@ pub struct MemberStatus {
     pub zone: String,
     /// Capacity weight.
     pub capacity: u32,
-    /// Joining, alive, leaving or left.
+    /// Joining, alive, leaving or left; `removed` for a member removed for good.
     pub status: String,
     /// Whether the failure detector considers it up.
     pub up: bool,

@@ -529,6 +529,99 @@ async fn a_dead_node_is_removed_and_no_acknowledged_write_is_lost() {
     cluster.shutdown().await;
 }
 
+/// Issue 26: a member removed for good (`dynamo node remove`) used to hold the reaper up
+/// forever, since it stays in gossip as a member that is down ("0 reaped" 90 s after 50
+/// deletes). Now the removal is remembered cluster-wide: tombstones are reaped, the status shows
+/// the member as removed, and when the removed node comes back on its old disk (holding values
+/// whose tombstones were reaped meanwhile) it serves nothing, says why, is not put back in the
+/// ring, and nothing it holds comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_holds_nothing_up_and_brings_nothing_back() {
+    use dynamo_protocol::{Request, Response};
+    const KEYS: usize = 12;
+    let mut cluster = TestCluster::start_with(4, |config| config.tombstone_grace_ms = 1).await;
+    cluster.write_keys("gone", KEYS).await;
+    let first = cluster.addresses()[0];
+    let client = cluster.client_of(first);
+    cluster.stop(3).await;
+    eventually("node-4 removed", || async {
+        let removal = client
+            .request_to(
+                first,
+                &Request::RemoveNode {
+                    name: "node-4".into(),
+                },
+            )
+            .await;
+        matches!(removal, Ok(Response::Ring(Some(ring))) if ring.members().len() == 3)
+    })
+    .await;
+    cluster.wait_for_members(3).await;
+    for i in 0..KEYS {
+        client
+            .delete("default", format!("gone{i}").as_bytes(), None, OPTIONS)
+            .await
+            .expect("delete");
+    }
+    let reaped = || async {
+        let mut reaped = 0;
+        for address in cluster.addresses() {
+            if let Ok(status) = cluster.client_of(address).status().await {
+                reaped += status.reaper.reaped;
+            }
+        }
+        reaped
+    };
+    // A sweep every 10 s; one that finds replicas not yet agreeing keeps its tombstones for
+    // the next, so this waits longer than `eventually` does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while reaped().await < KEYS as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tombstones not reaped with a removed member: {:?}",
+            client.status().await.map(|s| s.reaper)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = client.status().await.expect("status");
+    let shown = status.members.iter().find(|m| m.id == "node-4");
+    assert!(
+        shown.is_some_and(|m| m.status == "removed" && !m.in_ring),
+        "{shown:?}"
+    );
+
+    // The removed node comes back on its old disk: it still holds every value.
+    cluster.restart(3).await;
+    let comeback = cluster.addresses()[3];
+    eventually("the removed node refusing to serve", || async {
+        let read = cluster
+            .client_of(comeback)
+            .get("default", b"gone0", OPTIONS)
+            .await;
+        matches!(&read, Err(ClientError::Server(e)) if e.message.contains("was removed"))
+    })
+    .await;
+    // Time for anti-entropy rounds (1 s apart), handoffs and claims that must not happen.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ring = client.ring().await.expect("ring").expect("a ring");
+    assert_eq!(ring.members().len(), 3, "the removed node was put back");
+    let all = RequestOptions {
+        r: Some(3),
+        ..OPTIONS
+    };
+    for i in 0..KEYS {
+        let read = client
+            .get("default", format!("gone{i}").as_bytes(), all)
+            .await
+            .expect("R=3 read");
+        assert!(
+            matches!(read, GetOutcome::NotFound { .. }),
+            "gone{i} came back from the removed node: {read:?}"
+        );
+    }
+    cluster.shutdown().await;
+}
+
 /// Issue 13: with its first seed dead, the client used to wait out the full timeout for every
 /// ring fetch, status and request. Now a dial that gets no handshake fails within the connect
 /// timeout, reads go to the next candidate after the hedge delay, and a client whose every

@@ -30,13 +30,16 @@ fn invariants_hold_over_many_seeds() {
 }
 
 /// Seeds that once failed.
-const REGRESSION_SEEDS: &[u64] = &[70174];
+const REGRESSION_SEEDS: &[u64] = &[70174, 598];
 
 /// Seeds that once failed, kept as regressions. 70174 (paper 4.6): a write acknowledged by its
 /// coordinator and a hint holder lost both copies when the hint's owner left the partition, the
 /// hint went to the one current replica that was up (the coordinator, which held it already),
 /// the hint was dropped and the coordinator then lost its disk. Hints for a partition their
-/// owner left now go to every current replica that is up, at least two.
+/// owner left now go to every current replica that is up, at least two. 598 (issue 26,
+/// invariant 7): a node died while leaving, so it was out of the ring and could not be removed;
+/// it stayed `Leaving` in gossip and no tombstone was ever reaped again. A member out of the
+/// ring can now be removed too.
 #[test]
 fn seeds_that_once_failed_pass() {
     for &seed in REGRESSION_SEEDS {
@@ -113,6 +116,7 @@ fn every_invariant_catches_its_sabotage() {
         (Sabotage::Resurrect, invariants::deletes::NAME),
         (Sabotage::StaleSibling, invariants::siblings::NAME),
         (Sabotage::ForgetBuckets, invariants::metadata::NAME),
+        (Sabotage::KeepTombstones, invariants::reaping::NAME),
     ];
     for (sabotage, invariant) in table {
         let caught = (0..30).any(|seed| {

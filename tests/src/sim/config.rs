@@ -29,6 +29,8 @@ pub enum Sabotage {
     StaleSibling,
     /// Every node forgets its saved bucket table at a full-cluster restart.
     ForgetBuckets,
+    /// Every replica keeps its tombstones when a reaper asks it to remove them.
+    KeepTombstones,
 }
 
 /// How one run is set up. [`SimConfig::random`] draws one from a seed.

@@ -41,6 +41,9 @@ use workload::Clients;
 
 /// Virtual time at which every run starts (milliseconds; far from zero like a wall clock).
 const EPOCH_MS: u64 = 1_000_000;
+/// How long the reaper runs after the final reads before invariant 7 is checked: more than four
+/// sweeps (10 s apart), so every tombstone older than the grace period by this much must be gone.
+const REAP_PHASE_MS: u64 = 45_000;
 /// Events at one virtual instant beyond which the run is declared livelocked.
 const LIVELOCK_EVENTS: u32 = 200_000;
 /// The bucket the workload uses; created at the start, it must survive every restart.
@@ -238,6 +241,12 @@ impl Sim {
         violations.extend(invariants::concurrency::check(&self.history, &finals));
         violations.extend(invariants::deletes::check(&self.history, &finals));
         violations.extend(invariants::siblings::check(&self.history, &finals));
+        if let Some(grace) = self.tombstone_grace_ms() {
+            // Invariant 7: the reaper gets a few more sweeps, then no old tombstone is left.
+            self.run_until(self.now + REAP_PHASE_MS);
+            let deadline = self.now.saturating_sub(grace + REAP_PHASE_MS);
+            violations.extend(invariants::reaping::check(&self.replica_view(), deadline));
+        }
         SimReport {
             seed: self.config.seed,
             trace_hash: self.trace.hash(),
@@ -605,7 +614,11 @@ impl Sim {
         };
         // The store runs it at once: one line says what it was and what it gave.
         let asked = self.trace.detailed().then(|| describe_store_op(&store_op));
-        let result = execute(store, store_op);
+        let result = if reaping.is_some() && self.config.sabotage == Sabotage::KeepTombstones {
+            Ok(StoreResult::Reaped(false))
+        } else {
+            execute(store, store_op)
+        };
         if let Some(asked) = asked {
             let name = &self.nodes[index].name;
             let answer = describe_store_result(&result);
@@ -669,16 +682,16 @@ impl Sim {
             anti_entropy_bytes_per_sec: 64 * 1024,
             // One, two or three transfers at once, by seed.
             handoff_concurrency: 1 + (self.config.seed % 3) as usize,
-            // Half the seeds reap tombstones (a sweep every 10 s once they are 15 s old).
             replaces: None,
-            tombstone_grace_ms: if self.config.seed.is_multiple_of(2) {
-                15_000
-            } else {
-                0
-            },
+            tombstone_grace_ms: self.tombstone_grace_ms().unwrap_or(0),
             rejoin: false,
             stand_in_after_ms: 500,
         }
+    }
+
+    /// Half the seeds reap tombstones (a sweep every 10 s once they are 15 s old).
+    fn tombstone_grace_ms(&self) -> Option<u64> {
+        self.config.seed.is_multiple_of(2).then_some(15_000)
     }
 
     /// Creates a node (with an empty disk) and starts it.
@@ -755,11 +768,14 @@ impl Sim {
         });
     }
 
-    /// Makes sure every retired node is out of the ring (its removal may have been asked for
-    /// while it still looked up, or been lost): an administrator retries until it is done.
+    /// Makes sure every retired node is removed (its removal may have been asked for while it
+    /// still looked up, or been lost): an administrator retries until a removal is answered and
+    /// no ring has it any more. A retired node that was leaving is out of the ring already and
+    /// is removed all the same (`dynamo node remove` of a node that died while leaving).
     fn remove_retired_nodes(&mut self) {
         for node in self.network.retired() {
             let name = self.nodes[node].name.clone();
+            let mut removed = false;
             for attempt in 0..20 {
                 let in_ring = self.nodes.iter().any(|n| {
                     n.core.as_ref().is_some_and(|c| {
@@ -769,7 +785,7 @@ impl Sim {
                         })
                     })
                 });
-                if !in_ring {
+                if removed && !in_ring {
                     break;
                 }
                 let running: Vec<usize> = (0..self.nodes.len())
@@ -779,8 +795,13 @@ impl Sim {
                     break;
                 };
                 let request = Request::RemoveNode { name: name.clone() };
-                if !matches!(self.admin_request(target, request), Some(Response::Ring(_))) {
-                    self.run_until(self.now + 2_000);
+                match self.admin_request(target, request) {
+                    Some(Response::Ring(_)) => removed = true,
+                    // Neither in the ring nor known (it left, or was removed already).
+                    Some(Response::Error(e)) if e.message.contains("not a member") => {
+                        removed = true;
+                    }
+                    _ => self.run_until(self.now + 2_000),
                 }
             }
         }

@@ -29,6 +29,13 @@ impl ReplicaView {
     pub fn add(&mut self, key: Vec<u8>, replica: String, stored: Option<Object>) {
         self.keys.entry(key).or_default().push((replica, stored));
     }
+
+    /// Each key with what each of its replicas holds.
+    pub fn keys(&self) -> impl Iterator<Item = (&Vec<u8>, &[(String, Option<Object>)])> {
+        self.keys
+            .iter()
+            .map(|(key, replicas)| (key, replicas.as_slice()))
+    }
 }
 
 /// Checks that the replicas of every key agree.

@@ -10,6 +10,8 @@
 //!    their number never exceeds the number of truly concurrent writers.
 //! 6. [`metadata`]: the ring and the bucket table converge to one value on every node, and every
 //!    bucket created survives every restart.
+//! 7. [`reaping`]: with a tombstone grace period, once every member is up or removed, every
+//!    key deleted on all its replicas is reaped within a few sweeps after its grace ran out.
 //!
 //! And the run itself checks two: no node reported an impossible state (`core-bug`: a
 //! `CoreEvent::Bug`, such as a request answered twice or a store result of another kind than
@@ -23,6 +25,7 @@ pub mod convergence;
 pub mod deletes;
 pub mod durability;
 pub mod metadata;
+pub mod reaping;
 pub mod siblings;
 
 /// Invariants allowed to fail today, with the reason. Empty: convergence was listed here

@@ -1,0 +1,292 @@
+//! Members removed for good (`dynamo node remove`, or replaced by `dynamo join --replace`):
+//! the cluster remembers them, so that one that is gone no longer holds anything up and one
+//! that comes back cannot bring back what the cluster moved on from.
+//!
+//! A removed member stays in gossip as a member that is down (gossip forgets only members that
+//! announced `Left`), and before this set existed the reaper waited for it forever (issue 26:
+//! 50 deleted keys unreaped 90 s after a removal). A [`Removal`] names the member and the store
+//! it wrote from (its vclock actor, which a wiped disk changes), travels in gossip under
+//! [`REMOVED_KEY`], is merged by union and is saved. A member it covers:
+//! - does not hold up the reaper (it answers for nothing any more);
+//! - is not added back to the ring by the claimant, and is taken out if a racing claim did;
+//! - shows as `removed` in the status;
+//! - gets every request but gossip and status refused, so its hints, handoffs and replica
+//!   copies (which may hold values whose tombstones were reaped since) never reach the cluster;
+//! - and, when it is this node, stops serving and says how to come back: wipe the data
+//!   directory and join again, which makes a new actor that no removal covers.
+//!
+//! A process of a removed name whose actor has not been heard yet is covered until it is. A
+//! member whose actor the remover did not know is covered if it started before the removal (its
+//! gossip generation is its start time); a process started later, with a clock far behind the
+//! remover's, could be covered by mistake and is refused with the same clear message.
+//!
+//! This module must not know how gossip travels or how state is saved.
+
+use std::collections::BTreeSet;
+
+use dynamo_gossip::{MemberView, NodeId as GossipId};
+use dynamo_protocol::{ErrorKind, PeerIdentity, Request, Response, Role};
+use dynamo_ring::NodeId;
+use serde::{Deserialize, Serialize};
+
+use super::{NodeCore, RequestId, STATE_REMOVED, Time};
+
+/// Gossip key holding the removals a member knows (postcard of `Vec<Removal>`).
+pub(super) const REMOVED_KEY: &str = "removed";
+/// Gossip key holding a member's store actor (UTF-8).
+pub(super) const ACTOR_KEY: &str = "actor";
+/// The most removals remembered: the oldest are forgotten first. 64 records of at most
+/// ~150 bytes fit one gossip value with room to spare.
+pub const MAX_REMOVALS: usize = 64;
+
+/// One member removed for good.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Removal {
+    /// When it was removed, on the remover's clock (milliseconds); first so the oldest sorts
+    /// first.
+    pub removed_at_ms: u64,
+    /// The member's name.
+    pub name: String,
+    /// The store actor it wrote under, if the remover had heard it.
+    pub actor: Option<String>,
+}
+
+/// The removals this node knows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Removals(BTreeSet<Removal>);
+
+impl Removals {
+    /// Whether no member was ever removed.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Decodes saved or gossiped removals.
+    pub(super) fn decode(bytes: &[u8]) -> Result<Vec<Removal>, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+
+    /// The encoding gossiped and saved.
+    pub(super) fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_allocvec(&self.0.iter().collect::<Vec<_>>())
+    }
+
+    /// Adds `removals`; returns whether anything new was learnt. Keeps the newest
+    /// [`MAX_REMOVALS`].
+    pub(super) fn merge(&mut self, removals: impl IntoIterator<Item = Removal>) -> bool {
+        let before = self.0.clone();
+        self.0.extend(removals.into_iter().filter(valid));
+        while self.0.len() > MAX_REMOVALS {
+            self.0.pop_first();
+        }
+        self.0 != before
+    }
+
+    /// Whether the process `name`, writing as `actor` (if known) and started at `generation`,
+    /// is a member that was removed.
+    pub(super) fn covers(&self, name: &str, actor: Option<&str>, generation: u64) -> bool {
+        self.0.iter().any(|removal| {
+            removal.name == name
+                && match (removal.actor.as_deref(), actor) {
+                    (Some(removed), Some(current)) => removed == current,
+                    // Not heard yet: covered until it says which store it writes from.
+                    (Some(_), None) => true,
+                    (None, _) => generation <= removal.removed_at_ms,
+                }
+        })
+    }
+
+    /// Whether the gossip member `view` is covered.
+    pub(super) fn covers_member(&self, view: &MemberView<'_>) -> bool {
+        let actor = view
+            .get(ACTOR_KEY)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok());
+        self.covers(view.id().as_str(), actor, view.identity().generation)
+    }
+
+    /// The removal of the member `view`, at `now_ms`.
+    pub(super) fn of_member(view: &MemberView<'_>, now_ms: u64) -> Removal {
+        Removal {
+            removed_at_ms: now_ms.max(view.identity().generation),
+            name: view.id().as_str().to_owned(),
+            actor: view
+                .get(ACTOR_KEY)
+                .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                .map(str::to_owned),
+        }
+    }
+}
+
+impl NodeCore {
+    /// Whether this node was removed from the cluster: it serves nothing until its data
+    /// directory is wiped and it joins again.
+    pub fn is_removed(&self) -> bool {
+        !self.removals.is_empty()
+            && self
+                .gossip
+                .member(self.gossip.id())
+                .is_some_and(|me| self.removals.covers_member(&me))
+    }
+
+    /// Whether the member `id` (as gossip knows it now) was removed.
+    pub(super) fn is_removed_member(&self, id: &GossipId) -> bool {
+        !self.removals.is_empty()
+            && self
+                .gossip
+                .member(id)
+                .is_some_and(|view| self.removals.covers_member(&view))
+    }
+
+    /// Remembers that `id` was removed for good at `now`, and tells the cluster.
+    pub(super) fn record_removal(&mut self, now: Time, id: &NodeId) {
+        let removal = match self.gossip.member(&GossipId::new(id.as_str())) {
+            Some(view) => Removals::of_member(&view, now.as_millis()),
+            None => Removal {
+                removed_at_ms: now.as_millis(),
+                name: id.to_string(),
+                actor: None,
+            },
+        };
+        if self.removals.merge([removal]) {
+            self.publish_removals(true);
+        }
+    }
+
+    /// Merges the removals `changed` members gossip; publishes and saves them if anything was
+    /// new.
+    pub(super) fn merge_removals_from(&mut self, changed: &[GossipId]) {
+        let learnt: Vec<Removal> = changed
+            .iter()
+            .filter_map(|id| self.gossip.member(id)?.get(REMOVED_KEY))
+            .filter_map(|bytes| Removals::decode(bytes).ok())
+            .flatten()
+            .collect();
+        if self.removals.merge(learnt) {
+            self.publish_removals(true);
+        }
+    }
+
+    /// Puts the removals in gossip and, with `save`, in the store.
+    pub(super) fn publish_removals(&mut self, save: bool) {
+        if self.removals.is_empty() {
+            return;
+        }
+        let bytes = match self.removals.encode() {
+            Ok(bytes) => bytes,
+            Err(error) => return self.problem(format!("could not encode the removals: {error}")),
+        };
+        if save {
+            self.save_state(STATE_REMOVED, bytes.clone(), None);
+        }
+        if let Err(error) = self.gossip.set(REMOVED_KEY, bytes) {
+            self.problem(format!("could not publish the removals: {error}"));
+        }
+        if self.is_removed() {
+            self.problem(removed_message(self.me.as_str()));
+        }
+    }
+
+    /// Refuses `request` when this node, or the node that sent it, was removed; returns
+    /// whether it did. Gossip and status still work, so a removed node learns and shows why.
+    pub(super) fn refuse_if_removed(
+        &mut self,
+        id: RequestId,
+        from: &PeerIdentity,
+        request: &Request,
+    ) -> bool {
+        if self.removals.is_empty()
+            || matches!(
+                request,
+                Request::Gossip { .. } | Request::Status | Request::Ping(_) | Request::Ring
+            )
+        {
+            return false;
+        }
+        let response = if self.is_removed() {
+            Response::error(ErrorKind::NotReady, removed_message(self.me.as_str()))
+        } else if from.role == Role::Node && self.is_removed_member(&GossipId::new(&from.name)) {
+            let message = format!(
+                "{} was removed from the cluster; nothing it sends is taken (wipe its data \
+                 directory and start it with `dynamo join` to bring it back)",
+                from.name
+            );
+            Response::error(ErrorKind::Forbidden, message)
+        } else {
+            return false;
+        };
+        self.respond(id, response);
+        true
+    }
+}
+
+/// What a removed node says about itself.
+fn removed_message(name: &str) -> String {
+    format!(
+        "{name} was removed from the cluster (`dynamo node remove`) and serves nothing: what it \
+         holds is no longer part of the cluster. Wipe its data directory and start it with \
+         `dynamo join` to bring it back"
+    )
+}
+
+/// A removal from an untrusted peer is kept only if its fields are of sane size.
+fn valid(removal: &Removal) -> bool {
+    !removal.name.is_empty()
+        && removal.name.len() <= 128
+        && removal.actor.as_ref().is_none_or(|a| a.len() <= 160)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn removal(name: &str, actor: Option<&str>, at: u64) -> Removal {
+        Removal {
+            removed_at_ms: at,
+            name: name.into(),
+            actor: actor.map(str::to_owned),
+        }
+    }
+
+    /// Who a removal covers: the same store always; without a known actor, a process of that
+    /// name started before the removal; never a wiped node started again, never another name.
+    #[test]
+    fn a_removal_covers_the_removed_store_only() {
+        let mut removals = Removals::default();
+        removals.merge([
+            removal("n4", Some("n4#100"), 5_000),
+            removal("n5", None, 5_000),
+        ]);
+        let cases: &[(&str, Option<&str>, u64, bool)] = &[
+            ("n4", Some("n4#100"), 1_000, true),   // the same process
+            ("n4", Some("n4#100"), 9_000, true),   // restarted on its old disk
+            ("n4", Some("n4#9000"), 9_000, false), // wiped and joined again
+            ("n4", None, 9_000, true),             // actor not heard yet: not trusted yet
+            ("n5", Some("n5#1"), 4_000, true),     // removed without a known actor
+            ("n5", Some("n5#1"), 6_000, false),
+            ("n6", Some("n4#100"), 1_000, false), // another name
+        ];
+        for (name, actor, generation, covered) in cases {
+            assert_eq!(
+                removals.covers(name, *actor, *generation),
+                *covered,
+                "{name} {actor:?} started at {generation}"
+            );
+        }
+    }
+
+    /// Merging is a union, idempotent, bounded (the oldest go first), and drops records a peer
+    /// made too large.
+    #[test]
+    fn removals_merge_as_a_bounded_union() {
+        let mut removals = Removals::default();
+        assert!(removals.merge([removal("a", None, 1)]));
+        assert!(!removals.merge([removal("a", None, 1)]));
+        assert!(!removals.merge([removal(&"x".repeat(200), None, 2)]));
+        let many = (0..MAX_REMOVALS as u64 + 10).map(|i| removal(&format!("m{i}"), None, 10 + i));
+        assert!(removals.merge(many));
+        assert_eq!(removals.0.len(), MAX_REMOVALS);
+        assert!(!removals.covers("a", None, 0), "the oldest was forgotten");
+        let decoded = Removals::decode(&removals.encode().expect("encode")).expect("decode");
+        assert_eq!(decoded.len(), MAX_REMOVALS);
+    }
+}
