@@ -174,9 +174,12 @@ pub(crate) struct IssueRole {
 #[derive(Subcommand)]
 pub(crate) enum NodeCommand {
     /// Start a node and serve until SIGINT or SIGTERM.
-    Start(NodeArgs),
+    Start(Box<NodeArgs>),
     /// Take a member that is down for good out of the ring; its partitions get new owners,
-    /// which anti-entropy fills from the surviving replicas. Needs an admin certificate.
+    /// which anti-entropy fills from the surviving replicas. The cluster remembers it: it no
+    /// longer holds up tombstone reaping, and if it comes back on its old disk it serves
+    /// nothing (wipe it and `dynamo join` instead). Also for a member that died while leaving
+    /// or joining. Needs an admin certificate.
     Remove(MemberChange),
 }
 
@@ -327,6 +330,11 @@ pub(crate) struct NodeArgs {
     /// Partitions of a new ring (power of two).
     #[arg(long, env = "DYNAMO_PARTITIONS")]
     pub(crate) partitions: Option<u32>,
+    /// MiB kept free on the data directory's disk: below it the node takes no writes (other
+    /// replicas and hints do), serves reads, and takes writes again once space returns
+    /// (default 256; 0 turns the guard off).
+    #[arg(long, env = "DYNAMO_DISK_RESERVE_MB")]
+    pub(crate) disk_reserve_mb: Option<u64>,
 }
 
 impl NodeArgs {
@@ -374,6 +382,9 @@ impl NodeArgs {
         }
         if let Some(partitions) = self.partitions {
             config.partitions = partitions;
+        }
+        if let Some(mib) = self.disk_reserve_mb {
+            config.disk_reserve_bytes = mib.saturating_mul(1024 * 1024);
         }
         Ok(config)
     }

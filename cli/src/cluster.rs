@@ -204,7 +204,7 @@ pub(crate) async fn status(connection: Connection) -> Result<ExitCode> {
                     "state": member_state(m), "status": m.status, "up": m.up, "in_ring": m.in_ring,
                     "partitions": m.partitions, "primary_percent": primary_percent(m),
                     "replicated_percent": m.ownership_percent,
-                    "pending_hints": m.pending_hints,
+                    "pending_hints": m.pending_hints, "disk_full": m.disk_full,
                 })
             })
             .collect();
@@ -220,7 +220,7 @@ pub(crate) async fn status(connection: Connection) -> Result<ExitCode> {
             status.ring_version
         );
         outln!(
-            "{:<5} {:<16} {:<22} {:<10} {:<8} {:>10} {:>8} {:>10} {:>6}",
+            "{:<7} {:<16} {:<22} {:<10} {:<8} {:>10} {:>8} {:>10} {:>6}",
             "state",
             "node",
             "address",
@@ -233,7 +233,7 @@ pub(crate) async fn status(connection: Connection) -> Result<ExitCode> {
         );
         for m in &status.members {
             outln!(
-                "{:<5} {:<16} {:<22} {:<10} {:<8} {:>10} {:>7.1}% {:>9.1}% {:>6}",
+                "{:<7} {:<16} {:<22} {:<10} {:<8} {:>10} {:>7.1}% {:>9.1}% {:>6}",
                 member_state(m),
                 m.id,
                 m.address,

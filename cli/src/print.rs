@@ -234,13 +234,15 @@ pub(crate) fn print_set(view: &SetView, op: Option<&SetOp>, json: bool) {
     }
 }
 
-/// UP, DOWN, LEFT or REMOVED. A member that left is shown as left by every node, itself
+/// UP, DOWN, LEFT, REMOVED or FULL. A member that left is shown as left by every node, itself
 /// included (its own failure detector still calls it up); one removed for good (`dynamo node
-/// remove`) as removed, whether it is down or came back.
+/// remove`) as removed, whether it is down or came back; one that is up with a full disk
+/// (serving reads, taking no writes) as full.
 pub(crate) fn member_state(member: &dynamo_protocol::MemberStatus) -> &'static str {
     match (member.status.as_str(), member.up) {
         ("left", _) => "LEFT",
         ("removed", _) => "REMOVED",
+        (_, true) if member.disk_full => "FULL",
         (_, true) => "UP",
         (_, false) => "DOWN",
     }
@@ -338,19 +340,22 @@ pub(crate) fn anti_entropy_line(ae: &dynamo_protocol::AntiEntropyStatus) -> Stri
 mod tests {
     use super::*;
 
-    /// Issue 13: a node that left showed itself UP while its peers showed it DOWN.
+    /// Issue 13: a node that left showed itself UP while its peers showed it DOWN. Issue 26: a
+    /// removed member and a full disk are shown.
     #[test]
     fn member_states_table() {
         let cases = [
-            ("alive", true, "UP"),
-            ("alive", false, "DOWN"),
-            ("leaving", true, "UP"),
-            ("left", true, "LEFT"),
-            ("left", false, "LEFT"),
-            ("removed", false, "REMOVED"),
-            ("removed", true, "REMOVED"),
+            ("alive", true, false, "UP"),
+            ("alive", false, false, "DOWN"),
+            ("leaving", true, false, "UP"),
+            ("left", true, false, "LEFT"),
+            ("left", false, false, "LEFT"),
+            ("removed", false, false, "REMOVED"),
+            ("removed", true, false, "REMOVED"),
+            ("alive", true, true, "FULL"),
+            ("alive", false, true, "DOWN"),
         ];
-        for (status, up, expected) in cases {
+        for (status, up, disk_full, expected) in cases {
             let member = dynamo_protocol::MemberStatus {
                 id: "n1".into(),
                 address: String::new(),
@@ -363,6 +368,7 @@ mod tests {
                 ownership_percent: 0.0,
                 pending_hints: 0,
                 phi: None,
+                disk_full,
             };
             assert_eq!(member_state(&member), expected, "{status} {up}");
         }

@@ -94,6 +94,7 @@ impl NodeCore {
                                 .phi(m.id(), std::time::Duration::from_millis(now.as_millis()))
                         })
                         .flatten(),
+                    disk_full: self.is_disk_full(&node),
                 }
             })
             .collect();
@@ -134,6 +135,7 @@ fn add_ring_view(ring: &Ring, members: &mut Vec<MemberStatus>) {
                 ownership_percent: 0.0,
                 pending_hints: 0,
                 phi: None,
+                disk_full: false,
             });
         }
         let Some(entry) = members.iter_mut().find(|m| m.id == member.id.as_str()) else {

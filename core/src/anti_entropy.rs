@@ -257,7 +257,8 @@ impl NodeCore {
             let Some((partition, peer)) = self.anti_entropy.queue.pop_front() else {
                 break;
             };
-            if !self.is_up(&peer) {
+            // A full disk (here or there) takes no repairs; the exchange waits for room.
+            if !self.takes_writes(&peer) || self.disk.full {
                 continue;
             }
             let id = ExchangeId(self.anti_entropy.next_exchange);

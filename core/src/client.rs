@@ -87,7 +87,16 @@ impl NodeCore {
     }
 
     /// The key's partition, its extended preference list, and the primaries that are down.
-    fn placement(&self, key: &[u8], n: usize) -> Result<Placement, Response> {
+    /// For a write, a node whose disk is full counts as down: fallbacks take its writes with
+    /// hints (see [`super::disk`]); reads still go to it.
+    fn placement(&self, key: &[u8], n: usize, write: bool) -> Result<Placement, Response> {
+        let usable = |node: &NodeId| {
+            if write {
+                self.takes_writes(node)
+            } else {
+                self.is_up(node)
+            }
+        };
         let Some(ring) = &self.ring else {
             return Err(Response::error(
                 ErrorKind::NotReady,
@@ -98,14 +107,14 @@ impl NodeCore {
             ));
         };
         let partition = ring.partition_of_key(key);
-        let targets = ring.extended_preference_list(key, n, |node| self.is_up(node));
+        let targets = ring.extended_preference_list(key, n, usable);
         // The first 3n distinct nodes clockwise: the n primaries, their fallbacks and n spares
         // when those are up (every client request walks this, so not the whole ring).
         let walk = ring.preference_list(key, 3 * n);
         let down = walk
             .iter()
             .take(n)
-            .filter(|node| !self.is_up(node))
+            .filter(|node| !usable(node))
             .map(|node| (*node).clone())
             .collect();
         // Paper 4.6: the nodes after the extended preference list that are up, in ring order,
@@ -113,7 +122,7 @@ impl NodeCore {
         let spares = walk
             .into_iter()
             .skip(n)
-            .filter(|node| self.is_up(node) && !targets.iter().any(|t| &t.node == *node))
+            .filter(|node| usable(node) && !targets.iter().any(|t| &t.node == *node))
             .take(n)
             .cloned()
             .collect();
@@ -172,7 +181,7 @@ impl NodeCore {
                     targets,
                     down,
                     spares,
-                } = self.placement(&key, quorum.n)?;
+                } = self.placement(&key, quorum.n, false)?;
                 let timeout_ms = self.client_timeout_ms(options);
                 let request = GetRequest {
                     key: key.clone(),
@@ -241,7 +250,7 @@ impl NodeCore {
             targets,
             down,
             spares,
-        } = match self.placement(&skey, quorum.n) {
+        } = match self.placement(&skey, quorum.n, true) {
             Ok(p) => p,
             Err(response) => return self.respond(id, response),
         };
@@ -253,6 +262,10 @@ impl NodeCore {
         // (a fallback coordinator would keep its copy outside the hint space). A forwarded put
         // is coordinated here if this node is any target, so forwarding never loops.
         if !(primary_here || (forwarded && target_here)) {
+            if forwarded && self.disk.full {
+                let message = format!("{}'s disk is full; ask another replica", self.me);
+                return self.respond(id, Response::error(ErrorKind::Unavailable, message));
+            }
             if forwarded {
                 let message = format!(
                     "{} does not replicate this key under its ring; the ring is changing, retry",

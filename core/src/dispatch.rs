@@ -50,6 +50,12 @@ impl NodeCore {
         if self.refuse_if_removed(id, from, &request) {
             return;
         }
+        if let Some(why) = self.stopped()
+            && !matches!(request, Request::Status | Request::Ping(_))
+        {
+            let message = why.to_owned();
+            return self.respond(id, Response::error(ErrorKind::NotReady, message));
+        }
         let client_request = matches!(
             request,
             Request::Get { .. }

@@ -339,8 +339,9 @@ impl NodeCore {
         if transfer.not_before > now {
             return None;
         }
-        let reachable =
-            |node: &NodeId| *node != self.me && self.is_up(node) && self.address_of(node).is_some();
+        let reachable = |node: &NodeId| {
+            *node != self.me && self.takes_writes(node) && self.address_of(node).is_some()
+        };
         match &transfer.to {
             Destination::Node(node) => reachable(node).then(|| node.clone()),
             Destination::AnyReplica => {

@@ -152,7 +152,7 @@ impl NodeCore {
     /// single copy. So it goes to all of them, and waits for a later round while fewer than two
     /// (or the whole preference list, when it is shorter) are up.
     fn hint_destinations(&self, owner: &NodeId, partition: u32) -> Option<(Vec<NodeId>, bool)> {
-        let up = |node: &NodeId| self.is_up(node) && self.address_of(node).is_some();
+        let up = |node: &NodeId| self.takes_writes(node) && self.address_of(node).is_some();
         let Some(ring) = &self.ring else {
             return up(owner).then(|| (vec![owner.clone()], true));
         };

@@ -26,6 +26,7 @@ mod anti_entropy;
 mod client;
 mod continuation;
 mod coordinate;
+mod disk;
 mod dispatch;
 mod handoff;
 mod hints;
@@ -46,6 +47,7 @@ use dynamo_ring::{Member, NodeId, Ring};
 use dynamo_storage::Durability;
 use dynamo_vclock::Actor;
 
+pub use disk::DiskSpace;
 pub use removal::{MAX_REMOVALS, Removal};
 pub use store_ops::{
     GET_MANY_MAX_BYTES, StoreError, StoreErrorKind, StoreOp, StoreResult, execute, load_saved_state,
@@ -320,6 +322,16 @@ pub enum CoreEvent {
     Bug(String),
     /// A detail worth a debug line (a refused peer message, a push gossip will repeat).
     Detail(String),
+    /// The store can no longer promise durability: this node stopped serving until it is
+    /// restarted (the message says why).
+    Stopped(String),
+    /// This node's disk became full, or has room again (see [`DiskSpace`]).
+    DiskFull {
+        /// Whether it is full now.
+        full: bool,
+        /// What it means, for the log.
+        message: String,
+    },
 }
 
 /// One node's decisions. See the [module documentation](self).
@@ -334,6 +346,8 @@ pub struct NodeCore {
     buckets: BTreeMap<String, BucketEntry>,
     /// Members removed for good (see [`removal`]).
     removals: removal::Removals,
+    /// What this node knows of its disk's free space (see [`disk`]).
+    disk: disk::DiskState,
     /// The status last saved, so it is saved only when it changes.
     saved_status: Option<Status>,
     shutting_down: bool,
@@ -512,6 +526,7 @@ impl NodeCore {
             ring_rank: None,
             buckets,
             removals,
+            disk: disk::DiskState::default(),
             saved_status,
             shutting_down: false,
             next_op: 0,
@@ -662,24 +677,23 @@ impl NodeCore {
                 "the driver reported store operation {id:?}, which is {kind}"
             ));
         };
+        if let Err(error) = &result {
+            self.note_store_error(error);
+        }
         self.on_store_result(now, then, result);
     }
 
     /// Time passed: run whatever was due by `now` (gossip rounds, coordinator deadlines, hint
     /// rounds, handoff retries, anti-entropy sweeps).
     pub fn handle_timeout(&mut self, now: Time) {
+        if self.stopped().is_some() {
+            // No gossip either: peers see it down, hint its writes and stand in for it.
+            return self.expire_coordinators(now);
+        }
         self.gossip
             .handle_timeout(Duration::from_millis(now.as_millis()));
         self.after_gossip(now);
-        let due: Vec<CoordinatorId> = self
-            .coordinator_timers
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, id)| *id)
-            .collect();
-        for id in due {
-            self.coordinator_timeout(now, id);
-        }
+        self.expire_coordinators(now);
         if self.is_removed() {
             return; // it serves nothing: what it holds must not reach the cluster
         }
@@ -689,6 +703,19 @@ impl NodeCore {
         self.reaper_tick(now);
     }
 
+    /// Ends the coordinators whose deadline passed by `now`.
+    fn expire_coordinators(&mut self, now: Time) {
+        let due: Vec<CoordinatorId> = self
+            .coordinator_timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            self.coordinator_timeout(now, id);
+        }
+    }
+
     /// The next time [`NodeCore::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Time> {
         // Rounded up: gossip keeps sub-millisecond phases, and a wake-up before its round would
@@ -696,7 +723,8 @@ impl NodeCore {
         let gossip = self.gossip.poll_timeout().map(|at| {
             Time::from_millis(u64::try_from(at.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
         });
-        let background = !self.is_removed();
+        let background = !self.is_removed() && self.stopped().is_none();
+        let gossip = gossip.filter(|_| self.stopped().is_none());
         [gossip, self.coordinator_timers.first().map(|(at, _)| *at)]
             .into_iter()
             .chain(

@@ -318,9 +318,15 @@ pub enum StoreErrorKind {
     /// The input is not acceptable (a key or value over the limits, a malformed diff step, a
     /// bad node-state name): the request is at fault, and nothing was written.
     Refused,
-    /// The disk or the engine failed (full, an I/O error, a journal poisoned by a failed
-    /// fsync): this node is at fault, and the write may or may not be there.
+    /// The disk or the engine failed (an I/O error, a journal poisoned by a failed fsync):
+    /// this node is at fault, and the write may or may not be there.
     Failed,
+    /// The disk is full (below the store's reserve): nothing was written, and the store takes
+    /// writes again once space returns.
+    Full,
+    /// The store can no longer promise durability (a failed fsync poisoned the engine): the
+    /// node stops serving until it is restarted.
+    Fatal,
     /// What is on disk does not decode, or belongs to another node.
     Corrupt,
 }
@@ -336,6 +342,8 @@ impl From<dynamo_storage::StorageError> for StoreError {
             | E::NodeStateTooLarge { .. }
             | E::Encode(_) => StoreErrorKind::Refused,
             E::Corrupt { .. } | E::NodeIdMismatch { .. } => StoreErrorKind::Corrupt,
+            E::DiskFull { .. } => StoreErrorKind::Full,
+            E::Poisoned(_) => StoreErrorKind::Fatal,
             // The disk or the engine (I/O, poisoned), and any kind added to the store later
             // until it is told apart here.
             _ => StoreErrorKind::Failed,
@@ -660,6 +668,17 @@ mod tests {
             (
                 StorageError::Engine("Poisoned".into()),
                 StoreErrorKind::Failed,
+            ),
+            (
+                StorageError::Poisoned("an fsync failed".into()),
+                StoreErrorKind::Fatal,
+            ),
+            (
+                StorageError::DiskFull {
+                    free: 1,
+                    reserve: 2,
+                },
+                StoreErrorKind::Full,
             ),
             (
                 StorageError::Corrupt {

@@ -921,3 +921,68 @@ fn what_a_reaper_is_told_survives_a_power_loss_and_includes_hints() {
         other => panic!("a primary's synced read missed its hint: {other:?}"),
     }
 }
+
+/// Issue 26: a failed fsync poisons fjall, and the node used to stay up serving reads, Merkle
+/// trees and anti-entropy from state that may not be on disk while failing every write. A
+/// store that can no longer promise durability stops the node: the write in flight fails, every
+/// later request but status is refused with why (and "restart"), and it stops gossiping, so its
+/// peers see it down.
+#[test]
+fn a_store_that_lost_durability_stops_the_node() {
+    use dynamo_core::{StoreError, StoreErrorKind};
+    let mut node = Harness::found();
+    assert_eq!(
+        node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1))),
+        Response::Ack
+    );
+    let put = Request::Put {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        value: Some(b"book".to_vec()),
+        context: None,
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id: None,
+    };
+    let id = RequestId(1_000);
+    node.core
+        .handle_request(NOW, id, &identity(Role::Client), put);
+    let mut answers = Vec::new();
+    while let Some(output) = node.core.poll_output() {
+        match output {
+            Output::Store { id, .. } => {
+                let failed = StoreError::new(StoreErrorKind::Fatal, "an fsync failed: EIO");
+                node.core.handle_store_result(NOW, id, Err(failed));
+            }
+            Output::Respond { id, response } => answers.push((id, response)),
+            Output::Call { .. } | Output::Event(_) => {}
+        }
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(error_kind(&answers[0].1).is_some(), "{answers:?}");
+    let why = node.core.stopped().expect("stopped").to_owned();
+    assert!(
+        why.contains("fsync failed") && why.contains("Restart"),
+        "{why}"
+    );
+
+    let get = Request::Get {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        options: RequestOptions::default(),
+    };
+    let refused = node.ask(Role::Client, get);
+    assert_eq!(
+        error_kind(&refused),
+        Some(ErrorKind::NotReady),
+        "{refused:?}"
+    );
+    let roots = node.ask(Role::Node, Request::PartitionRoots);
+    assert_eq!(error_kind(&roots), Some(ErrorKind::NotReady), "{roots:?}");
+    assert!(matches!(
+        node.ask(Role::Client, Request::Status),
+        Response::Status(_)
+    ));
+    // No gossip round is due any more: peers stop hearing from it.
+    assert_eq!(node.core.poll_timeout(), None);
+}

@@ -83,6 +83,10 @@ pub struct NodeConfig {
     /// A member that is down for good which this node replaces when it joins (`dynamo join
     /// --replace NAME`): it takes the member's place in one ring change.
     pub replaces: Option<String>,
+    /// Free bytes kept on the data directory's disk: below this the node takes no writes (they
+    /// go to other replicas and to hints), serves reads, and takes writes again once space
+    /// returns; the store's engine would be poisoned by a write that runs out of space.
+    pub disk_reserve_bytes: u64,
     /// Milliseconds a replica may stay silent on a client's read or write before the next node
     /// of the ring that is up stands in for it (paper 4.6; at most a third of the request's
     /// timeout): a node cut off by the network costs no failed request in the seconds before
@@ -132,6 +136,7 @@ impl Default for NodeConfig {
             rejoin: false,
             replaces: None,
             stand_in_after_ms: 500,
+            disk_reserve_bytes: dynamo_storage::DEFAULT_DISK_RESERVE_BYTES,
             max_client_requests_in_flight: 1024,
             max_peer_requests_in_flight: 4096,
             limits: TransportLimits::default(),

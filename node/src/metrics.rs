@@ -92,6 +92,8 @@ pub struct RecentLatency {
 pub struct RuntimeGauges {
     /// Bytes the store takes on disk.
     pub store_bytes: u64,
+    /// Bytes free on the store's disk.
+    pub disk_free_bytes: u64,
     /// QUIC connections open.
     pub quic_connections: usize,
     /// HTTP connections open.
@@ -377,6 +379,21 @@ impl Metrics {
             "Bytes the store takes on disk",
             Unit::Bytes,
             gauge(runtime.store_bytes),
+        );
+        scrape.register_with_unit(
+            "disk_free",
+            "Bytes free on the store's disk",
+            Unit::Bytes,
+            gauge(runtime.disk_free_bytes),
+        );
+        let full = status
+            .members
+            .iter()
+            .any(|m| m.id == status.node && m.disk_full);
+        scrape.register(
+            "disk_full",
+            "1 while the disk is below its reserve: writes go to other replicas, reads are served",
+            gauge(u64::from(full)),
         );
         let by_class = |values: [(&'static str, usize); 2]| {
             let family = Family::<ClassLabels, Gauge>::default();

@@ -134,6 +134,8 @@ pub struct Node {
     driver: JoinHandle<()>,
     /// The task that saves node state; it ends once the driver is gone.
     saver: JoinHandle<()>,
+    /// The task that measures the free disk space.
+    disk_probe: JoinHandle<()>,
     /// The write lane's thread; it ends once the driver is gone.
     write_thread: Option<std::thread::JoinHandle<()>>,
     serve: JoinHandle<()>,
@@ -146,6 +148,8 @@ pub struct Node {
 /// What the driver's own tasks report back.
 enum Completion {
     Store(OpId, Result<StoreResult, StoreError>),
+    /// The free space of the store's disk, measured.
+    Disk(dynamo_core::DiskSpace),
     /// Stop taking client requests; end once open requests are answered or after `grace`.
     Shutdown {
         grace: Duration,
@@ -203,6 +207,7 @@ impl Node {
         let mut options = StoreOptions::new(config.name.clone(), clock.now().as_millis());
         // The store's limit applies to the encoded sibling, a few bytes more than the value.
         options.max_value_bytes = config.max_value_bytes + 64;
+        options.disk_reserve_bytes = config.disk_reserve_bytes;
         let (store, mut saved) = {
             let dir = store_dir.clone();
             let fingerprint = ca_fingerprint.clone();
@@ -321,6 +326,7 @@ impl Node {
             resolver: Arc::new(Resolver::default()),
         };
         let driver = tokio::spawn(driver.run(requests_rx, completions));
+        let disk_probe = tokio::spawn(measure_disk(store.clone(), control.clone()));
         let serve = {
             let gate = gate.clone();
             endpoint.serve(move |from: PeerIdentity, request: Request| {
@@ -360,6 +366,7 @@ impl Node {
             control,
             driver,
             saver,
+            disk_probe,
             write_thread: Some(write_thread),
             serve,
             http,
@@ -406,6 +413,8 @@ impl Node {
             let _ = finished.await;
         }
         self.driver.abort();
+        self.disk_probe.abort();
+        let _ = (&mut self.disk_probe).await;
         // The driver is gone, and with it the saver's and the write lane's queues: let queued
         // saves and writes reach the disk.
         let _ = self.saver.await;
@@ -420,6 +429,37 @@ impl Node {
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.flush()).await;
         tracing::info!(node = %self.me, "node stopped");
+    }
+}
+
+/// How often the free space of the store's disk is measured.
+const DISK_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Measures the free space of the store's disk every [`DISK_PROBE_INTERVAL`] for the core,
+/// until the driver is gone.
+async fn measure_disk(
+    store: Arc<FjallStore<Value>>,
+    completions: mpsc::UnboundedSender<Completion>,
+) {
+    loop {
+        let measured = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.free_space()).await
+        };
+        match measured {
+            Ok(Ok(space)) => {
+                let space = dynamo_core::DiskSpace {
+                    free: space.free,
+                    reserve: space.reserve,
+                };
+                if completions.send(Completion::Disk(space)).is_err() {
+                    return;
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "could not measure the free disk space"),
+            Err(_) => return, // the runtime is shutting down
+        }
+        tokio::time::sleep(DISK_PROBE_INTERVAL).await;
     }
 }
 
@@ -507,6 +547,7 @@ impl Driver {
                     let now = self.clock.now();
                     match completion {
                         Completion::Store(id, result) => self.core.handle_store_result(now, id, result),
+                        Completion::Disk(space) => self.core.handle_disk_space(now, space),
                         Completion::Shutdown { grace, done } => {
                             self.core.begin_shutdown();
                             stopping = Some((tokio::time::Instant::now() + grace, done));
@@ -727,6 +768,15 @@ fn log_event(node: &NodeId, event: CoreEvent) {
         CoreEvent::Problem(message) => tracing::warn!(%node, "{message}"),
         CoreEvent::Bug(message) => tracing::error!(%node, "bug: {message} (please report it)"),
         CoreEvent::Detail(message) => tracing::debug!(%node, "{message}"),
+        CoreEvent::Stopped(message) => tracing::error!(%node, "{message}"),
+        CoreEvent::DiskFull {
+            full: true,
+            message,
+        } => tracing::error!(%node, "{message}"),
+        CoreEvent::DiskFull {
+            full: false,
+            message,
+        } => tracing::info!(%node, "{message}"),
     }
 }
 

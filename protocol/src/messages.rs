@@ -354,6 +354,8 @@ pub struct MemberStatus {
     /// The failure detector's suspicion of it (phi accrual); `None` for the answering node and
     /// members it has not heard from.
     pub phi: Option<f64>,
+    /// Its disk is full: it serves reads and takes no writes until space returns.
+    pub disk_full: bool,
 }
 
 /// The cluster as one node sees it.

@@ -80,6 +80,24 @@ pub enum StorageError {
     /// An operating-system I/O error (a full disk, a missing directory, permissions...).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The disk's free space fell below the reserve the store keeps: nothing was written. fjall
+    /// poisons itself for good on a failed journal write, so the store refuses writes while
+    /// they could still fail for want of space, and takes them again once space returns.
+    #[error(
+        "the disk is full: {free} bytes free, below the reserve of {reserve} bytes kept so the \
+         store never runs out; nothing was written"
+    )]
+    DiskFull {
+        /// Bytes free for the store's directory.
+        free: u64,
+        /// The reserve ([`crate::StoreOptions::disk_reserve_bytes`]).
+        reserve: u64,
+    },
+    /// The engine can no longer promise durability: a journal write, flush or fsync failed, and
+    /// fjall refuses every write until the store is reopened (a restart recovers from the
+    /// journal, up to the last fsync that succeeded).
+    #[error("the store can no longer promise durability: {0}")]
+    Poisoned(String),
     /// Any other error of the storage engine (fjall), for example a poisoned journal after a
     /// failed fsync: the store refuses writes until it is reopened.
     #[error("storage engine error: {0}")]
@@ -91,6 +109,9 @@ impl From<fjall::Error> for StorageError {
     fn from(error: fjall::Error) -> Self {
         match error {
             fjall::Error::Io(io) => StorageError::Io(io),
+            fjall::Error::Poisoned => StorageError::Poisoned(
+                "an earlier journal write, flush or fsync failed (fjall is poisoned)".into(),
+            ),
             other => StorageError::Engine(format!("{other:?}")),
         }
     }

@@ -9,12 +9,13 @@
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::backend::{Backend, Op, Space, Visitor, bounds_empty};
 use crate::engine::{Engine, delegate_store};
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::group_commit::GroupCommit;
 use crate::options::{Durability, StoreOptions};
 use crate::store::Value;
@@ -33,10 +34,57 @@ pub(crate) struct FjallBackend {
     db: Database,
     spaces: [Keyspace; 3],
     group: GroupCommit,
+    /// The directory whose file system's free space is checked before a write adds data.
+    path: PathBuf,
+    /// [`StoreOptions::disk_reserve_bytes`], changed by [`FjallStore::set_disk_reserve`].
+    reserve: AtomicU64,
+}
+
+/// The free space of a store's disk and the reserve it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSpace {
+    /// Bytes free for the store (for an unprivileged writer).
+    pub free: u64,
+    /// Bytes the store keeps free: below this it refuses writes that add data.
+    pub reserve: u64,
+}
+
+impl FreeSpace {
+    /// Whether writes that add data are refused now.
+    pub fn is_full(&self) -> bool {
+        self.free < self.reserve
+    }
 }
 
 impl FjallBackend {
-    fn open(path: &Path) -> Result<Self> {
+    fn free_space(&self) -> Result<FreeSpace> {
+        let stat = rustix::fs::statvfs(&self.path).map_err(std::io::Error::from)?;
+        Ok(FreeSpace {
+            free: stat.f_bavail.saturating_mul(stat.f_frsize),
+            reserve: self.reserve.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Fails with [`StorageError::DiskFull`] when a write that adds data could run the disk
+    /// out: fjall poisons itself for good on a failed journal write or flush.
+    fn check_space(&self, ops: &[Op<'_>]) -> Result<()> {
+        let adds_data = ops
+            .iter()
+            .any(|op| matches!(op, Op::Put(Space::Data | Space::Hints, ..)));
+        if self.reserve.load(Ordering::Relaxed) == 0 || !adds_data {
+            return Ok(());
+        }
+        let space = self.free_space()?;
+        if space.is_full() {
+            return Err(StorageError::DiskFull {
+                free: space.free,
+                reserve: space.reserve,
+            });
+        }
+        Ok(())
+    }
+
+    fn open(path: &Path, reserve: u64) -> Result<Self> {
         let db = Database::builder(path).open()?;
         let open = |space: Space| {
             db.keyspace(space.name(), || {
@@ -48,6 +96,8 @@ impl FjallBackend {
             db,
             spaces,
             group: GroupCommit::default(),
+            path: path.to_path_buf(),
+            reserve: AtomicU64::new(reserve),
         })
     }
 
@@ -55,8 +105,13 @@ impl FjallBackend {
     fn durable(&self) -> Result<()> {
         let ticket = self.group.written();
         self.group
-            .wait_durable(ticket, || self.db.persist(PersistMode::SyncAll))?;
-        Ok(())
+            .wait_durable(ticket, || self.db.persist(PersistMode::SyncAll))
+            .map_err(|error| match error {
+                // fjall poisons itself when an fsync fails: what was written since the last
+                // one may be lost, and nothing can be promised until a restart.
+                fjall::Error::Io(io) => StorageError::Poisoned(format!("an fsync failed: {io}")),
+                other => other.into(),
+            })
     }
 
     fn space(&self, space: Space) -> &Keyspace {
@@ -71,6 +126,7 @@ impl Backend for FjallBackend {
     }
 
     fn write(&self, ops: &[Op<'_>], durability: Durability) -> Result<()> {
+        self.check_space(ops)?;
         if let [op] = ops {
             // One key: a plain fjall write (atomic by itself), flushed to the OS.
             match *op {
@@ -145,7 +201,7 @@ impl<V: Value> FjallStore<V> {
     /// be read or written.
     pub fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let backend = FjallBackend::open(&path)?;
+        let backend = FjallBackend::open(&path, options.disk_reserve_bytes)?;
         Ok(FjallStore {
             engine: Engine::open(backend, options)?,
             path,
@@ -161,6 +217,19 @@ impl<V: Value> FjallStore<V> {
     pub fn disk_space(&self) -> Result<u64> {
         Ok(self.engine.backend().db.disk_space()?)
     }
+
+    /// The free space of the store's disk and the reserve it keeps.
+    pub fn free_space(&self) -> Result<FreeSpace> {
+        self.engine.backend().free_space()
+    }
+
+    /// Changes the free-space reserve ([`StoreOptions::disk_reserve_bytes`]) of the open store.
+    pub fn set_disk_reserve(&self, bytes: u64) {
+        self.engine
+            .backend()
+            .reserve
+            .store(bytes, Ordering::Relaxed);
+    }
 }
 
 impl<V> fmt::Debug for FjallStore<V> {
@@ -172,3 +241,53 @@ impl<V> fmt::Debug for FjallStore<V> {
 }
 
 delegate_store!(FjallStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use crate::store::LocalWrite;
+    use dynamo_vclock::VClock;
+
+    fn write(store: &FjallStore<Vec<u8>>, key: &[u8]) -> Result<()> {
+        let write = LocalWrite {
+            context: &VClock::new(),
+            value: b"v".to_vec(),
+            now: 1,
+        };
+        store.update(0, key, write, Durability::Sync).map(|_| ())
+    }
+
+    /// Issue 26: a write that fails for want of space poisons fjall for good (every later write
+    /// failed with "Poisoned" until a restart). Below the reserve the store refuses writes that
+    /// add data with `DiskFull`, keeps taking deletes and node state, and takes writes again
+    /// once there is room: the same store, not reopened.
+    #[test]
+    fn below_its_reserve_a_store_refuses_data_and_recovers_when_room_returns() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut options = StoreOptions::new("n1", 1_000);
+        options.disk_reserve_bytes = u64::MAX;
+        let store: FjallStore<Vec<u8>> = FjallStore::open(dir.path(), &options).expect("open");
+        let full = write(&store, b"k");
+        assert!(
+            matches!(
+                full,
+                Err(StorageError::DiskFull {
+                    reserve: u64::MAX,
+                    ..
+                })
+            ),
+            "{full:?}"
+        );
+        assert!(store.free_space().expect("free").is_full());
+        store.save_node_state("ring", b"r").expect("node state");
+        let none = dynamo_vclock::DvvSet::empty();
+        store
+            .remove_if_equal(0, b"k", &none, Durability::Sync)
+            .expect("a delete");
+        // Room again (the reserve is what decides; a test cannot free a real disk).
+        store.set_disk_reserve(0);
+        write(&store, b"k").expect("a write once there is room");
+        assert_eq!(store.get(0, b"k").expect("get").map(|s| s.len()), Some(1));
+    }
+}

@@ -61,10 +61,10 @@ mod store;
 
 pub use error::{Result, StorageError};
 #[cfg(feature = "fjall")]
-pub use fjall_store::FjallStore;
+pub use fjall_store::{FjallStore, FreeSpace};
 pub use keys::{MAX_KEY_BYTES, MAX_NODE_ID_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
 pub use memory::MemoryStore;
-pub use options::{DEFAULT_MAX_VALUE_BYTES, Durability, StoreOptions};
+pub use options::{DEFAULT_DISK_RESERVE_BYTES, DEFAULT_MAX_VALUE_BYTES, Durability, StoreOptions};
 pub use store::{
     Hint, LocalWrite, PartitionDigest, Store, Value, actor_for, incarnation_of, key_actor,
 };

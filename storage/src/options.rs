@@ -40,7 +40,15 @@ pub struct StoreOptions {
     pub max_value_bytes: usize,
     /// Shape of the per-partition Merkle trees. It must be the same on every node.
     pub merkle_shape: TreeShape,
+    /// Free bytes the fjall store keeps on its disk: below this, writes that add data fail
+    /// with [`crate::StorageError::DiskFull`] (deletes and node state still go through). Room
+    /// for fjall's memtable flushes and compactions, which poison the store for good if they
+    /// fail. Default [`DEFAULT_DISK_RESERVE_BYTES`]; 0 turns the guard off.
+    pub disk_reserve_bytes: u64,
 }
+
+/// The default free-space reserve: a few memtables and a compaction's output.
+pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 256 * 1024 * 1024;
 
 impl StoreOptions {
     /// Options with the default limits for `node_id`, opened at `now_ms`.
@@ -50,6 +58,7 @@ impl StoreOptions {
             now_ms,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             merkle_shape: TreeShape::default(),
+            disk_reserve_bytes: DEFAULT_DISK_RESERVE_BYTES,
         }
     }
 

@@ -544,6 +544,7 @@ fn responses() -> Vec<Response> {
         ownership_percent: share,
         pending_hints: 2,
         phi: Some(0.4),
+        disk_full: false,
     };
     vec![
         Response::Get(GetReply {

@@ -302,12 +302,16 @@ pub(super) async fn metrics(
         other => return unexpected(&other),
     };
     let store = api.context.store.clone();
-    let store_bytes = tokio::task::spawn_blocking(move || store.disk_space().unwrap_or(0))
-        .await
-        .unwrap_or(0);
+    let (store_bytes, disk_free_bytes) = tokio::task::spawn_blocking(move || {
+        let free = store.free_space().map_or(0, |space| space.free);
+        (store.disk_space().unwrap_or(0), free)
+    })
+    .await
+    .unwrap_or((0, 0));
     let (client, peer) = api.context.gate.in_flight();
     let runtime = RuntimeGauges {
         store_bytes,
+        disk_free_bytes,
         quic_connections: api.context.endpoint.open_connections(),
         http_connections: api.connections.load(Ordering::Relaxed),
         client_requests_in_flight: client,
