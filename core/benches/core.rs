@@ -27,6 +27,7 @@ impl Node {
     fn new() -> Node {
         let store = MemoryStore::open(&StoreOptions::new("n1", NOW.as_millis())).expect("store");
         let config = CoreConfig {
+            secret: dynamo_quorum::ContextKey::new([1; 32]),
             name: "n1".into(),
             address: "bench-1".into(),
             zone: "z".into(),

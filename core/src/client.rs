@@ -6,7 +6,7 @@
 //! This module must not know how a coordinator decides or how requests travel.
 
 use dynamo_quorum::{
-    ClientContext, GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum, StandIns, Value,
+    GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum, StandIns, Value,
 };
 use dynamo_resolve::Resolver;
 use dynamo_ring::{NodeId, Role as ReplicaRole, Target};
@@ -298,7 +298,7 @@ impl NodeCore {
             };
             return self.call(now, &first, request, timeout, then);
         }
-        let context = match context.as_deref().map(ClientContext::from_text) {
+        let context = match context.as_deref().map(|token| self.open_context(token)) {
             None => None,
             Some(Ok(context)) => Some(context),
             Some(Err(error)) => {

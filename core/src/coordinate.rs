@@ -262,7 +262,7 @@ impl NodeCore {
                     self.counters.stand_ins += coordinator.machine.coordinator().stand_ins() as u64;
                     let latency = now.saturating_since(coordinator.started);
                     self.anti_entropy.observe_client(now, latency);
-                    let answer = Self::client_answer(&coordinator, response);
+                    let answer = self.client_answer(&coordinator, response);
                     if let Response::Error(error) = &answer
                         && matches!(error.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
                     {
@@ -295,7 +295,11 @@ impl NodeCore {
     }
 
     /// The protocol answer for a coordinator's response.
-    fn client_answer(coordinator: &Coordinator, response: dynamo_quorum::Response) -> Response {
+    fn client_answer(
+        &self,
+        coordinator: &Coordinator,
+        response: dynamo_quorum::Response,
+    ) -> Response {
         let key = &coordinator.key;
         match response {
             dynamo_quorum::Response::Get(Ok(ok)) => {
@@ -303,7 +307,7 @@ impl NodeCore {
                     || ClientContext::new(key, dynamo_vclock::VClock::new()),
                     |object| ClientContext::of_object(key, object),
                 );
-                let context = context.to_text();
+                let context = self.seal(&context);
                 if ok.found() {
                     let resolution = ok
                         .object
@@ -321,7 +325,7 @@ impl NodeCore {
                 }
             }
             dynamo_quorum::Response::Put(Ok(ok)) => Response::Put(PutReply {
-                context: ClientContext::of_object(key, &ok.object).to_text(),
+                context: self.seal(&ClientContext::of_object(key, &ok.object)),
                 acknowledged: ok.acknowledged,
                 warnings: ok
                     .warnings

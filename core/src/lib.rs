@@ -24,6 +24,7 @@ mod admin;
 mod admission;
 mod anti_entropy;
 mod client;
+mod context_key;
 mod continuation;
 mod coordinate;
 mod disk;
@@ -76,6 +77,8 @@ pub const STATE_BUCKETS: &str = "buckets";
 pub const STATE_STATUS: &str = "status";
 /// Node-state name of the members removed for good (postcard of `Vec<Removal>`).
 pub const STATE_REMOVED: &str = "removed";
+/// Node-state name of the cluster's context key (32 bytes).
+pub const STATE_CONTEXT_KEY: &str = "context_key";
 
 /// Timeout of one peer request (replica operations, gossip, hints), in milliseconds.
 pub const PEER_TIMEOUT_MS: u64 = 2_000;
@@ -98,6 +101,9 @@ pub const BATCH: usize = 128;
 /// What a core needs to know about its node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoreConfig {
+    /// A key made of 32 random bytes: the cluster's context key if this node is the first to
+    /// need one (see [`context_key`]). The runtime draws it from the OS; never logged.
+    pub secret: dynamo_quorum::ContextKey,
     /// Node id.
     pub name: String,
     /// The address peers reach this node at (opaque to the core; gossip carries it).
@@ -162,6 +168,8 @@ pub struct SavedState {
     pub status: Option<Vec<u8>>,
     /// [`STATE_REMOVED`].
     pub removed: Option<Vec<u8>>,
+    /// [`STATE_CONTEXT_KEY`].
+    pub context_key: Option<Vec<u8>>,
 }
 
 /// Why a core could not be built.
@@ -348,6 +356,8 @@ pub struct NodeCore {
     removals: removal::Removals,
     /// What this node knows of its disk's free space (see [`disk`]).
     disk: disk::DiskState,
+    /// The cluster's key for sealing context tokens (see [`context_key`]).
+    context_key: Option<dynamo_quorum::ContextKey>,
     /// The status last saved, so it is saved only when it changes.
     saved_status: Option<Status>,
     shutting_down: bool,
@@ -527,6 +537,7 @@ impl NodeCore {
             buckets,
             removals,
             disk: disk::DiskState::default(),
+            context_key: None,
             saved_status,
             shutting_down: false,
             next_op: 0,
@@ -561,6 +572,18 @@ impl NodeCore {
         }
         core.publish_buckets(false);
         core.publish_removals(false);
+        match saved.context_key.as_deref() {
+            Some(bytes) => {
+                let key = dynamo_quorum::ContextKey::from_slice(bytes).ok_or_else(|| {
+                    CoreError::Saved {
+                        name: STATE_CONTEXT_KEY,
+                        reason: format!("{} bytes, not 32", bytes.len()),
+                    }
+                })?;
+                core.use_context_key(key, false);
+            }
+            None => core.settle_context_key(),
+        }
         if saved.ring.is_some() {
             // A restart: handoffs that were running are lost with the process.
             core.hand_off_unowned(now);

@@ -594,6 +594,7 @@ pub fn load_saved_state<S: Store<Value> + ?Sized>(
         buckets: read(crate::STATE_BUCKETS)?,
         status: read(crate::STATE_STATUS)?,
         removed: read(crate::STATE_REMOVED)?,
+        context_key: read(crate::STATE_CONTEXT_KEY)?,
     })
 }
 

@@ -16,6 +16,7 @@ const NOW: Time = Time::from_millis(1_000_000);
 
 fn config() -> CoreConfig {
     CoreConfig {
+        secret: dynamo_quorum::ContextKey::new([1; 32]),
         name: "n1".into(),
         address: "sim-1".into(),
         zone: "z".into(),
@@ -985,4 +986,75 @@ fn a_store_that_lost_durability_stops_the_node() {
     ));
     // No gossip round is due any more: peers stop hearing from it.
     assert_eq!(node.core.poll_timeout(), None);
+}
+
+/// Issue 26: a context was checked only for its size and checksum, so a client could raise a
+/// counter to `u64::MAX` and make every later write of that key by this node vanish on every
+/// replica. Now a coordinator takes only a context the cluster sealed, unchanged: the token a
+/// put or get returns works, a forged one (or one from another cluster) is refused with what
+/// to do, and the forged counter never reaches the store.
+#[test]
+fn a_write_takes_only_a_context_the_cluster_sealed() {
+    use dynamo_quorum::{ClientContext, ContextKey};
+    use dynamo_vclock::Entry;
+    let mut node = Harness::found();
+    assert_eq!(
+        node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1))),
+        Response::Ack
+    );
+    let put = |value: &[u8], context: Option<String>| Request::Put {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        value: Some(value.to_vec()),
+        context,
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id: None,
+    };
+    let first = match node.ask(Role::Client, put(b"book", None)) {
+        Response::Put(reply) => reply.context,
+        other => panic!("{other:?}"),
+    };
+    let mut forged = ClientContext::from_text(&first).expect("a context");
+    let actors: Vec<_> = forged.clock.iter().map(|(a, _)| a.clone()).collect();
+    for actor in &actors {
+        let top = Entry {
+            counter: u64::MAX,
+            timestamp: 1,
+        };
+        forged.clock.witness(actor, top);
+    }
+    let cases = [
+        ("forged, unsealed", forged.to_text()),
+        (
+            "forged, sealed elsewhere",
+            forged.sealed(&ContextKey::new([9; 32])),
+        ),
+    ];
+    for (what, token) in cases {
+        let refused = node.ask(Role::Client, put(b"pen", Some(token)));
+        assert_eq!(error_kind(&refused), Some(ErrorKind::BadRequest), "{what}");
+        assert!(
+            format!("{refused:?}").contains("read the key again"),
+            "{what}"
+        );
+    }
+    // The sealed token of the first write is taken: the second write replaces the first.
+    assert!(matches!(
+        node.ask(Role::Client, put(b"pen", Some(first))),
+        Response::Put(_)
+    ));
+    let get = Request::Get {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        options: RequestOptions::default(),
+    };
+    match node.ask(Role::Client, get) {
+        Response::Get(reply) => {
+            assert_eq!(reply.values, vec![b"pen".to_vec()]);
+            let read = ClientContext::from_text(&reply.context).expect("a context");
+            assert!(read.clock.iter().all(|(_, e)| e.counter < 10), "{read:?}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -254,6 +254,7 @@ impl Node {
         })?;
         let advertised = advertised_address(config.advertise.as_ref(), address)?;
         let core_config = CoreConfig {
+            secret: random_key()?,
             name: config.name.clone(),
             address: advertised.to_string(),
             zone: config.zone.clone(),
@@ -430,6 +431,16 @@ impl Node {
         let _ = tokio::task::spawn_blocking(move || store.flush()).await;
         tracing::info!(node = %self.me, "node stopped");
     }
+}
+
+/// 32 bytes from the operating system's random source, as a context key the core may use.
+fn random_key() -> Result<dynamo_quorum::ContextKey, NodeError> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| NodeError::Config("the operating system gave no random bytes".into()))?;
+    Ok(dynamo_quorum::ContextKey::new(bytes))
 }
 
 /// How often the free space of the store's disk is measured.

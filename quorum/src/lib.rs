@@ -63,7 +63,7 @@ mod tally;
 mod value;
 
 pub use config::{ConfigError, HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};
-pub use context::{ClientContext, ContextError, key_fingerprint};
+pub use context::{ClientContext, ContextError, ContextKey, key_fingerprint};
 pub use coordinate::Coordinate;
 pub use error::QuorumError;
 pub use get::{GetCoordinator, GetOk, GetRequest};

@@ -665,6 +665,8 @@ impl Sim {
                 .collect()
         };
         CoreConfig {
+            // Each node its own, from the run's seed and the node: the cluster settles on one.
+            secret: dynamo_quorum::ContextKey::new(node_secret(self.config.seed, index)),
             name: self.nodes[index].name.clone(),
             address: self.nodes[index].address.clone(),
             zone: "sim".into(),
@@ -951,4 +953,12 @@ impl Sim {
             other => self.network.apply(other),
         }
     }
+}
+
+/// A node's context key material in a run: drawn from the run's seed and the node's index.
+fn node_secret(seed: u64, index: usize) -> [u8; 32] {
+    let mut rng = StdRng::seed_from_u64(seed ^ (index as u64).rotate_left(32) ^ 0xC0_47E7);
+    let mut bytes = [0u8; 32];
+    rng.fill(&mut bytes);
+    bytes
 }
