@@ -428,7 +428,12 @@ impl Node {
         self.endpoint.close().await;
         self.serve.abort();
         let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        // Durable, and marked as a clean close: the next start continues key incarnations.
+        match tokio::task::spawn_blocking(move || store.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(node = %self.me, %error, "closing the store failed"),
+            Err(error) => tracing::error!(node = %self.me, %error, "closing the store panicked"),
+        }
         tracing::info!(node = %self.me, "node stopped");
     }
 }

@@ -20,9 +20,9 @@ use crate::backend::{Backend, Op, Space, Visitor};
 use crate::error::{Result, StorageError};
 use crate::keys::{
     MAX_NODE_STATE_BYTES, META_EPOCH, META_INCARNATION_LEASE, META_NODE_ID, META_RETIRED_PREFIX,
-    META_STATE_PREFIX, check_key, check_node_id, check_state_name, data_key, hint_key, hint_prefix,
-    partition_bounds, prefix_bounds, prefix_successor, retired_key, split_data_key, split_hint_key,
-    state_key,
+    META_RUNNING, META_STATE_PREFIX, check_key, check_node_id, check_state_name, data_key,
+    hint_key, hint_prefix, partition_bounds, prefix_bounds, prefix_successor, retired_key,
+    split_data_key, split_hint_key, state_key,
 };
 use crate::options::{Durability, StoreOptions};
 use crate::store::{
@@ -51,6 +51,10 @@ struct Incarnations {
     leased_to: u64,
     /// Per partition, the retirement floor: own incarnations below it are not continued.
     retired: HashMap<u32, u64>,
+    /// The floor of every partition after a crash: the lease when the store opened, so no key
+    /// continues an incarnation whose latest dot a power loss may have taken here after a read
+    /// copied it elsewhere (issue 26); 0 after a clean close.
+    after_crash: u64,
 }
 
 /// Per-partition state, behind the partition's lock.
@@ -163,10 +167,13 @@ fn load_incarnations<B: Backend>(backend: &B) -> Result<Incarnations> {
             Ok(true)
         },
     )?;
+    // A session that did not close cleanly may have lost writes a read had already returned.
+    let crashed = backend.get(Space::Meta, META_RUNNING)?.is_some();
     Ok(Incarnations {
         next: leased_to,
         leased_to,
         retired,
+        after_crash: if crashed { leased_to } else { 0 },
     })
 }
 
@@ -231,6 +238,10 @@ impl<B: Backend, V: Value> Engine<B, V> {
             _ => return Err(corrupt("only one of node id and epoch is recorded")),
         };
         let incarnations = load_incarnations(&backend)?;
+        backend.write(
+            &[Op::Put(Space::Meta, META_RUNNING, b"1")],
+            Durability::Sync,
+        )?;
         Ok(Engine {
             base_actor: actor_for(&options.node_id, epoch),
             incarnations: Mutex::new(incarnations),
@@ -379,7 +390,12 @@ impl<B: Backend, V: Value> Engine<B, V> {
     /// under the partition's lock.
     fn writer(&self, partition: u32, stored: &DvvSet<V>, context: &VClock) -> Result<Actor> {
         let mut incarnations = lock(&self.incarnations);
-        let floor = incarnations.retired.get(&partition).copied().unwrap_or(0);
+        let floor = incarnations
+            .retired
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
+            .max(incarnations.after_crash);
         let history = stored.context();
         let continued = history
             .iter()
@@ -680,6 +696,11 @@ impl<B: Backend, V: Value> Engine<B, V> {
         self.backend.sync()
     }
 
+    pub(crate) fn close(&self) -> Result<()> {
+        self.backend
+            .write(&[Op::Delete(Space::Meta, META_RUNNING)], Durability::Sync)
+    }
+
     pub(crate) fn node_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
         check_state_name(name)?;
         Ok(self
@@ -818,6 +839,9 @@ macro_rules! delegate_store {
             }
             fn flush(&self) -> $crate::Result<()> {
                 self.engine.flush()
+            }
+            fn close(&self) -> $crate::Result<()> {
+                self.engine.close()
             }
             fn node_state(&self, name: &str) -> $crate::Result<Option<Vec<u8>>> {
                 self.engine.node_state(name)

@@ -40,6 +40,10 @@ pub(crate) const META_STATE_PREFIX: &[u8] = b"state/";
 /// Meta key holding the key-incarnation lease (u64 big-endian): every incarnation below it
 /// may have been handed out.
 pub(crate) const META_INCARNATION_LEASE: &[u8] = b"incarnation_lease";
+/// Meta key present while a session runs (written at open, removed by a clean close): found
+/// at open, the last session ended in a crash or power loss, which may have taken writes that
+/// reads had already returned.
+pub(crate) const META_RUNNING: &[u8] = b"running";
 /// Prefix of the meta keys holding a partition's retirement floor (`retired/ ++ partition`,
 /// u64 big-endian value): this node's key incarnations below it are retired in the partition.
 pub(crate) const META_RETIRED_PREFIX: &[u8] = b"retired/";

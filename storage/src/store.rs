@@ -227,6 +227,13 @@ pub trait Store<V: Value>: Send + Sync {
     /// Makes every write so far durable (after [`Durability::Buffered`] writes).
     fn flush(&self) -> Result<()>;
 
+    /// Makes every write so far durable and records a clean close; call it last, after every
+    /// write. A store opened after a session without one (a crash, a power loss) starts every
+    /// key it writes on a new key incarnation: the power loss may have taken a dot of this node
+    /// that a read had already copied to another replica, and minting it again for another
+    /// value would leave the replicas disagreeing for good.
+    fn close(&self) -> Result<()>;
+
     /// The node state last saved under `name` with [`Store::save_node_state`], `None` if
     /// nothing was ever saved under it (or the store was opened without its data: a new store
     /// or a lost disk has no node state).

@@ -245,3 +245,44 @@ fn crashes_are_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// Issue 26 (dot reuse after a power loss): a coordinator's write is visible before it is
+/// durable (the write lane applies it buffered and fsyncs a run of writes), so a read, read
+/// repair or anti-entropy can copy its dot to other replicas before a power loss takes it here.
+/// The next write of the key here must not mint that dot again for another value: replicas
+/// would keep whichever came first, answer `Written`, and never converge.
+#[test]
+fn a_dot_lost_in_a_crash_is_never_minted_again() {
+    let store = open();
+    let write = |store: &MemoryStore<Vec<u8>>, value: &[u8], durability| {
+        let write = LocalWrite {
+            context: &VClock::new(),
+            value: value.to_vec(),
+            now: T0,
+        };
+        store.update(0, b"k", write, durability).expect("update")
+    };
+    write(&store, b"durable", Durability::Sync);
+    let seen = write(&store, b"lost", Durability::Buffered);
+    let lost_dot = seen
+        .iter()
+        .find(|(_, _, value)| value.as_slice() == b"lost")
+        .map(|(actor, counter, _)| (actor.clone(), counter))
+        .expect("the buffered write's dot");
+    // A reader copied `seen` elsewhere; then the power went out.
+    let store = store.crash(&options()).expect("crash");
+    assert_eq!(values(&store, b"k"), Some(vec![b"durable".to_vec()]));
+    let after = write(&store, b"other", Durability::Sync);
+    let new_dot = after
+        .iter()
+        .find(|(_, _, value)| value.as_slice() == b"other")
+        .map(|(actor, counter, _)| (actor.clone(), counter))
+        .expect("the new write's dot");
+    assert_ne!(new_dot, lost_dot, "a dot was minted twice");
+    // Where the lost write was copied, the new one is a sibling, not silently dropped.
+    let elsewhere = seen.sync(&after);
+    let mut values: Vec<_> = elsewhere.values().cloned().collect();
+    values.sort();
+    let expected = [b"durable".to_vec(), b"lost".to_vec(), b"other".to_vec()];
+    assert_eq!(values, expected);
+}

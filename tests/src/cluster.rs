@@ -139,7 +139,7 @@ impl TestCluster {
         let store: FjallStore<dynamo_quorum::Value> =
             FjallStore::open(self.data_dir(index).join("store"), &options).expect("open store");
         let wanted = dynamo_protocol::storage_key("default", prefix.as_bytes());
-        (0..self.partitions)
+        let count = (0..self.partitions)
             .map(|partition| {
                 store
                     .scan_partition(partition, None, usize::MAX)
@@ -148,7 +148,9 @@ impl TestCluster {
                     .filter(|(key, _)| key.starts_with(&wanted))
                     .count()
             })
-            .sum()
+            .sum();
+        store.close().expect("close the store");
+        count
     }
 
     /// Addresses of the running nodes.

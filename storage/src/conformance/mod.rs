@@ -29,7 +29,8 @@ pub trait Harness {
     /// A new, empty store.
     fn open_fresh(&mut self, options: StoreOptions) -> Result<Self::Store>;
 
-    /// Closes `store` and opens its data again (a restart that kept the disk).
+    /// Closes `store` cleanly ([`Store::close`]) and opens its data again (a restart that kept
+    /// the disk).
     fn reopen(&mut self, store: Self::Store, options: StoreOptions) -> Result<Self::Store>;
 
     /// Closes `store`, throws its data away and opens an empty store in its place (a replica
@@ -56,6 +57,7 @@ impl Harness for MemoryHarness {
     }
 
     fn reopen(&mut self, store: Self::Store, options: StoreOptions) -> Result<Self::Store> {
+        store.close()?;
         store.reopen(&options)
     }
 
@@ -97,6 +99,7 @@ impl Harness for FjallHarness {
     }
 
     fn reopen(&mut self, store: Self::Store, options: StoreOptions) -> Result<Self::Store> {
+        store.close()?;
         let path = store.path().to_path_buf();
         drop(store);
         FjallStore::open(path, &options)
