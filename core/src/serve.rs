@@ -195,6 +195,20 @@ impl NodeCore {
             ));
             return self.respond(id, Response::Replica(reply));
         }
+        let in_ring = self
+            .ring
+            .as_ref()
+            .is_some_and(|ring| ring.member(&self.me).is_some());
+        if matches!(request, ReplicaRequest::Write { .. }) && !in_ring {
+            // A coordinator with an older ring: a node out of the ring (leaving, left, not yet
+            // joined) takes no data, or it could say `Left` with a copy still here (issue 26).
+            let reply = failed(format!(
+                "{} is not a member of the ring (version {}); write to a current replica",
+                self.me,
+                self.ring.as_ref().map_or(0, dynamo_ring::Ring::version)
+            ));
+            return self.respond(id, Response::Replica(reply));
+        }
         if matches!(request, ReplicaRequest::Write { hint: Some(_), .. }) {
             self.hint_stored();
         }
@@ -212,6 +226,11 @@ impl NodeCore {
         key: Vec<u8>,
         object: Object,
     ) {
+        if self.is_fallback_for(partition) {
+            // The holder's ring is older than ours (or we left): the hint belongs to the
+            // partition's current replicas, where reads, anti-entropy and the reaper look.
+            return self.respond(id, self.not_a_replica(partition));
+        }
         let op = StoreOp::Apply {
             partition,
             key,
@@ -219,6 +238,16 @@ impl NodeCore {
             durability: Durability::Sync,
         };
         self.store(op, AfterStore::HintApplied(id));
+    }
+
+    /// The refusal of data for `partition`, which this node does not replicate under its ring.
+    fn not_a_replica(&self, partition: u32) -> Response {
+        let message = format!(
+            "{} does not replicate partition {partition} under its ring (version {}): hand it to a current replica",
+            self.me,
+            self.ring.as_ref().map_or(0, dynamo_ring::Ring::version)
+        );
+        Response::error(ErrorKind::Unavailable, message)
     }
 
     /// A handoff batch, applied durably, or refused when this node does not replicate the
@@ -231,12 +260,7 @@ impl NodeCore {
         entries: Vec<(Vec<u8>, Object)>,
     ) {
         if self.is_fallback_for(partition) {
-            let message = format!(
-                "{} does not replicate partition {partition} under its ring (version {}): hand it to a current replica",
-                self.me,
-                self.ring.as_ref().map_or(0, dynamo_ring::Ring::version)
-            );
-            return self.respond(id, Response::error(ErrorKind::Unavailable, message));
+            return self.respond(id, self.not_a_replica(partition));
         }
         let op = StoreOp::ApplyBatch {
             partition,

@@ -208,6 +208,20 @@ pub enum StoreOp {
 }
 
 impl StoreOp {
+    /// The write lane's split of a durable single-key write (an `Update` or `Apply` that asked
+    /// for `Sync`): makes it buffered and returns `true`, and the caller makes it durable with
+    /// one flush for a run of such writes before it reports any of them. Until that flush the
+    /// write is visible to reads but not on disk: a power loss takes it, even after a read
+    /// returned it. Any other operation is left alone (`false`).
+    pub fn take_durability(&mut self) -> bool {
+        match self {
+            StoreOp::Update { durability, .. } | StoreOp::Apply { durability, .. } => {
+                std::mem::replace(durability, Durability::Buffered) == Durability::Sync
+            }
+            _ => false,
+        }
+    }
+
     /// The variant's name, for traces and messages (what it carries may be large).
     pub fn kind(&self) -> &'static str {
         match self {

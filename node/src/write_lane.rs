@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
 
-use dynamo_storage::{Durability, Store};
+use dynamo_storage::Store;
 
 use dynamo_core::{OpId, StoreError, StoreErrorKind, StoreOp, StoreResult};
 
@@ -79,7 +79,7 @@ fn run<S: Store<dynamo_quorum::Value> + ?Sized>(
         let mut needs_fsync = false;
         let mut next = Some(first);
         while let Some(mut write) = next {
-            let durable = take_durability(&mut write.op);
+            let durable = write.op.take_durability();
             let result = execute_guarded(store, write.op);
             needs_fsync |= durable && result.is_ok();
             done.push((write.id, durable, result, write.on_success));
@@ -112,16 +112,6 @@ fn run<S: Store<dynamo_quorum::Value> + ?Sized>(
     }
 }
 
-/// Makes the write buffered and says whether it asked to be durable.
-fn take_durability(op: &mut StoreOp) -> bool {
-    match op {
-        StoreOp::Update { durability, .. } | StoreOp::Apply { durability, .. } => {
-            std::mem::replace(durability, Durability::Buffered) == Durability::Sync
-        }
-        _ => false,
-    }
-}
-
 /// Runs a store operation for the node (here, on the driver or on the blocking pool).
 pub(crate) fn execute_guarded<S: Store<dynamo_quorum::Value> + ?Sized>(
     store: &S,
@@ -146,6 +136,7 @@ pub(crate) fn failed(message: impl Into<String>) -> StoreError {
 mod tests {
     use super::*;
     use dynamo_quorum::Value;
+    use dynamo_storage::Durability;
     use dynamo_storage::{MemoryStore, StoreOptions};
     use dynamo_vclock::VClock;
     use std::sync::Mutex;
@@ -255,7 +246,7 @@ mod tests {
     #[test]
     fn only_single_key_writes_change_durability() {
         let mut sync = update("k", Durability::Sync);
-        assert!(take_durability(&mut sync));
+        assert!(sync.take_durability());
         assert!(matches!(
             sync,
             StoreOp::Update {
@@ -263,11 +254,11 @@ mod tests {
                 ..
             }
         ));
-        assert!(!take_durability(&mut update("k", Durability::Buffered)));
+        assert!(!update("k", Durability::Buffered).take_durability());
         let mut get = StoreOp::Get {
             partition: 0,
             key: b"k".to_vec(),
         };
-        assert!(!take_durability(&mut get));
+        assert!(!get.take_durability());
     }
 }

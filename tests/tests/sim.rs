@@ -30,7 +30,7 @@ fn invariants_hold_over_many_seeds() {
 }
 
 /// Seeds that once failed.
-const REGRESSION_SEEDS: &[u64] = &[70174, 598];
+const REGRESSION_SEEDS: &[u64] = &[70174, 598, 3352];
 
 /// Seeds that once failed, kept as regressions. 70174 (paper 4.6): a write acknowledged by its
 /// coordinator and a hint holder lost both copies when the hint's owner left the partition, the
@@ -39,7 +39,10 @@ const REGRESSION_SEEDS: &[u64] = &[70174, 598];
 /// owner left now go to every current replica that is up, at least two. 598 (issue 26,
 /// invariant 7): a node died while leaving, so it was out of the ring and could not be removed;
 /// it stayed `Leaving` in gossip and no tombstone was ever reaped again. A member out of the
-/// ring can now be removed too.
+/// ring can now be removed too. 3352 (issue 26, with the write lane's model): a leaving node
+/// announced `Left`, then took a hint a holder with an older ring delivered, and handed the
+/// key back after its tombstone was reaped. A node takes hints only for partitions it
+/// replicates under its ring, and replica writes only while it is a ring member.
 #[test]
 fn seeds_that_once_failed_pass() {
     for &seed in REGRESSION_SEEDS {

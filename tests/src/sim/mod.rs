@@ -88,12 +88,14 @@ enum Event {
         incarnation: u64,
         op: OpId,
     },
-    /// A store operation finished.
+    /// A store operation finished; with `flush`, a durable write the lane applied buffered is
+    /// made durable first (one flush of everything buffered, as the node's write lane does).
     StoreDone {
         node: usize,
         incarnation: u64,
         op: OpId,
         result: Result<StoreResult, StoreError>,
+        flush: bool,
     },
     /// A node's timer.
     Timer { node: usize, incarnation: u64 },
@@ -383,10 +385,17 @@ impl Sim {
                 node,
                 incarnation,
                 op,
-                result,
+                mut result,
+                flush,
             } => {
                 if !self.is_running(node, incarnation) {
-                    return;
+                    return; // a crash before the flush took the write with it
+                }
+                if flush
+                    && let Some(store) = &self.nodes[node].store
+                    && let Err(error) = store.flush()
+                {
+                    result = Err(error.into());
                 }
                 if let Some(core) = &mut self.nodes[node].core {
                     core.handle_store_result(Time::from_millis(self.now), op, result);
@@ -588,9 +597,11 @@ impl Sim {
         }
     }
 
-    /// Runs a store operation at once (its effect is on the disk from now on) and reports
-    /// its result a little later, so a crash can fall between the two.
-    fn store_op(&mut self, index: usize, op: OpId, store_op: StoreOp) {
+    /// Runs a store operation at once and reports its result a little later, so a crash can
+    /// fall between the two. A durable single-key write goes through the write lane's model:
+    /// applied buffered now (reads see it), made durable by a flush just before its result is
+    /// reported; a crash in between takes it, even if a read returned it (issue 26).
+    fn store_op(&mut self, index: usize, op: OpId, mut store_op: StoreOp) {
         let Some(store) = &self.nodes[index].store else {
             return;
         };
@@ -614,6 +625,7 @@ impl Sim {
         };
         // The store runs it at once: one line says what it was and what it gave.
         let asked = self.trace.detailed().then(|| describe_store_op(&store_op));
+        let flush = store_op.take_durability();
         let result = if reaping.is_some() && self.config.sabotage == Sabotage::KeepTombstones {
             Ok(StoreResult::Reaped(false))
         } else {
@@ -637,7 +649,10 @@ impl Sim {
             }
         }
         let incarnation = self.nodes[index].incarnation;
-        let at = self.now + self.rng.random_range(0..=2);
+        // The lane's fsync takes a little longer than a plain operation.
+        let delay = if flush { 1..=10 } else { 0..=2 };
+        let at = self.now + self.rng.random_range(delay);
+        let flush = flush && result.is_ok();
         self.schedule(
             at,
             Event::StoreDone {
@@ -645,6 +660,7 @@ impl Sim {
                 incarnation,
                 op,
                 result,
+                flush,
             },
         );
     }
