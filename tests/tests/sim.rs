@@ -2,7 +2,9 @@
 //! invariant holds on every seed (except those marked expected to fail until anti-entropy),
 //! a seed replays exactly, and every invariant check catches the system broken on purpose.
 
-use dynamo_tests::sim::{Faults, Sabotage, Sim, SimConfig, SimReport, invariants, shrink};
+use dynamo_tests::sim::{
+    Faults, Sabotage, Sim, SimConfig, SimReport, StoreFaults, invariants, shrink,
+};
 
 /// Seeds the test command runs (about a second each batch of a hundred in release builds).
 const SEEDS: u64 = 300;
@@ -13,19 +15,28 @@ fn describe(report: &SimReport) -> String {
 }
 
 /// Issue 10: every invariant holds over a few hundred seeded runs with loss, duplication,
-/// reordering, partitions, crashes, wipes, full restarts, joins and leaves.
+/// reordering, partitions, crashes, wipes, full restarts, joins and leaves; issue 26: and with
+/// full disks, failing fsyncs and durable writes visible before they are durable.
 #[test]
 fn invariants_hold_over_many_seeds() {
     let mut acknowledged = 0;
+    let mut store_faults = StoreFaults::default();
     for seed in 0..SEEDS {
         let report = Sim::new(SimConfig::random(seed)).run();
         assert!(report.failures().is_empty(), "{}", describe(&report));
         acknowledged += report.acknowledged;
+        store_faults.refused_full += report.store_faults.refused_full;
+        store_faults.fsync_failures += report.store_faults.fsync_failures;
     }
     // The workload did real work: most seeds acknowledge dozens of writes.
     assert!(
         acknowledged > SEEDS as usize * 10,
         "only {acknowledged} writes acknowledged"
+    );
+    // The store faults happened.
+    assert!(
+        store_faults.refused_full > 0 && store_faults.fsync_failures > 0,
+        "{store_faults:?}"
     );
 }
 

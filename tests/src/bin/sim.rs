@@ -64,11 +64,14 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     let mut events = 0;
     let mut acknowledged = 0;
     let mut stand_ins = 0;
+    let (mut refused_full, mut fsync_failures) = (0, 0);
     for seed in from..to {
         let report = Sim::new(SimConfig::random(seed)).run();
         events += report.events;
         acknowledged += report.acknowledged;
         stand_ins += report.stand_ins;
+        refused_full += report.store_faults.refused_full;
+        fsync_failures += report.store_faults.fsync_failures;
         expected += report.violations.len() - report.failures().len();
         if !report.failures().is_empty() {
             print_failure(&report);
@@ -80,6 +83,9 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     println!(
         "{seeds} seeds in {seconds:.1} s ({:.1} seeds/s, {events} events, {acknowledged} acknowledged writes, {stand_ins} stand-ins)",
         seeds as f64 / seconds
+    );
+    println!(
+        "store faults: {refused_full} writes refused by a full disk, {fsync_failures} failed fsyncs"
     );
     for (name, why) in invariants::EXPECTED_TO_FAIL {
         println!("expected to fail: {name} ({why})");

@@ -85,6 +85,10 @@ impl SimConfig {
         if config.retires > 0 {
             config.faults.wipes = 0;
         }
+        // Issue 26's store faults, from an RNG of their own (the draws above stay as they were).
+        let mut store_rng = StdRng::seed_from_u64(seed ^ 0xD15C_F011);
+        config.faults.disk_fulls = usize::from(store_rng.random_bool(0.25));
+        config.faults.fsync_failures = usize::from(store_rng.random_bool(0.15));
         config
     }
 

@@ -12,6 +12,8 @@
 
 pub mod check;
 mod config;
+mod faults;
+use faults::{adds_data, clock_offset};
 pub mod invariants;
 pub mod network;
 mod observe;
@@ -22,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dynamo_core::{
     CallError, CallErrorKind, CoreConfig, CoreEvent, NodeCore, OpId, Output, RequestId, StoreError,
-    StoreOp, StoreResult, Time, execute, load_saved_state,
+    StoreErrorKind, StoreOp, StoreResult, Time, execute, load_saved_state,
 };
 use dynamo_protocol::{BucketProps, Request, Response};
 use dynamo_protocol::{PeerIdentity, Role};
@@ -36,7 +38,7 @@ pub use config::{Sabotage, SimConfig, shrink};
 use network::Network;
 pub use network::{Fault, Faults};
 use observe::{describe, describe_response, describe_store_op, describe_store_result};
-pub use report::SimReport;
+pub use report::{SimReport, StoreFaults};
 use workload::Clients;
 
 /// Virtual time at which every run starts (milliseconds; far from zero like a wall clock).
@@ -128,6 +130,10 @@ struct SimNode {
     outstanding: BTreeSet<OpId>,
     /// The earliest timer event already scheduled for this incarnation.
     timer_at: Option<u64>,
+    /// Its disk is full: the store refuses writes that add data (issue 26).
+    disk_full: bool,
+    /// Its next flush fails (an fsync error).
+    fail_next_flush: bool,
 }
 
 /// The simulated world.
@@ -149,6 +155,10 @@ pub struct Sim {
     leaves: Vec<(u64, usize)>,
     /// Stand-ins (paper 4.6) counted by nodes that have stopped since.
     stand_ins_of_stopped: u64,
+    store_faults: report::StoreFaults,
+    /// How far each node's clock runs ahead of simulated time, in milliseconds (issue 26: the
+    /// tombstone grace, the bucket table's stamps and removals read clocks).
+    clock_offsets: Vec<u64>,
     /// Impossible states the cores reported (`CoreEvent::Bug`), by node.
     bugs: Vec<String>,
     /// What each call in flight asked, by (node, call), when the run tells its story.
@@ -186,6 +196,8 @@ impl Sim {
             livelock: None,
             leaves: Vec::new(),
             stand_ins_of_stopped: 0,
+            store_faults: report::StoreFaults::default(),
+            clock_offsets: Vec::new(),
             bugs: Vec::new(),
             asked: BTreeMap::new(),
             client_asks: BTreeMap::new(),
@@ -212,6 +224,12 @@ impl Sim {
         // Faults stop: heal the network, bring every node back, let the clients finish.
         self.network.heal();
         self.clients.stop_new_operations();
+        for node in 0..self.nodes.len() {
+            self.nodes[node].fail_next_flush = false;
+            if self.nodes[node].disk_full {
+                self.set_disk_full(node, false);
+            }
+        }
         for node in 0..self.nodes.len() {
             if self.nodes[node].core.is_none() && !self.network.is_removed(node) {
                 self.start_node(node, false);
@@ -255,6 +273,7 @@ impl Sim {
             events: self.events,
             virtual_ms: self.now - EPOCH_MS,
             acknowledged: self.history.acknowledged(),
+            store_faults: self.store_faults,
             stand_ins: self.stand_ins_of_stopped
                 + self
                     .nodes
@@ -317,12 +336,13 @@ impl Sim {
                         describe(&request)
                     )
                 });
+                let local = self.clock_of(to);
                 let node = &mut self.nodes[to];
                 let id = RequestId(node.next_request);
                 node.next_request += 1;
                 node.routes.insert(id, route);
                 if let Some(core) = &mut node.core {
-                    core.handle_request(Time::from_millis(self.now), id, &from, request);
+                    core.handle_request(local, id, &from, request);
                 }
                 self.drain(to);
             }
@@ -351,8 +371,9 @@ impl Sim {
                     self.trace
                         .record_detail(self.now, || format!("(answers {asked}: {answer})"));
                 }
+                let local = self.clock_of(node);
                 if let Some(core) = &mut self.nodes[node].core {
-                    core.handle_call_result(Time::from_millis(self.now), op, result);
+                    core.handle_call_result(local, op, result);
                 }
                 self.drain(node);
             }
@@ -372,9 +393,10 @@ impl Sim {
                     self.trace
                         .record_detail(self.now, || format!("(the call was {asked})"));
                 }
+                let local = self.clock_of(node);
                 if let Some(core) = &mut self.nodes[node].core {
                     core.handle_call_result(
-                        Time::from_millis(self.now),
+                        local,
                         op,
                         Err(CallError::new(CallErrorKind::Timeout, "timed out")),
                     );
@@ -391,14 +413,21 @@ impl Sim {
                 if !self.is_running(node, incarnation) {
                     return; // a crash before the flush took the write with it
                 }
-                if flush
+                if flush && std::mem::take(&mut self.nodes[node].fail_next_flush) {
+                    let message =
+                        "an fsync failed (simulated): the store can no longer promise durability";
+                    result = Err(StoreError::new(StoreErrorKind::Fatal, message));
+                    self.store_faults.fsync_failures += 1;
+                    self.supervise_after_fsync_failure(node);
+                } else if flush
                     && let Some(store) = &self.nodes[node].store
                     && let Err(error) = store.flush()
                 {
                     result = Err(error.into());
                 }
+                let local = self.clock_of(node);
                 if let Some(core) = &mut self.nodes[node].core {
-                    core.handle_store_result(Time::from_millis(self.now), op, result);
+                    core.handle_store_result(local, op, result);
                 }
                 self.drain(node);
             }
@@ -407,12 +436,14 @@ impl Sim {
                     return;
                 }
                 self.nodes[node].timer_at = None;
-                if let Some(core) = &mut self.nodes[node].core
-                    && core
-                        .poll_timeout()
-                        .is_some_and(|at| at.as_millis() <= self.now)
-                {
-                    core.handle_timeout(Time::from_millis(self.now));
+                let local = self.clock_of(node);
+                // The runtime measures the disk now and then (the node: every second).
+                let space = self.disk_space(node);
+                if let Some(core) = &mut self.nodes[node].core {
+                    core.handle_disk_space(local, space);
+                    if core.poll_timeout().is_some_and(|at| at <= local) {
+                        core.handle_timeout(local);
+                    }
                 }
                 self.drain(node);
             }
@@ -473,7 +504,8 @@ impl Sim {
         else {
             return;
         };
-        let at = at.max(self.now);
+        // The node's clock runs ahead by its offset: its deadline, in simulated time.
+        let at = at.saturating_sub(self.clock_offsets[index]).max(self.now);
         if node.timer_at.is_some_and(|armed| armed <= at) {
             return;
         }
@@ -628,6 +660,10 @@ impl Sim {
         let flush = store_op.take_durability();
         let result = if reaping.is_some() && self.config.sabotage == Sabotage::KeepTombstones {
             Ok(StoreResult::Reaped(false))
+        } else if self.nodes[index].disk_full && adds_data(&store_op) {
+            self.store_faults.refused_full += 1;
+            let message = "the disk is full (simulated): nothing was written";
+            Err(StoreError::new(StoreErrorKind::Full, message))
         } else {
             execute(store, store_op)
         };
@@ -707,6 +743,12 @@ impl Sim {
         }
     }
 
+    /// What node `index`'s clock reads now.
+    fn clock_of(&self, index: usize) -> Time {
+        let offset = self.clock_offsets.get(index).copied().unwrap_or(0);
+        Time::from_millis(self.now + offset)
+    }
+
     /// Half the seeds reap tombstones (a sweep every 10 s once they are 15 s old).
     fn tombstone_grace_ms(&self) -> Option<u64> {
         self.config.seed.is_multiple_of(2).then_some(15_000)
@@ -715,6 +757,8 @@ impl Sim {
     /// Creates a node (with an empty disk) and starts it.
     fn add_node(&mut self) -> usize {
         let index = self.nodes.len();
+        self.clock_offsets
+            .push(clock_offset(self.config.seed, index));
         self.nodes.push(SimNode {
             name: format!("n{index}"),
             address: format!("sim-{index}"),
@@ -725,6 +769,8 @@ impl Sim {
             routes: BTreeMap::new(),
             outstanding: BTreeSet::new(),
             timer_at: None,
+            disk_full: false,
+            fail_next_flush: false,
         });
         let options = self.store_options(index);
         self.nodes[index].store = MemoryStore::open(&options).ok();
@@ -744,7 +790,7 @@ impl Sim {
         let actor = store.actor();
         let config = self.core_config(index, founder);
         let seed = self.rng.random();
-        match NodeCore::new(config, &saved, actor, Time::from_millis(self.now), seed) {
+        match NodeCore::new(config, &saved, actor, self.clock_of(index), seed) {
             Ok(core) => {
                 let node = &mut self.nodes[index];
                 node.core = Some(core);
@@ -754,73 +800,14 @@ impl Sim {
                 node.outstanding.clear();
                 self.trace
                     .record(self.now, || format!("{} started", self.nodes[index].name));
+                if self.nodes[index].disk_full {
+                    self.tell_disk(index);
+                }
                 self.drain(index);
             }
             Err(error) => {
                 self.history
                     .problem(format!("n{index} could not start: {error}"));
-            }
-        }
-    }
-
-    /// Stops node `index` abruptly: buffered writes are lost; with `wipe`, the whole disk.
-    fn crash_node(&mut self, index: usize, wipe: bool) {
-        let node = &mut self.nodes[index];
-        if let Some(core) = node.core.take() {
-            self.stand_ins_of_stopped += core.counters().stand_ins;
-        }
-        let options = StoreOptions::new(node.name.clone(), self.now);
-        node.store = node.store.take().and_then(|store| {
-            if wipe {
-                store.wipe(&options).ok()
-            } else {
-                store.crash(&options).ok()
-            }
-        });
-        let name = node.name.clone();
-        self.trace.record(self.now, || {
-            format!(
-                "{name} crashed{}",
-                if wipe { " and lost its disk" } else { "" }
-            )
-        });
-    }
-
-    /// Makes sure every retired node is removed (its removal may have been asked for while it
-    /// still looked up, or been lost): an administrator retries until a removal is answered and
-    /// no ring has it any more. A retired node that was leaving is out of the ring already and
-    /// is removed all the same (`dynamo node remove` of a node that died while leaving).
-    fn remove_retired_nodes(&mut self) {
-        for node in self.network.retired() {
-            let name = self.nodes[node].name.clone();
-            let mut removed = false;
-            for attempt in 0..20 {
-                let in_ring = self.nodes.iter().any(|n| {
-                    n.core.as_ref().is_some_and(|c| {
-                        c.ring().is_some_and(|r| {
-                            r.member(&dynamo_ring::NodeId::from(name.as_str()))
-                                .is_some()
-                        })
-                    })
-                });
-                if removed && !in_ring {
-                    break;
-                }
-                let running: Vec<usize> = (0..self.nodes.len())
-                    .filter(|&i| self.nodes[i].core.is_some())
-                    .collect();
-                let Some(&target) = running.get(attempt % running.len().max(1)) else {
-                    break;
-                };
-                let request = Request::RemoveNode { name: name.clone() };
-                match self.admin_request(target, request) {
-                    Some(Response::Ring(_)) => removed = true,
-                    // Neither in the ring nor known (it left, or was removed already).
-                    Some(Response::Error(e)) if e.message.contains("not a member") => {
-                        removed = true;
-                    }
-                    _ => self.run_until(self.now + 2_000),
-                }
             }
         }
     }
@@ -896,78 +883,6 @@ impl Sim {
             self.now + workload::CLIENT_TIMEOUT_MS,
             Event::ClientTimeout { client, attempt },
         );
-    }
-
-    fn apply_fault(&mut self, fault: network::Fault) {
-        self.trace.record(self.now, || format!("fault {fault:?}"));
-        match fault {
-            network::Fault::Crash { node } => {
-                if self.nodes.get(node).is_some_and(|n| n.core.is_some()) {
-                    self.crash_node(node, false);
-                }
-            }
-            network::Fault::Wipe { node } => {
-                if self.nodes.get(node).is_some_and(|n| n.core.is_some()) {
-                    self.crash_node(node, true);
-                    // A node that lost its disk forgot that it left; it comes back as new.
-                    self.leaves.retain(|(_, left)| *left != node);
-                }
-            }
-            network::Fault::Restart { node } => {
-                if self.nodes.get(node).is_some_and(|n| n.core.is_none())
-                    && !self.network.is_removed(node)
-                {
-                    self.start_node(node, false);
-                }
-            }
-            network::Fault::CrashAll => {
-                for node in 0..self.nodes.len() {
-                    if self.nodes[node].core.is_some() {
-                        self.crash_node(node, false);
-                    }
-                }
-                self.network.note_restart_all();
-            }
-            network::Fault::RestartAll => {
-                for node in 0..self.nodes.len() {
-                    if self.nodes[node].core.is_none() && !self.network.is_removed(node) {
-                        self.start_node(node, false);
-                    }
-                }
-            }
-            network::Fault::Join => {
-                self.add_node();
-            }
-            network::Fault::Retire { node } => {
-                if self.nodes.get(node).is_some_and(|n| n.core.is_some()) {
-                    self.crash_node(node, false);
-                }
-                self.network.retire(node);
-            }
-            network::Fault::Remove { node } => {
-                let name = self.nodes[node].name.clone();
-                if let Some(target) = (0..self.nodes.len()).find(|&i| self.nodes[i].core.is_some())
-                {
-                    let client = self.clients.admin_slot();
-                    let attempt = self.clients.begin_admin();
-                    self.send_client_request(client, attempt, target, Request::RemoveNode { name });
-                }
-            }
-            network::Fault::Leave { node } => {
-                let running: Vec<usize> = (0..self.nodes.len())
-                    .filter(|&i| self.nodes[i].core.is_some())
-                    .collect();
-                if running.len() > 3
-                    && let Some(&target) = running.get(node % running.len())
-                {
-                    let client = self.clients.admin_slot();
-                    let attempt = self.clients.begin_admin();
-                    self.send_client_request(client, attempt, target, Request::Leave);
-                    self.leaves.push((attempt, target));
-                }
-            }
-            other => self.network.apply(other),
-        }
     }
 }
 

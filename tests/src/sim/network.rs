@@ -32,6 +32,11 @@ pub struct Faults {
     pub crashes: usize,
     /// Disk wipes to inject (at most one per run keeps acknowledged writes recoverable).
     pub wipes: usize,
+    /// Times a node's disk fills up for a while (writes that add data are refused).
+    pub disk_fulls: usize,
+    /// Times a node's fsync fails: its store can no longer promise durability, it stops
+    /// serving, and a supervisor restarts it a little later (after a power-loss-like crash).
+    pub fsync_failures: usize,
 }
 
 impl Faults {
@@ -45,6 +50,8 @@ impl Faults {
             partitions: 0,
             crashes: 0,
             wipes: 0,
+            disk_fulls: 0,
+            fsync_failures: 0,
         }
     }
 
@@ -59,6 +66,10 @@ impl Faults {
             partitions: rng.random_range(0..=2),
             crashes: rng.random_range(0..=2),
             wipes: usize::from(!buffered && rng.random_bool(0.2)),
+            // Drawn by `SimConfig::random` from an RNG of their own, so the draws above (and
+            // the seeds that once failed) stay what they were.
+            disk_fulls: 0,
+            fsync_failures: 0,
         }
     }
 }
@@ -109,6 +120,21 @@ pub enum Fault {
     },
     /// The `node`-th running node is asked to leave.
     Leave {
+        /// Which node.
+        node: usize,
+    },
+    /// A node's disk fills up: its store refuses writes that add data.
+    DiskFull {
+        /// Which node.
+        node: usize,
+    },
+    /// A full disk has room again.
+    DiskRoom {
+        /// Which node.
+        node: usize,
+    },
+    /// A node's next fsync fails.
+    FsyncFails {
         /// Which node.
         node: usize,
     },
@@ -283,6 +309,21 @@ pub(super) fn schedule(
     for _ in 0..config.leaves {
         let node = rng.random_range(0..nodes);
         faults.push((at(rng, 0.2, 0.6), Fault::Leave { node }));
+    }
+    // Store faults last, so the draws above are what they were before these existed.
+    for _ in 0..config.faults.disk_fulls {
+        let start = at(rng, 0.05, 0.7);
+        let node = rng.random_range(0..nodes);
+        faults.push((start, Fault::DiskFull { node }));
+        faults.push((
+            start + rng.random_range(2_000..15_000),
+            Fault::DiskRoom { node },
+        ));
+    }
+    for _ in 0..config.faults.fsync_failures {
+        let start = at(rng, 0.05, 0.7);
+        let node = rng.random_range(0..nodes);
+        faults.push((start, Fault::FsyncFails { node }));
     }
     faults.sort_by_key(|(at, _)| *at);
     faults

@@ -5,6 +5,15 @@
 
 use super::{SimConfig, Violation, invariants};
 
+/// What the store faults of a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFaults {
+    /// Writes refused because the disk was full.
+    pub refused_full: u64,
+    /// Fsyncs that failed (each stops its node until a restart).
+    pub fsync_failures: u64,
+}
+
 /// The outcome of one run.
 #[derive(Debug)]
 pub struct SimReport {
@@ -20,6 +29,8 @@ pub struct SimReport {
     pub acknowledged: usize,
     /// Replica requests sent to a spare in place of a silent or failed replica (paper 4.6).
     pub stand_ins: u64,
+    /// Store writes a full disk refused, and fsyncs that failed (issue 26's store faults).
+    pub store_faults: StoreFaults,
     /// What every invariant found.
     pub violations: Vec<Violation>,
     /// Every line that named the key followed (`Sim::with_story`), first to last.
