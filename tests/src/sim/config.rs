@@ -62,6 +62,9 @@ pub struct SimConfig {
     pub replica_durability: Durability,
     /// Whether every node is stopped and restarted at once, once, mid-run.
     pub full_restart: bool,
+    /// Whether clients pick a quorum per request (R = 1, W = 1 or W = 3 now and then) instead
+    /// of the bucket's. Never with a lost disk: W = 1 leaves one copy of a write for a while.
+    pub quorum_mix: bool,
     /// Time between anti-entropy sweeps (0: off).
     pub anti_entropy_interval_ms: u64,
     /// What to break on purpose.
@@ -89,6 +92,11 @@ impl SimConfig {
         let mut store_rng = StdRng::seed_from_u64(seed ^ 0xD15C_F011);
         config.faults.disk_fulls = usize::from(store_rng.random_bool(0.25));
         config.faults.fsync_failures = usize::from(store_rng.random_bool(0.15));
+        // A cancel matters after a ring change: a join or a leave.
+        let moves = config.joins + config.leaves + config.retires > 0;
+        config.faults.handoff_cancels = usize::from(moves && store_rng.random_bool(0.5)) * 2;
+        config.quorum_mix =
+            store_rng.random_bool(0.25) && config.faults.wipes == 0 && config.retires == 0;
         config
     }
 
@@ -114,6 +122,7 @@ impl SimConfig {
                 Durability::Sync
             },
             full_restart: rng.random_bool(0.15),
+            quorum_mix: false,
             anti_entropy_interval_ms: 10_000,
             sabotage: Sabotage::None,
             schedule: None,

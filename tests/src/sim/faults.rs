@@ -151,8 +151,21 @@ impl Sim {
                     n.fail_next_flush = true;
                 }
             }
+            network::Fault::CancelHandoff { node } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.cancel_next_handoff = true;
+                }
+            }
             other => self.network.apply(other),
         }
+    }
+
+    /// An administrator cancels node `index`'s handoff (`dynamo handoff cancel`), which just
+    /// started: what it would have copied is left to anti-entropy.
+    pub(super) fn cancel_handoff(&mut self, index: usize) {
+        let client = self.clients.admin_slot();
+        let attempt = self.clients.begin_admin();
+        self.send_client_request(client, attempt, index, Request::CancelHandoff);
     }
 
     /// Node `index`'s disk fills up (`full`) or has room again.

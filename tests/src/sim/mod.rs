@@ -134,6 +134,8 @@ struct SimNode {
     disk_full: bool,
     /// Its next flush fails (an fsync error).
     fail_next_flush: bool,
+    /// An administrator cancels its next handoff as soon as it starts.
+    cancel_next_handoff: bool,
 }
 
 /// The simulated world.
@@ -226,6 +228,7 @@ impl Sim {
         self.clients.stop_new_operations();
         for node in 0..self.nodes.len() {
             self.nodes[node].fail_next_flush = false;
+            self.nodes[node].cancel_next_handoff = false;
             if self.nodes[node].disk_full {
                 self.set_disk_full(node, false);
             }
@@ -484,6 +487,11 @@ impl Sim {
                     if let CoreEvent::Bug(message) = &event {
                         self.bugs
                             .push(format!("{}: {message}", self.nodes[index].name));
+                    }
+                    if matches!(event, CoreEvent::HandoffStarted { .. })
+                        && std::mem::take(&mut self.nodes[index].cancel_next_handoff)
+                    {
+                        self.cancel_handoff(index);
                     }
                     self.trace.record(self.now, || {
                         format!("{} event {event:?}", self.nodes[index].name)
@@ -771,6 +779,7 @@ impl Sim {
             timer_at: None,
             disk_full: false,
             fail_next_flush: false,
+            cancel_next_handoff: false,
         });
         let options = self.store_options(index);
         self.nodes[index].store = MemoryStore::open(&options).ok();

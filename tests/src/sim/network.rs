@@ -37,6 +37,8 @@ pub struct Faults {
     /// Times a node's fsync fails: its store can no longer promise durability, it stops
     /// serving, and a supervisor restarts it a little later (after a power-loss-like crash).
     pub fsync_failures: usize,
+    /// Times an administrator cancels a node's handoff after a ring change.
+    pub handoff_cancels: usize,
 }
 
 impl Faults {
@@ -52,6 +54,7 @@ impl Faults {
             wipes: 0,
             disk_fulls: 0,
             fsync_failures: 0,
+            handoff_cancels: 0,
         }
     }
 
@@ -70,6 +73,7 @@ impl Faults {
             // the seeds that once failed) stay what they were.
             disk_fulls: 0,
             fsync_failures: 0,
+            handoff_cancels: 0,
         }
     }
 }
@@ -135,6 +139,12 @@ pub enum Fault {
     },
     /// A node's next fsync fails.
     FsyncFails {
+        /// Which node.
+        node: usize,
+    },
+    /// An administrator cancels a node's next handoff as soon as it starts (`dynamo handoff
+    /// cancel`).
+    CancelHandoff {
         /// Which node.
         node: usize,
     },
@@ -324,6 +334,10 @@ pub(super) fn schedule(
         let start = at(rng, 0.05, 0.7);
         let node = rng.random_range(0..nodes);
         faults.push((start, Fault::FsyncFails { node }));
+    }
+    for _ in 0..config.faults.handoff_cancels {
+        let node = rng.random_range(0..nodes);
+        faults.push((at(rng, 0.05, 0.5), Fault::CancelHandoff { node }));
     }
     faults.sort_by_key(|(at, _)| *at);
     faults

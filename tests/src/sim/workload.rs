@@ -158,12 +158,29 @@ impl Sim {
         format!("c{client}-{}", state.written).into_bytes()
     }
 
+    /// The quorum a request asks for: the bucket's, or in a run with a quorum mix, now and
+    /// then R = 1, W = 1 or W = 3 (drawn only in such runs, so other runs draw as before).
+    fn request_options(&mut self, write: bool) -> RequestOptions {
+        let mut options = RequestOptions::default();
+        if !self.config.quorum_mix {
+            return options;
+        }
+        match (write, self.rng.random_range(0..4)) {
+            (false, 0) => options.r = Some(1),
+            (true, 0) => options.w = Some(1),
+            (true, 1) => options.w = Some(3),
+            _ => {}
+        }
+        options
+    }
+
     fn send_step(&mut self, client: usize, step: Step) {
+        let options = self.request_options(matches!(step, Step::Write { .. }));
         let request = match &step {
             Step::Read { key, .. } => Request::Get {
                 bucket: SIM_BUCKET.into(),
                 key: key.clone(),
-                options: RequestOptions::default(),
+                options,
             },
             Step::Write {
                 key,
@@ -180,7 +197,7 @@ impl Sim {
                     self.history.value_of(*write)
                 },
                 context: context.clone(),
-                options: RequestOptions::default(),
+                options,
                 forwarded: false,
                 // One id per write, kept by its retries (as the client library does).
                 write_id: Some(*write as u128 + 1),
