@@ -62,6 +62,8 @@ pub struct SimConfig {
     pub replica_durability: Durability,
     /// Whether every node is stopped and restarted at once, once, mid-run.
     pub full_restart: bool,
+    /// Whether a retired node is replaced by a new one (`join --replace`) instead of removed.
+    pub replace_retired: bool,
     /// Whether clients pick a quorum per request (R = 1, W = 1 or W = 3 now and then) instead
     /// of the bucket's. Never with a lost disk: W = 1 leaves one copy of a write for a while.
     pub quorum_mix: bool,
@@ -97,6 +99,7 @@ impl SimConfig {
         config.faults.handoff_cancels = usize::from(moves && store_rng.random_bool(0.5)) * 2;
         config.quorum_mix =
             store_rng.random_bool(0.25) && config.faults.wipes == 0 && config.retires == 0;
+        config.replace_retired = config.retires > 0 && store_rng.random_bool(0.5);
         config
     }
 
@@ -123,6 +126,7 @@ impl SimConfig {
             },
             full_restart: rng.random_bool(0.15),
             quorum_mix: false,
+            replace_retired: false,
             anti_entropy_interval_ms: 10_000,
             sabotage: Sabotage::None,
             schedule: None,

@@ -122,6 +122,10 @@ impl Sim {
                 }
                 self.network.retire(node);
             }
+            network::Fault::Replace { node } => {
+                let dead = self.nodes[node].name.clone();
+                self.add_node_replacing(Some(dead));
+            }
             network::Fault::Remove { node } => {
                 let name = self.nodes[node].name.clone();
                 if let Some(target) = (0..self.nodes.len()).find(|&i| self.nodes[i].core.is_some())

@@ -136,6 +136,8 @@ struct SimNode {
     fail_next_flush: bool,
     /// An administrator cancels its next handoff as soon as it starts.
     cancel_next_handoff: bool,
+    /// The dead member it replaces when it joins (`dynamo join --replace`).
+    replaces: Option<String>,
 }
 
 /// The simulated world.
@@ -744,7 +746,7 @@ impl Sim {
             anti_entropy_bytes_per_sec: 64 * 1024,
             // One, two or three transfers at once, by seed.
             handoff_concurrency: 1 + (self.config.seed % 3) as usize,
-            replaces: None,
+            replaces: self.nodes[index].replaces.clone(),
             tombstone_grace_ms: self.tombstone_grace_ms().unwrap_or(0),
             rejoin: false,
             stand_in_after_ms: 500,
@@ -764,6 +766,12 @@ impl Sim {
 
     /// Creates a node (with an empty disk) and starts it.
     fn add_node(&mut self) -> usize {
+        self.add_node_replacing(None)
+    }
+
+    /// Creates a node (with an empty disk) that, with `dead`, takes that member's place
+    /// (`dynamo join --replace`), and starts it.
+    fn add_node_replacing(&mut self, dead: Option<String>) -> usize {
         let index = self.nodes.len();
         self.clock_offsets
             .push(clock_offset(self.config.seed, index));
@@ -780,6 +788,7 @@ impl Sim {
             disk_full: false,
             fail_next_flush: false,
             cancel_next_handoff: false,
+            replaces: dead,
         });
         let options = self.store_options(index);
         self.nodes[index].store = MemoryStore::open(&options).ok();

@@ -122,6 +122,11 @@ pub enum Fault {
         /// The retired node.
         node: usize,
     },
+    /// A new node joins in a retired node's place (`dynamo join --replace`).
+    Replace {
+        /// The retired node.
+        node: usize,
+    },
     /// The `node`-th running node is asked to leave.
     Leave {
         /// Which node.
@@ -314,7 +319,12 @@ pub(super) fn schedule(
         let node = rng.random_range(1..nodes.max(2));
         let start = at(rng, 0.1, 0.4);
         faults.push((start, Fault::Retire { node }));
-        faults.push((start + 15_000, Fault::Remove { node }));
+        let removal = if config.replace_retired {
+            Fault::Replace { node }
+        } else {
+            Fault::Remove { node }
+        };
+        faults.push((start + 15_000, removal));
     }
     for _ in 0..config.leaves {
         let node = rng.random_range(0..nodes);
