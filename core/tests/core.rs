@@ -128,6 +128,29 @@ fn four_member_ring() -> (dynamo_ring::Ring, MemoryStore<Value>) {
     (ring, store)
 }
 
+/// A client's put of `value` to key `cart` of bucket `solo`, after the read that gave `context`.
+fn put_cart(value: &[u8], context: Option<String>) -> Request {
+    Request::Put {
+        bucket: "solo".into(),
+        key: b"cart".to_vec(),
+        value: Some(value.to_vec()),
+        context,
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id: None,
+    }
+}
+
+/// A founding node with a bucket `solo` of N = 1.
+fn solo_node() -> Harness {
+    let mut node = Harness::found();
+    assert_eq!(
+        node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1))),
+        Response::Ack
+    );
+    node
+}
+
 fn error_kind(response: &Response) -> Option<ErrorKind> {
     match response {
         Response::Error(error) => Some(error.kind),
@@ -242,20 +265,8 @@ fn each_role_may_send_exactly_its_requests() {
 /// Paper 4.5 on one node: a put is coordinated, stored and acknowledged; a get reads it back.
 #[test]
 fn a_single_node_writes_and_reads() {
-    let mut node = Harness::found();
-    assert_eq!(
-        node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1))),
-        Response::Ack
-    );
-    let put = Request::Put {
-        bucket: "solo".into(),
-        key: b"cart".to_vec(),
-        value: Some(b"book".to_vec()),
-        context: None,
-        options: RequestOptions::default(),
-        forwarded: false,
-        write_id: None,
-    };
+    let mut node = solo_node();
+    let put = put_cart(b"book", None);
     assert!(matches!(node.ask(Role::Client, put), Response::Put(reply) if reply.acknowledged == 1));
     let get = Request::Get {
         bucket: "solo".into(),
@@ -931,20 +942,8 @@ fn what_a_reaper_is_told_survives_a_power_loss_and_includes_hints() {
 #[test]
 fn a_store_that_lost_durability_stops_the_node() {
     use dynamo_core::{StoreError, StoreErrorKind};
-    let mut node = Harness::found();
-    assert_eq!(
-        node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1))),
-        Response::Ack
-    );
-    let put = Request::Put {
-        bucket: "solo".into(),
-        key: b"cart".to_vec(),
-        value: Some(b"book".to_vec()),
-        context: None,
-        options: RequestOptions::default(),
-        forwarded: false,
-        write_id: None,
-    };
+    let mut node = solo_node();
+    let put = put_cart(b"book", None);
     let id = RequestId(1_000);
     node.core
         .handle_request(NOW, id, &identity(Role::Client), put);
@@ -997,20 +996,8 @@ fn a_store_that_lost_durability_stops_the_node() {
 fn a_write_takes_only_a_context_the_cluster_sealed() {
     use dynamo_quorum::{ClientContext, ContextKey};
     use dynamo_vclock::Entry;
-    let mut node = Harness::found();
-    assert_eq!(
-        node.ask(Role::Admin, Request::CreateBucket(bucket("solo", 1))),
-        Response::Ack
-    );
-    let put = |value: &[u8], context: Option<String>| Request::Put {
-        bucket: "solo".into(),
-        key: b"cart".to_vec(),
-        value: Some(value.to_vec()),
-        context,
-        options: RequestOptions::default(),
-        forwarded: false,
-        write_id: None,
-    };
+    let mut node = solo_node();
+    let put = put_cart;
     let first = match node.ask(Role::Client, put(b"book", None)) {
         Response::Put(reply) => reply.context,
         other => panic!("{other:?}"),

@@ -264,20 +264,18 @@ fn a_dot_lost_in_a_crash_is_never_minted_again() {
     };
     write(&store, b"durable", Durability::Sync);
     let seen = write(&store, b"lost", Durability::Buffered);
-    let lost_dot = seen
-        .iter()
-        .find(|(_, _, value)| value.as_slice() == b"lost")
-        .map(|(actor, counter, _)| (actor.clone(), counter))
-        .expect("the buffered write's dot");
+    let dot_of = |set: &DvvSet<Vec<u8>>, wanted: &[u8]| {
+        set.iter()
+            .find(|(_, _, value)| value.as_slice() == wanted)
+            .map(|(actor, counter, _)| (actor.clone(), counter))
+            .expect("the write's dot")
+    };
+    let lost_dot = dot_of(&seen, b"lost");
     // A reader copied `seen` elsewhere; then the power went out.
     let store = store.crash(&options()).expect("crash");
     assert_eq!(values(&store, b"k"), Some(vec![b"durable".to_vec()]));
     let after = write(&store, b"other", Durability::Sync);
-    let new_dot = after
-        .iter()
-        .find(|(_, _, value)| value.as_slice() == b"other")
-        .map(|(actor, counter, _)| (actor.clone(), counter))
-        .expect("the new write's dot");
+    let new_dot = dot_of(&after, b"other");
     assert_ne!(new_dot, lost_dot, "a dot was minted twice");
     // Where the lost write was copied, the new one is a sibling, not silently dropped.
     let elsewhere = seen.sync(&after);

@@ -39,6 +39,51 @@ const OPTIONS: RequestOptions = RequestOptions {
     timeout_ms: None,
 };
 
+/// Tombstones reaped by every running node together.
+async fn reaped_in_all(cluster: &TestCluster) -> u64 {
+    let mut reaped = 0;
+    for address in cluster.addresses() {
+        if let Ok(status) = cluster.client_of(address).status().await {
+            reaped += status.reaper.reaped;
+        }
+    }
+    reaped
+}
+
+/// Removes node-4 (stopped) from a four-node cluster through node-1, retrying until node-1
+/// sees it down, and waits for the other three to settle.
+async fn remove_node_4(cluster: &TestCluster, admin: &Client) {
+    use dynamo_protocol::{Request, Response};
+    let first = cluster.addresses()[0];
+    eventually("node-4 removed", || async {
+        let request = Request::RemoveNode {
+            name: "node-4".into(),
+        };
+        let removal = admin.request_to(first, &request).await;
+        matches!(removal, Ok(Response::Ring(Some(ring))) if ring.members().len() == 3)
+    })
+    .await;
+    cluster.wait_for_members(3).await;
+}
+
+/// Every key `{prefix}0..count` reads as not found at R = 3.
+async fn assert_all_gone(client: &Client, prefix: &str, count: usize) {
+    let all = RequestOptions {
+        r: Some(3),
+        ..OPTIONS
+    };
+    for i in 0..count {
+        let read = client
+            .get("default", format!("{prefix}{i}").as_bytes(), all)
+            .await
+            .expect("R=3 read");
+        assert!(
+            matches!(read, GetOutcome::NotFound { .. }),
+            "{prefix}{i} came back: {read:?}"
+        );
+    }
+}
+
 /// Paper 4.4 and 6.3 on a 3-node cluster with (3,2,2): round trips, siblings from concurrent
 /// writes, a write with the read's context superseding them, and a delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,7 +523,7 @@ async fn a_delete_without_context_deletes_every_sibling() {
 /// on; no acknowledged write is lost, and a live member cannot be removed this way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_node_is_removed_and_no_acknowledged_write_is_lost() {
-    use dynamo_protocol::{Request, Response};
+    use dynamo_protocol::Request;
     let mut cluster = TestCluster::start(4).await;
     cluster.write_keys("before-", 40).await;
     let first = cluster.addresses()[0];
@@ -497,19 +542,7 @@ async fn a_dead_node_is_removed_and_no_acknowledged_write_is_lost() {
     );
     cluster.stop(3).await;
     cluster.write_keys("during-", 40).await;
-    eventually("node-4 removed", || async {
-        let removal = admin
-            .request_to(
-                first,
-                &Request::RemoveNode {
-                    name: "node-4".into(),
-                },
-            )
-            .await;
-        matches!(removal, Ok(Response::Ring(Some(ring))) if ring.members().len() == 3)
-    })
-    .await;
-    cluster.wait_for_members(3).await;
+    remove_node_4(&cluster, &admin).await;
     cluster.write_keys("after-", 40).await;
     let client = cluster.client();
     let all = RequestOptions {
@@ -537,45 +570,23 @@ async fn a_dead_node_is_removed_and_no_acknowledged_write_is_lost() {
 /// ring, and nothing it holds comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_node_holds_nothing_up_and_brings_nothing_back() {
-    use dynamo_protocol::{Request, Response};
     const KEYS: usize = 12;
     let mut cluster = TestCluster::start_with(4, |config| config.tombstone_grace_ms = 1).await;
     cluster.write_keys("gone", KEYS).await;
     let first = cluster.addresses()[0];
     let client = cluster.client_of(first);
     cluster.stop(3).await;
-    eventually("node-4 removed", || async {
-        let removal = client
-            .request_to(
-                first,
-                &Request::RemoveNode {
-                    name: "node-4".into(),
-                },
-            )
-            .await;
-        matches!(removal, Ok(Response::Ring(Some(ring))) if ring.members().len() == 3)
-    })
-    .await;
-    cluster.wait_for_members(3).await;
+    remove_node_4(&cluster, &client).await;
     for i in 0..KEYS {
         client
             .delete("default", format!("gone{i}").as_bytes(), None, OPTIONS)
             .await
             .expect("delete");
     }
-    let reaped = || async {
-        let mut reaped = 0;
-        for address in cluster.addresses() {
-            if let Ok(status) = cluster.client_of(address).status().await {
-                reaped += status.reaper.reaped;
-            }
-        }
-        reaped
-    };
     // A sweep every 10 s; one that finds replicas not yet agreeing keeps its tombstones for
     // the next, so this waits longer than `eventually` does.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while reaped().await < KEYS as u64 {
+    while reaped_in_all(&cluster).await < KEYS as u64 {
         assert!(
             std::time::Instant::now() < deadline,
             "tombstones not reaped with a removed member: {:?}",
@@ -605,20 +616,7 @@ async fn a_removed_node_holds_nothing_up_and_brings_nothing_back() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let ring = client.ring().await.expect("ring").expect("a ring");
     assert_eq!(ring.members().len(), 3, "the removed node was put back");
-    let all = RequestOptions {
-        r: Some(3),
-        ..OPTIONS
-    };
-    for i in 0..KEYS {
-        let read = client
-            .get("default", format!("gone{i}").as_bytes(), all)
-            .await
-            .expect("R=3 read");
-        assert!(
-            matches!(read, GetOutcome::NotFound { .. }),
-            "gone{i} came back from the removed node: {read:?}"
-        );
-    }
+    assert_all_gone(&client, "gone", KEYS).await;
     cluster.shutdown().await;
 }
 
@@ -755,16 +753,7 @@ async fn a_hint_delivered_after_the_delete_does_not_bring_the_value_back() {
     }
     // Well past the grace period and a sweep: with the hint holder down, nothing is reaped.
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let mut reaped = 0;
-    for address in cluster.addresses() {
-        reaped += cluster
-            .client_of(address)
-            .status()
-            .await
-            .expect("status")
-            .reaper
-            .reaped;
-    }
+    let reaped = reaped_in_all(&cluster).await;
     assert_eq!(
         reaped, 0,
         "tombstones reaped while a node holding hints was down"
@@ -776,29 +765,10 @@ async fn a_hint_delivered_after_the_delete_does_not_bring_the_value_back() {
     })
     .await;
     eventually("the tombstones reaped", || async {
-        let mut reaped = 0;
-        for address in cluster.addresses() {
-            if let Ok(status) = cluster.client_of(address).status().await {
-                reaped += status.reaper.reaped;
-            }
-        }
-        reaped >= KEYS as u64
+        reaped_in_all(&cluster).await >= KEYS as u64
     })
     .await;
-    let all = RequestOptions {
-        r: Some(3),
-        ..OPTIONS
-    };
-    for i in 0..KEYS {
-        let read = client
-            .get("default", format!("gone{i}").as_bytes(), all)
-            .await
-            .expect("R=3 read");
-        assert!(
-            matches!(read, GetOutcome::NotFound { .. }),
-            "gone{i} came back: {read:?}"
-        );
-    }
+    assert_all_gone(&client, "gone", KEYS).await;
     cluster.shutdown().await;
 }
 
