@@ -131,6 +131,7 @@ fn every_invariant_catches_its_sabotage() {
         (Sabotage::StaleSibling, invariants::siblings::NAME),
         (Sabotage::ForgetBuckets, invariants::metadata::NAME),
         (Sabotage::KeepTombstones, invariants::reaping::NAME),
+        (Sabotage::SkipListedKey, invariants::listing::NAME),
     ];
     for (sabotage, invariant) in table {
         let caught = (0..30).any(|seed| {

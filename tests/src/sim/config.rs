@@ -31,6 +31,8 @@ pub enum Sabotage {
     ForgetBuckets,
     /// Every replica keeps its tombstones when a reaper asks it to remove them.
     KeepTombstones,
+    /// The listing after healing leaves out the first key it names.
+    SkipListedKey,
 }
 
 /// How one run is set up. [`SimConfig::random`] draws one from a seed.

@@ -266,6 +266,8 @@ impl Sim {
         violations.extend(invariants::concurrency::check(&self.history, &finals));
         violations.extend(invariants::deletes::check(&self.history, &finals));
         violations.extend(invariants::siblings::check(&self.history, &finals));
+        let listed = self.list_keys();
+        violations.extend(invariants::listing::check(&finals, listed.as_deref()));
         if let Some(grace) = self.tombstone_grace_ms() {
             // Invariant 7: the reaper gets a few more sweeps, then no old tombstone is left.
             self.run_until(self.now + REAP_PHASE_MS);

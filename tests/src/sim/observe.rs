@@ -41,6 +41,39 @@ impl Sim {
         view
     }
 
+    /// Every key of the bucket, listed page by page through a running ring member (`None`: a
+    /// page failed).
+    pub(super) fn list_keys(&mut self) -> Option<Vec<Vec<u8>>> {
+        let target = (0..self.nodes.len()).find(|&i| {
+            self.nodes[i]
+                .core
+                .as_ref()
+                .is_some_and(|c| c.ring().is_some_and(|r| r.member(c.id()).is_some()))
+        })?;
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let request = Request::ListKeys {
+                bucket: SIM_BUCKET.into(),
+                cursor,
+                limit: 5,
+            };
+            match self.admin_request(target, request) {
+                Some(Response::Keys(page)) => {
+                    keys.extend(page.keys);
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None if self.config.sabotage == Sabotage::SkipListedKey => {
+                            return Some(keys.split_off(1.min(keys.len())));
+                        }
+                        None => return Some(keys),
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// The hints every running node still holds, by owner.
     pub(super) fn hints_held(&self) -> Vec<(String, Vec<(String, usize)>)> {
         self.nodes

@@ -12,6 +12,7 @@
 //!    bucket created survives every restart.
 //! 7. [`reaping`]: with a tombstone grace period, once every member is up or removed, every
 //!    key deleted on all its replicas is reaped within a few sweeps after its grace ran out.
+//! 8. [`listing`]: after healing, listing the bucket names exactly the keys a final read found.
 //!
 //! And the run itself checks two: no node reported an impossible state (`core-bug`: a
 //! `CoreEvent::Bug`, such as a request answered twice or a store result of another kind than
@@ -24,6 +25,7 @@ pub mod concurrency;
 pub mod convergence;
 pub mod deletes;
 pub mod durability;
+pub mod listing;
 pub mod metadata;
 pub mod reaping;
 pub mod siblings;

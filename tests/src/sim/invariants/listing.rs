@@ -1,0 +1,42 @@
+//! Invariant 8, listing: after healing, listing the bucket (`ListKeys`, page by page) names
+//! exactly the keys whose final read found a value, each once: no live key is missed, and no
+//! deleted or never-written key is listed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::sim::check::{ReadResult, Violation};
+
+/// This invariant's name in reports.
+pub const NAME: &str = "listing";
+
+/// Checks the listed keys (`None`: the listing failed) against the final reads.
+pub fn check(finals: &BTreeMap<Vec<u8>, ReadResult>, listed: Option<&[Vec<u8>]>) -> Vec<Violation> {
+    let Some(listed) = listed else {
+        let message = "listing the bucket failed after healing".to_owned();
+        return vec![Violation {
+            invariant: NAME,
+            key: None,
+            message,
+        }];
+    };
+    let mut violations = Vec::new();
+    let mut seen = BTreeSet::new();
+    for key in listed {
+        if !seen.insert(key) {
+            let message = "listed twice".to_owned();
+            violations.push(Violation::on_key(NAME, key, message));
+        }
+    }
+    for (key, read) in finals {
+        let live = !read.values.is_empty();
+        if live != seen.contains(key) {
+            let message = if live {
+                "the final read found a value, but the listing misses the key"
+            } else {
+                "the listing names a key the final read did not find"
+            };
+            violations.push(Violation::on_key(NAME, key, message.to_owned()));
+        }
+    }
+    violations
+}
