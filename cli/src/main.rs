@@ -347,10 +347,22 @@ async fn serve(config: NodeConfig) -> Result<ExitCode> {
             http.port()
         );
     }
-    wait_for_signal().await;
+    tokio::select! {
+        () = wait_for_signal() => {}
+        why = node.stopped() => {
+            // A failed fsync: exit so that a supervisor restarts the node; its store recovers
+            // from the journal when it opens again.
+            eprintln!("error: {why}");
+            node.shutdown(Duration::from_secs(1)).await;
+            return Ok(ExitCode::from(EXIT_STOPPED));
+        }
+    }
     node.shutdown(Duration::from_secs(5)).await;
     Ok(ExitCode::SUCCESS)
 }
+
+/// The exit code of a node that stopped serving because its store failed (see `Node::stopped`).
+const EXIT_STOPPED: u8 = 75;
 
 async fn wait_for_signal() {
     #[cfg(unix)]

@@ -17,6 +17,8 @@ use super::{NodeCore, STATE_CONTEXT_KEY};
 
 /// Gossip key holding a member's context key (32 bytes).
 pub(super) const CONTEXT_KEY: &str = "context_key";
+/// Gossip rounds a ring member without a key listens before it makes one.
+const HEARD_NONE_ROUNDS: u64 = 3;
 
 impl NodeCore {
     /// Adopts the smallest key any member gossips, if it is smaller than ours (or we have
@@ -36,8 +38,11 @@ impl NodeCore {
                     .ring
                     .as_ref()
                     .is_some_and(|ring| ring.member(&self.me).is_some());
-                if !member {
-                    return; // a joining node waits for the cluster's key
+                // A joining node waits for the cluster's key; a member of a cluster upgraded
+                // from before sealing makes one only after a few rounds heard none, so that not
+                // every node of a rolling upgrade switches the cluster to a key of its own.
+                if !member || (!self.founder_alone() && self.gossip.rounds() < HEARD_NONE_ROUNDS) {
+                    return;
                 }
                 self.config.secret.clone()
             }
@@ -54,6 +59,11 @@ impl NodeCore {
             self.problem(format!("could not publish the context key: {error}"));
         }
         self.context_key = Some(key);
+    }
+
+    /// Whether this node is the only member gossip knows (a founder, or a cluster of one).
+    fn founder_alone(&self) -> bool {
+        self.gossip.members().count() <= 1
     }
 
     /// The text token a client gets for `context`: sealed, once this node has the key.

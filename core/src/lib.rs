@@ -582,7 +582,10 @@ impl NodeCore {
                 })?;
                 core.use_context_key(key, false);
             }
-            None => core.settle_context_key(),
+            // A founder makes the cluster's key at once; any other node first listens to gossip
+            // for one (see `context_key`).
+            None if founding => core.settle_context_key(),
+            None => {}
         }
         if saved.ring.is_some() {
             // A restart: handoffs that were running are lost with the process.

@@ -15,10 +15,13 @@
 //! - and, when it is this node, stops serving and says how to come back: wipe the data
 //!   directory and join again, which makes a new actor that no removal covers.
 //!
-//! A process of a removed name whose actor has not been heard yet is covered until it is. A
-//! member whose actor the remover did not know is covered if it started before the removal (its
-//! gossip generation is its start time); a process started later, with a clock far behind the
-//! remover's, could be covered by mistake and is refused with the same clear message.
+//! A process of a removed name whose actor has not been heard yet is covered until it is. When
+//! the remover did not know the member's actor (after a full-cluster restart nobody remembers
+//! it), a store whose epoch (the wall-clock time its data began) is not after the removal is
+//! covered: the old disk, restarted or not; a wiped one started later is not (a clock far behind
+//! the remover's could cover it by mistake: start it under another name). A covered member
+//! that is down is forgotten by gossip, so it holds nothing up even after its record is the
+//! oldest and dropped.
 //!
 //! This module must not know how gossip travels or how state is saved.
 
@@ -35,9 +38,11 @@ use super::{NodeCore, RequestId, STATE_REMOVED, Time};
 pub(super) const REMOVED_KEY: &str = "removed";
 /// Gossip key holding a member's store actor (UTF-8).
 pub(super) const ACTOR_KEY: &str = "actor";
-/// The most removals remembered: the oldest are forgotten first. 64 records of at most
-/// ~150 bytes fit one gossip value with room to spare.
+/// The most removals remembered: the oldest are forgotten first (a forgotten record's member
+/// is long gone from gossip, see [`NodeCore::forget_removed`]).
 pub const MAX_REMOVALS: usize = 64;
+/// The most bytes the encoded removals take, well inside one gossip value (16 KiB).
+const MAX_REMOVALS_BYTES: usize = 12 * 1024;
 
 /// One member removed for good.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -76,22 +81,29 @@ impl Removals {
     pub(super) fn merge(&mut self, removals: impl IntoIterator<Item = Removal>) -> bool {
         let before = self.0.clone();
         self.0.extend(removals.into_iter().filter(valid));
-        while self.0.len() > MAX_REMOVALS {
+        while self.0.len() > MAX_REMOVALS
+            || self
+                .encode()
+                .map_or(true, |bytes| bytes.len() > MAX_REMOVALS_BYTES)
+        {
             self.0.pop_first();
         }
         self.0 != before
     }
 
-    /// Whether the process `name`, writing as `actor` (if known) and started at `generation`,
-    /// is a member that was removed.
-    pub(super) fn covers(&self, name: &str, actor: Option<&str>, generation: u64) -> bool {
+    /// Whether the process `name`, writing as `actor` (if known), is a member that was removed.
+    pub(super) fn covers(&self, name: &str, actor: Option<&str>) -> bool {
         self.0.iter().any(|removal| {
             removal.name == name
                 && match (removal.actor.as_deref(), actor) {
                     (Some(removed), Some(current)) => removed == current,
+                    // The remover did not know its store: a store whose data predates the
+                    // removal (its epoch is when its data began) is the old disk.
+                    (None, Some(current)) => {
+                        store_epoch(current).is_none_or(|epoch| epoch <= removal.removed_at_ms)
+                    }
                     // Not heard yet: covered until it says which store it writes from.
-                    (Some(_), None) => true,
-                    (None, _) => generation <= removal.removed_at_ms,
+                    (_, None) => true,
                 }
         })
     }
@@ -101,7 +113,7 @@ impl Removals {
         let actor = view
             .get(ACTOR_KEY)
             .and_then(|bytes| std::str::from_utf8(bytes).ok());
-        self.covers(view.id().as_str(), actor, view.identity().generation)
+        self.covers(view.id().as_str(), actor)
     }
 
     /// The removal of the member `view`, at `now_ms`.
@@ -135,6 +147,24 @@ impl NodeCore {
                 .gossip
                 .member(id)
                 .is_some_and(|view| self.removals.covers_member(&view))
+    }
+
+    /// Lets gossip forget every removed member that is down, so none holds anything up (the
+    /// reaper waits for every member gossip knows) even once its record is dropped.
+    pub(super) fn forget_removed(&mut self, now: Time) {
+        if self.removals.is_empty() {
+            return;
+        }
+        let gone: Vec<GossipId> = self
+            .gossip
+            .members()
+            .filter(|view| !view.is_live() && self.removals.covers_member(view))
+            .map(|view| view.id().clone())
+            .collect();
+        for id in gone {
+            self.gossip
+                .forget(&id, std::time::Duration::from_millis(now.as_millis()));
+        }
     }
 
     /// Remembers that `id` was removed for good at `now`, and tells the cluster.
@@ -224,15 +254,26 @@ fn removed_message(name: &str) -> String {
     format!(
         "{name} was removed from the cluster (`dynamo node remove`) and serves nothing: what it \
          holds is no longer part of the cluster. Wipe its data directory and start it with \
-         `dynamo join` to bring it back"
+         `dynamo join` to bring it back (or, if this is a new node, give it another name)"
     )
+}
+
+/// The longest store actor: a node id, `#` and an epoch.
+const ACTOR_MAX_BYTES: usize = dynamo_storage::MAX_NODE_ID_BYTES + 21;
+
+/// The epoch of a store actor `"{node}#{epoch}"` (when its data began), if it has one.
+fn store_epoch(actor: &str) -> Option<u64> {
+    actor.rsplit_once('#')?.1.parse().ok()
 }
 
 /// A removal from an untrusted peer is kept only if its fields are of sane size.
 fn valid(removal: &Removal) -> bool {
     !removal.name.is_empty()
-        && removal.name.len() <= 128
-        && removal.actor.as_ref().is_none_or(|a| a.len() <= 160)
+        && removal.name.len() <= dynamo_storage::MAX_NODE_ID_BYTES
+        && removal
+            .actor
+            .as_ref()
+            .is_none_or(|a| a.len() <= ACTOR_MAX_BYTES)
 }
 
 #[cfg(test)]
@@ -247,8 +288,8 @@ mod tests {
         }
     }
 
-    /// Who a removal covers: the same store always; without a known actor, a process of that
-    /// name started before the removal; never a wiped node started again, never another name.
+    /// Who a removal covers: the same store always; without a known actor, a store whose data
+    /// began before the removal; never a wiped node started again, never another name.
     #[test]
     fn a_removal_covers_the_removed_store_only() {
         let mut removals = Removals::default();
@@ -256,21 +297,17 @@ mod tests {
             removal("n4", Some("n4#100"), 5_000),
             removal("n5", None, 5_000),
         ]);
-        let cases: &[(&str, Option<&str>, u64, bool)] = &[
-            ("n4", Some("n4#100"), 1_000, true),   // the same process
-            ("n4", Some("n4#100"), 9_000, true),   // restarted on its old disk
-            ("n4", Some("n4#9000"), 9_000, false), // wiped and joined again
-            ("n4", None, 9_000, true),             // actor not heard yet: not trusted yet
-            ("n5", Some("n5#1"), 4_000, true),     // removed without a known actor
-            ("n5", Some("n5#1"), 6_000, false),
-            ("n6", Some("n4#100"), 1_000, false), // another name
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            ("n4", Some("n4#100"), true),   // the same store, restarted or not
+            ("n4", Some("n4#9000"), false), // wiped and joined again
+            ("n4", None, true),             // actor not heard yet: not trusted yet
+            ("n5", Some("n5#4000"), true),  // removed without a known actor: its old disk
+            ("n5", Some("n5#6000"), false), // ... or a disk that began after the removal
+            ("n5", Some("n5"), true),       // no epoch to tell by: covered
+            ("n6", Some("n4#100"), false),  // another name
         ];
-        for (name, actor, generation, covered) in cases {
-            assert_eq!(
-                removals.covers(name, *actor, *generation),
-                *covered,
-                "{name} {actor:?} started at {generation}"
-            );
+        for (name, actor, covered) in cases {
+            assert_eq!(removals.covers(name, *actor), *covered, "{name} {actor:?}");
         }
     }
 
@@ -281,11 +318,14 @@ mod tests {
         let mut removals = Removals::default();
         assert!(removals.merge([removal("a", None, 1)]));
         assert!(!removals.merge([removal("a", None, 1)]));
-        assert!(!removals.merge([removal(&"x".repeat(200), None, 2)]));
+        assert!(!removals.merge([removal(&"x".repeat(300), None, 2)]));
         let many = (0..MAX_REMOVALS as u64 + 10).map(|i| removal(&format!("m{i}"), None, 10 + i));
         assert!(removals.merge(many));
         assert_eq!(removals.0.len(), MAX_REMOVALS);
-        assert!(!removals.covers("a", None, 0), "the oldest was forgotten");
+        assert!(
+            !removals.covers("a", Some("a#0")),
+            "the oldest was forgotten"
+        );
         let decoded = Removals::decode(&removals.encode().expect("encode")).expect("decode");
         assert_eq!(decoded.len(), MAX_REMOVALS);
     }

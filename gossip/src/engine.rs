@@ -294,6 +294,23 @@ impl Gossip {
         Ok(self.own_mut().set_status_local(status))
     }
 
+    /// Forgets member `id`, which the application decided is gone for good (an administrator
+    /// removed it): it is no longer gossiped or probed, and deltas of its current generation
+    /// are ignored for one `left_grace`. Only a member that is down can be forgotten; returns
+    /// whether it was.
+    pub fn forget(&mut self, id: &NodeId, now: Duration) -> bool {
+        let down = *id != self.me && self.members.get(id).is_some_and(|m| !m.live);
+        if !down {
+            return false;
+        }
+        if let Some(member) = self.members.remove(id) {
+            self.forgotten
+                .insert(id.clone(), (member.state.identity.generation, now));
+            self.events.push_back(Event::NodeForgotten(id.clone()));
+        }
+        true
+    }
+
     /// A view of one member (including oneself).
     pub fn member(&self, id: &NodeId) -> Option<MemberView<'_>> {
         self.members.get(id).map(|m| MemberView {

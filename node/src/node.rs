@@ -130,6 +130,8 @@ pub struct Node {
     endpoint: Endpoint,
     store: Arc<FjallStore<Value>>,
     ring: watch::Receiver<Option<Ring>>,
+    /// Why the node stopped serving (its store can no longer promise durability), once it did.
+    stopped: watch::Receiver<Option<String>>,
     control: mpsc::UnboundedSender<Completion>,
     driver: JoinHandle<()>,
     /// The task that saves node state; it ends once the driver is gone.
@@ -294,6 +296,7 @@ impl Node {
         );
         let (control, completions) = mpsc::unbounded_channel();
         let (ring_tx, ring) = watch::channel(core.ring().cloned());
+        let (stopped_tx, stopped) = watch::channel(None);
         let (saves, saver) = spawn_saver(store.clone(), control.clone());
         let (writes, write_thread) = {
             let completions = control.clone();
@@ -319,6 +322,7 @@ impl Node {
             completions_tx: control.clone(),
             saves,
             ring: ring_tx,
+            stopped: stopped_tx,
             ring_generation: 0,
             gate: gate.clone(),
             inline_reads: InlineReads::new(config.inline_reads),
@@ -364,6 +368,7 @@ impl Node {
             endpoint,
             store,
             ring,
+            stopped,
             control,
             driver,
             saver,
@@ -394,6 +399,21 @@ impl Node {
     /// The node id.
     pub fn id(&self) -> &NodeId {
         &self.me
+    }
+
+    /// Waits until the node stops serving because its store can no longer promise durability
+    /// (a failed fsync); returns why. The process should then exit so that it is restarted:
+    /// the store recovers from its journal when it opens again.
+    pub async fn stopped(&self) -> String {
+        let mut stopped = self.stopped.clone();
+        loop {
+            if let Some(why) = stopped.borrow_and_update().clone() {
+                return why;
+            }
+            if stopped.changed().await.is_err() {
+                return "the node's driver ended".into();
+            }
+        }
     }
 
     /// The ring the node uses now.
@@ -512,6 +532,8 @@ struct Driver {
     ring: watch::Sender<Option<Ring>>,
     /// The core's ring generation last published on `ring`.
     ring_generation: u64,
+    /// Told once the core stops serving.
+    stopped: watch::Sender<Option<String>>,
     /// Told of every key written here, for the HTTP API's watchers.
     gate: Gate,
     /// Whether point reads run on the driver now.
@@ -607,7 +629,12 @@ impl Driver {
                     timeout_ms,
                 } => self.call(id, address, request, timeout_ms),
                 Output::Store { id, op } => self.run_store_op(id, op),
-                Output::Event(event) => log_event(self.core.id(), event),
+                Output::Event(event) => {
+                    if let CoreEvent::Stopped(why) = &event {
+                        self.stopped.send_replace(Some(why.clone()));
+                    }
+                    log_event(self.core.id(), event);
+                }
             }
         }
         if self.core.ring_generation() != self.ring_generation {
