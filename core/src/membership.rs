@@ -103,7 +103,7 @@ impl NodeCore {
             }
         }
         self.merge_buckets_from(&buckets_from);
-        self.merge_removals_from(&removals_from);
+        self.merge_removals_from(now, &removals_from);
         self.forget_removed(now);
         self.settle_context_key();
         if let Some(plan) = self.adopt_best_ring(&rings_from) {

@@ -41,6 +41,8 @@ pub(super) const ACTOR_KEY: &str = "actor";
 /// The most removals remembered: the oldest are forgotten first (a forgotten record's member
 /// is long gone from gossip, see [`NodeCore::forget_removed`]).
 pub const MAX_REMOVALS: usize = 64;
+/// How far ahead of this node's clock a gossiped removal may be dated (clocks disagree).
+const MAX_FUTURE_MS: u64 = 3_600_000;
 /// The most bytes the encoded removals take, well inside one gossip value (16 KiB).
 const MAX_REMOVALS_BYTES: usize = 12 * 1024;
 
@@ -183,13 +185,16 @@ impl NodeCore {
     }
 
     /// Merges the removals `changed` members gossip; publishes and saves them if anything was
-    /// new.
-    pub(super) fn merge_removals_from(&mut self, changed: &[GossipId]) {
+    /// new. A record dated more than [`MAX_FUTURE_MS`] ahead of this node's clock is dropped: it
+    /// would cover every later store of its name for good.
+    pub(super) fn merge_removals_from(&mut self, now: Time, changed: &[GossipId]) {
+        let latest = now.as_millis().saturating_add(MAX_FUTURE_MS);
         let learnt: Vec<Removal> = changed
             .iter()
             .filter_map(|id| self.gossip.member(id)?.get(REMOVED_KEY))
             .filter_map(|bytes| Removals::decode(bytes).ok())
             .flatten()
+            .filter(|removal| removal.removed_at_ms <= latest)
             .collect();
         if self.removals.merge(learnt) {
             self.publish_removals(true);
