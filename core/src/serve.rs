@@ -195,17 +195,17 @@ impl NodeCore {
             ));
             return self.respond(id, Response::Replica(reply));
         }
-        let in_ring = self
-            .ring
-            .as_ref()
-            .is_some_and(|ring| ring.member(&self.me).is_some());
-        if matches!(request, ReplicaRequest::Write { .. }) && !in_ring {
-            // A coordinator with an older ring: a node out of the ring (leaving, left, not yet
-            // joined) takes no data, or it could say `Left` with a copy still here (issue 26).
+        let leaving = matches!(
+            self.status(),
+            Some(dynamo_gossip::Status::Leaving | dynamo_gossip::Status::Left)
+        );
+        if matches!(request, ReplicaRequest::Write { .. }) && leaving {
+            // A coordinator with an older ring: a node that is leaving takes no more data, or
+            // it could say `Left` with a copy still here (issue 26). A joining node does: the
+            // ring that adds it may reach a coordinator before it reaches the node itself.
             let reply = failed(format!(
-                "{} is not a member of the ring (version {}); write to a current replica",
-                self.me,
-                self.ring.as_ref().map_or(0, dynamo_ring::Ring::version)
+                "{} is leaving the cluster; write to a current replica",
+                self.me
             ));
             return self.respond(id, Response::Replica(reply));
         }

@@ -100,6 +100,8 @@ impl TestCluster {
             gossip_interval_ms: 200,
             request_timeout_ms: 3_000,
             anti_entropy_interval_ms: 1_000,
+            // A test machine's disk may have less free than the 256 MiB a node keeps by default.
+            disk_reserve_bytes: 16 << 20,
             ..NodeConfig::default()
         };
         (self.tweak)(&mut config);
