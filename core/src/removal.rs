@@ -93,6 +93,17 @@ impl Removals {
         self.0 != before
     }
 
+    /// Adds removals a peer gossiped, at `now_ms` on this node's clock; returns whether anything
+    /// new was learnt. A record dated more than [`MAX_FUTURE_MS`] ahead is dropped.
+    pub(super) fn merge_gossiped(&mut self, removals: Vec<Removal>, now_ms: u64) -> bool {
+        let latest = now_ms.saturating_add(MAX_FUTURE_MS);
+        self.merge(
+            removals
+                .into_iter()
+                .filter(|removal| removal.removed_at_ms <= latest),
+        )
+    }
+
     /// Whether the process `name`, writing as `actor` (if known), is a member that was removed.
     pub(super) fn covers(&self, name: &str, actor: Option<&str>) -> bool {
         self.0.iter().any(|removal| {
@@ -188,15 +199,13 @@ impl NodeCore {
     /// new. A record dated more than [`MAX_FUTURE_MS`] ahead of this node's clock is dropped: it
     /// would cover every later store of its name for good.
     pub(super) fn merge_removals_from(&mut self, now: Time, changed: &[GossipId]) {
-        let latest = now.as_millis().saturating_add(MAX_FUTURE_MS);
         let learnt: Vec<Removal> = changed
             .iter()
             .filter_map(|id| self.gossip.member(id)?.get(REMOVED_KEY))
             .filter_map(|bytes| Removals::decode(bytes).ok())
             .flatten()
-            .filter(|removal| removal.removed_at_ms <= latest)
             .collect();
-        if self.removals.merge(learnt) {
+        if self.removals.merge_gossiped(learnt, now.as_millis()) {
             self.publish_removals(true);
         }
     }
@@ -333,5 +342,25 @@ mod tests {
         );
         let decoded = Removals::decode(&removals.encode().expect("encode")).expect("decode");
         assert_eq!(decoded.len(), MAX_REMOVALS);
+    }
+
+    /// A gossiped removal dated far ahead of this node's clock is dropped: with no actor it
+    /// would cover every later store of its name for good.
+    #[test]
+    fn a_removal_from_the_far_future_is_dropped() {
+        let mut removals = Removals::default();
+        let now = 1_000_000;
+        let gossiped = vec![
+            removal("n7", None, u64::MAX),
+            removal("n8", None, now + MAX_FUTURE_MS + 1),
+            removal("n9", None, now + 60_000),
+        ];
+        assert!(removals.merge_gossiped(gossiped, now));
+        assert!(!removals.covers("n7", Some("n7#2000000")));
+        assert!(!removals.covers("n8", Some("n8#5")));
+        assert!(
+            removals.covers("n9", Some("n9#5")),
+            "a minute of skew is taken"
+        );
     }
 }
