@@ -83,9 +83,15 @@ impl NodeCore {
             .is_some_and(|state| state == b"full")
     }
 
-    /// Whether `node` is up and takes writes (its disk is not full).
+    /// Whether `node` is up and takes writes (its disk is not full): one gossip lookup, on
+    /// every write's placement.
     pub(super) fn takes_writes(&self, node: &NodeId) -> bool {
-        self.is_up(node) && !self.is_disk_full(node)
+        if *node == self.me {
+            return !self.disk.full;
+        }
+        self.gossip
+            .member(&super::membership::gossip_id(node))
+            .is_some_and(|member| member.is_live() && member.get(DISK_KEY) != Some(b"full"))
     }
 
     /// A store operation failed: a refusal for want of space makes this node full at once,

@@ -20,7 +20,7 @@ use dynamo_ring::{Member, NodeId, Ring, TransferPlan, key_position};
 
 use super::{
     CoreEvent, MAX_BUCKET_N, MAX_BUCKETS, NodeCore, Output, STATE_BUCKETS, STATE_RING,
-    STATE_STATUS, Time, encode_status, removal,
+    STATE_STATUS, Time, context_key, encode_status, removal,
 };
 use dynamo_protocol::{BucketEntry, BucketProps, Request, valid_bucket_name};
 
@@ -92,12 +92,14 @@ impl NodeCore {
         let mut rings_from = Vec::new();
         let mut buckets_from = Vec::new();
         let mut removals_from = Vec::new();
+        let mut keys_changed = false;
         while let Some(event) = self.gossip.poll_event() {
             if let Event::StateChanged { node, key } = event {
                 match key.as_str() {
                     RING_KEY => rings_from.push(node),
                     BUCKETS_KEY => buckets_from.push(node),
                     removal::REMOVED_KEY => removals_from.push(node),
+                    context_key::CONTEXT_KEY => keys_changed = true,
                     _ => {}
                 }
             }
@@ -105,7 +107,10 @@ impl NodeCore {
         self.merge_buckets_from(&buckets_from);
         self.merge_removals_from(now, &removals_from);
         self.forget_removed(now);
-        self.settle_context_key();
+        // Every member's key is read only when one changed, or while this node has none.
+        if keys_changed || self.context_key.is_none() {
+            self.settle_context_key();
+        }
         if let Some(plan) = self.adopt_best_ring(&rings_from) {
             self.start_handoff(now, &plan);
         }
