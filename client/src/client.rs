@@ -167,6 +167,36 @@ impl Latencies {
     }
 }
 
+/// Nodes that failed a request lately, each until when it is tried last.
+#[derive(Debug, Default)]
+struct Suspects(Mutex<HashMap<NodeAddress, Instant>>);
+
+impl Suspects {
+    fn suspect(&self, address: NodeAddress) {
+        if let Ok(mut suspects) = self.0.lock() {
+            suspects.insert(address, Instant::now() + SUSPECT_FOR);
+        }
+    }
+
+    fn clear(&self, address: &NodeAddress) {
+        if let Ok(mut suspects) = self.0.lock() {
+            suspects.remove(address);
+        }
+    }
+
+    /// The nodes suspected now (expired suspicions are dropped).
+    fn current(&self) -> Vec<NodeAddress> {
+        let now = Instant::now();
+        self.0.lock().map_or_else(
+            |_| Vec::new(),
+            |mut suspects| {
+                suspects.retain(|_, until| *until > now);
+                suspects.keys().cloned().collect()
+            },
+        )
+    }
+}
+
 /// A connection to a cluster.
 pub struct Client {
     endpoint: Endpoint,
@@ -178,7 +208,7 @@ pub struct Client {
     latencies: Mutex<Latencies>,
     /// Nodes that failed a request lately, until when they are tried last: the cluster takes
     /// seconds to call a node down, and until then every request would wait on it again.
-    suspects: Mutex<HashMap<NodeAddress, Instant>>,
+    suspects: Arc<Suspects>,
     /// Whether requests go to the key's replicas (client-driven coordination) or only to the
     /// seeds, which coordinate or forward them (server-driven; paper 6.4, Table 2).
     partition_aware: bool,
@@ -225,7 +255,7 @@ impl Client {
             timeout,
             routing: Mutex::new(None),
             latencies: Mutex::new(Latencies::default()),
-            suspects: Mutex::new(HashMap::new()),
+            suspects: Arc::default(),
             partition_aware: true,
         })
     }
@@ -446,7 +476,7 @@ impl Client {
         // Most requests are answered by the first candidate within the hedge delay: ask it
         // here, and spawn tasks only once a second candidate must run beside it.
         if let Some(address) = pending.next() {
-            let mut first = Box::pin(self.attempt(address, request));
+            let mut first = Box::pin(self.attempt(address.clone(), request));
             let answered = match hedge {
                 Some(hedge) => tokio::time::timeout(hedge, &mut first).await.ok(),
                 None => Some((&mut first).await),
@@ -456,7 +486,13 @@ impl Client {
                     return outcome;
                 }
             } else {
-                // The hedge delay passed: the first request goes on beside the next one.
+                // The hedge delay passed: the first request goes on beside the next one. A
+                // write's node that has not answered within a third of the timeout is asked
+                // last from now on, until it answers (a read's hedge delay is a p99 that any
+                // node passes now and then: that says nothing about the node).
+                if !hedged {
+                    self.suspect(address);
+                }
                 asked.spawn(first);
             }
             self.ask_next(&mut pending, &mut asked, request);
@@ -468,8 +504,8 @@ impl Client {
             tokio::select! {
                 joined = asked.join_next() => match joined {
                     Some(Ok(attempt)) => {
-                        // Dropping `asked` cancels the requests still out.
                         if let Some(outcome) = self.settle(attempt, hedged, &mut failures) {
+                            self.finish_in_background(asked);
                             return outcome;
                         }
                         self.ask_next(&mut pending, &mut asked, request);
@@ -493,6 +529,33 @@ impl Client {
             Failures { unreachable, .. } if unreachable.is_empty() => Err(ClientError::NoSeeds),
             Failures { unreachable, .. } => Err(ClientError::Unreachable(unreachable)),
         }
+    }
+
+    /// Lets the attempts still out when another node answered run to their end, so that one
+    /// that fails (a node that never answers: paused, or without power) still makes its node
+    /// suspect. Otherwise a silent node would never be suspected: every request would be
+    /// answered by the next node after the hedge delay, and the next request would wait on the
+    /// silent one again. Each attempt is bounded by the client's timeout.
+    fn finish_in_background(&self, mut asked: JoinSet<Attempt>) {
+        if asked.is_empty() {
+            return;
+        }
+        let suspects = self.suspects.clone();
+        let resolver = self.resolver.clone();
+        tokio::spawn(async move {
+            while let Some(joined) = asked.join_next().await {
+                match joined {
+                    Ok((address, _, Err(_))) => {
+                        resolver.forget(&address);
+                        suspects.suspect(address);
+                    }
+                    Ok((address, _, Ok(response))) if !matches!(response, Response::Error(_)) => {
+                        suspects.clear(&address);
+                    }
+                    Ok(_) | Err(_) => {}
+                }
+            }
+        });
     }
 
     /// Sends `request` to the next candidate in a task of its own; `false` when none is left.
@@ -586,14 +649,7 @@ impl Client {
     /// the last [`SUSPECT_FOR`], then those the cluster reports down (the given order is kept
     /// within each group).
     fn ordered(&self, mut addresses: Vec<NodeAddress>) -> Vec<NodeAddress> {
-        let now = Instant::now();
-        let suspects: Vec<NodeAddress> = self.suspects.lock().map_or_else(
-            |_| Vec::new(),
-            |mut suspects| {
-                suspects.retain(|_, until| *until > now);
-                suspects.keys().cloned().collect()
-            },
-        );
+        let suspects = self.suspects.current();
         let Ok(routing) = self.routing.lock() else {
             return addresses;
         };
@@ -610,15 +666,11 @@ impl Client {
     }
 
     fn suspect(&self, address: NodeAddress) {
-        if let Ok(mut suspects) = self.suspects.lock() {
-            suspects.insert(address, Instant::now() + SUSPECT_FOR);
-        }
+        self.suspects.suspect(address);
     }
 
     fn clear_suspicion(&self, address: &NodeAddress) {
-        if let Ok(mut suspects) = self.suspects.lock() {
-            suspects.remove(address);
-        }
+        self.suspects.clear(address);
     }
 
     /// The addresses of the up members of the key's preference list, in order.

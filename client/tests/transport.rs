@@ -797,3 +797,104 @@ async fn partial_frames_wait_for_their_senders_budget() {
     assert!(answer.is_ok(), "{answer:?}");
     node.close().await;
 }
+
+/// A UDP relay between one client and a node, that can fall silent (a node paused or without
+/// power: nothing comes back, not even a close) and come back relaying to another node on the
+/// same address (the node restarted: it does not know the old connection and cannot reset it).
+struct Relay {
+    addr: SocketAddr,
+    /// The node packets go to; `None` while silent.
+    target: Arc<std::sync::Mutex<Option<SocketAddr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(node: SocketAddr) -> Relay {
+        let socket = Arc::new(
+            tokio::net::UdpSocket::bind(localhost())
+                .await
+                .expect("relay socket"),
+        );
+        let addr = socket.local_addr().expect("relay addr");
+        let target = Arc::new(std::sync::Mutex::new(Some(node)));
+        let shared = target.clone();
+        let task = tokio::spawn(async move {
+            let mut client = None;
+            let mut buffer = vec![0; 65_536];
+            while let Ok((len, from)) = socket.recv_from(&mut buffer).await {
+                let node = *shared.lock().expect("relay target");
+                let Some(node) = node else { continue };
+                let to = if from == node {
+                    match client {
+                        Some(client) => client,
+                        None => continue,
+                    }
+                } else {
+                    client = Some(from);
+                    node
+                };
+                let _ = socket.send_to(&buffer[..len], to).await;
+            }
+        });
+        Relay { addr, target, task }
+    }
+
+    fn set_target(&self, node: Option<SocketAddr>) {
+        *self.target.lock().expect("relay target") = node;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Issue 26: a node that loses power takes its connections with it silently, and comes back
+/// on the same address as a new process that cannot reset them. A request that timed out on a
+/// connection from which nothing at all came back closes it, so the next request dials again
+/// and reaches the restarted node at once; before, every request on the dead connection waited
+/// out its timeout until the 30 s idle timeout closed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_dropped_and_the_restarted_node_reached() {
+    let ca = ClusterCa::generate("test").expect("ca");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (old, old_addr) = start_node(&ca, "n", &calls);
+    let relay = Relay::start(old_addr).await;
+    let c = client(&ca, "c");
+    assert!(echo(&c, relay.addr, "before").await.is_ok());
+
+    relay.set_target(None);
+    // Packets on their way when the power went out still arrive; a request sent after them
+    // meets the silence.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let silent: Result<Resp, _> = c
+        .request(
+            relay.addr,
+            &Req::Echo("lost".into()),
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(
+        matches!(silent, Err(TransportError::Timeout { .. })),
+        "{silent:?}"
+    );
+
+    // The node is back: a new process (endpoint) behind the same address.
+    let (new, new_addr) = start_node(&ca, "n", &calls);
+    relay.set_target(Some(new_addr));
+    let after = c
+        .request(
+            relay.addr,
+            &Req::Echo("after".into()),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(
+        matches!(&after, Ok(Resp::Echo { text, .. }) if text == "after"),
+        "the restarted node was not reached: {after:?}"
+    );
+    c.close().await;
+    new.close().await;
+    old.close().await;
+}

@@ -72,6 +72,10 @@ pub const CLOSE_TOO_MANY_CONNECTIONS: u32 = 2;
 /// this one, its least recently used idle connection, made room for it.
 pub const CLOSE_REPLACED: u32 = 3;
 
+/// Connection close code: a request on this connection timed out and nothing at all came back
+/// from the peer meanwhile (see [`close_if_silent`]).
+pub const CLOSE_SILENT: u32 = 4;
+
 /// QUIC idle timeout: a connection with no traffic (not even keep-alives) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -403,30 +407,40 @@ impl Endpoint {
     {
         let frame = encode_frame(request, self.inner.options.max_frame_bytes)
             .map_err(|e| e.into_transport(peer))?;
-        match tokio::time::timeout(timeout, self.exchange(peer, &frame)).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout { peer, timeout }),
+        let mut used = None;
+        let outcome = tokio::time::timeout(timeout, self.exchange(peer, &frame, &mut used)).await;
+        if let Ok(result) = outcome {
+            return result;
         }
+        if let Some(used) = used {
+            close_if_silent(peer, &used);
+        }
+        Err(TransportError::Timeout { peer, timeout })
     }
 
     async fn exchange<Resp: DeserializeOwned>(
         &self,
         peer: SocketAddr,
         frame: &[u8],
+        used: &mut Option<UsedConnection>,
     ) -> Result<Resp, TransportError> {
         let connection = self.connection(peer).await?;
+        *used = Some(UsedConnection::new(&connection));
         let (mut send, mut recv) = match connection.open_bi().await {
             Ok(streams) => streams,
             Err(error) => {
                 // The cached connection died since we checked it; nothing was sent, so dial
                 // again once.
                 debug!(%peer, %error, "cached connection unusable, redialing");
-                self.connection(peer).await?.open_bi().await.map_err(|e| {
-                    TransportError::Closed {
+                let connection = self.connection(peer).await?;
+                *used = Some(UsedConnection::new(&connection));
+                connection
+                    .open_bi()
+                    .await
+                    .map_err(|e| TransportError::Closed {
                         peer,
                         reason: e.to_string(),
-                    }
-                })?
+                    })?
             }
         };
         let closed = |reason: String| TransportError::Closed { peer, reason };
@@ -440,7 +454,8 @@ impl Endpoint {
             .map_err(|e| e.into_transport(peer))
     }
 
-    /// The live cached connection to `peer`, dialing if there is none.
+    /// The live cached connection to `peer`, dialing if there is none (or if the one cached
+    /// was closed, see [`close_if_silent`]).
     async fn connection(&self, peer: SocketAddr) -> Result<quinn::Connection, TransportError> {
         let slot = self.inner.slot(peer);
         let mut cached = slot.lock().await;
@@ -550,3 +565,39 @@ impl Endpoint {
         }
     }
 }
+
+/// A connection a request went out on, and how much had come back on it by then.
+struct UsedConnection {
+    connection: quinn::Connection,
+    datagrams_received: u64,
+    since: Instant,
+}
+
+impl UsedConnection {
+    fn new(connection: &quinn::Connection) -> UsedConnection {
+        UsedConnection {
+            connection: connection.clone(),
+            datagrams_received: connection.stats().udp_rx.datagrams,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// Closes the connection a timed-out request went out on if not one datagram came back on it
+/// for several round trips (and at least [`SILENT_AFTER`]): a live peer acknowledges what it
+/// receives within milliseconds, so the peer is gone (paused, powered off, cut off) or has
+/// restarted and no longer knows the connection, which it cannot reset. Left open, every
+/// request on it would wait out its timeout until the idle timeout, 30 s; closed, the next
+/// request dials again, and reaches the restarted node at once.
+fn close_if_silent(peer: SocketAddr, used: &UsedConnection) {
+    let silent_for = used.since.elapsed();
+    let nothing_back = used.connection.stats().udp_rx.datagrams == used.datagrams_received;
+    if nothing_back && silent_for >= SILENT_AFTER.max(used.connection.rtt() * 4) {
+        debug!(%peer, ?silent_for, "nothing came back on the connection; closing it");
+        used.connection
+            .close(quinn::VarInt::from_u32(CLOSE_SILENT), b"no answer");
+    }
+}
+
+/// The shortest silence after which [`close_if_silent`] gives a connection up.
+const SILENT_AFTER: Duration = Duration::from_millis(500);
