@@ -58,6 +58,19 @@ impl HostCluster {
         advertise: Advertise,
         config: Option<&str>,
     ) -> Result<HostCluster, String> {
+        let cluster = Self::prepare(count, advertise, config)?;
+        cluster.start_all();
+        Ok(cluster)
+    }
+
+    /// Makes the hosts, the CA and every identity of [`HostCluster::start_with`], and starts
+    /// no node: what a node's data directory sits on can be set up first (see
+    /// [`HostCluster::data_dir`]), then [`HostCluster::start_all`] starts them.
+    pub fn prepare(
+        count: usize,
+        advertise: Advertise,
+        config: Option<&str>,
+    ) -> Result<HostCluster, String> {
         let mut names: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
         names.push("c1".to_owned());
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -97,14 +110,19 @@ impl HostCluster {
             .issue(Role::Admin, "ops")
             .and_then(|identity| identity.save(&client_certs, false))
             .map_err(|e| e.to_string())?;
-        for i in 0..count {
-            cluster.start_node(i);
+        Ok(cluster)
+    }
+
+    /// Starts every node (`n1` first, as the founder) and waits until every member is up and
+    /// in the ring.
+    pub fn start_all(&self) {
+        for i in 0..self.count {
+            self.start_node(i);
             if i == 0 {
                 std::thread::sleep(Duration::from_millis(300));
             }
         }
-        cluster.wait_until_up(count, Duration::from_secs(60));
-        Ok(cluster)
+        self.wait_until_up(self.count, Duration::from_secs(60));
     }
 
     fn lock_nodes(&self) -> std::sync::MutexGuard<'_, Vec<Option<Child>>> {
@@ -161,7 +179,7 @@ impl HostCluster {
     }
 
     /// Starts node `i` (again) on its host and data directory; nodes other than `n1` name `n1`
-    /// as their seed.
+    /// as their seed. Nodes log warnings, or what `DYNAMO_TEST_LOG` says (`RUST_LOG` syntax).
     pub fn start_node(&self, i: usize) {
         let name = format!("n{}", i + 1);
         let log = std::fs::OpenOptions::new()
@@ -179,7 +197,10 @@ impl HostCluster {
             .arg("--certs-dir")
             .arg(self.certs_dir())
             .args(&self.extra_args)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("DYNAMO_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

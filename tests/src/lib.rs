@@ -1,7 +1,8 @@
 //! Test support for cross-crate integration tests: the deterministic whole-cluster simulator
 //! ([`sim`]: node cores over in-memory stores, nothing else), and with the default `cluster`
 //! feature real nodes: in-process clusters, `dynamo` processes, hosts of their own (network
-//! namespaces), a hostile client, and the chaos workload and checker.
+//! namespaces), a hostile client, the chaos workload and checker, and a filesystem that loses
+//! power ([`lossyfs`], [`power`]).
 //!
 //! Built without the `cluster` feature (as `cargo xtask sim` builds the simulator) the crate
 //! links no tokio, quinn, TLS or fjall: the boundary of the node's core holds by construction.
@@ -20,6 +21,10 @@ pub mod flood;
 pub mod host_cluster;
 #[cfg(feature = "cluster")]
 pub mod hosts;
+#[cfg(feature = "cluster")]
+pub mod lossyfs;
+#[cfg(feature = "cluster")]
+pub mod power;
 #[cfg(feature = "cluster")]
 pub mod process;
 pub mod sim;

@@ -15,6 +15,10 @@
 //!   pauses and a restart on a new address against five `dynamo` processes on hosts of their
 //!   own (network namespaces; needs root), a workload from a sixth and the history checker;
 //!   prints a table per fault.
+//! * `cargo xtask power [--rounds R] [--lying-disks]`: power cuts, one node after another and
+//!   all at once, mid-load, of five `dynamo` processes on hosts of their own whose data sits on
+//!   `lossyfs` (a FUSE filesystem that drops what was not fsynced; needs root and `/dev/fuse`),
+//!   and the history checker once power is back.
 //!
 //! * `cargo xtask tidy`: the architecture rules a program can check (`tidy.rs`): forbidden
 //!   dependencies of the sans-IO, core and client crates, a `//!` doc on every file, file
@@ -68,6 +72,26 @@ fn main() -> ExitCode {
                 return built;
             }
             release_run(&["-p", "dynamo-tests", "--bin", "chaos", "--"], &rest)
+        }
+        Some("power") => {
+            // The power-cut runner starts `dynamo` and `lossyfs` beside it: build them first.
+            let built = run_all(&[&[
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "dynamo-cli",
+                "-p",
+                "dynamo-tests",
+                "--bin",
+                "dynamo",
+                "--bin",
+                "lossyfs",
+            ]]);
+            if built != ExitCode::SUCCESS {
+                return built;
+            }
+            release_run(&["-p", "dynamo-tests", "--bin", "power", "--"], &rest)
         }
         Some("tidy") => {
             let problems = tidy::check(&workspace_root());
@@ -126,6 +150,9 @@ fn main() -> ExitCode {
             eprintln!("  sim   --seeds A..B | --reproduce SEED: the whole-cluster simulator");
             eprintln!("  bench the benchmark matrix on local clusters (target/bench-report)");
             eprintln!("  chaos faults across network namespaces against 5 real nodes (root)");
+            eprintln!(
+                "  power power cuts of real nodes on a filesystem that drops unsynced writes (root, FUSE)"
+            );
             eprintln!("  image [TAG] the container image of the release binary (dynamo:latest)");
             eprintln!(
                 "  tidy  the architecture rules: dependencies, module docs, file sizes, cycles"

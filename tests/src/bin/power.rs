@@ -1,0 +1,119 @@
+//! `cargo xtask power`: power cuts against `dynamo` processes on hosts of their own whose data
+//! directories sit on `lossyfs` (see `dynamo_tests::power`): power cut to one node after
+//! another and to every node at once, mid-load, with the chaos checker once power is back.
+//! Prints one table row per cut.
+//!
+//! Usage: `power [--nodes N] [--rounds R] [--off-seconds S] [--quiet-seconds S]
+//! [--lying-disks]`. Each round cuts every node in turn, then all at once. With
+//! `--lying-disks` every fsync of the store's write-ahead journal succeeds and keeps nothing:
+//! the negative control, which must report lost writes. Needs root and `/dev/fuse` (it skips otherwise) and the release
+//! `dynamo` and `lossyfs` binaries beside it, which `cargo xtask power` builds.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dynamo_tests::chaos;
+use dynamo_tests::power::{self, Cut, PowerCluster};
+
+/// Node settings: anti-entropy every 3 s, so convergence is measured in seconds.
+const CONFIG: &str = "anti_entropy_interval_ms = 3000\n";
+
+struct Args {
+    nodes: usize,
+    rounds: usize,
+    off_seconds: u64,
+    quiet_seconds: u64,
+    lying_disks: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut parsed = Args {
+        nodes: 5,
+        rounds: 2,
+        off_seconds: 3,
+        quiet_seconds: 4,
+        lying_disks: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--lying-disks" {
+            parsed.lying_disks = true;
+            continue;
+        }
+        let value = args.next().ok_or(format!("{arg} needs a value"))?;
+        let number: u64 = value
+            .parse()
+            .map_err(|_| format!("not a number: {value}"))?;
+        match arg.as_str() {
+            "--nodes" => parsed.nodes = number.clamp(3, 9) as usize,
+            "--rounds" => parsed.rounds = number.max(1) as usize,
+            "--off-seconds" => parsed.off_seconds = number,
+            "--quiet-seconds" => parsed.quiet_seconds = number.max(1),
+            _ => return Err(format!("unexpected argument {arg}")),
+        }
+    }
+    Ok(parsed)
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(problem) => {
+            eprintln!(
+                "{problem}\nusage: power [--nodes N] [--rounds R] [--off-seconds S] [--quiet-seconds S] [--lying-disks]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let power = match PowerCluster::start(args.nodes, Some(CONFIG), args.lying_disks) {
+        Ok(power) => power,
+        Err(reason) => {
+            println!("skipped: this machine cannot cut power to test hosts ({reason})");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let mut cuts = Vec::new();
+    for round in 1..=args.rounds {
+        for node in 0..args.nodes {
+            cuts.push(Cut {
+                name: format!("round {round}: n{}", node + 1),
+                nodes: vec![node],
+                off_seconds: args.off_seconds,
+            });
+        }
+        cuts.push(Cut {
+            name: format!("round {round}: all"),
+            nodes: (0..args.nodes).collect(),
+            off_seconds: args.off_seconds,
+        });
+    }
+    let outcome = power::run(&power, &cuts, 8, Duration::from_secs(args.quiet_seconds));
+    println!("{}", chaos::REPORT_HEADER);
+    for cut in &cuts {
+        println!(
+            "{}",
+            chaos::report_row(&cut.name, &outcome.history, &outcome.verdict, &cut.name)
+        );
+    }
+    println!("acknowledged by phase: {:?}", outcome.history.acknowledged);
+    for (phase, (count, first)) in &outcome.history.errors {
+        println!("{count} errors in {phase:?}, the first: {first}");
+    }
+    let verdict = &outcome.verdict;
+    println!(
+        "checked {}: {} writes lost, {} cart adds lost, {} deletes undone",
+        verdict.checked,
+        verdict.lost_writes.len(),
+        verdict.lost_cart_adds.len(),
+        verdict.undone_deletes.len()
+    );
+    if verdict.passed() {
+        ExitCode::SUCCESS
+    } else {
+        for lost in verdict.lost_writes.iter().take(5) {
+            println!("lost: {lost}");
+        }
+        eprintln!("{}", power.cluster.logs());
+        ExitCode::FAILURE
+    }
+}
