@@ -65,6 +65,7 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     let mut acknowledged = 0;
     let mut stand_ins = 0;
     let (mut refused_full, mut fsync_failures) = (0, 0);
+    let mut listings = 0;
     for seed in from..to {
         let report = Sim::new(SimConfig::random(seed)).run();
         events += report.events;
@@ -72,6 +73,7 @@ fn run_range(from: u64, to: u64) -> ExitCode {
         stand_ins += report.stand_ins;
         refused_full += report.store_faults.refused_full;
         fsync_failures += report.store_faults.fsync_failures;
+        listings += report.listings;
         expected += report.violations.len() - report.failures().len();
         if !report.failures().is_empty() {
             print_failure(&report);
@@ -85,7 +87,7 @@ fn run_range(from: u64, to: u64) -> ExitCode {
         seeds as f64 / seconds
     );
     println!(
-        "store faults: {refused_full} writes refused by a full disk, {fsync_failures} failed fsyncs"
+        "store faults: {refused_full} writes refused by a full disk, {fsync_failures} failed fsyncs; {listings} listings during the runs"
     );
     for (name, why) in invariants::EXPECTED_TO_FAIL {
         println!("expected to fail: {name} ({why})");

@@ -69,6 +69,9 @@ pub struct WriteRecord {
     pub acked_dots: Vec<Dot>,
     /// The set the coordinator stored with it, the first time.
     pub stored: Option<Object>,
+    /// What the sets its coordinators stored with it had seen, joined over every coordination
+    /// (a retry may be coordinated elsewhere).
+    pub stored_seen: VClock,
 }
 
 impl WriteRecord {
@@ -92,14 +95,35 @@ pub struct ReadResult {
     pub clock: VClock,
     /// The context token, to write with.
     pub token: Option<String>,
+    /// The bucket's resolution of the values.
+    pub resolved: Resolved,
+}
+
+/// What a bucket's resolver made of a read's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// No resolution: a `siblings` bucket, or nothing found.
+    Nothing,
+    /// A delete won (`lww`).
+    Delete,
+    /// The value it resolved to.
+    Value(Vec<u8>),
 }
 
 impl ReadResult {
     /// The read in a get's answer (found or not found); `None` for an error.
     pub fn from_response(_key: &[u8], response: &Response) -> Option<ReadResult> {
-        let (values, token) = match response {
-            Response::Get(reply) => (reply.values.clone(), reply.context.clone()),
-            Response::NotFound { context } => (Vec::new(), context.clone()),
+        let (values, token, resolved) = match response {
+            Response::Get(reply) => (
+                reply.values.clone(),
+                reply.context.clone(),
+                match reply.resolution.as_ref().map(|r| r.value.clone()) {
+                    None => Resolved::Nothing,
+                    Some(None) => Resolved::Delete,
+                    Some(Some(value)) => Resolved::Value(value),
+                },
+            ),
+            Response::NotFound { context } => (Vec::new(), context.clone(), Resolved::Nothing),
             _ => return None,
         };
         let clock = ClientContext::from_text(&token)
@@ -110,6 +134,7 @@ impl ReadResult {
             values,
             clock,
             token,
+            resolved,
         })
     }
 }
@@ -121,12 +146,20 @@ pub struct History {
     by_value: BTreeMap<Vec<u8>, usize>,
     /// Tombstone dots per key, from coordinated deletes.
     tombstones: BTreeMap<Vec<u8>, Vec<Dot>>,
+    /// Per key, what the set stored with each coordinated delete had seen.
+    tombstones_seen: BTreeMap<Vec<u8>, Vec<VClock>>,
     /// Per key, the clocks of the tombstone sets reaped from some replica.
     reaped: BTreeMap<Vec<u8>, Vec<VClock>>,
     reads: Vec<(Vec<u8>, ReadResult)>,
     keys: BTreeSet<Vec<u8>>,
     buckets: Vec<BucketProps>,
     problems: Vec<String>,
+    /// What listings clients completed during the run found wrong, by key.
+    listing_findings: Vec<(Vec<u8>, String)>,
+    /// Listings clients completed during the run.
+    listings: usize,
+    /// See [`History::set_last_write_wins`].
+    last_write_wins: bool,
 }
 
 impl History {
@@ -150,6 +183,7 @@ impl History {
             dots: Vec::new(),
             acked_dots: Vec::new(),
             stored: None,
+            stored_seen: VClock::default(),
         });
         index
     }
@@ -169,23 +203,25 @@ impl History {
         stored: &Object,
     ) {
         let key = user_key(skey);
-        match value.bytes() {
-            Some(bytes) => {
-                if let Some(&index) = self.by_value.get(bytes)
-                    && let Some(write) = self.writes.get_mut(index)
-                {
-                    write.dots.push((actor.clone(), counter));
-                    if write.stored.is_none() {
-                        write.stored = Some(stored.clone());
-                    }
+        if let Some(bytes) = value.bytes() {
+            if let Some(&index) = self.by_value.get(bytes)
+                && let Some(write) = self.writes.get_mut(index)
+            {
+                write.dots.push((actor.clone(), counter));
+                write.stored_seen.merge(&stored.context());
+                if write.stored.is_none() {
+                    write.stored = Some(stored.clone());
                 }
             }
-            None => {
-                self.tombstones
-                    .entry(key.to_vec())
-                    .or_default()
-                    .push((actor.clone(), counter));
-            }
+        } else {
+            self.tombstones
+                .entry(key.to_vec())
+                .or_default()
+                .push((actor.clone(), counter));
+            self.tombstones_seen
+                .entry(key.to_vec())
+                .or_default()
+                .push(stored.context());
         }
     }
 
@@ -226,6 +262,39 @@ impl History {
     /// A bucket was created.
     pub fn bucket_created(&mut self, props: BucketProps) {
         self.buckets.push(props);
+    }
+
+    /// A listing a client completed while the run went on: no key twice, and none that no
+    /// client had tried to give a value by then (a listing may miss keys under faults, and may
+    /// name one whose write is not acknowledged yet, but never invent one).
+    pub fn record_listing(&mut self, listed: &[Vec<u8>]) {
+        self.listings += 1;
+        let mut seen = BTreeSet::new();
+        for key in listed {
+            if !seen.insert(key) {
+                let message = "a listing during the run named the key twice".to_owned();
+                self.listing_findings.push((key.clone(), message));
+            }
+            let written = self
+                .writes
+                .iter()
+                .any(|w| w.key == *key && w.value.is_some());
+            if !written {
+                let message =
+                    "a listing during the run named a key no client had written".to_owned();
+                self.listing_findings.push((key.clone(), message));
+            }
+        }
+    }
+
+    /// What listings during the run found wrong, by key.
+    pub fn listing_findings(&self) -> &[(Vec<u8>, String)] {
+        &self.listing_findings
+    }
+
+    /// Listings clients completed during the run.
+    pub fn listings(&self) -> usize {
+        self.listings
     }
 
     /// Something that kept the run from doing what it meant to (reported, not a violation).
@@ -295,9 +364,26 @@ impl History {
     /// dots it got: a client that saw one copy saw the write, and its coordinator supersedes
     /// the copies it holds (`dynamo_quorum::PutCoordinator`).
     pub fn superseded(&self, write: &WriteRecord) -> bool {
-        self.writes
-            .iter()
-            .any(|other| other.key == write.key && write.seen_by(&other.context))
+        let by_write = self.writes.iter().any(|other| {
+            other.key == write.key
+                && (write.seen_by(&other.context)
+                    || (self.last_write_wins
+                        && !std::ptr::eq(other, write)
+                        && write.seen_by(&other.stored_seen)))
+        });
+        let by_delete = self.last_write_wins
+            && self
+                .tombstones_seen
+                .get(&write.key)
+                .is_some_and(|seen| seen.iter().any(|clock| write.seen_by(clock)));
+        by_write || by_delete
+    }
+
+    /// The bucket resolves by last write wins: a write or delete supersedes every version its
+    /// coordinator held (`PutRequest::supersede_local`), so what its stored set had seen
+    /// counts as overwritten on purpose, as if its context had seen it.
+    pub fn set_last_write_wins(&mut self) {
+        self.last_write_wins = true;
     }
 }
 

@@ -33,10 +33,16 @@ pub enum Sabotage {
     KeepTombstones,
     /// The listing after healing leaves out the first key it names.
     SkipListedKey,
+    /// A listing during the run names its first key twice.
+    ListTwice,
+    /// In a last-write-wins run, one node's answer resolves a key to a value nobody wrote.
+    ForgeResolution,
 }
 
 /// How one run is set up. [`SimConfig::random`] draws one from a seed.
 #[derive(Debug, Clone)]
+// Each flag is an independent dimension a seed draws; a state machine would say less.
+#[allow(clippy::struct_excessive_bools)]
 pub struct SimConfig {
     /// The run's seed.
     pub seed: u64,
@@ -69,6 +75,13 @@ pub struct SimConfig {
     /// Whether clients pick a quorum per request (R = 1, W = 1 or W = 3 now and then) instead
     /// of the bucket's. Never with a lost disk: W = 1 leaves one copy of a write for a while.
     pub quorum_mix: bool,
+    /// Whether clients now and then list the bucket page by page while the run goes on (and
+    /// faults happen), not only after healing.
+    pub listing_mix: bool,
+    /// Whether the workload's bucket resolves by last write wins (`lww`): every read also
+    /// carries the newest sibling by its coordinator's timestamp, which must be the same
+    /// whichever node answers, whatever its clock says.
+    pub lww_bucket: bool,
     /// Time between anti-entropy sweeps (0: off).
     pub anti_entropy_interval_ms: u64,
     /// What to break on purpose.
@@ -102,6 +115,8 @@ impl SimConfig {
         config.quorum_mix =
             store_rng.random_bool(0.25) && config.faults.wipes == 0 && config.retires == 0;
         config.replace_retired = config.retires > 0 && store_rng.random_bool(0.5);
+        config.listing_mix = store_rng.random_bool(0.5);
+        config.lww_bucket = store_rng.random_bool(0.25);
         config
     }
 
@@ -128,6 +143,8 @@ impl SimConfig {
             },
             full_restart: rng.random_bool(0.15),
             quorum_mix: false,
+            listing_mix: false,
+            lww_bucket: false,
             replace_retired: false,
             anti_entropy_interval_ms: 10_000,
             sabotage: Sabotage::None,

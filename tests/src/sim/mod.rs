@@ -268,6 +268,18 @@ impl Sim {
         violations.extend(invariants::siblings::check(&self.history, &finals));
         let listed = self.list_keys();
         violations.extend(invariants::listing::check(&finals, listed.as_deref()));
+        violations.extend(invariants::listing::during_run(
+            self.history.listing_findings(),
+        ));
+        if self.config.lww_bucket {
+            let mut reads = self.reads_through_every_member();
+            if self.config.sabotage == Sabotage::ForgeResolution
+                && let Some((_, read)) = reads.values_mut().flatten().next()
+            {
+                read.resolved = check::Resolved::Value(b"forged".to_vec());
+            }
+            violations.extend(invariants::lww::check(&reads));
+        }
         if let Some(grace) = self.tombstone_grace_ms() {
             // Invariant 7: the reaper gets a few more sweeps, then no old tombstone is left.
             self.run_until(self.now + REAP_PHASE_MS);
@@ -281,6 +293,7 @@ impl Sim {
             virtual_ms: self.now - EPOCH_MS,
             acknowledged: self.history.acknowledged(),
             store_faults: self.store_faults,
+            listings: self.history.listings(),
             stand_ins: self.stand_ins_of_stopped
                 + self
                     .nodes
@@ -835,7 +848,11 @@ impl Sim {
     /// Lets the founding nodes agree on a ring, then creates the workload's bucket.
     fn settle_and_create_bucket(&mut self) {
         self.run_until(self.now + 15_000);
-        let props = BucketProps::new(SIM_BUCKET);
+        let mut props = BucketProps::new(SIM_BUCKET);
+        if self.config.lww_bucket {
+            props.resolver = dynamo_resolve::Resolver::Lww;
+            self.history.set_last_write_wins();
+        }
         for attempt in 0..10 {
             let target = attempt % self.nodes.len();
             let answer = self.admin_request(target, Request::CreateBucket(props.clone()));

@@ -121,17 +121,53 @@ impl Sim {
         view
     }
 
-    /// Reads every key the workload wrote with R = N through a ring member, after healing.
-    pub(super) fn final_reads(&mut self) -> BTreeMap<Vec<u8>, check::ReadResult> {
-        let mut finals = BTreeMap::new();
-        let members: Vec<usize> = (0..self.nodes.len())
+    /// The running ring members.
+    fn running_members(&self) -> Vec<usize> {
+        (0..self.nodes.len())
             .filter(|&i| {
                 self.nodes[i]
                     .core
                     .as_ref()
                     .is_some_and(|c| c.ring().is_some_and(|r| r.member(c.id()).is_some()))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Reads `key` with R = N (or fewer when removals left fewer members) through `target`;
+    /// a failure is noted as a problem of the run.
+    fn read_every_replica(&mut self, target: usize, key: &[u8]) -> Option<check::ReadResult> {
+        let replicas = self.nodes[target]
+            .core
+            .as_ref()
+            .and_then(|c| c.ring().map(|r| r.members().len()))
+            .unwrap_or(3)
+            .min(3);
+        let request = Request::Get {
+            bucket: SIM_BUCKET.into(),
+            key: key.to_vec(),
+            options: dynamo_protocol::RequestOptions {
+                r: Some(replicas),
+                ..Default::default()
+            },
+        };
+        let shown = String::from_utf8_lossy(key).into_owned();
+        let Some(response) = self.admin_request(target, request) else {
+            self.history
+                .problem(format!("final read of {shown:?} got no answer"));
+            return None;
+        };
+        let read = check::ReadResult::from_response(key, &response);
+        if read.is_none() {
+            self.history
+                .problem(format!("final read of {shown:?} failed: {response:?}"));
+        }
+        read
+    }
+
+    /// Reads every key the workload wrote with R = N through a ring member, after healing.
+    pub(super) fn final_reads(&mut self) -> BTreeMap<Vec<u8>, check::ReadResult> {
+        let mut finals = BTreeMap::new();
+        let members = self.running_members();
         if members.is_empty() {
             self.history
                 .problem("no ring member is running after healing".into());
@@ -140,38 +176,30 @@ impl Sim {
         let keys: Vec<Vec<u8>> = self.history.keys().cloned().collect();
         for (i, key) in keys.into_iter().enumerate() {
             let target = members[i % members.len()];
-            // Every replica: N, or fewer when removals left fewer members than N.
-            let replicas = self.nodes[target]
-                .core
-                .as_ref()
-                .and_then(|c| c.ring().map(|r| r.members().len()))
-                .unwrap_or(3)
-                .min(3);
-            let request = Request::Get {
-                bucket: SIM_BUCKET.into(),
-                key: key.clone(),
-                options: dynamo_protocol::RequestOptions {
-                    r: Some(replicas),
-                    ..Default::default()
-                },
-            };
-            match self.admin_request(target, request) {
-                Some(response) => match check::ReadResult::from_response(&key, &response) {
-                    Some(read) => {
-                        finals.insert(key, read);
-                    }
-                    None => self.history.problem(format!(
-                        "final read of {:?} failed: {response:?}",
-                        String::from_utf8_lossy(&key)
-                    )),
-                },
-                None => self.history.problem(format!(
-                    "final read of {:?} got no answer",
-                    String::from_utf8_lossy(&key)
-                )),
+            if let Some(read) = self.read_every_replica(target, &key) {
+                finals.insert(key, read);
             }
         }
         finals
+    }
+
+    /// Reads every key the workload wrote with R = N through every running ring member in
+    /// turn, after healing: what each coordinator answers, by key and node name.
+    pub(super) fn reads_through_every_member(
+        &mut self,
+    ) -> BTreeMap<Vec<u8>, Vec<(String, check::ReadResult)>> {
+        let members = self.running_members();
+        let keys: Vec<Vec<u8>> = self.history.keys().cloned().collect();
+        let mut reads: BTreeMap<Vec<u8>, Vec<(String, check::ReadResult)>> = BTreeMap::new();
+        for key in keys {
+            for &target in &members {
+                if let Some(read) = self.read_every_replica(target, &key) {
+                    let name = self.nodes[target].name.clone();
+                    reads.entry(key.clone()).or_default().push((name, read));
+                }
+            }
+        }
+        reads
     }
 }
 
@@ -346,6 +374,7 @@ pub(super) fn describe_response(response: &Response) -> String {
             other => format!("replica {other:?}"),
         },
         Response::Error(error) => format!("error {:?}: {}", error.kind, error.message),
+        Response::Entries(entries) => format!("entries {}", keys_text(entries)),
         other => format!("{other:?}").chars().take(60).collect(),
     }
 }
@@ -414,7 +443,10 @@ pub(super) fn describe_store_result(result: &Result<StoreResult, StoreError>) ->
 
 /// Keys of entries, as text.
 fn keys_text(entries: &[(Vec<u8>, Object)]) -> String {
-    let keys: Vec<String> = entries.iter().map(|(k, _)| storage_key_text(k)).collect();
+    let keys: Vec<String> = entries
+        .iter()
+        .map(|(k, object)| format!("{}={}", storage_key_text(k), versions_text(object)))
+        .collect();
     format!("{} keys: {}", keys.len(), keys.join(" "))
 }
 

@@ -31,6 +31,8 @@ pub struct SimReport {
     pub stand_ins: u64,
     /// Store writes a full disk refused, and fsyncs that failed (issue 26's store faults).
     pub store_faults: StoreFaults,
+    /// Listings clients completed while the run went on.
+    pub listings: usize,
     /// What every invariant found.
     pub violations: Vec<Violation>,
     /// Every line that named the key followed (`Sim::with_story`), first to last.

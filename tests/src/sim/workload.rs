@@ -1,6 +1,7 @@
 //! The simulated clients: each performs a number of operations one after another, against a
 //! node picked at random (clients do not know which nodes are down): read-modify-write with the
-//! context it read (paper 4.4), blind writes, deletes after a read, and plain reads. A write
+//! context it read (paper 4.4), blind writes, deletes after a read, plain reads, and in some
+//! runs listings of the bucket, page by page, while faults happen. A write
 //! that fails or times out is retried up to twice, as a new attempt with a new value. Every
 //! value is unique, so the checks can tell every write apart.
 //!
@@ -8,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use dynamo_protocol::{Request, RequestOptions, Response};
+use dynamo_protocol::{ListCursor, Request, RequestOptions, Response};
 use dynamo_quorum::ClientContext;
 use dynamo_vclock::VClock;
 use rand::Rng;
@@ -42,6 +43,11 @@ enum Step {
         context: Option<String>,
         retries_left: u32,
         write: usize,
+    },
+    /// A listing of the bucket, page by page: the keys so far, and where the next page starts.
+    List {
+        listed: Vec<Vec<u8>>,
+        cursor: Option<ListCursor>,
     },
 }
 
@@ -143,6 +149,11 @@ impl Sim {
                 key,
                 then: Then::Delete,
             },
+            // Only in runs with listings, so other runs draw as before.
+            95.. if self.config.listing_mix => Step::List {
+                listed: Vec::new(),
+                cursor: None,
+            },
             _ => Step::Read {
                 key,
                 then: Then::Nothing,
@@ -201,6 +212,11 @@ impl Sim {
                 forwarded: false,
                 // One id per write, kept by its retries (as the client library does).
                 write_id: Some(*write as u128 + 1),
+            },
+            Step::List { cursor, .. } => Request::ListKeys {
+                bucket: SIM_BUCKET.into(),
+                cursor: cursor.clone(),
+                limit: 3,
             },
         };
         let attempt = self.clients.attempt();
@@ -266,6 +282,27 @@ impl Sim {
                     };
                     self.send_step(client, step);
                 }
+                _ => self.operation_done(client),
+            },
+            Step::List { mut listed, .. } => match response {
+                Some(Response::Keys(page)) => {
+                    listed.extend(page.keys);
+                    if let Some(next) = page.next {
+                        let step = Step::List {
+                            listed,
+                            cursor: Some(next),
+                        };
+                        return self.send_step(client, step);
+                    }
+                    if self.config.sabotage == super::config::Sabotage::ListTwice
+                        && let Some(first) = listed.first().cloned()
+                    {
+                        listed.push(first);
+                    }
+                    self.history.record_listing(&listed);
+                    self.operation_done(client);
+                }
+                // A page failed (a node down, a partition): the listing ends unfinished.
                 _ => self.operation_done(client),
             },
         }

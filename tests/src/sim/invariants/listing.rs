@@ -1,6 +1,8 @@
 //! Invariant 8, listing: after healing, listing the bucket (`ListKeys`, page by page) names
 //! exactly the keys whose final read found a value, each once: no live key is missed, and no
-//! deleted or never-written key is listed.
+//! deleted or never-written key is listed. While the run goes on (nodes down, partitions,
+//! rings changing between pages), a listing may miss keys, but names none twice and none no
+//! client had written ([`during_run`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,4 +41,13 @@ pub fn check(finals: &BTreeMap<Vec<u8>, ReadResult>, listed: Option<&[Vec<u8>]>)
         }
     }
     violations
+}
+
+/// The findings of listings clients completed during the run (see
+/// `History::record_listing`).
+pub fn during_run(findings: &[(Vec<u8>, String)]) -> Vec<Violation> {
+    findings
+        .iter()
+        .map(|(key, message)| Violation::on_key(NAME, key, message.clone()))
+        .collect()
 }

@@ -12,7 +12,10 @@
 //!    bucket created survives every restart.
 //! 7. [`reaping`]: with a tombstone grace period, once every member is up or removed, every
 //!    key deleted on all its replicas is reaped within a few sweeps after its grace ran out.
-//! 8. [`listing`]: after healing, listing the bucket names exactly the keys a final read found.
+//! 8. [`listing`]: after healing, listing the bucket names exactly the keys a final read found;
+//!    during the run, a listing names no key twice and none never written.
+//! 9. [`lww`]: in a run whose bucket resolves by last write wins, every node resolves each
+//!    key to the same value, whatever its clock.
 //!
 //! And the run itself checks two: no node reported an impossible state (`core-bug`: a
 //! `CoreEvent::Bug`, such as a request answered twice or a store result of another kind than
@@ -26,6 +29,7 @@ pub mod convergence;
 pub mod deletes;
 pub mod durability;
 pub mod listing;
+pub mod lww;
 pub mod metadata;
 pub mod reaping;
 pub mod siblings;
