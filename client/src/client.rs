@@ -184,6 +184,27 @@ impl Suspects {
         }
     }
 
+    /// What an attempt's outcome says of its node: a node that failed, or refused because it
+    /// cannot reach enough replicas, is suspected (and a name it has is resolved again next
+    /// time); one that answered is not, even with a refusal for now (`NotReady`).
+    fn observe(
+        &self,
+        resolver: &Resolver,
+        address: NodeAddress,
+        result: &Result<Response, TransportError>,
+    ) {
+        match result {
+            Ok(Response::Error(error)) if error.kind == ErrorKind::Unavailable => {
+                self.suspect(address);
+            }
+            Ok(_) => self.clear(&address),
+            Err(_) => {
+                resolver.forget(&address);
+                self.suspect(address);
+            }
+        }
+    }
+
     /// The nodes suspected now (expired suspicions are dropped).
     fn current(&self) -> Vec<NodeAddress> {
         let now = Instant::now();
@@ -535,26 +556,25 @@ impl Client {
     /// that fails (a node that never answers: paused, or without power) still makes its node
     /// suspect. Otherwise a silent node would never be suspected: every request would be
     /// answered by the next node after the hedge delay, and the next request would wait on the
-    /// silent one again. Each attempt is bounded by the client's timeout.
+    /// silent one again. Bounded by twice the client's timeout in all.
     fn finish_in_background(&self, mut asked: JoinSet<Attempt>) {
         if asked.is_empty() {
             return;
         }
         let suspects = self.suspects.clone();
         let resolver = self.resolver.clone();
+        // A name's resolution has no bound of its own: the whole drain has one.
+        let bound = self.timeout * 2;
         tokio::spawn(async move {
-            while let Some(joined) = asked.join_next().await {
-                match joined {
-                    Ok((address, _, Err(_))) => {
-                        resolver.forget(&address);
-                        suspects.suspect(address);
+            let drain = async {
+                while let Some(joined) = asked.join_next().await {
+                    if let Ok((address, _, result)) = joined {
+                        suspects.observe(&resolver, address, &result);
                     }
-                    Ok((address, _, Ok(response))) if !matches!(response, Response::Error(_)) => {
-                        suspects.clear(&address);
-                    }
-                    Ok(_) | Err(_) => {}
                 }
-            }
+            };
+            // Dropping `asked` at the bound cancels what is still out.
+            let _ = tokio::time::timeout(bound, drain).await;
         });
     }
 
@@ -610,14 +630,14 @@ impl Client {
         hedged: bool,
         failures: &mut Failures,
     ) -> Option<Result<Response, ClientError>> {
+        self.suspects
+            .observe(&self.resolver, address.clone(), &result);
         match result {
             Ok(Response::Error(error)) if error.kind == ErrorKind::NotReady => {
-                self.clear_suspicion(&address);
                 failures.refused = Some(error);
                 None
             }
             Ok(Response::Error(error)) if error.kind == ErrorKind::Unavailable => {
-                self.suspect(address);
                 // Its ring and members may be what routed us here: fetch them again, from a
                 // node not suspected.
                 self.invalidate();
@@ -625,7 +645,6 @@ impl Client {
                 None
             }
             Ok(response) => {
-                self.clear_suspicion(&address);
                 // Only hedged requests set the hedge delay: a write's latency includes its
                 // quorum and says nothing about a slow read.
                 if hedged && let Ok(mut latencies) = self.latencies.lock() {
@@ -637,8 +656,6 @@ impl Client {
                 })
             }
             Err(error) => {
-                self.resolver.forget(&address);
-                self.suspect(address);
                 failures.unreachable.push(error);
                 None
             }
@@ -667,10 +684,6 @@ impl Client {
 
     fn suspect(&self, address: NodeAddress) {
         self.suspects.suspect(address);
-    }
-
-    fn clear_suspicion(&self, address: &NodeAddress) {
-        self.suspects.clear(address);
     }
 
     /// The addresses of the up members of the key's preference list, in order.

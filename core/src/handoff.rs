@@ -116,6 +116,8 @@ pub(super) struct DropCheck {
     waiting: usize,
     /// Per sent key: whether every replica that answered so far holds it.
     covered: Vec<bool>,
+    /// Whether some replica did not answer with its versions.
+    unanswered: bool,
 }
 
 /// The state of handoff.
@@ -137,6 +139,10 @@ pub(super) struct Handoffs {
     announced: bool,
     /// When to look again for copies of partitions this node does not replicate.
     next_unowned_sweep: Option<Time>,
+    /// A drop check left copies the replicas did not all hold yet: the sweep comes early,
+    /// and when it finds transfers under way it looks again soon rather than a full
+    /// interval later.
+    early_sweep: bool,
     /// Keys the sweep under way found in partitions this node does not replicate (none while
     /// no sweep runs).
     sweep_found: Option<u64>,
@@ -630,6 +636,7 @@ impl NodeCore {
                 covered: vec![true; sent.len()],
                 sent,
                 waiting: ask.len(),
+                unanswered: false,
             },
         );
         if ask.is_empty() {
@@ -660,12 +667,14 @@ impl NodeCore {
         let Some(check) = self.handoffs.drop_checks.get_mut(&id) else {
             return;
         };
-        let held: BTreeMap<&[u8], &Object> = match result {
-            Ok(Response::Entries(entries)) => entries
+        let held: BTreeMap<&[u8], &Object> = if let Ok(Response::Entries(entries)) = result {
+            entries
                 .iter()
                 .map(|(key, object)| (key.as_slice(), object))
-                .collect(),
-            _ => BTreeMap::new(),
+                .collect()
+        } else {
+            check.unanswered = true;
+            BTreeMap::new()
         };
         for ((key, sent), covered) in check.sent.iter().zip(check.covered.iter_mut()) {
             *covered &= held
@@ -683,16 +692,18 @@ impl NodeCore {
     /// again it starts a new one rather than mint a dot it already used for another version
     /// (kv679 at the key level: found by the simulator, seed 11239).
     ///
-    /// A copy some replica does not hold yet (the destination has it; anti-entropy has not
-    /// spread it) stays, and the next sweep comes after two anti-entropy intervals rather than
-    /// [`UNOWNED_SWEEP_MS`]: until this node drops it, it answers the reaper's `Holdings` with
-    /// it, so a tombstone of that key is not reaped (found by the simulator, seed 15204: a
-    /// cancelled handoff's copy held a tombstone up for a minute).
+    /// A copy some replica that answered does not hold yet (the destination has it;
+    /// anti-entropy has not spread it) stays, and the next sweep comes after two
+    /// anti-entropy intervals rather than [`UNOWNED_SWEEP_MS`]: until this node drops it, it
+    /// answers the reaper's `Holdings` with it, so a tombstone of that key is not reaped
+    /// (found by the simulator, seed 15204: a cancelled handoff's copy held a tombstone up for
+    /// a minute). A replica that did not answer leaves the usual schedule.
     fn drop_if_covered(&mut self, now: Time, id: CheckId) {
         let Some(check) = self.handoffs.drop_checks.remove(&id) else {
             return;
         };
-        if check.covered.iter().any(|covered| !covered) {
+        if !check.unanswered && check.covered.iter().any(|covered| !covered) {
+            self.handoffs.early_sweep = true;
             let interval = self.config.anti_entropy_interval_ms;
             let recheck = if interval > 0 {
                 interval.saturating_mul(2).min(UNOWNED_SWEEP_MS)
@@ -745,9 +756,16 @@ impl NodeCore {
             } else {
                 UNOWNED_SWEEP_MS
             };
-            self.handoffs.next_unowned_sweep = Some(now + interval);
             if !self.handoffs.pending() {
+                self.handoffs.next_unowned_sweep = Some(now + interval);
+                self.handoffs.early_sweep = false;
                 self.hand_off_unowned(now);
+            } else if self.handoffs.early_sweep {
+                // Copies wait on this sweep (see `drop_if_covered`): once the transfers under
+                // way end, not a full interval later.
+                self.handoffs.next_unowned_sweep = Some(now + IDLE_RECHECK_MS);
+            } else {
+                self.handoffs.next_unowned_sweep = Some(now + interval);
             }
         }
         let retry: Vec<TransferId> = self

@@ -62,6 +62,12 @@ impl LossyDisk {
 
     /// Starts the filesystem process and waits (up to 10 s) until the mount is there.
     pub fn power_on(&mut self) -> Result<(), String> {
+        if is_mounted(&self.mountpoint) {
+            return Err(format!(
+                "{} is still mounted: the last power cut did not detach it",
+                self.mountpoint.display()
+            ));
+        }
         let mut command = Command::new(&self.binary);
         command
             .arg(&self.backing)
@@ -248,6 +254,10 @@ impl Drop for PowerCluster {
     }
 }
 
+/// Node settings of power runs: anti-entropy every 3 s, so the checker sees equal roots soon
+/// after power returns.
+pub const NODE_CONFIG: &str = "anti_entropy_interval_ms = 3000\n";
+
 /// One power cut of a run: whom it hits and how long the power stays off.
 #[derive(Debug, Clone)]
 pub struct Cut {
@@ -308,4 +318,30 @@ pub fn run(power: &PowerCluster, cuts: &[Cut], workers: usize, quiet: Duration) 
     cluster.wait_until_up(cluster.node_count(), Duration::from_secs(60));
     let verdict = chaos::check(cluster, &tls, &history, restored, Duration::from_secs(120));
     Outcome { history, verdict }
+}
+
+/// The report of a run as a person reads it: a table row per cut (the chaos checker's), then
+/// operations acknowledged and failed by phase.
+pub fn report(cuts: &[Cut], outcome: &Outcome) -> String {
+    let mut lines = vec![chaos::REPORT_HEADER.to_owned()];
+    for cut in cuts {
+        let row = chaos::report_row(&cut.name, &outcome.history, &outcome.verdict, &cut.name);
+        lines.push(row);
+    }
+    lines.push(format!(
+        "acknowledged by phase: {:?}",
+        outcome.history.acknowledged
+    ));
+    for (phase, (count, first)) in &outcome.history.errors {
+        lines.push(format!("{count} errors in {phase:?}, the first: {first}"));
+    }
+    let verdict = &outcome.verdict;
+    lines.push(format!(
+        "checked {}: {} writes lost, {} cart adds lost, {} deletes undone",
+        verdict.checked,
+        verdict.lost_writes.len(),
+        verdict.lost_cart_adds.len(),
+        verdict.undone_deletes.len()
+    ));
+    lines.join("\n")
 }

@@ -12,11 +12,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dynamo_tests::chaos;
 use dynamo_tests::power::{self, Cut, PowerCluster};
-
-/// Node settings: anti-entropy every 3 s, so convergence is measured in seconds.
-const CONFIG: &str = "anti_entropy_interval_ms = 3000\n";
 
 struct Args {
     nodes: usize,
@@ -65,11 +61,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let power = match PowerCluster::start(args.nodes, Some(CONFIG), args.lying_disks) {
+    if let Some(reason) = power::unavailable() {
+        println!("skipped: this machine cannot cut power to test hosts ({reason})");
+        return ExitCode::SUCCESS;
+    }
+    let power = match PowerCluster::start(args.nodes, Some(power::NODE_CONFIG), args.lying_disks) {
         Ok(power) => power,
         Err(reason) => {
-            println!("skipped: this machine cannot cut power to test hosts ({reason})");
-            return ExitCode::SUCCESS;
+            eprintln!("cannot start the cluster on lossy disks: {reason}");
+            return ExitCode::FAILURE;
         }
     };
     let mut cuts = Vec::new();
@@ -88,25 +88,8 @@ fn main() -> ExitCode {
         });
     }
     let outcome = power::run(&power, &cuts, 8, Duration::from_secs(args.quiet_seconds));
-    println!("{}", chaos::REPORT_HEADER);
-    for cut in &cuts {
-        println!(
-            "{}",
-            chaos::report_row(&cut.name, &outcome.history, &outcome.verdict, &cut.name)
-        );
-    }
-    println!("acknowledged by phase: {:?}", outcome.history.acknowledged);
-    for (phase, (count, first)) in &outcome.history.errors {
-        println!("{count} errors in {phase:?}, the first: {first}");
-    }
+    println!("{}", power::report(&cuts, &outcome));
     let verdict = &outcome.verdict;
-    println!(
-        "checked {}: {} writes lost, {} cart adds lost, {} deletes undone",
-        verdict.checked,
-        verdict.lost_writes.len(),
-        verdict.lost_cart_adds.len(),
-        verdict.undone_deletes.len()
-    );
     if verdict.passed() {
         ExitCode::SUCCESS
     } else {

@@ -44,6 +44,8 @@ struct Inode {
     path: PathBuf,
     /// Its backing file, open for reading and writing while it is open or has pending data.
     file: Option<File>,
+    /// Lookups the kernel holds (each entry replied adds one; `forget` takes them back).
+    lookups: u64,
     /// Open handles.
     handles: u32,
     /// Unsynced writes, if any.
@@ -75,6 +77,7 @@ impl LossyFs {
         let root = Inode {
             path: PathBuf::new(),
             file: None,
+            lookups: 1,
             handles: 0,
             pending: None,
             unlinked: false,
@@ -131,6 +134,7 @@ impl LossyFs {
             Inode {
                 path: relative,
                 file: None,
+                lookups: 0,
                 handles: 0,
                 pending: None,
                 unlinked: false,
@@ -144,12 +148,28 @@ impl LossyFs {
         Ok(parent.path.join(name))
     }
 
-    /// Looks `relative` up in the backing directory and answers with its entry.
+    /// Looks `relative` up in the backing directory and answers with its entry (one more
+    /// lookup the kernel holds).
     fn entry(&self, relative: PathBuf) -> Result<FileAttr, Errno> {
         std::fs::symlink_metadata(self.backing_path(&relative)).map_err(Errno::from)?;
         let mut state = self.state();
         let ino = Self::inode_of(&mut state, relative);
-        self.attr(&state, ino)
+        let attr = self.attr(&state, ino)?;
+        if let Some(inode) = state.inodes.get_mut(&ino) {
+            inode.lookups += 1;
+        }
+        Ok(attr)
+    }
+
+    /// Inode `inode`'s pending writes, begun over its backing file as it is now if it has
+    /// none yet.
+    fn pending_of<'a>(&self, inode: &'a mut Inode) -> Result<&'a mut Pending, Errno> {
+        self.open_file(inode)?;
+        if inode.pending.is_none() {
+            let file = inode.file.as_ref().ok_or(Errno::EIO)?;
+            inode.pending = Some(Pending::new(file.metadata().map_err(Errno::from)?.len()));
+        }
+        inode.pending.as_mut().ok_or(Errno::EIO)
     }
 
     /// Opens inode `ino`'s backing file if it is not open.
@@ -170,15 +190,18 @@ impl LossyFs {
     /// Makes `ino`'s pending data durable.
     fn sync(&self, state: &mut State, ino: u64) -> Result<(), Errno> {
         let inode = state.inodes.get_mut(&ino).ok_or(Errno::ENOENT)?;
-        let Some(pending) = inode.pending.take() else {
-            return Ok(());
-        };
-        if inode.unlinked {
+        if inode.pending.is_none() || inode.unlinked {
             return Ok(());
         }
         self.open_file(inode)?;
         let file = inode.file.as_ref().ok_or(Errno::EIO)?;
-        pending.apply(file).map_err(Errno::from)
+        if let Some(pending) = &inode.pending {
+            // Kept until it is on disk: a failed fsync leaves it pending, as a kernel keeps
+            // dirty pages.
+            pending.apply(file).map_err(Errno::from)?;
+        }
+        inode.pending = None;
+        Ok(())
     }
 
     /// Writes back the largest pending file while too much is pending.
@@ -253,10 +276,16 @@ impl Filesystem for LossyFs {
         }
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         let mut state = self.state();
+        if let Some(inode) = state.inodes.get_mut(&ino.0) {
+            inode.lookups = inode.lookups.saturating_sub(nlookup);
+        }
         let keep = state.inodes.get(&ino.0).is_none_or(|inode| {
-            ino == INodeNo::ROOT || inode.handles > 0 || inode.pending.is_some()
+            ino == INodeNo::ROOT
+                || inode.lookups > 0
+                || inode.handles > 0
+                || inode.pending.is_some()
         });
         if !keep
             && let Some(inode) = state.inodes.remove(&ino.0)
@@ -302,13 +331,7 @@ impl Filesystem for LossyFs {
                 .map_err(Errno::from)?;
             }
             if let Some(size) = size {
-                self.open_file(inode)?;
-                let file = inode.file.as_ref().ok_or(Errno::EIO)?;
-                let backing_len = file.metadata().map_err(Errno::from)?.len();
-                inode
-                    .pending
-                    .get_or_insert_with(|| Pending::new(backing_len))
-                    .truncate(size);
+                self.pending_of(inode)?.truncate(size);
             }
             Ok(())
         })();
@@ -474,6 +497,7 @@ impl Filesystem for LossyFs {
             let inode = state.inodes.get_mut(&ino).ok_or(Errno::EIO)?;
             inode.file = Some(file);
             inode.handles += 1;
+            inode.lookups += 1;
             self.attr(&state, ino)
         })();
         match result {
@@ -535,14 +559,7 @@ impl Filesystem for LossyFs {
         let mut state = self.state();
         let result = (|| {
             let inode = state.inodes.get_mut(&ino.0).ok_or(Errno::ENOENT)?;
-            self.open_file(inode)?;
-            let file = inode.file.as_ref().ok_or(Errno::EIO)?;
-            if inode.pending.is_none() {
-                inode.pending = Some(Pending::new(file.metadata().map_err(Errno::from)?.len()));
-            }
-            if let Some(pending) = &mut inode.pending {
-                pending.write(offset, data);
-            }
+            self.pending_of(inode)?.write(offset, data);
             self.write_back_under_pressure(&mut state)
         })();
         match result {

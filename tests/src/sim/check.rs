@@ -84,6 +84,18 @@ impl WriteRecord {
     pub fn fully_seen_by(&self, clock: &VClock) -> bool {
         !self.dots.is_empty() && self.dots.iter().all(|(actor, n)| clock.get(actor) >= *n)
     }
+
+    /// Whether `clock` has seen this write as a client was told of it: every dot of its
+    /// acknowledged coordination (a duplicate coordinated elsewhere being superseded says
+    /// nothing of the acknowledged one), or any dot of a write never acknowledged.
+    pub fn acknowledged_seen_by(&self, clock: &VClock) -> bool {
+        if self.acked_dots.is_empty() {
+            return self.seen_by(clock);
+        }
+        self.acked_dots
+            .iter()
+            .all(|(actor, n)| clock.get(actor) >= *n)
+    }
 }
 
 /// A completed read.
@@ -369,13 +381,13 @@ impl History {
                 && (write.seen_by(&other.context)
                     || (self.last_write_wins
                         && !std::ptr::eq(other, write)
-                        && write.seen_by(&other.stored_seen)))
+                        && write.acknowledged_seen_by(&other.stored_seen)))
         });
         let by_delete = self.last_write_wins
             && self
                 .tombstones_seen
                 .get(&write.key)
-                .is_some_and(|seen| seen.iter().any(|clock| write.seen_by(clock)));
+                .is_some_and(|seen| seen.iter().any(|clock| write.acknowledged_seen_by(clock)));
         by_write || by_delete
     }
 
