@@ -269,6 +269,26 @@ pub struct Cut {
     pub off_seconds: u64,
 }
 
+impl Cut {
+    /// Power cut to node `node` (0-based) for `off_seconds`, named by `label` and the node.
+    pub fn one(label: &str, node: usize, off_seconds: u64) -> Cut {
+        Cut {
+            name: format!("{label}n{}", node + 1),
+            nodes: vec![node],
+            off_seconds,
+        }
+    }
+
+    /// Power cut to all `count` nodes at once for `off_seconds`, named by `label` and "all".
+    pub fn all(label: &str, count: usize, off_seconds: u64) -> Cut {
+        Cut {
+            name: format!("{label}all"),
+            nodes: (0..count).collect(),
+            off_seconds,
+        }
+    }
+}
+
 /// What a run found.
 #[derive(Debug)]
 pub struct Outcome {

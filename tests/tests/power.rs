@@ -82,20 +82,8 @@ fn a_power_cut_loses_no_acknowledged_write() {
     let Some(power) = power_cluster(false) else {
         return;
     };
-    let cuts = [
-        Cut {
-            name: "power cut n2".into(),
-            nodes: vec![1],
-            off_seconds: 3,
-        },
-        Cut {
-            name: "power cut all".into(),
-            nodes: vec![0, 1, 2],
-            off_seconds: 2,
-        },
-    ];
-    let outcome = power::run(&power, &cuts, 4, Duration::from_secs(5));
-    println!("{}", power::report(&cuts, &outcome));
+    let cuts = [Cut::one("power cut ", 1, 3), Cut::all("power cut ", 3, 2)];
+    let outcome = run(&power, &cuts);
     assert!(
         outcome.verdict.passed(),
         "{:#?}\n{}",
@@ -133,18 +121,20 @@ fn a_disk_that_lies_about_fsync_loses_acknowledged_writes() {
     let Some(power) = power_cluster(true) else {
         return;
     };
-    let cuts = [Cut {
-        name: "power cut all".into(),
-        nodes: vec![0, 1, 2],
-        off_seconds: 2,
-    }];
-    let outcome = power::run(&power, &cuts, 4, Duration::from_secs(5));
-    println!("{}", power::report(&cuts, &outcome));
+    let outcome = run(&power, &[Cut::all("power cut ", 3, 2)]);
     assert!(
         !outcome.verdict.lost_writes.is_empty(),
         "disks that lie lost nothing: the power cut or the checker does not work: {:?}",
         outcome.history.acknowledged
     );
+}
+
+/// Four workers through `cuts`, 5 s of workload before each and after the last; prints the
+/// report.
+fn run(power: &PowerCluster, cuts: &[Cut]) -> power::Outcome {
+    let outcome = power::run(power, cuts, 4, Duration::from_secs(5));
+    println!("{}", power::report(cuts, &outcome));
+    outcome
 }
 
 /// The turn of one cluster test.

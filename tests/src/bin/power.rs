@@ -74,18 +74,11 @@ fn main() -> ExitCode {
     };
     let mut cuts = Vec::new();
     for round in 1..=args.rounds {
+        let label = format!("round {round}: ");
         for node in 0..args.nodes {
-            cuts.push(Cut {
-                name: format!("round {round}: n{}", node + 1),
-                nodes: vec![node],
-                off_seconds: args.off_seconds,
-            });
+            cuts.push(Cut::one(&label, node, args.off_seconds));
         }
-        cuts.push(Cut {
-            name: format!("round {round}: all"),
-            nodes: (0..args.nodes).collect(),
-            off_seconds: args.off_seconds,
-        });
+        cuts.push(Cut::all(&label, args.nodes, args.off_seconds));
     }
     let outcome = power::run(&power, &cuts, 8, Duration::from_secs(args.quiet_seconds));
     println!("{}", power::report(&cuts, &outcome));
