@@ -102,6 +102,12 @@ pub(crate) async fn run(tls: &TlsConfig, node: SocketAddr, listen: SocketAddr) -
         "proxying http://{address}/ to the HTTP API of {node} as {}; open http://{address}/ in a browser. Ctrl-C stops it.",
         tls.identity()
     );
+    // TCP_NODELAY on every browser connection, as the node's API does (issue 28).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(super::wait_for_signal())
         .await
