@@ -7,8 +7,9 @@
 //! request, so a stale ring costs a hop, never a wrong answer.
 //!
 //! It does not wait on the dead. A dial that does not finish within the transport's connect
-//! timeout fails at once; members the cluster reports down, or that failed a request in the
-//! last 10 s, are tried last; and requests that
+//! timeout fails at once; members the cluster reports down, or that failed a request or kept
+//! a write waiting a third of the timeout in the last 10 s, are tried last (a request another
+//! node answered first still runs to its end, so a silent node is found out); and requests that
 //! are safe to send twice (reads, status, ring, bucket listing and creation) go to the next
 //! candidate when the previous one has not answered within a hedge delay (the p99 of recent
 //! answers, as Cassandra's speculative retry), first answer wins. A write goes to the next
