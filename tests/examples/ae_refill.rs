@@ -64,13 +64,9 @@ async fn main() {
 
 /// Bytes anti-entropy moved, summed over the running nodes.
 async fn bytes_moved(cluster: &TestCluster) -> u64 {
-    let mut moved = 0;
-    for address in cluster.addresses() {
-        if let Ok(status) = cluster.client_of(address).status().await {
-            moved += status.anti_entropy.bytes_moved;
-        }
-    }
-    moved
+    cluster
+        .status_sum(|status| status.anti_entropy.bytes_moved)
+        .await
 }
 
 /// Whether every node has compared every pair since the wipe (`since` ago) and runs no exchange.

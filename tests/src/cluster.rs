@@ -178,6 +178,17 @@ impl TestCluster {
         Client::new(&tls, vec![address], Duration::from_secs(5)).expect("client")
     }
 
+    /// `field` of every running node's status, summed (a node that does not answer counts 0).
+    pub async fn status_sum(&self, field: impl Fn(&dynamo_protocol::ClusterStatus) -> u64) -> u64 {
+        let mut sum = 0;
+        for address in self.addresses() {
+            if let Ok(status) = self.client_of(address).status().await {
+                sum += field(&status);
+            }
+        }
+        sum
+    }
+
     /// Writes `count` keys `{prefix}{i}` with values `v{i}` to the default bucket.
     pub async fn write_keys(&self, prefix: &str, count: usize) {
         let client = self.client();

@@ -146,22 +146,9 @@ fn is_mounted(path: &Path) -> bool {
     })
 }
 
-/// The `lossyfs` binary of the same target directory as the running program (see
-/// [`crate::process::dynamo_binary`]).
+/// The `lossyfs` binary of the same target directory as the running program.
 pub fn lossyfs_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("this program's path");
-    let here = exe.parent().expect("the program's directory");
-    [Some(here), here.parent()]
-        .into_iter()
-        .flatten()
-        .map(|dir| dir.join("lossyfs"))
-        .find(|path| path.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "no lossyfs binary beside {}: build it first (cargo build -p dynamo-tests --bin lossyfs)",
-                exe.display()
-            )
-        })
+    crate::process::binary_beside("lossyfs", "cargo build -p dynamo-tests --bin lossyfs")
 }
 
 /// Why this machine cannot run power cuts, if it cannot: FUSE needs `/dev/fuse`, and the

@@ -94,21 +94,28 @@ impl NodeProcess {
     }
 }
 
-/// The `dynamo` binary of the same target directory as the running program: beside it (a
-/// binary, `target/<profile>/`) or one level up (an example or a test, `target/<profile>/examples/`
-/// or `.../deps/`).
+/// The `dynamo` binary of the same target directory as the running program (see
+/// [`binary_beside`]).
 pub fn dynamo_binary() -> PathBuf {
+    binary_beside("dynamo", "cargo build -p dynamo-cli")
+}
+
+/// The binary `name` of the same target directory as the running program: beside it (a
+/// binary, `target/<profile>/`) or one level up (an example or a test,
+/// `target/<profile>/examples/` or `.../deps/`). Panics with `build` (how to make it, with
+/// `--release` for a release program) when it is not there.
+pub fn binary_beside(name: &str, build: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("this program's path");
     let here = exe.parent().expect("the program's directory");
     let candidates = [Some(here), here.parent()];
     let found = candidates
         .into_iter()
         .flatten()
-        .map(|dir| dir.join("dynamo"))
+        .map(|dir| dir.join(name))
         .find(|path| path.exists());
     found.unwrap_or_else(|| {
         panic!(
-            "no dynamo binary beside {}: build it first (cargo build -p dynamo-cli, with --release for a release program)",
+            "no {name} binary beside {}: build it first ({build}, with --release for a release program)",
             exe.display()
         )
     })

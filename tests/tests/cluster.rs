@@ -41,13 +41,7 @@ const OPTIONS: RequestOptions = RequestOptions {
 
 /// Tombstones reaped by every running node together.
 async fn reaped_in_all(cluster: &TestCluster) -> u64 {
-    let mut reaped = 0;
-    for address in cluster.addresses() {
-        if let Ok(status) = cluster.client_of(address).status().await {
-            reaped += status.reaper.reaped;
-        }
-    }
-    reaped
+    cluster.status_sum(|status| status.reaper.reaped).await
 }
 
 /// Removes node-4 (stopped) from a four-node cluster through node-1, retrying until node-1

@@ -8,8 +8,9 @@
 //! a journaling filesystem commits them soon after; a file created and not fsynced comes back
 //! empty, which is what a program that renames without an fsync finds after a crash.
 //!
-//! Bounded: when more than [`PENDING_LIMIT`] bytes are pending, the largest file is written
-//! back (made durable) the way a kernel writes back dirty pages under pressure.
+//! Bounded: when more than [`PENDING_LIMIT`] bytes are pending (looked at every
+//! [`PRESSURE_CHECK_BYTES`] written), the largest file is written back (made durable) the way a
+//! kernel writes back dirty pages under pressure.
 //!
 //! This module must not know the node or its store; it sees files.
 
@@ -33,6 +34,10 @@ use pending::Pending;
 
 /// Bytes of unsynced data held before the largest pending file is written back.
 pub const PENDING_LIMIT: usize = 256 << 20;
+
+/// Bytes written between two totals of the pending data: totalling walks every file, so it is
+/// not done on every write (the limit may be passed by this much).
+const PRESSURE_CHECK_BYTES: usize = 16 << 20;
 
 /// Attributes are not cached by the kernel: sizes change with pending writes.
 const TTL: Duration = Duration::ZERO;
@@ -60,6 +65,8 @@ struct State {
     inodes: HashMap<u64, Inode>,
     by_path: HashMap<PathBuf, u64>,
     next: u64,
+    /// Bytes written since pending data was last totalled (see [`PRESSURE_CHECK_BYTES`]).
+    written_since_check: usize,
 }
 
 /// The filesystem over one backing directory.
@@ -89,6 +96,7 @@ impl LossyFs {
                 inodes: HashMap::from([(INodeNo::ROOT.0, root)]),
                 by_path: HashMap::from([(PathBuf::new(), INodeNo::ROOT.0)]),
                 next: INodeNo::ROOT.0 + 1,
+                written_since_check: 0,
             }),
         }
     }
@@ -204,8 +212,14 @@ impl LossyFs {
         Ok(())
     }
 
-    /// Writes back the largest pending file while too much is pending.
-    fn write_back_under_pressure(&self, state: &mut State) -> Result<(), Errno> {
+    /// Writes back the largest pending file while too much is pending (looked at once
+    /// [`PRESSURE_CHECK_BYTES`] were written since the last look).
+    fn write_back_under_pressure(&self, state: &mut State, written: usize) -> Result<(), Errno> {
+        state.written_since_check += written;
+        if state.written_since_check < PRESSURE_CHECK_BYTES {
+            return Ok(());
+        }
+        state.written_since_check = 0;
         loop {
             let sizes = state
                 .inodes
@@ -560,7 +574,7 @@ impl Filesystem for LossyFs {
         let result = (|| {
             let inode = state.inodes.get_mut(&ino.0).ok_or(Errno::ENOENT)?;
             self.pending_of(inode)?.write(offset, data);
-            self.write_back_under_pressure(&mut state)
+            self.write_back_under_pressure(&mut state, data.len())
         })();
         match result {
             Ok(()) => reply.written(data.len() as u32),
