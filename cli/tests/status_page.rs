@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{DYNAMO, DevCluster};
+use common::{DYNAMO, DevCluster, NodeProcess};
 
 /// A Chromium to run, or why there is none.
 fn chromium() -> Result<PathBuf, String> {
@@ -96,13 +96,15 @@ fn the_status_page_draws_the_ring_in_a_browser() {
     }
 
     let listen = format!("127.0.0.1:{}", base_port + 200);
-    let mut proxy = Command::new(DYNAMO)
-        .args(["proxy", "--to", &http, "--listen", &listen])
-        .env("DYNAMO_CERTS_DIR", &certs)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the proxy");
-    let stderr = proxy.stderr.take().expect("stderr");
+    let mut proxy = NodeProcess(
+        Command::new(DYNAMO)
+            .args(["proxy", "--to", &http, "--listen", &listen])
+            .env("DYNAMO_CERTS_DIR", &certs)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the proxy"),
+    );
+    let stderr = proxy.0.stderr.take().expect("stderr");
     let (lines_tx, lines_rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -146,8 +148,6 @@ fn the_status_page_draws_the_ring_in_a_browser() {
         Ok(path) => path,
         Err(reason) => {
             eprintln!("skipped: the status page was not loaded in a browser: {reason}");
-            let _ = proxy.kill();
-            let _ = proxy.wait();
             return;
         }
     };
@@ -187,7 +187,6 @@ fn the_status_page_draws_the_ring_in_a_browser() {
     );
     eprintln!("status page screenshot: {}", shot.display());
 
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     drop(cluster);
 }

@@ -69,7 +69,7 @@ impl Drop for DevCluster {
     }
 }
 
-/// A node process, killed when dropped (also when the test fails).
+/// A node (or proxy) process, killed when dropped (also when the test fails).
 pub(crate) struct NodeProcess(pub(crate) Child);
 
 impl Drop for NodeProcess {
