@@ -124,8 +124,9 @@ pub(crate) struct BenchArgs {
     /// Seed of the key and operation choices.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
-    /// Write `latency.svg` (the latency distribution) and `throughput.svg` (operations per
-    /// second over the run) to this directory.
+    /// Write `latency.svg` (the latency distribution), `throughput.svg` (operations per
+    /// second over the run) and `slowest.svg` (the slowest operation of each second) to this
+    /// directory.
     #[arg(long)]
     pub(crate) plot: Option<std::path::PathBuf>,
 }
@@ -176,6 +177,9 @@ struct Tally {
     siblings_seen: u64,
     /// Operations completed per second of the run.
     per_second: Vec<u64>,
+    /// The slowest operation that completed in each second of the run, in µs: where a tail
+    /// comes from (a flush, a compaction, a stalled node) shows as the seconds it spikes in.
+    slowest_per_second: Vec<u64>,
 }
 
 impl Tally {
@@ -185,6 +189,7 @@ impl Tally {
             errors: BTreeMap::new(),
             siblings_seen: 0,
             per_second: Vec::new(),
+            slowest_per_second: Vec::new(),
         }
     }
 
@@ -196,8 +201,10 @@ impl Tally {
         histogram.saturating_record(micros);
         if self.per_second.len() <= second {
             self.per_second.resize(second + 1, 0);
+            self.slowest_per_second.resize(second + 1, 0);
         }
         self.per_second[second] += 1;
+        self.slowest_per_second[second] = self.slowest_per_second[second].max(micros);
     }
 
     fn error(&mut self, error: &ClientError) {
@@ -225,9 +232,17 @@ impl Tally {
         self.siblings_seen += other.siblings_seen;
         if self.per_second.len() < other.per_second.len() {
             self.per_second.resize(other.per_second.len(), 0);
+            self.slowest_per_second.resize(other.per_second.len(), 0);
         }
         for (mine, theirs) in self.per_second.iter_mut().zip(other.per_second) {
             *mine += theirs;
+        }
+        for (mine, theirs) in self
+            .slowest_per_second
+            .iter_mut()
+            .zip(other.slowest_per_second)
+        {
+            *mine = (*mine).max(theirs);
         }
     }
 }
@@ -627,6 +642,8 @@ pub(crate) struct Report {
     errors: BTreeMap<String, (u64, String)>,
     siblings_seen: u64,
     per_second: Vec<u64>,
+    /// See [`Tally::slowest_per_second`].
+    slowest_per_second: Vec<u64>,
     load: Option<(Duration, u64)>,
     /// The latency distribution of all operations: (nines, milliseconds), where nines is
     /// -log10(1 - quantile) (1 for p90, 2 for p99, 3 for p99.9), the maximum at 5.
@@ -745,9 +762,15 @@ impl Report {
             errors: tally.errors.clone(),
             siblings_seen: tally.siblings_seen,
             per_second: tally.per_second.clone(),
+            slowest_per_second: tally.slowest_per_second.clone(),
             load,
             curve,
         }
+    }
+
+    /// How long the load phase took, if there was one.
+    pub(crate) fn load_seconds(&self) -> Option<f64> {
+        self.load.map(|(took, _)| took.as_secs_f64())
     }
 
     /// Operations per second of the whole run.
@@ -767,7 +790,7 @@ impl Report {
         &self.curve
     }
 
-    /// Writes `latency.svg` and `throughput.svg` for this run into `dir`.
+    /// Writes `latency.svg`, `throughput.svg` and `slowest.svg` for this run into `dir`.
     pub(crate) fn plots(&self, dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         plot(
@@ -790,6 +813,18 @@ impl Report {
             &self.header,
             ("second of the run", "operations per second"),
             &[("all operations".to_string(), over_time)],
+        )?;
+        let slowest = self
+            .slowest_per_second
+            .iter()
+            .enumerate()
+            .map(|(second, &us)| (second as f64, us as f64 / 1000.0))
+            .collect();
+        plot(
+            &dir.join("slowest.svg"),
+            &self.header,
+            ("second of the run", "slowest operation of the second, ms"),
+            &[("all operations".to_string(), slowest)],
         )
     }
 
@@ -831,6 +866,12 @@ impl Report {
                 ms(*max)
             );
         }
+        let slowest: Vec<String> = self
+            .slowest_per_second
+            .iter()
+            .map(|&us| format!("{:.0}", ms(us)))
+            .collect();
+        let _ = writeln!(out, "slowest by second, ms: {}", slowest.join(" "));
         if self.siblings_seen > 0 {
             let _ = writeln!(out, "reads that saw siblings: {}", self.siblings_seen);
         }
@@ -872,6 +913,7 @@ impl Report {
             "errors": errors,
             "siblings_seen": self.siblings_seen,
             "ops_per_second_over_time": self.per_second,
+            "slowest_ms_over_time": self.slowest_per_second.iter().map(|&us| us as f64 / 1000.0).collect::<Vec<_>>(),
             "load_seconds": self.load.map(|(took, _)| took.as_secs_f64()),
             "load_failed": self.load.map(|(_, failed)| failed),
         })
@@ -947,5 +989,10 @@ mod tests {
             report.json()["ops_per_second_over_time"],
             serde_json::json!([100, 1])
         );
+        assert_eq!(
+            report.json()["slowest_ms_over_time"],
+            serde_json::json!([100.0, 500.0])
+        );
+        assert!(text.contains("slowest by second, ms: 100 500"), "{text}");
     }
 }
