@@ -15,7 +15,7 @@ use dynamo_node::{DurabilityMode, NodeConfig};
 use dynamo_protocol::{Request, Response};
 use dynamo_resolve::Resolver;
 
-use crate::{bench, close_at_exit, confirm, dev, load_tls, matrix, member_address};
+use crate::{bench, close_at_exit, confirm, dev, load_tls, matrix, member_address, scale};
 
 /// A Dynamo-style key-value store (DeCandia et al., SOSP 2007).
 #[derive(Parser)]
@@ -416,6 +416,10 @@ pub(crate) enum DevCommand {
     /// mode, workloads A, B, C, F and W at several concurrencies, the transport ceiling and
     /// server- against client-driven coordination; writes a Markdown report.
     Bench(matrix::MatrixArgs),
+    /// The scale sweep (`cargo xtask bench --scale`): a local 3-node cluster per key count
+    /// (10k, 100k, 1M; 10M with --long), with load rate, reads and writes, memory, disk per
+    /// key, restart and anti-entropy refill times; writes a Markdown report.
+    Scale(scale::ScaleArgs),
 }
 
 /// `dynamo put`.

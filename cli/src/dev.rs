@@ -68,36 +68,96 @@ pub(crate) struct LocalCluster {
     pub(crate) http_addresses: Vec<SocketAddr>,
     /// The client's certificate directory: the CA certificate and the admin identity only.
     pub(crate) client_certs: PathBuf,
+    /// How each node was started, to start it again ([`LocalCluster::restart`]).
+    launches: Vec<NodeLaunch>,
     /// Held while the cluster runs: a second `dev cluster` in the same directory is refused.
     _lock: std::fs::File,
 }
 
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            // SIGTERM first so each node shuts down gracefully.
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+/// A node's command line, its log and its data directory.
+struct NodeLaunch {
+    exe: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    log: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl NodeLaunch {
+    /// Starts the node, its output appended to its log.
+    fn spawn(&self, name: &str) -> Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let mut command = std::process::Command::new(&self.exe);
+        command.args(&self.args).stdout(Stdio::null()).stderr(log);
+        for key in [
+            "DYNAMO_SEEDS",
+            "DYNAMO_NAME",
+            "DYNAMO_LISTEN",
+            "DYNAMO_HTTP_LISTEN",
+            "DYNAMO_WORKER_THREADS",
+            "DYNAMO_CONFIG",
+            "DYNAMO_DATA_DIR",
+            "DYNAMO_DURABILITY",
+        ] {
+            command.env_remove(key);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for (name, child) in &mut self.children {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    _ => {
-                        eprintln!("{name} did not stop in time; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
+        command.spawn().with_context(|| format!("starting {name}"))
+    }
+}
+
+/// Sends SIGTERM to each of `children`, so they shut down gracefully, and waits up to 10 s for
+/// them all; kills those still running then.
+fn stop_gracefully(children: &mut [(String, Child)]) {
+    for (_, child) in children.iter_mut() {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (name, child) in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    eprintln!("{name} did not stop in time; killing it");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
                 }
             }
         }
+    }
+}
+
+impl LocalCluster {
+    /// Stops node `index` gracefully (see [`stop_gracefully`]).
+    pub(crate) fn stop(&mut self, index: usize) {
+        stop_gracefully(std::slice::from_mut(&mut self.children[index]));
+    }
+
+    /// Starts node `index` again with its command line, after [`LocalCluster::stop`].
+    pub(crate) fn restart(&mut self, index: usize) -> Result<()> {
+        let (name, child) = &mut self.children[index];
+        *child = self.launches[index].spawn(name)?;
+        Ok(())
+    }
+
+    /// Node `index`'s data directory.
+    pub(crate) fn data_dir(&self, index: usize) -> &Path {
+        &self.launches[index].data_dir
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        stop_gracefully(&mut self.children);
     }
 }
 
@@ -250,53 +310,48 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
         addresses: addresses.clone(),
         http_addresses: http_addresses.clone(),
         client_certs: certs.client(),
+        launches: Vec::new(),
         _lock: lock,
     };
     for (i, name) in names.iter().enumerate() {
-        let log_path = args.dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-        let mut command = std::process::Command::new(&exe);
-        command
-            .arg("--log-format")
-            .arg(log_format)
-            .arg("--worker-threads")
-            .arg(worker_threads.to_string())
-            .args(["node", "start", "--name", name])
-            .arg("--listen")
-            .arg(addresses[i].to_string())
-            .arg("--http-listen")
-            .arg(http_addresses[i].to_string())
-            .arg("--data-dir")
-            .arg(args.dir.join(name))
-            .arg("--certs-dir")
-            .arg(certs.node(name))
-            .arg("--partitions")
-            .arg(args.partitions.to_string())
-            .stdout(Stdio::null())
-            .stderr(log);
+        let log = args.dir.join(format!("{name}.log"));
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let data_dir = args.dir.join(name);
+        let mut node_args: Vec<std::ffi::OsString> = vec![
+            "--log-format".into(),
+            log_format.into(),
+            "--worker-threads".into(),
+            worker_threads.to_string().into(),
+            "node".into(),
+            "start".into(),
+            "--name".into(),
+            name.into(),
+            "--listen".into(),
+            addresses[i].to_string().into(),
+            "--http-listen".into(),
+            http_addresses[i].to_string().into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+            "--certs-dir".into(),
+            certs.node(name).into(),
+            "--partitions".into(),
+            args.partitions.to_string().into(),
+        ];
         if i > 0 {
-            command.arg("--seed").arg(addresses[0].to_string());
+            node_args.extend(["--seed".into(), addresses[0].to_string().into()]);
         }
         if let Some(durability) = &args.durability {
-            command.arg("--durability").arg(durability);
+            node_args.extend(["--durability".into(), durability.into()]);
         }
-        for key in [
-            "DYNAMO_SEEDS",
-            "DYNAMO_NAME",
-            "DYNAMO_LISTEN",
-            "DYNAMO_HTTP_LISTEN",
-            "DYNAMO_WORKER_THREADS",
-            "DYNAMO_CONFIG",
-            "DYNAMO_DATA_DIR",
-            "DYNAMO_DURABILITY",
-        ] {
-            command.env_remove(key);
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let launch = NodeLaunch {
+            exe: exe.clone(),
+            args: node_args,
+            log,
+            data_dir,
+        };
+        let child = launch.spawn(name)?;
         cluster.children.push((name.clone(), child));
+        cluster.launches.push(launch);
         if i == 0 {
             // The founder first, so the others join its ring.
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -27,6 +27,7 @@ mod dev;
 mod matrix;
 mod print;
 mod proxy;
+mod scale;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -189,7 +190,9 @@ fn main() -> ExitCode {
         .or_else(|| match &cli.command {
             // The matrix's load generator shares the machine with the nodes it starts, so it
             // takes its share of the cores as each of them does.
-            Command::Dev(DevCommand::Bench(_)) => Some(dev::core_share(matrix::MATRIX_NODES + 1)),
+            Command::Dev(DevCommand::Bench(_) | DevCommand::Scale(_)) => {
+                Some(dev::core_share(matrix::MATRIX_NODES + 1))
+            }
             _ => None,
         });
     if let Some(threads) = threads {
@@ -297,6 +300,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dev(DevCommand::Demo(args)) => dev::demo_command(args, &cli.log_format).await,
         Command::Dev(DevCommand::Bench(args)) => {
             matrix::run(args, &cli.log_format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev(DevCommand::Scale(args)) => {
+            scale::run(args, &cli.log_format).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

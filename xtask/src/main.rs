@@ -11,6 +11,10 @@
 //!   seeds or replaying one.
 //! * `cargo xtask bench [--seconds S ...]`: the benchmark matrix (`dynamo dev bench`) on local
 //!   3-node clusters in release mode; writes `target/bench-report/report.md`.
+//! * `cargo xtask bench --scale [--long ...]`: the scale sweep (`dynamo dev scale`): a fresh
+//!   cluster per key count (10k, 100k, 1M; 10M with `--long`), with load rate, reads and
+//!   writes, memory, disk per key, restart and anti-entropy refill times; writes
+//!   `target/bench-report/scale/scale.md`.
 //! * `cargo xtask chaos [--fault-seconds S] [--only NAME]`: partitions, one-way loss, kill -9,
 //!   pauses and a restart on a new address against five `dynamo` processes on hosts of their
 //!   own (network namespaces; needs root), a workload from a sixth and the history checker;
@@ -52,6 +56,9 @@ fn main() -> ExitCode {
             ],
             &rest,
         ),
+        Some("bench") if rest.first().is_some_and(|a| a == "--scale") => {
+            release_run(&["-p", "dynamo-cli", "--", "dev", "scale"], &rest[1..])
+        }
         Some("bench") => release_run(&["-p", "dynamo-cli", "--", "dev", "bench"], &rest),
         Some("image") => {
             // A container image of the release binary, built offline (no base image).
@@ -149,6 +156,7 @@ fn main() -> ExitCode {
             eprintln!("  demo  a local 3-node cluster and the shopping-cart story against it");
             eprintln!("  sim   --seeds A..B | --reproduce SEED: the whole-cluster simulator");
             eprintln!("  bench the benchmark matrix on local clusters (target/bench-report)");
+            eprintln!("  bench --scale [--long] the scale sweep: 10k, 100k, 1M (10M) keys");
             eprintln!("  chaos faults across network namespaces against 5 real nodes (root)");
             eprintln!(
                 "  power power cuts of real nodes on a filesystem that drops unsynced writes (root, FUSE)"
