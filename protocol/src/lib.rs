@@ -6,8 +6,10 @@
 //! speak to it. This crate must NOT know how messages travel (QUIC, TLS, HTTP), how they are
 //! served, or any clock, thread or socket.
 
+mod frame;
 mod identity;
 mod messages;
 
+pub use frame::{FrameEncodeError, encode_frame};
 pub use identity::{NameError, PeerIdentity, Role, validate_name};
 pub use messages::*;

@@ -1,6 +1,6 @@
-//! Frames on a QUIC stream: a big-endian `u32` length, then that many bytes of postcard, refused
-//! before anything is allocated when the length is over the limit; and the errors a stream can
-//! end with, named for people.
+//! Frames on a QUIC stream (encoded by [`dynamo_protocol::encode_frame`]: a big-endian `u32`
+//! length, then that many bytes of postcard), read and refused before anything is allocated
+//! when the length is over the limit; and the errors a stream can end with, named for people.
 //!
 //! This module must not know what the frames carry or who sends them.
 
@@ -11,7 +11,7 @@ use super::{
     STREAM_MALFORMED, STREAM_READ_TIMEOUT, STREAM_RESPONSE_FAILED, STREAM_TOO_LARGE,
     STREAM_TRUNCATED, TransportError,
 };
-use serde::Serialize;
+use dynamo_protocol::FrameEncodeError;
 use serde::de::DeserializeOwned;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -69,35 +69,12 @@ pub(super) fn describe_code(code: quinn::VarInt) -> String {
 /// Payload buffer capacity reserved before any payload byte has arrived.
 pub(super) const INITIAL_READ_CAPACITY: usize = 64 * 1024;
 
-/// Encodes `value` as one frame: `u32` big-endian length, then the postcard bytes.
-pub(super) fn encode_frame<T: Serialize + ?Sized>(
-    value: &T,
-    limit: usize,
-) -> Result<Vec<u8>, EncodeError> {
-    let payload = postcard::to_stdvec(value).map_err(EncodeError::Postcard)?;
-    let len = payload.len();
-    let Some(len32) = u32::try_from(len).ok().filter(|_| len <= limit) else {
-        return Err(EncodeError::TooLarge { len, limit });
-    };
-    let mut frame = Vec::with_capacity(4 + len);
-    frame.extend_from_slice(&len32.to_be_bytes());
-    frame.extend_from_slice(&payload);
-    Ok(frame)
-}
-
-#[derive(Debug)]
-pub(super) enum EncodeError {
-    Postcard(postcard::Error),
-    TooLarge { len: usize, limit: usize },
-}
-
-impl EncodeError {
-    pub(super) fn into_transport(self, peer: SocketAddr) -> TransportError {
-        match self {
-            EncodeError::Postcard(source) => TransportError::Encode { peer, source },
-            EncodeError::TooLarge { len, limit } => {
-                TransportError::FrameTooLarge { peer, len, limit }
-            }
+/// The transport error for a message that could not be framed for `peer`.
+pub(super) fn encode_error(error: FrameEncodeError, peer: SocketAddr) -> TransportError {
+    match error {
+        FrameEncodeError::Postcard(source) => TransportError::Encode { peer, source },
+        FrameEncodeError::TooLarge { len, limit } => {
+            TransportError::FrameTooLarge { peer, len, limit }
         }
     }
 }
@@ -163,23 +140,5 @@ pub(super) fn write_error(error: quinn::WriteError) -> String {
             format!("peer stopped the stream: {}", describe_code(code))
         }
         e => e.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transport::MAX_FRAME_BYTES;
-
-    #[test]
-    fn frame_layout_is_length_then_postcard() {
-        let frame = encode_frame(&(7u8, "hi"), MAX_FRAME_BYTES).expect("encode");
-        assert_eq!(frame, vec![0, 0, 0, 4, 7, 2, b'h', b'i']);
-    }
-
-    #[test]
-    fn encode_refuses_frames_over_the_limit() {
-        let err = encode_frame(&vec![0u8; 100], 10).expect_err("too large");
-        assert!(matches!(err, EncodeError::TooLarge { limit: 10, .. }));
     }
 }

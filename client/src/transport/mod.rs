@@ -42,7 +42,8 @@ use crate::tls::{NODE_SERVER_NAME, PeerIdentity, Role, TlsConfig, TlsError};
 mod frame;
 mod serving;
 
-use frame::{encode_frame, read_frame, write_error};
+use dynamo_protocol::encode_frame;
+use frame::{encode_error, read_frame, write_error};
 use serving::{
     Admission, Cached, Inner, Slot, StreamServer, WarningWindow, accept_connection, serve_streams,
 };
@@ -406,7 +407,7 @@ impl Endpoint {
         Resp: DeserializeOwned,
     {
         let frame = encode_frame(request, self.inner.options.max_frame_bytes)
-            .map_err(|e| e.into_transport(peer))?;
+            .map_err(|e| encode_error(e, peer))?;
         let mut used = None;
         let outcome = tokio::time::timeout(timeout, self.exchange(peer, &frame, &mut used)).await;
         if let Ok(result) = outcome {

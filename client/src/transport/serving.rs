@@ -17,12 +17,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-use super::frame::{FrameError, encode_frame, read_frame};
+use super::frame::{FrameError, read_frame};
 use super::{
     CLOSE_NO_IDENTITY, CLOSE_REPLACED, CLOSE_TOO_MANY_CONNECTIONS, STREAM_READ_TIMEOUT,
     STREAM_RESPONSE_FAILED, TransportOptions, WARNING_WINDOW, WARNINGS_PER_WINDOW,
 };
 use crate::tls::{PeerIdentity, Role, TlsError};
+use dynamo_protocol::encode_frame;
 
 /// The cached connection to one peer address; the async mutex makes concurrent requesters wait
 /// for a single dial instead of each dialing.
