@@ -361,6 +361,16 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
     Ok(cluster)
 }
 
+/// [`start`] on an empty directory: whatever `args.dir` held (an earlier run's cluster) is
+/// removed first.
+pub(crate) async fn start_fresh(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("clearing {}", args.dir.display()))?;
+    }
+    start(args, log_format).await
+}
+
 /// Creates `dir` and takes its lock file; refuses when another `dev cluster` holds it. The lock
 /// goes with the process, however it ends.
 fn lock_dir(dir: &Path) -> Result<std::fs::File> {

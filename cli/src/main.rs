@@ -20,6 +20,7 @@ macro_rules! outln {
 mod args;
 mod bench;
 mod bench_http;
+mod bench_report;
 mod cert;
 mod cluster;
 mod data;

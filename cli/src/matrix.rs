@@ -13,10 +13,9 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use dynamo_client::client::Client;
 
-use crate::bench::{
-    self, BenchArgs, KeyChoice, Report, Series, Workload, node_addresses, parse_value_size, plot,
-};
+use crate::bench::{self, BenchArgs, KeyChoice, Workload, node_addresses, parse_value_size};
 use crate::bench_http::HttpTarget;
+use crate::bench_report::{Report, Series, plot};
 use crate::dev;
 
 /// `dynamo dev bench` (what `cargo xtask bench` runs): the matrix of issue 16.
@@ -130,39 +129,25 @@ pub(crate) const MATRIX_NODES: usize = 3;
 pub(crate) async fn run(args: MatrixArgs, log_format: &str) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let base = |workload, concurrency| BenchArgs {
-        workload,
-        keys: args.keys,
-        value_size: args.value_size,
-        concurrency,
-        seconds: args.seconds,
-        ops: None,
-        distribution: KeyChoice::Zipfian,
-        zipf: 0.99,
-        load: false,
-        rate: None,
-        bucket: "bench".into(),
-        transport: false,
-        server_driven: false,
-        http: Vec::new(),
-        seed: 1,
-        plot: None,
+    let base = |workload, concurrency| {
+        BenchArgs::closed_loop(
+            workload,
+            KeyChoice::Zipfian,
+            (args.keys, args.value_size),
+            concurrency,
+            args.seconds,
+        )
     };
     let started = Instant::now();
     let mut points = Vec::new();
     for (i, durability) in args.durability.iter().enumerate() {
         let dir = args.out.join(format!("cluster-{durability}"));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
         let port = args.base_port + 10 * i as u16;
         let cluster_args = dev::ClusterArgs::local(MATRIX_NODES, dir, port, durability);
-        let cluster = dev::start(&cluster_args, log_format).await?;
+        let cluster = dev::start_fresh(&cluster_args, log_format).await?;
         let client = || dev::client(&cluster);
         // The load phase: every key once.
-        let mut load = base(Workload::C, 32);
-        load.load = true;
-        load.ops = Some(1);
+        let load = base(Workload::C, 32).load_only();
         bench::run(
             client()?,
             None,

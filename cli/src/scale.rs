@@ -19,6 +19,7 @@ use dynamo_client::client::Client;
 use dynamo_protocol::{Request, RequestOptions, Response};
 
 use crate::bench::{self, BenchArgs, KeyChoice, Workload, node_addresses, parse_value_size};
+use crate::bench_report::Report;
 use crate::dev;
 use crate::matrix::MATRIX_NODES;
 
@@ -86,12 +87,9 @@ pub(crate) async fn run(args: ScaleArgs, log_format: &str) -> Result<()> {
     let mut rows = Vec::new();
     for (i, &keys) in counts.iter().enumerate() {
         let dir = args.out.join(format!("cluster-{keys}"));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
         let port = args.base_port + 10 * u16::try_from(i).unwrap_or(0);
         let cluster_args = dev::ClusterArgs::local(MATRIX_NODES, dir.clone(), port, "sync");
-        let mut cluster = dev::start(&cluster_args, log_format).await?;
+        let mut cluster = dev::start_fresh(&cluster_args, log_format).await?;
         let row = measure(&args, keys, &mut cluster).await;
         drop(cluster);
         let row = row?;
@@ -119,53 +117,24 @@ pub(crate) async fn run(args: ScaleArgs, log_format: &str) -> Result<()> {
 
 /// Loads `keys` keys into `cluster` and measures it (see the module doc).
 async fn measure(args: &ScaleArgs, keys: u64, cluster: &mut dev::LocalCluster) -> Result<Row> {
-    let bench_args = |workload, distribution| BenchArgs {
-        workload,
-        keys,
-        value_size: args.value_size,
-        concurrency: args.concurrency,
-        seconds: args.seconds,
-        ops: None,
-        distribution,
-        zipf: 0.99,
-        load: false,
-        rate: None,
-        bucket: "bench".into(),
-        transport: false,
-        server_driven: false,
-        http: Vec::new(),
-        seed: 1,
-        plot: None,
+    let bench_args = |workload, distribution| {
+        BenchArgs::closed_loop(
+            workload,
+            distribution,
+            (keys, args.value_size),
+            args.concurrency,
+            args.seconds,
+        )
     };
-    let addresses = node_addresses(&cluster.addresses);
-    let mut load = bench_args(Workload::C, KeyChoice::Uniform);
-    load.load = true;
-    load.ops = Some(1);
-    let loaded = bench::run(
-        dev::client(cluster)?,
-        None,
-        addresses.clone(),
-        load,
-        5_000,
-        true,
-    )
-    .await?;
+    let load = bench_args(Workload::C, KeyChoice::Uniform).load_only();
+    let loaded = quiet_run(cluster, load).await?;
     let load_seconds = loaded.load_seconds().unwrap_or(f64::INFINITY);
     let load_rate = keys as f64 / load_seconds;
     eprintln!("{keys:>9} keys: loaded at {load_rate:.0} keys/s");
     let mut runs = Vec::new();
     for distribution in [KeyChoice::Uniform, KeyChoice::Zipfian] {
         for workload in [Workload::C, Workload::W] {
-            let run_args = bench_args(workload, distribution);
-            let report = bench::run(
-                dev::client(cluster)?,
-                None,
-                addresses.clone(),
-                run_args,
-                5_000,
-                true,
-            )
-            .await?;
+            let report = quiet_run(cluster, bench_args(workload, distribution)).await?;
             let label = format!(
                 "{} {}",
                 if workload == Workload::C {
@@ -241,6 +210,12 @@ async fn measure(args: &ScaleArgs, keys: u64, cluster: &mut dev::LocalCluster) -
         restart_to_serve,
         refill,
     })
+}
+
+/// One bench run against `cluster` with a client of its own, printing nothing.
+async fn quiet_run(cluster: &dev::LocalCluster, args: BenchArgs) -> Result<Report> {
+    let addresses = node_addresses(&cluster.addresses);
+    bench::run(dev::client(cluster)?, None, addresses, args, 5_000, true).await
 }
 
 /// Waits until the node at `address` answers a read it coordinates itself.
