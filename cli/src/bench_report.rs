@@ -246,6 +246,11 @@ impl Report {
         self.load.map(|(took, _)| took.as_secs_f64())
     }
 
+    /// Writes of the load phase that failed.
+    pub(crate) fn load_failed(&self) -> u64 {
+        self.load.map_or(0, |(_, failed)| failed)
+    }
+
     /// Operations per second of the whole run.
     pub(crate) fn throughput(&self) -> f64 {
         self.ops_per_sec(self.total_ops)
@@ -342,7 +347,7 @@ impl Report {
         let slowest: Vec<String> = self
             .slowest_per_second
             .iter()
-            .map(|&us| format!("{:.0}", ms(us)))
+            .map(|&us| format!("{:.1}", ms(us)))
             .collect();
         let _ = writeln!(out, "slowest by second, ms: {}", slowest.join(" "));
         if self.siblings_seen > 0 {
@@ -424,6 +429,9 @@ mod tests {
             report.json()["slowest_ms_over_time"],
             serde_json::json!([100.0, 500.0])
         );
-        assert!(text.contains("slowest by second, ms: 100 500"), "{text}");
+        assert!(
+            text.contains("slowest by second, ms: 100.0 500.0"),
+            "{text}"
+        );
     }
 }

@@ -108,10 +108,14 @@ impl NodeLaunch {
     }
 }
 
-/// Sends SIGTERM to each of `children`, so they shut down gracefully, and waits up to 10 s for
-/// them all; kills those still running then.
+/// Sends SIGTERM to each of `children` still running, so they shut down gracefully, and waits
+/// up to 10 s for them all; kills those still running then. A child that has exited already is
+/// left alone: its process id may belong to another process by now.
 fn stop_gracefully(children: &mut [(String, Child)]) {
     for (_, child) in children.iter_mut() {
+        if !matches!(child.try_wait(), Ok(None)) {
+            continue;
+        }
         let _ = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -142,9 +146,13 @@ impl LocalCluster {
         stop_gracefully(std::slice::from_mut(&mut self.children[index]));
     }
 
-    /// Starts node `index` again with its command line, after [`LocalCluster::stop`].
+    /// Starts node `index` again with its command line, after [`LocalCluster::stop`]; refuses
+    /// while it still runs (a second process would be left untracked).
     pub(crate) fn restart(&mut self, index: usize) -> Result<()> {
         let (name, child) = &mut self.children[index];
+        if matches!(child.try_wait(), Ok(None)) {
+            bail!("{name} is still running; stop it before starting it again");
+        }
         *child = self.launches[index].spawn(name)?;
         Ok(())
     }
@@ -361,12 +369,30 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
     Ok(cluster)
 }
 
+/// The lock file a running local cluster holds in its directory.
+const LOCK_FILE: &str = "dev-cluster.lock";
+
 /// [`start`] on an empty directory: whatever `args.dir` held (an earlier run's cluster) is
-/// removed first.
+/// removed first, unless a cluster still runs in it (its lock is held).
 pub(crate) async fn start_fresh(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
-    if args.dir.exists() {
-        std::fs::remove_dir_all(&args.dir)
-            .with_context(|| format!("clearing {}", args.dir.display()))?;
+    {
+        let _lock = lock_dir(&args.dir)?;
+        let entries = std::fs::read_dir(&args.dir)
+            .with_context(|| format!("reading {}", args.dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("reading {}", args.dir.display()))?
+                .path();
+            if path.file_name() == Some(std::ffi::OsStr::new(LOCK_FILE)) {
+                continue;
+            }
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("clearing {}", path.display()))?;
+        }
     }
     start(args, log_format).await
 }
@@ -376,7 +402,7 @@ pub(crate) async fn start_fresh(args: &ClusterArgs, log_format: &str) -> Result<
 fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     dynamo_client::files::create_private_dir(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("dev-cluster.lock");
+    let path = dir.join(LOCK_FILE);
     match dynamo_client::files::lock_file(&path) {
         Ok(Some(lock)) => Ok(lock),
         Ok(None) => bail!(

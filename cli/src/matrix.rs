@@ -142,7 +142,10 @@ pub(crate) async fn run(args: MatrixArgs, log_format: &str) -> Result<()> {
     let mut points = Vec::new();
     for (i, durability) in args.durability.iter().enumerate() {
         let dir = args.out.join(format!("cluster-{durability}"));
-        let port = args.base_port + 10 * i as u16;
+        let port = u16::try_from(10 * i)
+            .ok()
+            .and_then(|offset| args.base_port.checked_add(offset))
+            .context("--base-port leaves no room for a cluster per durability mode")?;
         let cluster_args = dev::ClusterArgs::local(MATRIX_NODES, dir, port, durability);
         let cluster = dev::start_fresh(&cluster_args, log_format).await?;
         let client = || dev::client(&cluster);

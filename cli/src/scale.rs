@@ -2,8 +2,9 @@
 //! set costs. For each key count a fresh local 3-node cluster is loaded, then measured: the
 //! load rate; reads and blind writes, uniform and zipfian, with throughput and p99.9; resident
 //! memory per node; disk bytes per key; the time a restarted node takes to serve again; and
-//! the time anti-entropy takes to refill a node whose disk was wiped. Writes `scale.md` and
-//! `scale.jsonl`, so a regression in any of them shows against an earlier report.
+//! the time anti-entropy takes to refill a node whose disk was wiped, and the requests that
+//! failed meanwhile. Writes `scale.md` and `scale.jsonl` (a line per key count as soon as it is
+//! measured); keep a report to compare a later run with, and a regression in any figure shows.
 //!
 //! This module must not know how nodes work inside: it starts clusters with `dev`, measures
 //! them with `bench` and reads what the nodes' status and the operating system say.
@@ -30,7 +31,12 @@ pub(crate) struct ScaleArgs {
     #[arg(long, default_value = "target/bench-report/scale")]
     pub(crate) out: std::path::PathBuf,
     /// Key counts, one fresh cluster each.
-    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10000,100000,1000000",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub(crate) keys: Vec<u64>,
     /// Adds 10,000,000 keys: about an hour of loading and 30 GB of disk on a small machine,
     /// so CI does not run it.
@@ -64,6 +70,9 @@ struct Row {
     load_rate: f64,
     /// (label, ops/s, p99.9 ms) of each run.
     runs: Vec<(String, f64, f64)>,
+    /// Failed operations of the load phase and of every run: a figure measured while
+    /// requests failed is not comparable.
+    errors: u64,
     /// Resident memory of each node after the runs, in MiB.
     rss_mib: Vec<f64>,
     /// Bytes of every node's data directory per key (all replicas together).
@@ -84,35 +93,60 @@ pub(crate) async fn run(args: ScaleArgs, log_format: &str) -> Result<()> {
         counts.push(10_000_000);
     }
     let started = Instant::now();
+    let jsonl_path = args.out.join("scale.jsonl");
+    std::fs::write(&jsonl_path, "").with_context(|| format!("writing {}", jsonl_path.display()))?;
     let mut rows = Vec::new();
+    let mut failure = None;
     for (i, &keys) in counts.iter().enumerate() {
+        let port = u16::try_from(10 * i)
+            .ok()
+            .and_then(|offset| args.base_port.checked_add(offset));
+        let Some(port) = port else {
+            failure = Some(anyhow::anyhow!(
+                "--base-port {} leaves no room for {} clusters 10 ports apart",
+                args.base_port,
+                counts.len()
+            ));
+            break;
+        };
         let dir = args.out.join(format!("cluster-{keys}"));
-        let port = args.base_port + 10 * u16::try_from(i).unwrap_or(0);
         let cluster_args = dev::ClusterArgs::local(MATRIX_NODES, dir.clone(), port, "sync");
-        let mut cluster = dev::start_fresh(&cluster_args, log_format).await?;
-        let row = measure(&args, keys, &mut cluster).await;
-        drop(cluster);
-        let row = row?;
+        let row = match dev::start_fresh(&cluster_args, log_format).await {
+            Ok(mut cluster) => measure(&args, keys, &mut cluster).await,
+            Err(error) => Err(error),
+        };
+        let row = match row.with_context(|| format!("measuring {keys} keys")) {
+            Ok(row) => row,
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        };
         // The next count starts from an empty disk.
         let _ = std::fs::remove_dir_all(&dir);
+        // Each row is kept as soon as it is measured: a later failure (or Ctrl-C during an
+        // hour of loading) does not lose it.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&jsonl_path)
+            .with_context(|| format!("writing {}", jsonl_path.display()))?;
+        std::io::Write::write_all(&mut file, format!("{}\n", json(&row)).as_bytes())
+            .with_context(|| format!("writing {}", jsonl_path.display()))?;
         rows.push(row);
     }
     let report = markdown(&args, &rows, started.elapsed());
     let path = args.out.join("scale.md");
     std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
-    let mut jsonl = String::new();
-    for row in &rows {
-        let _ = writeln!(jsonl, "{}", json(row));
-    }
-    let path = args.out.join("scale.jsonl");
-    std::fs::write(&path, jsonl).with_context(|| format!("writing {}", path.display()))?;
-    println!("{report}");
-    println!(
+    outln!("{report}");
+    outln!(
         "wrote {} and scale.jsonl in {:.0} s",
-        args.out.join("scale.md").display(),
+        path.display(),
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 /// Loads `keys` keys into `cluster` and measures it (see the module doc).
@@ -130,7 +164,8 @@ async fn measure(args: &ScaleArgs, keys: u64, cluster: &mut dev::LocalCluster) -
     let loaded = quiet_run(cluster, load).await?;
     let load_seconds = loaded.load_seconds().unwrap_or(f64::INFINITY);
     let load_rate = keys as f64 / load_seconds;
-    eprintln!("{keys:>9} keys: loaded at {load_rate:.0} keys/s");
+    let mut errors = loaded.load_failed();
+    eprintln!("{keys:>9} keys: loaded at {load_rate:.0} keys/s, {errors} failed");
     let mut runs = Vec::new();
     for distribution in [KeyChoice::Uniform, KeyChoice::Zipfian] {
         for workload in [Workload::C, Workload::W] {
@@ -154,6 +189,7 @@ async fn measure(args: &ScaleArgs, keys: u64, cluster: &mut dev::LocalCluster) -
                 report.throughput(),
                 report.error_count()
             );
+            errors += report.error_count();
             runs.push((label, report.throughput(), p999));
         }
     }
@@ -205,6 +241,7 @@ async fn measure(args: &ScaleArgs, keys: u64, cluster: &mut dev::LocalCluster) -
         keys,
         load_rate,
         runs,
+        errors,
         rss_mib,
         disk_bytes_per_key,
         restart_to_serve,
@@ -312,9 +349,9 @@ fn markdown(args: &ScaleArgs, rows: &[Row], took: Duration) -> String {
         rule.push_str("---|---|");
     }
     header.push_str(
-        " RSS per node MiB | disk B per key | restart to serve s | refill wiped node s |",
+        " RSS per node MiB | disk B per key | restart to serve s | refill wiped node s | errors |",
     );
-    rule.push_str("---|---|---|---|");
+    rule.push_str("---|---|---|---|---|");
     let _ = writeln!(out, "{header}\n{rule}");
     for row in rows {
         let mut line = format!("| {} | {:.0} |", row.keys, row.load_rate);
@@ -324,14 +361,15 @@ fn markdown(args: &ScaleArgs, rows: &[Row], took: Duration) -> String {
         let rss: Vec<String> = row.rss_mib.iter().map(|m| format!("{m:.0}")).collect();
         let _ = write!(
             line,
-            " {} | {:.0} | {:.2} | {} |",
+            " {} | {:.0} | {:.2} | {} | {} |",
             rss.join(" / "),
             row.disk_bytes_per_key,
             row.restart_to_serve.as_secs_f64(),
             row.refill.map_or_else(
                 || format!("> {}", args.refill_limit_seconds),
                 |took| format!("{:.1}", took.as_secs_f64())
-            )
+            ),
+            row.errors
         );
         let _ = writeln!(out, "{line}");
     }
@@ -342,12 +380,15 @@ fn json(row: &Row) -> serde_json::Value {
     let runs: Vec<_> = row
         .runs
         .iter()
-        .map(|(label, ops, p999)| serde_json::json!({"run": label, "ops_per_sec": ops, "p999_ms": p999}))
+        .map(|(label, ops, p999)| {
+            serde_json::json!({"run": label, "ops_per_sec": ops, "p999_ms": p999})
+        })
         .collect();
     serde_json::json!({
         "keys": row.keys,
         "load_keys_per_sec": row.load_rate,
         "runs": runs,
+        "errors": row.errors,
         "rss_mib_per_node": row.rss_mib,
         "disk_bytes_per_key": row.disk_bytes_per_key,
         "restart_to_serve_seconds": row.restart_to_serve.as_secs_f64(),

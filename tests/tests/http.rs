@@ -929,4 +929,5 @@ async fn large_answers_are_not_held_back_by_nagle() {
         median < Duration::from_millis(20),
         "median GET of 64 KiB took {median:?} (all: {latencies:?}): is TCP_NODELAY set?"
     );
+    http.cluster.shutdown().await;
 }

@@ -56,8 +56,9 @@ fn main() -> ExitCode {
             ],
             &rest,
         ),
-        Some("bench") if rest.first().is_some_and(|a| a == "--scale") => {
-            release_run(&["-p", "dynamo-cli", "--", "dev", "scale"], &rest[1..])
+        Some("bench") if rest.iter().any(|a| a == "--scale") => {
+            let others: Vec<String> = rest.iter().filter(|a| *a != "--scale").cloned().collect();
+            release_run(&["-p", "dynamo-cli", "--", "dev", "scale"], &others)
         }
         Some("bench") => release_run(&["-p", "dynamo-cli", "--", "dev", "bench"], &rest),
         Some("image") => {
