@@ -280,6 +280,17 @@ impl DevCerts {
 /// Creates the CA and certificates (once), starts the node processes and waits until every
 /// node is in the ring and up.
 pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
+    start_in(args, log_format, false).await
+}
+
+/// [`start`] on an empty directory: whatever `args.dir` held (an earlier run's cluster) is
+/// removed first, once its lock is taken, so a cluster still running there is never wiped.
+pub(crate) async fn start_fresh(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
+    start_in(args, log_format, true).await
+}
+
+/// [`start`], first clearing the directory (all but the lock file) when `clear`.
+async fn start_in(args: &ClusterArgs, log_format: &str, clear: bool) -> Result<LocalCluster> {
     if args.nodes == 0 {
         bail!("a cluster needs at least one node");
     }
@@ -299,6 +310,9 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
     }
     // Before anything in the directory is touched: one cluster per directory.
     let lock = lock_dir(&args.dir)?;
+    if clear {
+        clear_except_lock(&args.dir)?;
+    }
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
     let certs = DevCerts::new(&args.dir);
     certs.create(&names)?;
@@ -372,29 +386,24 @@ pub(crate) async fn start(args: &ClusterArgs, log_format: &str) -> Result<LocalC
 /// The lock file a running local cluster holds in its directory.
 const LOCK_FILE: &str = "dev-cluster.lock";
 
-/// [`start`] on an empty directory: whatever `args.dir` held (an earlier run's cluster) is
-/// removed first, unless a cluster still runs in it (its lock is held).
-pub(crate) async fn start_fresh(args: &ClusterArgs, log_format: &str) -> Result<LocalCluster> {
-    {
-        let _lock = lock_dir(&args.dir)?;
-        let entries = std::fs::read_dir(&args.dir)
-            .with_context(|| format!("reading {}", args.dir.display()))?;
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("reading {}", args.dir.display()))?
-                .path();
-            if path.file_name() == Some(std::ffi::OsStr::new(LOCK_FILE)) {
-                continue;
-            }
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.with_context(|| format!("clearing {}", path.display()))?;
+/// Removes everything in `dir` but its lock file (which the caller holds).
+fn clear_except_lock(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        if path.file_name() == Some(std::ffi::OsStr::new(LOCK_FILE)) {
+            continue;
         }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("clearing {}", path.display()))?;
     }
-    start(args, log_format).await
+    Ok(())
 }
 
 /// Creates `dir` and takes its lock file; refuses when another `dev cluster` holds it. The lock

@@ -288,12 +288,7 @@ async fn all_pairs_agree_since(client: &Client, addresses: &[SocketAddr], since:
         else {
             return false;
         };
-        let ae = &status.anti_entropy;
-        let agreed = ae
-            .pairs
-            .iter()
-            .all(|pair| pair.agreed_ms_ago.is_some_and(|ago| ago < since));
-        if !ae.in_progress.is_empty() || ae.pairs.is_empty() || !agreed {
+        if !status.anti_entropy.settled_within(since) {
             return false;
         }
     }

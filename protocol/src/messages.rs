@@ -442,6 +442,20 @@ pub struct AntiEntropyStatus {
     pub allowed_bytes_per_sec: u64,
 }
 
+impl AntiEntropyStatus {
+    /// Whether this node has compared every (partition, peer) pair within the last `within_ms`
+    /// and runs no exchange now: what it replicates equals its peers' copies as of then (a
+    /// wiped node refilled, a fault healed).
+    pub fn settled_within(&self, within_ms: u64) -> bool {
+        self.in_progress.is_empty()
+            && !self.pairs.is_empty()
+            && self
+                .pairs
+                .iter()
+                .all(|pair| pair.agreed_ms_ago.is_some_and(|ago| ago < within_ms))
+    }
+}
+
 /// One partition and one other replica of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionSync {

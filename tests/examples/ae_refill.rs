@@ -75,15 +75,7 @@ async fn idle(cluster: &TestCluster, since: Duration) -> bool {
     let mut idle = true;
     for address in cluster.addresses() {
         match cluster.client_of(address).status().await {
-            Ok(status) => {
-                let ae = &status.anti_entropy;
-                idle &= ae.in_progress.is_empty()
-                    && !ae.pairs.is_empty()
-                    && ae
-                        .pairs
-                        .iter()
-                        .all(|p| p.agreed_ms_ago.is_some_and(|ago| ago < since));
-            }
+            Ok(status) => idle &= status.anti_entropy.settled_within(since),
             Err(_) => idle = false,
         }
     }
