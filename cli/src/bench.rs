@@ -69,6 +69,15 @@ pub(crate) enum KeyChoice {
     Zipfian,
 }
 
+/// How the client reads a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReadPath {
+    /// R replicas' copies, asked by the client, which asks a coordinator when they differ.
+    Copies,
+    /// One replica of the key, which coordinates the read.
+    Coordinated,
+}
+
 /// `dynamo bench` options.
 #[derive(Args, Clone)]
 pub(crate) struct BenchArgs {
@@ -114,6 +123,10 @@ pub(crate) struct BenchArgs {
     /// (server-driven coordination, paper 6.4), instead of to the key's replicas.
     #[arg(long)]
     pub(crate) server_driven: bool,
+    /// How reads go: the client asks R replicas for their copies (`copies`), or one replica
+    /// coordinates each read (`coordinated`).
+    #[arg(long, value_enum, default_value = "copies")]
+    pub(crate) reads: ReadPath,
     /// Send reads and writes to the HTTP API of these nodes instead (comma-separated
     /// `HOST:PORT` of each node's `http_listen`), round robin, with the same certificate; the
     /// bucket is still checked over QUIC through --nodes.
@@ -162,6 +175,7 @@ impl BenchArgs {
             bucket: "bench".into(),
             transport: false,
             server_driven: false,
+            reads: ReadPath::Copies,
             http: Vec::new(),
             seed: 1,
             plot: None,
@@ -564,7 +578,13 @@ fn describe_run(args: &BenchArgs) -> String {
         Some(rate) => format!("open loop at {rate} ops/s"),
         None => "closed loop".to_string(),
     };
-    format!("{what}, concurrency {}, {mode}", args.concurrency)
+    let reads = match (args.transport, args.server_driven, args.reads) {
+        (true, ..) => "",
+        (false, true, _) => ", server-driven",
+        (false, false, ReadPath::Copies) => ", reads from R copies",
+        (false, false, ReadPath::Coordinated) => ", coordinated reads",
+    };
+    format!("{what}, concurrency {}, {mode}{reads}", args.concurrency)
 }
 
 /// A progress line on stderr while the run lasts (hidden when stderr is not a terminal).

@@ -250,6 +250,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let mut first = connection.clone();
                 first.nodes.truncate(1);
                 first.client()?.server_driven()
+            } else if bench.reads == bench::ReadPath::Coordinated {
+                connection.client()?.coordinated_reads()
             } else {
                 connection.client()?
             };

@@ -13,7 +13,9 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use dynamo_client::client::Client;
 
-use crate::bench::{self, BenchArgs, KeyChoice, Workload, node_addresses, parse_value_size};
+use crate::bench::{
+    self, BenchArgs, KeyChoice, ReadPath, Workload, node_addresses, parse_value_size,
+};
 use crate::bench_http::HttpTarget;
 use crate::bench_report::{Report, Series, plot};
 use crate::dev;
@@ -77,6 +79,8 @@ struct Point {
     report: Report,
     /// Cluster CPU per operation.
     cpu_per_op: Duration,
+    /// The load generator's CPU per operation (this process: the client library's work).
+    client_cpu_per_op: Duration,
 }
 
 /// Runs one point against `cluster`, measuring the nodes' CPU while it runs.
@@ -89,6 +93,7 @@ async fn point(
 ) -> Result<Point> {
     let pids: Vec<u32> = cluster.children.iter().map(|(_, c)| c.id()).collect();
     let before = cpu_time(&pids);
+    let client_before = cpu_time(&[std::process::id()]);
     let concurrency = args.concurrency;
     let http = if args.http.is_empty() {
         None
@@ -105,13 +110,15 @@ async fn point(
         true,
     )
     .await?;
-    let cpu = cpu_time(&pids).saturating_sub(before);
-    let cpu_per_op = cpu / u32::try_from(report.total_ops.max(1)).unwrap_or(u32::MAX);
+    let ops = u32::try_from(report.total_ops.max(1)).unwrap_or(u32::MAX);
+    let cpu_per_op = cpu_time(&pids).saturating_sub(before) / ops;
+    let client_cpu_per_op = cpu_time(&[std::process::id()]).saturating_sub(client_before) / ops;
     eprintln!(
-        "{durability:>8} {label:<28} c={concurrency:<3} {:>8.0} ops/s  p99.9 {:>7.2} ms  cpu/op {:.3} ms",
+        "{durability:>8} {label:<28} c={concurrency:<3} {:>8.0} ops/s  p99.9 {:>7.2} ms  cpu/op {:.3} ms + client {:.3} ms",
         report.throughput(),
         report.overall_ms()[3],
-        cpu_per_op.as_secs_f64() * 1000.0
+        cpu_per_op.as_secs_f64() * 1000.0,
+        client_cpu_per_op.as_secs_f64() * 1000.0
     );
     Ok(Point {
         durability: durability.to_string(),
@@ -119,6 +126,7 @@ async fn point(
         concurrency,
         report,
         cpu_per_op,
+        client_cpu_per_op,
     })
 }
 
@@ -220,6 +228,18 @@ pub(crate) async fn run(args: MatrixArgs, log_format: &str) -> Result<()> {
             };
             points.push(point(&cluster, client, bench, durability, label.into()).await?);
         }
+        // Issue 28: reads coordinated by a replica against reads from R replicas' copies,
+        // with the CPU each costs the nodes and the client.
+        let at = args.concurrency.iter().copied().max().unwrap_or(32).min(32);
+        for reads in [ReadPath::Coordinated, ReadPath::Copies] {
+            let mut bench = base(Workload::C, at);
+            bench.reads = reads;
+            let (client, label) = match reads {
+                ReadPath::Coordinated => (client()?.coordinated_reads(), "C, coordinated reads"),
+                ReadPath::Copies => (client()?, "C, reads from R copies"),
+            };
+            points.push(point(&cluster, client, bench, durability, label.into()).await?);
+        }
         drop(cluster);
     }
     let took = started.elapsed();
@@ -234,6 +254,7 @@ pub(crate) async fn run(args: MatrixArgs, log_format: &str) -> Result<()> {
         line["label"] = p.label.clone().into();
         line["concurrency"] = p.concurrency.into();
         line["cluster_cpu_ms_per_op"] = (p.cpu_per_op.as_secs_f64() * 1000.0).into();
+        line["client_cpu_ms_per_op"] = (p.client_cpu_per_op.as_secs_f64() * 1000.0).into();
         let _ = writeln!(jsonl, "{line}");
     }
     let path = args.out.join("results.jsonl");
@@ -298,7 +319,7 @@ fn markdown(args: &MatrixArgs, points: &[Point], took: Duration) -> String {
     let _ = writeln!(out, "# dynamo bench report\n");
     let _ = writeln!(
         out,
-        "{MATRIX_NODES} local nodes, (N, R, W) = (3, 2, 2), {} keys (zipfian 0.99), {} B values, {} s per point, closed loop; the whole run took {:.0} s. Cluster CPU is user + system time of the node processes per operation. Worker threads on {} cores: {} per node, {} for the load generator.\n",
+        "{MATRIX_NODES} local nodes, (N, R, W) = (3, 2, 2), {} keys (zipfian 0.99), {} B values, {} s per point, closed loop; the whole run took {:.0} s. Cluster CPU is user + system time of the node processes per operation; client CPU, that of the load generator. Worker threads on {} cores: {} per node, {} for the load generator.\n",
         args.keys,
         args.value_size,
         args.seconds,
@@ -315,20 +336,21 @@ fn markdown(args: &MatrixArgs, points: &[Point], took: Duration) -> String {
     }
     let _ = writeln!(
         out,
-        "| durability | run | concurrency | ops/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | cluster CPU ms/op |"
+        "| durability | run | concurrency | ops/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | cluster CPU ms/op | client CPU ms/op |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for p in points {
         let [p50, _, p99, p999, max] = p.report.overall_ms();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {p50:.2} | {p99:.2} | {p999:.2} | {max:.2} | {} | {:.3} |",
+            "| {} | {} | {} | {:.0} | {p50:.2} | {p99:.2} | {p999:.2} | {max:.2} | {} | {:.3} | {:.3} |",
             p.durability,
             p.label,
             p.concurrency,
             p.report.throughput(),
             p.report.error_count(),
-            p.cpu_per_op.as_secs_f64() * 1000.0
+            p.cpu_per_op.as_secs_f64() * 1000.0,
+            p.client_cpu_per_op.as_secs_f64() * 1000.0
         );
     }
     out

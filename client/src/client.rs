@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use dynamo_quorum::{CopyQuorum, Verdict};
 use dynamo_ring::{NodeId, Ring};
 
 use crate::address::{NodeAddress, Resolver};
@@ -121,7 +122,25 @@ struct Failures {
 struct Routing {
     ring: Ring,
     addresses: Vec<(NodeId, NodeAddress, bool)>,
+    /// The buckets' quorums, for client-side reads (a bucket created since the last refresh
+    /// is read through a coordinator until the next).
+    buckets: HashMap<String, BucketProps>,
     fetched: Instant,
+}
+
+impl Routing {
+    /// Whether the cluster reported `node` up at the last refresh.
+    fn is_up(&self, node: &NodeId) -> bool {
+        self.addresses.iter().any(|(id, _, up)| id == node && *up)
+    }
+
+    /// The address of `node`, if the cluster reported it up.
+    fn up_address(&self, node: &NodeId) -> Option<NodeAddress> {
+        self.addresses
+            .iter()
+            .find(|(id, _, up)| id == node && *up)
+            .map(|(_, address, _)| address.clone())
+    }
 }
 
 /// Latencies of recent answers, for the hedge delay.
@@ -234,6 +253,9 @@ pub struct Client {
     /// Whether requests go to the key's replicas (client-driven coordination) or only to the
     /// seeds, which coordinate or forward them (server-driven; paper 6.4, Table 2).
     partition_aware: bool,
+    /// Whether a partition-aware client reads R replicas' copies itself (see
+    /// [`dynamo_quorum::CopyQuorum`]) rather than asking one replica to coordinate.
+    copy_reads: bool,
 }
 
 impl Client {
@@ -243,6 +265,15 @@ impl Client {
     #[must_use]
     pub fn server_driven(mut self) -> Self {
         self.partition_aware = false;
+        self
+    }
+
+    /// Sends every read to one replica of its key, which coordinates it, instead of reading
+    /// R replicas' copies here (see [`dynamo_quorum::CopyQuorum`]); `dynamo bench --reads coordinated`
+    /// compares the two.
+    #[must_use]
+    pub fn coordinated_reads(mut self) -> Self {
+        self.copy_reads = false;
         self
     }
 
@@ -279,16 +310,23 @@ impl Client {
             latencies: Mutex::new(Latencies::default()),
             suspects: Arc::default(),
             partition_aware: true,
+            copy_reads: true,
         })
     }
 
-    /// Reads a key.
+    /// Reads a key: from R of its replicas' own copies when the client knows the key's
+    /// replicas and its bucket's quorum (see [`dynamo_quorum::CopyQuorum`]), else, or when the copies
+    /// differ or too few replicas answer, through a coordinator (which repairs stale
+    /// replicas).
     pub async fn get(
         &self,
         bucket: &str,
         key: &[u8],
         options: RequestOptions,
     ) -> Result<GetOutcome, ClientError> {
+        if let Some(outcome) = self.read_copies(bucket, key, options).await {
+            return Ok(outcome);
+        }
         let request = Request::Get {
             bucket: bucket.into(),
             key: key.to_vec(),
@@ -299,6 +337,108 @@ impl Client {
             Response::NotFound { context } => Ok(GetOutcome::NotFound { context }),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// A client-side quorum read: R replicas' copies, asked at once, with the next replica
+    /// asked when one fails or the hedge delay passes; `None` when a coordinator must answer
+    /// instead (a bucket or ring this client does not know yet, a primary read quorum, copies
+    /// that differ, too few replicas).
+    async fn read_copies(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        options: RequestOptions,
+    ) -> Option<GetOutcome> {
+        if !(self.partition_aware && self.copy_reads) {
+            return None;
+        }
+        self.refresh_if_stale().await;
+        let (r, candidates) = self.copy_plan(bucket, key, options)?;
+        let request = Request::ReadCopy {
+            bucket: bucket.into(),
+            key: key.to_vec(),
+        };
+        let mut quorum = CopyQuorum::new(r, candidates.len());
+        let hedge = self
+            .latencies
+            .lock()
+            .map_or(DEFAULT_HEDGE, |l| l.hedge_delay());
+        let mut pending = self.ordered(candidates).into_iter();
+        let mut asked: JoinSet<Attempt> = JoinSet::new();
+        for _ in 0..r {
+            self.ask_next(&mut pending, &mut asked, &request);
+        }
+        let verdict = loop {
+            tokio::select! {
+                joined = asked.join_next() => {
+                    // `None`: every replica asked has answered, undecided (cannot happen: the
+                    // last answer decides); a panicked task counts as no verdict either.
+                    let Some(Ok((address, started, result))) = joined else { break None };
+                    self.suspects.observe(&self.resolver, address, &result);
+                    let step = match result {
+                        Ok(Response::Copy(copy))
+                            if matches!(copy.answer, Response::Get(_) | Response::NotFound { .. }) =>
+                        {
+                            if let Ok(mut latencies) = self.latencies.lock() {
+                                latencies.record(started.elapsed());
+                            }
+                            quorum.answered(copy.digest, copy.answer)
+                        }
+                        Ok(Response::Error(error)) if error.kind == ErrorKind::NotReady => {
+                            // Not a replica under its ring: ours is stale.
+                            self.invalidate();
+                            self.ask_next(&mut pending, &mut asked, &request);
+                            quorum.failed()
+                        }
+                        _ => {
+                            self.ask_next(&mut pending, &mut asked, &request);
+                            quorum.failed()
+                        }
+                    };
+                    if let Some(verdict) = step {
+                        break Some(verdict);
+                    }
+                }
+                () = tokio::time::sleep(hedge), if pending.len() > 0 => {
+                    self.ask_next(&mut pending, &mut asked, &request);
+                }
+            }
+        };
+        self.finish_in_background(asked);
+        match verdict? {
+            Verdict::Answer(Response::Get(reply)) => Some(GetOutcome::Found(reply)),
+            Verdict::Answer(Response::NotFound { context }) => {
+                Some(GetOutcome::NotFound { context })
+            }
+            Verdict::Answer(_) | Verdict::AskCoordinator(_) => None,
+        }
+    }
+
+    /// The read quorum of a client-side read of `key` and the replicas to ask, in ring order:
+    /// its extended preference list (paper 4.6) among the members up at the last refresh.
+    /// `None` when the client does not know the bucket or the ring, or a primary read quorum
+    /// is asked (only a coordinator knows which answers come from primaries).
+    fn copy_plan(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        options: RequestOptions,
+    ) -> Option<(usize, Vec<NodeAddress>)> {
+        let routing = self.routing.lock().ok()?;
+        let routing = routing.as_ref()?;
+        let props = routing.buckets.get(bucket)?;
+        let r = options.r.unwrap_or(props.r);
+        if options.pr.unwrap_or(props.pr) > 0 || r == 0 || r > props.n {
+            return None;
+        }
+        let skey = storage_key(bucket, key);
+        let candidates: Vec<NodeAddress> = routing
+            .ring
+            .extended_preference_list(&skey, props.n, |node| routing.is_up(node))
+            .into_iter()
+            .filter_map(|target| routing.up_address(&target.node))
+            .collect();
+        (candidates.len() >= r).then_some((r, candidates))
     }
 
     /// Writes a key; `context` is the token of the read this write follows (none for a blind
@@ -729,9 +869,16 @@ impl Client {
         if fresh {
             return;
         }
-        let (Ok(Some(ring)), Ok(status)) = (self.ring().await, self.status().await) else {
+        let (ring, status, buckets) = tokio::join!(self.ring(), self.status(), self.list_buckets());
+        let (Ok(Some(ring)), Ok(status)) = (ring, status) else {
             return;
         };
+        // Without the buckets, reads go through coordinators until the next refresh.
+        let buckets = buckets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|props| (props.name.clone(), props))
+            .collect();
         let addresses = status
             .members
             .iter()
@@ -741,6 +888,7 @@ impl Client {
             *routing = Some(Routing {
                 ring,
                 addresses,
+                buckets,
                 fetched: Instant::now(),
             });
         }

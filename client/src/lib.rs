@@ -2,13 +2,14 @@
 //! share with it.
 //!
 //! A [`Client`] routes each request to a member of the key's preference list (paper 6.4,
-//! client-driven coordination), hedges reads, moves a write on to the next candidate when its
-//! node fails or stays silent, and reconciles nothing itself: a read returns the siblings and
-//! the context token the next write must carry (paper 4.4).
+//! client-driven coordination), reads a key from R of its replicas' copies and asks a
+//! coordinator only when they differ, hedges reads, moves a write on to the next candidate
+//! when its node fails or stays silent, and reconciles nothing itself: a read returns the
+//! siblings and the context token the next write must carry (paper 4.4).
 //!
 //! The example in `README.md` (below, as this crate's documentation) compiles as a doc test.
 //!
-//! Modules: [`client`] (routing, hedging, retries), [`sets`] (typed set buckets), [`tls`]
+//! Modules: [`client`] (routing, hedging, retries, client-side reads), [`sets`] (typed set buckets), [`tls`]
 //! (identities and TLS configurations), [`transport`] (typed frames over QUIC, both sides),
 //! [`address`] (names and their resolution), [`files`] (private directories, lock files), and
 //! with the `ca` feature `ca` (making a cluster CA and issuing identities).

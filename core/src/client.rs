@@ -6,7 +6,7 @@
 //! This module must not know how a coordinator decides or how requests travel.
 
 use dynamo_quorum::{
-    GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum, StandIns, Value,
+    GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum, ReplicaRequest, StandIns, Value,
 };
 use dynamo_resolve::Resolver;
 use dynamo_ring::{NodeId, Role as ReplicaRole, Target};
@@ -16,6 +16,7 @@ use dynamo_protocol::{
 };
 
 use super::coordinate::{Coordinator, Machine, quorum_error};
+use super::serve::{AfterStore, replica_op};
 use super::{CallError, MAX_CLIENT_TIMEOUT_MS, NodeCore, RequestId, Time};
 
 /// What a client request's call answers.
@@ -209,6 +210,42 @@ impl NodeCore {
             Ok(coordinator) => self.start_coordinator(now, coordinator),
             Err(response) => self.respond(id, response),
         }
+    }
+
+    /// A client's read of this node's own copy of a key (client-side quorum reads, paper 6.4):
+    /// served from the store alone, as a replica serves a coordinator's read (a fallback reads
+    /// its hints too), if this node is one of the key's targets under its ring. A client with
+    /// a stale ring is refused rather than told "not found" by a node that does not hold the
+    /// key.
+    pub(super) fn client_read_copy(&mut self, id: RequestId, bucket: &str, key: &[u8]) {
+        let prepared = self
+            .checked_request(bucket, key, RequestOptions::default())
+            .and_then(|quorum| {
+                let skey = storage_key(bucket, key);
+                let placement = self.placement(&skey, quorum.n, false)?;
+                if !placement.targets.iter().any(|t| t.node == self.me) {
+                    let message = format!(
+                        "{} is not a replica of this key under its ring (version {}); ask a coordinator",
+                        self.me,
+                        self.ring.as_ref().map_or(0, dynamo_ring::Ring::version)
+                    );
+                    return Err(Response::error(ErrorKind::NotReady, message));
+                }
+                Ok((placement.partition, skey))
+            });
+        let (partition, skey) = match prepared {
+            Ok(prepared) => prepared,
+            Err(response) => return self.respond(id, response),
+        };
+        let fallback = self.is_fallback_for(partition);
+        let read = ReplicaRequest::Read { key: skey.clone() };
+        let op = replica_op(partition, read, self.config.replica_durability, fallback);
+        let then = AfterStore::Copy {
+            request: id,
+            key: skey,
+            resolver: self.resolver_of(bucket),
+        };
+        self.store(op, then);
     }
 
     pub(super) fn client_put(&mut self, now: Time, id: RequestId, write: ClientWrite) {

@@ -294,6 +294,34 @@ impl NodeCore {
         self.coordinators.insert(id, coordinator);
     }
 
+    /// What a get answers when the replicas asked hold `object` (`None`: none holds the key):
+    /// the data siblings with the bucket's resolution of them, or not found (never written,
+    /// or deleted), each with the sealed context of every version read.
+    pub(super) fn get_answer(
+        &self,
+        key: &[u8],
+        object: Option<&Object>,
+        resolver: Resolver,
+    ) -> Response {
+        let context = object.map_or_else(
+            || ClientContext::new(key, dynamo_vclock::VClock::new()),
+            |object| ClientContext::of_object(key, object),
+        );
+        let context = self.seal(&context);
+        match object {
+            Some(object) if !dynamo_quorum::is_deleted(object) => Response::Get(GetReply {
+                values: dynamo_quorum::live_values(object)
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+                context,
+                deleted: false,
+                resolution: dynamo_resolve::resolve(resolver, object).map(Box::new),
+            }),
+            _ => Response::NotFound { context },
+        }
+    }
+
     /// The protocol answer for a coordinator's response.
     fn client_answer(
         &self,
@@ -303,26 +331,7 @@ impl NodeCore {
         let key = &coordinator.key;
         match response {
             dynamo_quorum::Response::Get(Ok(ok)) => {
-                let context = ok.object.as_ref().map_or_else(
-                    || ClientContext::new(key, dynamo_vclock::VClock::new()),
-                    |object| ClientContext::of_object(key, object),
-                );
-                let context = self.seal(&context);
-                if ok.found() {
-                    let resolution = ok
-                        .object
-                        .as_ref()
-                        .and_then(|object| dynamo_resolve::resolve(coordinator.resolver, object))
-                        .map(Box::new);
-                    Response::Get(GetReply {
-                        values: ok.values().into_iter().map(<[u8]>::to_vec).collect(),
-                        context,
-                        deleted: false,
-                        resolution,
-                    })
-                } else {
-                    Response::NotFound { context }
-                }
+                self.get_answer(key, ok.object.as_ref(), coordinator.resolver)
             }
             dynamo_quorum::Response::Put(Ok(ok)) => Response::Put(PutReply {
                 context: self.seal(&ClientContext::of_object(key, &ok.object)),

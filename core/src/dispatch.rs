@@ -59,6 +59,7 @@ impl NodeCore {
         let client_request = matches!(
             request,
             Request::Get { .. }
+                | Request::ReadCopy { .. }
                 | Request::Put { .. }
                 | Request::CreateBucket(_)
                 | Request::Leave
@@ -173,6 +174,7 @@ impl NodeCore {
             } => self.serve_scan_keys(id, partition, &bucket, after, limit),
             Request::PartitionRoots => self.serve_roots(id),
             Request::Fetch { partition, keys } => self.serve_fetch(id, partition, keys),
+            Request::ReadCopy { bucket, key } => self.client_read_copy(id, &bucket, &key),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The replica side of peer requests: quorum reads and writes of a coordinator (paper 4.5),
 //! delivered hints (4.6), handoff batches, Merkle diffs and fetches (4.7), and the roots a
-//! checker compares. Each runs as one store operation and is answered with its result.
+//! checker compares; and a client's read of this replica's copy of a key (client-side quorum
+//! reads, 6.4). Each runs as one store operation and is answered with its result.
 //!
 //! This module must not know who coordinates or why a peer asks.
 
@@ -18,8 +19,15 @@ use super::{
 const MAX_FETCH_KEYS: usize = 4 * super::BATCH;
 
 /// What a served request's store operation answers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum AfterStore {
+    /// A client's read of this node's copy of storage key `key`, answered as a get with the
+    /// copy's digest.
+    Copy {
+        request: RequestId,
+        key: Vec<u8>,
+        resolver: dynamo_resolve::Resolver,
+    },
     /// A replica request.
     Replica(RequestId),
     /// A delivered hint; the answer is the stored set.
@@ -100,6 +108,11 @@ impl NodeCore {
     /// Answers the served request with its store operation's result.
     pub(super) fn served(&mut self, after: AfterStore, result: Result<StoreResult, StoreError>) {
         let (request, response) = match after {
+            AfterStore::Copy {
+                request,
+                key,
+                resolver,
+            } => (request, self.copy_answer(&key, resolver, result)),
             AfterStore::Replica(request) => {
                 (request, Response::Replica(self.replica_reply(result)))
             }
@@ -148,6 +161,31 @@ impl NodeCore {
             }
         };
         self.respond(request, response);
+    }
+
+    /// The answer to a client's read of this node's copy of `key`: what a get would answer
+    /// from it alone, and the digest of its versions (postcard is deterministic and a version
+    /// set keeps its actors sorted, so equal copies have equal digests).
+    fn copy_answer(
+        &mut self,
+        key: &[u8],
+        resolver: dynamo_resolve::Resolver,
+        result: Result<StoreResult, StoreError>,
+    ) -> Response {
+        let object = match result {
+            Ok(StoreResult::Found(object)) => object,
+            Ok(other) => return internal(self.wrong_kind("a read of a copy", &other)),
+            Err(error) => return internal(error.to_string()),
+        };
+        let digest = match &object {
+            None => 0,
+            Some(object) => match postcard::to_stdvec(object) {
+                Ok(bytes) => dynamo_merkle::key_hash(key, &bytes).0,
+                Err(error) => return internal(format!("encoding a copy: {error}")),
+            },
+        };
+        let answer = self.get_answer(key, object.as_ref(), resolver);
+        Response::Copy(Box::new(dynamo_protocol::CopyReply { digest, answer }))
     }
 
     /// The replica reply for the result of [`replica_op`].

@@ -194,6 +194,14 @@ fn each_role_may_send_exactly_its_requests() {
     // (request, what it needs, roles allowed: node, admin, client, read-only)
     let table: Vec<(Request, &str, [bool; 4])> = vec![
         (get, "read-only, client or admin", [true, true, true, true]),
+        (
+            Request::ReadCopy {
+                bucket: "default".into(),
+                key: b"k".to_vec(),
+            },
+            "",
+            [true, true, true, true],
+        ),
         (Request::Status, "", [true, true, true, true]),
         (Request::Ring, "", [true, true, true, true]),
         (Request::ListBuckets, "", [true, true, true, true]),
@@ -602,6 +610,104 @@ fn a_bucket_resolves_by_its_resolver() {
             assert_eq!(resolution.merged, 1);
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// Issue 28 (paper 6.4, client-side reads): a replica's copy answers exactly what a coordinated
+/// get of the same versions answers (siblings, resolution, context token), with a digest that
+/// changes with every write and is 0 for a key never written; bad requests are refused as a
+/// get's are.
+#[test]
+fn a_copy_answers_as_a_coordinator_would() {
+    let mut node = Harness::found();
+    let scores = BucketProps {
+        resolver: Resolver::Max,
+        ..bucket("scores", 1)
+    };
+    assert_eq!(
+        node.ask(Role::Admin, Request::CreateBucket(scores)),
+        Response::Ack
+    );
+    let get = |key: &[u8]| Request::Get {
+        bucket: "scores".into(),
+        key: key.to_vec(),
+        options: RequestOptions::default(),
+    };
+    let copy = |bucket: &str, key: &[u8]| Request::ReadCopy {
+        bucket: bucket.into(),
+        key: key.to_vec(),
+    };
+    let put = |value: &[u8]| Request::Put {
+        bucket: "scores".into(),
+        key: b"alice".to_vec(),
+        value: Some(value.to_vec()),
+        context: None,
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id: None,
+    };
+    let mut digests = Vec::new();
+    for key in [&b"alice"[..], b"bob"] {
+        let Response::Copy(reply) = node.ask(Role::ReadOnly, copy("scores", key)) else {
+            panic!("a replica answers with its copy");
+        };
+        assert_eq!(reply.answer, node.ask(Role::Client, get(key)));
+        assert!(matches!(reply.answer, Response::NotFound { .. }));
+        assert_eq!(reply.digest, 0, "a key never written");
+    }
+    // Two blind writes (siblings that `max` resolves), then a delete of both.
+    for value in [&b"17"[..], b"42"] {
+        assert!(matches!(
+            node.ask(Role::Client, put(value)),
+            Response::Put(_)
+        ));
+        let Response::Copy(reply) = node.ask(Role::Client, copy("scores", b"alice")) else {
+            panic!("a replica answers with its copy");
+        };
+        assert_eq!(reply.answer, node.ask(Role::Client, get(b"alice")));
+        digests.push(reply.digest);
+    }
+    let Response::Copy(reply) = node.ask(Role::Client, copy("scores", b"alice")) else {
+        panic!("a replica answers with its copy");
+    };
+    let Response::Get(found) = &reply.answer else {
+        panic!("{:?}", reply.answer);
+    };
+    assert_eq!(found.values.len(), 2);
+    assert!(found.resolution.is_some(), "the bucket's resolver applies");
+    let delete = Request::Put {
+        bucket: "scores".into(),
+        key: b"alice".to_vec(),
+        value: None,
+        context: Some(found.context.clone()),
+        options: RequestOptions::default(),
+        forwarded: false,
+        write_id: None,
+    };
+    assert!(matches!(node.ask(Role::Client, delete), Response::Put(_)));
+    let Response::Copy(reply) = node.ask(Role::Client, copy("scores", b"alice")) else {
+        panic!("a replica answers with its copy");
+    };
+    assert!(matches!(reply.answer, Response::NotFound { .. }));
+    assert_eq!(reply.answer, node.ask(Role::Client, get(b"alice")));
+    digests.push(reply.digest);
+    assert!(digests.iter().all(|&d| d != 0), "{digests:?}");
+    digests.dedup();
+    assert_eq!(digests.len(), 3, "every write changes the digest");
+
+    let refused = [
+        (copy("nope", b"k"), "does not exist"),
+        (copy("Bad/Name", b"k"), "invalid bucket name"),
+        (copy("scores", b""), "keys must be"),
+    ];
+    for (request, says) in refused {
+        let answer = node.ask(Role::Client, request);
+        assert_eq!(
+            error_kind(&answer),
+            Some(ErrorKind::BadRequest),
+            "{answer:?}"
+        );
+        assert!(format!("{answer:?}").contains(says), "{answer:?}");
     }
 }
 

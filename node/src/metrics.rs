@@ -35,6 +35,8 @@ pub(crate) fn operation_of(request: &Request) -> &'static str {
     }
     match request {
         Request::Get { .. } => "get",
+        // One replica's copy, for a client that reads from R replicas itself.
+        Request::ReadCopy { .. } => "get_copy",
         Request::Put { value: Some(_), .. } => "put",
         Request::Put { value: None, .. } => "delete",
         Request::ListKeys { .. } => "list_keys",

@@ -223,6 +223,19 @@ pub enum Request {
     /// ([`Response::Roots`]): replicas that agree on every key have equal roots, so a checker
     /// sees when anti-entropy has converged (paper 4.7).
     PartitionRoots,
+    /// This node's own copy of a key it replicates, answered as a get of that one replica
+    /// with a digest of the versions it holds ([`Response::Copy`]). A client that reads from
+    /// R replicas itself (paper 6.4, client-driven coordination) answers from one copy when
+    /// the digests of all R agree, and asks a coordinator (which repairs) when they differ.
+    /// Refused with [`ErrorKind::NotReady`] by a node that is not one of the key's replicas
+    /// under its ring.
+    ReadCopy {
+        /// Bucket name.
+        bucket: String,
+        /// User key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
 }
 
 /// Most keys one [`Request::ListKeys`] page holds.
@@ -285,7 +298,8 @@ impl Request {
             | Request::Ring
             | Request::Ping(_)
             | Request::ListKeys { .. }
-            | Request::PartitionRoots => Access::Read,
+            | Request::PartitionRoots
+            | Request::ReadCopy { .. } => Access::Read,
             Request::Put { .. } => Access::Write,
             Request::CreateBucket(_)
             | Request::Leave
@@ -553,6 +567,18 @@ pub enum Response {
     Keys(KeyPage),
     /// The answer to a [`Request::PartitionRoots`].
     Roots(Vec<PartitionRoot>),
+    /// The answer to a [`Request::ReadCopy`] (boxed: it keeps `Response` small).
+    Copy(Box<CopyReply>),
+}
+
+/// One replica's copy of a key, for a client-side quorum read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyReply {
+    /// A digest of every version the replica holds of the key (0: none): replicas whose
+    /// digests are equal hold equal copies, and each gives the answer a coordinator would.
+    pub digest: u64,
+    /// What a get answers from this copy alone: [`Response::Get`] or [`Response::NotFound`].
+    pub answer: Response,
 }
 
 /// One partition's Merkle root on one node.

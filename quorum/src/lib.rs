@@ -54,6 +54,7 @@
 mod config;
 mod context;
 mod coordinate;
+mod copies;
 mod error;
 mod get;
 mod message;
@@ -65,6 +66,7 @@ mod value;
 pub use config::{ConfigError, HARD_SIBLING_LIMIT, Quorum, SOFT_SIBLING_LIMIT};
 pub use context::{ClientContext, ContextError, ContextKey, key_fingerprint};
 pub use coordinate::Coordinate;
+pub use copies::{CopyQuorum, Fallback, Verdict};
 pub use error::QuorumError;
 pub use get::{GetCoordinator, GetOk, GetRequest};
 pub use message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};

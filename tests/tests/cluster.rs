@@ -821,3 +821,137 @@ async fn a_dead_node_is_replaced_in_one_ring_change() {
     }
     cluster.shutdown().await;
 }
+
+/// This node's copy of `key` of bucket `bucket`, as a client-side read asks for it.
+async fn copy_on(
+    client: &Client,
+    address: std::net::SocketAddr,
+    bucket: &str,
+    key: &[u8],
+) -> Result<dynamo_protocol::CopyReply, ClientError> {
+    use dynamo_protocol::{Request, Response};
+    let request = Request::ReadCopy {
+        bucket: bucket.into(),
+        key: key.to_vec(),
+    };
+    match client.request_to(address, &request).await? {
+        Response::Copy(copy) => Ok(*copy),
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// Issue 28, paper 6.4 taken all the way: the client reads R replicas' copies itself. Equal
+/// copies give exactly a coordinator's answer (siblings and context token); a replica that
+/// missed a write makes the copies differ, and the read goes to a coordinator, which answers
+/// with the write and repairs the replica (4.5); a node that does not replicate a key refuses
+/// to answer for it rather than say "not found".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_copies_and_a_coordinator_repairs_them() {
+    // No anti-entropy: only the read may repair the stale replica.
+    let mut cluster =
+        TestCluster::start_with(3, |config| config.anti_entropy_interval_ms = 0).await;
+    let client = cluster.client();
+    let coordinated = cluster.client().coordinated_reads();
+    for value in ["book", "lamp"] {
+        client
+            .put("default", b"cart", value.into(), None, OPTIONS)
+            .await
+            .expect("blind put");
+    }
+    let copies = client.get("default", b"cart", OPTIONS).await.expect("get");
+    assert_eq!(values(&copies), ["book", "lamp"]);
+    let through_coordinator = coordinated.get("default", b"cart", OPTIONS).await;
+    assert_eq!(copies, through_coordinator.expect("coordinated get"));
+
+    // Node 3 misses a write (W = 2 of the other two).
+    cluster.stop(2).await;
+    client
+        .put(
+            "default",
+            b"cart",
+            b"pen".to_vec(),
+            Some(context(&copies)),
+            OPTIONS,
+        )
+        .await
+        .expect("put with a node down");
+    cluster.restart(2).await;
+    cluster.wait_for_members(3).await;
+    let client = cluster.client();
+    let node3 = cluster.addresses()[2];
+    let stale = copy_on(&client, node3, "default", b"cart")
+        .await
+        .expect("copy");
+    let fresh = copy_on(&client, cluster.addresses()[0], "default", b"cart")
+        .await
+        .expect("copy");
+    assert_ne!(stale.digest, fresh.digest);
+    let repairs_before = cluster.status_sum(|s| s.counters.read_repairs).await;
+    // R = 3: all three copies, which differ, so a coordinator answers and repairs node 3.
+    let all = RequestOptions {
+        r: Some(3),
+        ..OPTIONS
+    };
+    let read = client.get("default", b"cart", all).await.expect("R=3 get");
+    assert_eq!(values(&read), ["pen"]);
+    eventually("node 3 repaired by the read", || async {
+        copy_on(&client, node3, "default", b"cart")
+            .await
+            .is_ok_and(|copy| copy.digest == fresh.digest)
+    })
+    .await;
+    assert!(cluster.status_sum(|s| s.counters.read_repairs).await > repairs_before);
+    // Now every copy agrees: the client answers from them, as a coordinator would.
+    let read = client.get("default", b"cart", all).await.expect("R=3 get");
+    assert_eq!(read, coordinated_answer(&cluster, all).await);
+
+    // N = 1: one node holds the key; the other two refuse to answer for it.
+    client
+        .create_bucket(BucketProps {
+            n: 1,
+            r: 1,
+            w: 1,
+            ..BucketProps::new("single")
+        })
+        .await
+        .expect("create bucket");
+    eventually("the bucket on every node", || async {
+        let mut answers = Vec::new();
+        for address in cluster.addresses() {
+            answers.push(copy_on(&client, address, "single", b"k").await);
+        }
+        answers.iter().all(
+            |a| !matches!(a, Err(ClientError::Server(e)) if e.message.contains("does not exist")),
+        )
+    })
+    .await;
+    client
+        .put("single", b"k", b"v".to_vec(), None, OPTIONS)
+        .await
+        .expect("put n=1");
+    let mut held = 0;
+    for address in cluster.addresses() {
+        match copy_on(&client, address, "single", b"k").await {
+            Ok(copy) => {
+                assert!(matches!(copy.answer, dynamo_protocol::Response::Get(_)));
+                held += 1;
+            }
+            Err(ClientError::Server(e)) => {
+                assert_eq!(e.kind, ErrorKind::NotReady, "{e:?}");
+                assert!(e.message.contains("not a replica"), "{e:?}");
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(held, 1, "one replica of an N = 1 key answers");
+    cluster.shutdown().await;
+}
+
+/// What a coordinator answers for `cart` with `options`.
+async fn coordinated_answer(cluster: &TestCluster, options: RequestOptions) -> GetOutcome {
+    let client = cluster.client().coordinated_reads();
+    client
+        .get("default", b"cart", options)
+        .await
+        .expect("coordinated get")
+}

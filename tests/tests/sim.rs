@@ -65,6 +65,7 @@ fn seeds_that_once_failed_pass() {
         let config = SimConfig {
             listing_mix: false,
             lww_bucket: false,
+            copy_reads: false,
             ..SimConfig::random(seed)
         };
         let report = Sim::new(config).run();

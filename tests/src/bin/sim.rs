@@ -66,6 +66,7 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     let mut stand_ins = 0;
     let (mut refused_full, mut fsync_failures) = (0, 0);
     let mut listings = 0;
+    let mut copy_reads = dynamo_tests::sim::CopyReads::default();
     for seed in from..to {
         let report = Sim::new(SimConfig::random(seed)).run();
         events += report.events;
@@ -74,6 +75,9 @@ fn run_range(from: u64, to: u64) -> ExitCode {
         refused_full += report.store_faults.refused_full;
         fsync_failures += report.store_faults.fsync_failures;
         listings += report.listings;
+        copy_reads.answered += report.copy_reads.answered;
+        copy_reads.diverged += report.copy_reads.diverged;
+        copy_reads.too_few += report.copy_reads.too_few;
         expected += report.violations.len() - report.failures().len();
         if !report.failures().is_empty() {
             print_failure(&report);
@@ -88,6 +92,10 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     );
     println!(
         "store faults: {refused_full} writes refused by a full disk, {fsync_failures} failed fsyncs; {listings} listings during the runs"
+    );
+    println!(
+        "client-side reads: {} answered from R equal copies, {} sent to a coordinator because copies differed, {} because too few replicas answered",
+        copy_reads.answered, copy_reads.diverged, copy_reads.too_few
     );
     for (name, why) in invariants::EXPECTED_TO_FAIL {
         println!("expected to fail: {name} ({why})");

@@ -82,6 +82,10 @@ pub struct SimConfig {
     /// carries the newest sibling by its coordinator's timestamp, which must be the same
     /// whichever node answers, whatever its clock says.
     pub lww_bucket: bool,
+    /// Whether clients read as the client library does (issue 28, paper 6.4): R replicas'
+    /// copies, asked by the client itself, and a coordinated read only when they differ or
+    /// too few answer. Otherwise every read is coordinated by the node it is sent to.
+    pub copy_reads: bool,
     /// Time between anti-entropy sweeps (0: off).
     pub anti_entropy_interval_ms: u64,
     /// What to break on purpose.
@@ -117,6 +121,7 @@ impl SimConfig {
         config.replace_retired = config.retires > 0 && store_rng.random_bool(0.5);
         config.listing_mix = store_rng.random_bool(0.5);
         config.lww_bucket = store_rng.random_bool(0.25);
+        config.copy_reads = store_rng.random_bool(0.5);
         config
     }
 
@@ -145,6 +150,7 @@ impl SimConfig {
             quorum_mix: false,
             listing_mix: false,
             lww_bucket: false,
+            copy_reads: false,
             replace_retired: false,
             anti_entropy_interval_ms: 10_000,
             sabotage: Sabotage::None,

@@ -40,6 +40,7 @@ pub use network::{Fault, Faults};
 use observe::{describe, describe_response, describe_store_op, describe_store_result};
 pub use report::{SimReport, StoreFaults};
 use workload::Clients;
+pub use workload::CopyReads;
 
 /// Virtual time at which every run starts (milliseconds; far from zero like a wall clock).
 const EPOCH_MS: u64 = 1_000_000;
@@ -294,6 +295,7 @@ impl Sim {
             acknowledged: self.history.acknowledged(),
             store_faults: self.store_faults,
             listings: self.history.listings(),
+            copy_reads: self.clients.copy_reads,
             stand_ins: self.stand_ins_of_stopped
                 + self
                     .nodes

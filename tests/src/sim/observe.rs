@@ -301,6 +301,12 @@ impl Sim {
                 reply.values.push(first);
                 Response::Get(reply)
             }
+            // Every copy is altered alike, so a client-side read shows what a coordinated one
+            // would.
+            (_, Response::Copy(mut copy)) => {
+                copy.answer = self.sabotage_read(copy.answer);
+                Response::Copy(copy)
+            }
             (_, response) => response,
         }
     }
@@ -310,6 +316,7 @@ impl Sim {
 pub(super) fn describe(request: &Request) -> String {
     match request {
         Request::Get { key, .. } => format!("get {}", String::from_utf8_lossy(key)),
+        Request::ReadCopy { key, .. } => format!("copy of {}", String::from_utf8_lossy(key)),
         Request::Put { key, value, .. } => format!(
             "put {} {}",
             String::from_utf8_lossy(key),
@@ -368,6 +375,11 @@ pub(super) fn describe_response(response: &Response) -> String {
                 .join(" | ")
         ),
         Response::NotFound { .. } => "not found".into(),
+        Response::Copy(copy) => format!(
+            "copy {:016x}: {}",
+            copy.digest,
+            describe_response(&copy.answer)
+        ),
         Response::Put(reply) => format!("written ({} acks)", reply.acknowledged),
         Response::Replica(reply) => match reply {
             ReplicaReply::Found(object) => format!("replica found {}", versions_text(object)),

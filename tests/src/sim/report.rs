@@ -33,6 +33,8 @@ pub struct SimReport {
     pub store_faults: StoreFaults,
     /// Listings clients completed while the run went on.
     pub listings: usize,
+    /// How client-side reads ended (all zero in a run without them).
+    pub copy_reads: super::CopyReads,
     /// What every invariant found.
     pub violations: Vec<Violation>,
     /// Every line that named the key followed (`Sim::with_story`), first to last.

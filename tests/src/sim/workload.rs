@@ -1,7 +1,9 @@
 //! The simulated clients: each performs a number of operations one after another, against a
 //! node picked at random (clients do not know which nodes are down): read-modify-write with the
 //! context it read (paper 4.4), blind writes, deletes after a read, plain reads, and in some
-//! runs listings of the bucket, page by page, while faults happen. A write
+//! runs listings of the bucket, page by page, while faults happen. In runs with client-side
+//! reads, a read asks R of the key's replicas for their copies, as the client library does
+//! (its [`CopyQuorum`] decides), with the ring and the members up as one node sees them. A write
 //! that fails or times out is retried up to twice, as a new attempt with a new value. Every
 //! value is unique, so the checks can tell every write apart.
 //!
@@ -9,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use dynamo_protocol::{ListCursor, Request, RequestOptions, Response};
-use dynamo_quorum::ClientContext;
+use dynamo_protocol::{ListCursor, Request, RequestOptions, Response, storage_key};
+use dynamo_quorum::{ClientContext, CopyQuorum, Fallback, Verdict};
 use dynamo_vclock::VClock;
 use rand::Rng;
 
@@ -44,6 +46,18 @@ enum Step {
         retries_left: u32,
         write: usize,
     },
+    /// A client-side read (issue 28): the copies of the key's replicas, gathered until R agree;
+    /// a coordinated read when they cannot.
+    CopyRead {
+        key: Vec<u8>,
+        then: Then,
+        quorum: Box<CopyQuorum<Response>>,
+        /// Replicas not asked yet (sim node indexes), the next one last.
+        pending: Vec<usize>,
+        /// Attempts asked and not answered yet.
+        asked: Vec<u64>,
+        options: RequestOptions,
+    },
     /// A listing of the bucket, page by page: the keys so far, and where the next page starts.
     List {
         listed: Vec<Vec<u8>>,
@@ -58,9 +72,23 @@ struct Client {
     written: u64,
 }
 
+/// How client-side reads ended (issue 28).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyReads {
+    /// Answered from R equal copies.
+    pub answered: u64,
+    /// Sent to a coordinator because two copies differed.
+    pub diverged: u64,
+    /// Sent to a coordinator because fewer than R replicas could answer (or the client's view
+    /// had too few up).
+    pub too_few: u64,
+}
+
 /// Every client's state.
 pub(super) struct Clients {
     each: Vec<Client>,
+    /// How client-side reads ended.
+    pub(super) copy_reads: CopyReads,
     keys: usize,
     next_attempt: u64,
     stopped: bool,
@@ -78,6 +106,7 @@ impl Clients {
                 })
                 .collect(),
             keys: keys.max(1),
+            copy_reads: CopyReads::default(),
             next_attempt: 0,
             stopped: false,
             admin: BTreeMap::new(),
@@ -159,7 +188,134 @@ impl Sim {
                 then: Then::Nothing,
             },
         };
-        self.send_step(client, step);
+        match step {
+            Step::Read { key, then } if self.config.copy_reads => {
+                self.start_copy_read(client, key, then);
+            }
+            step => self.send_step(client, step),
+        }
+    }
+
+    /// Starts a client-side read with the routing view of a node drawn at random (a real
+    /// client refreshes its view from a seed now and then, so it may be stale or wrong): the
+    /// key's extended preference list among the members that node sees up. A view with fewer
+    /// than R candidates (or a stopped node's) sends the read to a coordinator.
+    fn start_copy_read(&mut self, client: usize, key: Vec<u8>, then: Then) {
+        let options = self.request_options(false);
+        let view = self.rng.random_range(0..self.nodes.len());
+        let props = self
+            .history
+            .buckets()
+            .iter()
+            .find(|props| props.name == SIM_BUCKET);
+        let plan = self.nodes[view]
+            .core
+            .as_ref()
+            .zip(props)
+            .and_then(|(core, props)| {
+                let ring = core.ring()?;
+                let skey = storage_key(SIM_BUCKET, &key);
+                let candidates: Vec<usize> = ring
+                    .extended_preference_list(&skey, props.n, |node| core.is_up(node))
+                    .iter()
+                    .filter_map(|target| {
+                        self.nodes
+                            .iter()
+                            .position(|node| node.name == target.node.as_str())
+                    })
+                    .collect();
+                Some((options.r.unwrap_or(props.r), candidates))
+            });
+        let Some((r, mut candidates)) = plan.filter(|(r, c)| c.len() >= *r) else {
+            self.clients.copy_reads.too_few += 1;
+            return self.send_step(client, Step::Read { key, then });
+        };
+        candidates.reverse();
+        let mut step = Step::CopyRead {
+            key,
+            then,
+            quorum: Box::new(CopyQuorum::new(r, candidates.len())),
+            pending: candidates,
+            asked: Vec::new(),
+            options,
+        };
+        for _ in 0..r {
+            self.ask_next_copy(client, &mut step);
+        }
+        self.clients.each[client].waiting = Some((0, step));
+    }
+
+    /// Asks the next replica of a client-side read for its copy, if one is left.
+    fn ask_next_copy(&mut self, client: usize, step: &mut Step) {
+        let Step::CopyRead {
+            key,
+            pending,
+            asked,
+            ..
+        } = step
+        else {
+            return;
+        };
+        let Some(target) = pending.pop() else { return };
+        let attempt = self.clients.attempt();
+        asked.push(attempt);
+        let request = Request::ReadCopy {
+            bucket: SIM_BUCKET.into(),
+            key: key.clone(),
+        };
+        self.send_client_request(client, attempt, target, request);
+    }
+
+    /// A replica's copy (or its failure) reaches a client-side read.
+    fn copy_reply(
+        &mut self,
+        client: usize,
+        attempt: u64,
+        mut step: Step,
+        response: Option<Response>,
+    ) {
+        let Step::CopyRead { quorum, asked, .. } = &mut step else {
+            return;
+        };
+        asked.retain(|a| *a != attempt);
+        let verdict = match response {
+            Some(Response::Copy(copy))
+                if matches!(copy.answer, Response::Get(_) | Response::NotFound { .. }) =>
+            {
+                quorum.answered(copy.digest, copy.answer)
+            }
+            _ => {
+                let verdict = quorum.failed();
+                if verdict.is_none() {
+                    self.ask_next_copy(client, &mut step);
+                }
+                verdict
+            }
+        };
+        let Some(verdict) = verdict else {
+            self.clients.each[client].waiting = Some((0, step));
+            return;
+        };
+        let Step::CopyRead {
+            key, then, options, ..
+        } = step
+        else {
+            return;
+        };
+        match verdict {
+            Verdict::Answer(answer) => {
+                self.clients.copy_reads.answered += 1;
+                self.read_done(client, key, then, Some(&answer));
+            }
+            Verdict::AskCoordinator(why) => {
+                match why {
+                    Fallback::Diverged => self.clients.copy_reads.diverged += 1,
+                    Fallback::TooFewCopies => self.clients.copy_reads.too_few += 1,
+                }
+                // The coordinated read keeps the quorum the copies were read with.
+                self.send_read(client, key, then, options);
+            }
+        }
     }
 
     /// A unique value for `client`'s next write.
@@ -183,6 +339,19 @@ impl Sim {
             _ => {}
         }
         options
+    }
+
+    /// A coordinated read with `options`, sent to a node picked at random.
+    fn send_read(&mut self, client: usize, key: Vec<u8>, then: Then, options: RequestOptions) {
+        let request = Request::Get {
+            bucket: SIM_BUCKET.into(),
+            key: key.clone(),
+            options,
+        };
+        let attempt = self.clients.attempt();
+        self.clients.each[client].waiting = Some((attempt, Step::Read { key, then }));
+        let target = self.rng.random_range(0..self.nodes.len());
+        self.send_client_request(client, attempt, target, request);
     }
 
     fn send_step(&mut self, client: usize, step: Step) {
@@ -218,6 +387,13 @@ impl Sim {
                 cursor: cursor.clone(),
                 limit: 3,
             },
+            // Sent as a plain step, a client-side read is a coordinated one.
+            Step::CopyRead {
+                key, then, options, ..
+            } => {
+                let (key, then, options) = (key.clone(), *then, *options);
+                return self.send_read(client, key, then, options);
+            }
         };
         let attempt = self.clients.attempt();
         self.clients.each[client].waiting = Some((attempt, step));
@@ -235,29 +411,20 @@ impl Sim {
             return;
         }
         let waiting = &mut self.clients.each[client].waiting;
-        if waiting.as_ref().is_none_or(|(a, _)| *a != attempt) {
+        let expected = match waiting {
+            Some((_, Step::CopyRead { asked, .. })) => asked.contains(&attempt),
+            Some((a, _)) => *a == attempt,
+            None => false,
+        };
+        if !expected {
             return; // a late answer, or the timeout of an answered request
         }
         let Some((_, step)) = waiting.take() else {
             return;
         };
         match step {
-            Step::Read { key, then } => {
-                let read = response
-                    .as_ref()
-                    .and_then(|r| ReadResult::from_response(&key, r));
-                let Some(read) = read else {
-                    return self.operation_done(client);
-                };
-                let context = read.token.clone();
-                self.history.record_read(&key, read);
-                if then == Then::Nothing {
-                    return self.operation_done(client);
-                }
-                let step =
-                    self.write_step(client, key, then == Then::Delete, context, WRITE_RETRIES);
-                self.send_step(client, step);
-            }
+            Step::Read { key, then } => self.read_done(client, key, then, response.as_ref()),
+            step @ Step::CopyRead { .. } => self.copy_reply(client, attempt, step, response),
             Step::Write {
                 key,
                 delete,
@@ -306,6 +473,20 @@ impl Sim {
                 _ => self.operation_done(client),
             },
         }
+    }
+
+    /// A read answered (`None`: it failed): recorded, then the write that follows it, if any.
+    fn read_done(&mut self, client: usize, key: Vec<u8>, then: Then, response: Option<&Response>) {
+        let Some(read) = response.and_then(|r| ReadResult::from_response(&key, r)) else {
+            return self.operation_done(client);
+        };
+        let context = read.token.clone();
+        self.history.record_read(&key, read);
+        if then == Then::Nothing {
+            return self.operation_done(client);
+        }
+        let step = self.write_step(client, key, then == Then::Delete, context, WRITE_RETRIES);
+        self.send_step(client, step);
     }
 
     /// A new write attempt (a new unique value, or a delete) with the context read before.
