@@ -518,11 +518,8 @@ fn status_shows_the_handoff_queue() {
     }
 }
 
-/// Issue 14: a bucket resolves siblings by the resolver it was created with. A get answers
-/// the raw siblings and the resolution; a value the resolver could not read is refused at put;
-/// the resolver cannot change once chosen.
-#[test]
-fn a_bucket_resolves_by_its_resolver() {
+/// A founding node with a bucket `scores` of N = 1 that resolves siblings to their maximum.
+fn scores_node() -> Harness {
     let mut node = Harness::found();
     let scores = BucketProps {
         resolver: Resolver::Max,
@@ -532,7 +529,12 @@ fn a_bucket_resolves_by_its_resolver() {
         node.ask(Role::Admin, Request::CreateBucket(scores)),
         Response::Ack
     );
-    let put = |value: &[u8]| Request::Put {
+    node
+}
+
+/// A blind write of `value` to key `alice` of bucket `scores`.
+fn put_score(value: &[u8]) -> Request {
+    Request::Put {
         bucket: "scores".into(),
         key: b"alice".to_vec(),
         value: Some(value.to_vec()),
@@ -540,15 +542,23 @@ fn a_bucket_resolves_by_its_resolver() {
         options: RequestOptions::default(),
         forwarded: false,
         write_id: None,
-    };
+    }
+}
+
+/// Issue 14: a bucket resolves siblings by the resolver it was created with. A get answers
+/// the raw siblings and the resolution; a value the resolver could not read is refused at put;
+/// the resolver cannot change once chosen.
+#[test]
+fn a_bucket_resolves_by_its_resolver() {
+    let mut node = scores_node();
     // Two blind writes are concurrent: siblings that `max` resolves.
     for value in [&b"17"[..], b"42"] {
         assert!(matches!(
-            node.ask(Role::Client, put(value)),
+            node.ask(Role::Client, put_score(value)),
             Response::Put(_)
         ));
     }
-    let refused = node.ask(Role::Client, put(b"lots"));
+    let refused = node.ask(Role::Client, put_score(b"lots"));
     assert_eq!(
         error_kind(&refused),
         Some(ErrorKind::BadRequest),
@@ -619,15 +629,7 @@ fn a_bucket_resolves_by_its_resolver() {
 /// get's are.
 #[test]
 fn a_copy_answers_as_a_coordinator_would() {
-    let mut node = Harness::found();
-    let scores = BucketProps {
-        resolver: Resolver::Max,
-        ..bucket("scores", 1)
-    };
-    assert_eq!(
-        node.ask(Role::Admin, Request::CreateBucket(scores)),
-        Response::Ack
-    );
+    let mut node = scores_node();
     let get = |key: &[u8]| Request::Get {
         bucket: "scores".into(),
         key: key.to_vec(),
@@ -636,15 +638,6 @@ fn a_copy_answers_as_a_coordinator_would() {
     let copy = |bucket: &str, key: &[u8]| Request::ReadCopy {
         bucket: bucket.into(),
         key: key.to_vec(),
-    };
-    let put = |value: &[u8]| Request::Put {
-        bucket: "scores".into(),
-        key: b"alice".to_vec(),
-        value: Some(value.to_vec()),
-        context: None,
-        options: RequestOptions::default(),
-        forwarded: false,
-        write_id: None,
     };
     let mut digests = Vec::new();
     for key in [&b"alice"[..], b"bob"] {
@@ -658,7 +651,7 @@ fn a_copy_answers_as_a_coordinator_would() {
     // Two blind writes (siblings that `max` resolves), then a delete of both.
     for value in [&b"17"[..], b"42"] {
         assert!(matches!(
-            node.ask(Role::Client, put(value)),
+            node.ask(Role::Client, put_score(value)),
             Response::Put(_)
         ));
         let Response::Copy(reply) = node.ask(Role::Client, copy("scores", b"alice")) else {
