@@ -549,12 +549,12 @@ pub(crate) async fn run(
     }
     let elapsed = shared.started.elapsed();
     progress.abort();
-    Ok(Report::new(
-        describe_run(&shared.args),
-        &total,
-        elapsed,
-        load_line,
-    ))
+    let report = Report::new(describe_run(&shared.args), &total, elapsed, load_line);
+    Ok(if shared.http.is_none() {
+        report.with_read_paths(shared.client.read_paths())
+    } else {
+        report
+    })
 }
 
 /// What ran and how, the first line of the report.
@@ -578,11 +578,16 @@ fn describe_run(args: &BenchArgs) -> String {
         Some(rate) => format!("open loop at {rate} ops/s"),
         None => "closed loop".to_string(),
     };
-    let reads = match (args.transport, args.server_driven, args.reads) {
-        (true, ..) => "",
-        (false, true, _) => ", server-driven",
-        (false, false, ReadPath::Copies) => ", reads from R copies",
-        (false, false, ReadPath::Coordinated) => ", coordinated reads",
+    let reads = if args.transport {
+        ""
+    } else if !args.http.is_empty() {
+        ", through the HTTP API"
+    } else if args.server_driven {
+        ", server-driven"
+    } else if args.reads == ReadPath::Copies {
+        ", reads from R copies"
+    } else {
+        ", coordinated reads"
     };
     format!("{what}, concurrency {}, {mode}{reads}", args.concurrency)
 }

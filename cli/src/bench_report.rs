@@ -137,6 +137,8 @@ pub(crate) struct Report {
     /// See [`Tally::slowest_per_second`].
     slowest_per_second: Vec<u64>,
     load: Option<(Duration, u64)>,
+    /// How the client's reads were answered (runs that read through the QUIC client).
+    read_paths: Option<dynamo_client::ReadPaths>,
     /// The latency distribution of all operations: (nines, milliseconds), where nines is
     /// -log10(1 - quantile) (1 for p90, 2 for p99, 3 for p99.9), the maximum at 5.
     curve: Vec<(f64, f64)>,
@@ -237,6 +239,7 @@ impl Report {
             per_second: tally.per_second.clone(),
             slowest_per_second: tally.slowest_per_second.clone(),
             load,
+            read_paths: None,
             curve,
         }
     }
@@ -315,6 +318,14 @@ impl Report {
         count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// The report with how the client's reads were answered, when any read went through it.
+    pub(crate) fn with_read_paths(mut self, paths: dynamo_client::ReadPaths) -> Self {
+        let reads =
+            paths.from_copies + paths.copies_differed + paths.too_few_copies + paths.coordinated;
+        self.read_paths = (reads > 0).then_some(paths);
+        self
+    }
+
     pub(crate) fn text(&self) -> String {
         let ms = |us: u64| us as f64 / 1000.0;
         let errors: u64 = self.errors.values().map(|(n, _)| n).sum();
@@ -353,6 +364,13 @@ impl Report {
         if self.siblings_seen > 0 {
             let _ = writeln!(out, "reads that saw siblings: {}", self.siblings_seen);
         }
+        if let Some(paths) = self.read_paths {
+            let _ = writeln!(
+                out,
+                "reads answered: {} from R equal copies; by a coordinator: {} after copies differed, {} after too few copies, {} without copies",
+                paths.from_copies, paths.copies_differed, paths.too_few_copies, paths.coordinated
+            );
+        }
         for (kind, (count, first)) in &self.errors {
             let _ = writeln!(out, "errors {kind}: {count}, the first: {first}");
         }
@@ -390,6 +408,12 @@ impl Report {
             "operations": rows,
             "errors": errors,
             "siblings_seen": self.siblings_seen,
+            "read_paths": self.read_paths.map(|p| serde_json::json!({
+                "from_copies": p.from_copies,
+                "copies_differed": p.copies_differed,
+                "too_few_copies": p.too_few_copies,
+                "coordinated": p.coordinated,
+            })),
             "ops_per_second_over_time": self.per_second,
             "slowest_ms_over_time": self.slowest_per_second.iter().map(|&us| us as f64 / 1000.0).collect::<Vec<_>>(),
             "load_seconds": self.load.map(|(took, _)| took.as_secs_f64()),

@@ -19,20 +19,25 @@
 //!
 //! This module must not know how nodes coordinate; it only picks where to send.
 
+mod copy_read;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use dynamo_quorum::{CopyQuorum, Verdict};
+use dynamo_quorum::Fallback;
 use dynamo_ring::{NodeId, Ring};
 
 use crate::address::{NodeAddress, Resolver};
 use crate::tls::TlsConfig;
 use crate::transport::{Endpoint, TransportError, TransportOptions};
+pub use copy_read::ReadPaths;
+use copy_read::{CopyRead, ReadPathCounters};
 use dynamo_protocol::{
     BucketProps, ClusterStatus, ErrorKind, ErrorReply, GetReply, PutReply, Request, RequestOptions,
     Response, storage_key,
@@ -218,6 +223,8 @@ impl Suspects {
                 self.suspect(address);
             }
             Ok(_) => self.clear(&address),
+            // A node of an earlier version that does not know the request: it answered.
+            Err(TransportError::NotUnderstood { .. }) => {}
             Err(_) => {
                 resolver.forget(&address);
                 self.suspect(address);
@@ -256,6 +263,14 @@ pub struct Client {
     /// Whether a partition-aware client reads R replicas' copies itself (see
     /// [`dynamo_quorum::CopyQuorum`]) rather than asking one replica to coordinate.
     copy_reads: bool,
+    /// Latencies of copy reads (one hop), kept apart from those of coordinated requests (two
+    /// hops), whose hedge delay they would shorten.
+    copy_latencies: Mutex<Latencies>,
+    /// Nodes that could not decode a copy read (an earlier version), until when they are not
+    /// asked for copies.
+    no_copies: Mutex<HashMap<NodeAddress, Instant>>,
+    /// How reads ended, for [`Client::read_paths`].
+    read_paths: ReadPathCounters,
 }
 
 impl Client {
@@ -311,22 +326,32 @@ impl Client {
             suspects: Arc::default(),
             partition_aware: true,
             copy_reads: true,
+            copy_latencies: Mutex::new(Latencies::default()),
+            no_copies: Mutex::default(),
+            read_paths: ReadPathCounters::default(),
         })
     }
 
     /// Reads a key: from R of its replicas' own copies when the client knows the key's
-    /// replicas and its bucket's quorum (see [`dynamo_quorum::CopyQuorum`]), else, or when the copies
-    /// differ or too few replicas answer, through a coordinator (which repairs stale
-    /// replicas).
+    /// replicas and its bucket's quorum (see [`dynamo_quorum::CopyQuorum`]), else, or when
+    /// the copies differ or too few replicas answer in time, through a coordinator (which
+    /// repairs stale replicas).
     pub async fn get(
         &self,
         bucket: &str,
         key: &[u8],
         options: RequestOptions,
     ) -> Result<GetOutcome, ClientError> {
-        if let Some(outcome) = self.read_copies(bucket, key, options).await {
-            return Ok(outcome);
-        }
+        let counter = match self.read_copies(bucket, key, options).await {
+            CopyRead::Answered(outcome) => {
+                self.read_paths.from_copies.fetch_add(1, Ordering::Relaxed);
+                return Ok(outcome);
+            }
+            CopyRead::Fallback(Fallback::Diverged) => &self.read_paths.copies_differed,
+            CopyRead::Fallback(Fallback::TooFewCopies) => &self.read_paths.too_few_copies,
+            CopyRead::NotTried => &self.read_paths.coordinated,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let request = Request::Get {
             bucket: bucket.into(),
             key: key.to_vec(),
@@ -337,108 +362,6 @@ impl Client {
             Response::NotFound { context } => Ok(GetOutcome::NotFound { context }),
             other => Err(unexpected(other)),
         }
-    }
-
-    /// A client-side quorum read: R replicas' copies, asked at once, with the next replica
-    /// asked when one fails or the hedge delay passes; `None` when a coordinator must answer
-    /// instead (a bucket or ring this client does not know yet, a primary read quorum, copies
-    /// that differ, too few replicas).
-    async fn read_copies(
-        &self,
-        bucket: &str,
-        key: &[u8],
-        options: RequestOptions,
-    ) -> Option<GetOutcome> {
-        if !(self.partition_aware && self.copy_reads) {
-            return None;
-        }
-        self.refresh_if_stale().await;
-        let (r, candidates) = self.copy_plan(bucket, key, options)?;
-        let request = Request::ReadCopy {
-            bucket: bucket.into(),
-            key: key.to_vec(),
-        };
-        let mut quorum = CopyQuorum::new(r, candidates.len());
-        let hedge = self
-            .latencies
-            .lock()
-            .map_or(DEFAULT_HEDGE, |l| l.hedge_delay());
-        let mut pending = self.ordered(candidates).into_iter();
-        let mut asked: JoinSet<Attempt> = JoinSet::new();
-        for _ in 0..r {
-            self.ask_next(&mut pending, &mut asked, &request);
-        }
-        let verdict = loop {
-            tokio::select! {
-                joined = asked.join_next() => {
-                    // `None`: every replica asked has answered, undecided (cannot happen: the
-                    // last answer decides); a panicked task counts as no verdict either.
-                    let Some(Ok((address, started, result))) = joined else { break None };
-                    self.suspects.observe(&self.resolver, address, &result);
-                    let step = match result {
-                        Ok(Response::Copy(copy))
-                            if matches!(copy.answer, Response::Get(_) | Response::NotFound { .. }) =>
-                        {
-                            if let Ok(mut latencies) = self.latencies.lock() {
-                                latencies.record(started.elapsed());
-                            }
-                            quorum.answered(copy.digest, copy.answer)
-                        }
-                        Ok(Response::Error(error)) if error.kind == ErrorKind::NotReady => {
-                            // Not a replica under its ring: ours is stale.
-                            self.invalidate();
-                            self.ask_next(&mut pending, &mut asked, &request);
-                            quorum.failed()
-                        }
-                        _ => {
-                            self.ask_next(&mut pending, &mut asked, &request);
-                            quorum.failed()
-                        }
-                    };
-                    if let Some(verdict) = step {
-                        break Some(verdict);
-                    }
-                }
-                () = tokio::time::sleep(hedge), if pending.len() > 0 => {
-                    self.ask_next(&mut pending, &mut asked, &request);
-                }
-            }
-        };
-        self.finish_in_background(asked);
-        match verdict? {
-            Verdict::Answer(Response::Get(reply)) => Some(GetOutcome::Found(reply)),
-            Verdict::Answer(Response::NotFound { context }) => {
-                Some(GetOutcome::NotFound { context })
-            }
-            Verdict::Answer(_) | Verdict::AskCoordinator(_) => None,
-        }
-    }
-
-    /// The read quorum of a client-side read of `key` and the replicas to ask, in ring order:
-    /// its extended preference list (paper 4.6) among the members up at the last refresh.
-    /// `None` when the client does not know the bucket or the ring, or a primary read quorum
-    /// is asked (only a coordinator knows which answers come from primaries).
-    fn copy_plan(
-        &self,
-        bucket: &str,
-        key: &[u8],
-        options: RequestOptions,
-    ) -> Option<(usize, Vec<NodeAddress>)> {
-        let routing = self.routing.lock().ok()?;
-        let routing = routing.as_ref()?;
-        let props = routing.buckets.get(bucket)?;
-        let r = options.r.unwrap_or(props.r);
-        if options.pr.unwrap_or(props.pr) > 0 || r == 0 || r > props.n {
-            return None;
-        }
-        let skey = storage_key(bucket, key);
-        let candidates: Vec<NodeAddress> = routing
-            .ring
-            .extended_preference_list(&skey, props.n, |node| routing.is_up(node))
-            .into_iter()
-            .filter_map(|target| routing.up_address(&target.node))
-            .collect();
-        (candidates.len() >= r).then_some((r, candidates))
     }
 
     /// Writes a key; `context` is the token of the read this write follows (none for a blind
@@ -851,6 +774,19 @@ impl Client {
                     .map(|(_, address, _)| address.clone())
             })
             .collect()
+    }
+
+    /// Drops the cached ring and buckets if they were fetched `min_age` ago or more: a
+    /// node that answers from an older ring would otherwise make every read of its keys
+    /// fetch them again.
+    fn invalidate_after(&self, min_age: Duration) {
+        if let Ok(mut routing) = self.routing.lock()
+            && routing
+                .as_ref()
+                .is_some_and(|r| r.fetched.elapsed() >= min_age)
+        {
+            *routing = None;
+        }
     }
 
     fn invalidate(&self) {

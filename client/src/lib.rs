@@ -3,9 +3,10 @@
 //!
 //! A [`Client`] routes each request to a member of the key's preference list (paper 6.4,
 //! client-driven coordination), reads a key from R of its replicas' copies and asks a
-//! coordinator only when they differ, hedges reads, moves a write on to the next candidate
-//! when its node fails or stays silent, and reconciles nothing itself: a read returns the
-//! siblings and the context token the next write must carry (paper 4.4).
+//! coordinator only when they differ or too few answer (or it does not know the bucket yet),
+//! hedges reads, moves a write on to the next candidate when its node fails or stays silent,
+//! and reconciles nothing itself: a read returns the siblings and the context token the next
+//! write must carry (paper 4.4).
 //!
 //! The example in `README.md` (below, as this crate's documentation) compiles as a doc test.
 //!
@@ -28,7 +29,7 @@ pub mod tls;
 pub mod transport;
 
 pub use address::NodeAddress;
-pub use client::{Client, ClientError, GetOutcome};
+pub use client::{Client, ClientError, GetOutcome, ReadPaths};
 pub use dynamo_protocol as protocol;
 pub use dynamo_protocol::{GetReply, RequestOptions, Role};
 pub use tls::{Identity, TlsConfig, TlsError};

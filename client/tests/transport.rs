@@ -366,6 +366,39 @@ async fn bad_frames_reset_only_their_stream() {
     node.close().await;
 }
 
+/// A request of a kind the peer does not know (a variant a later version appended) is an
+/// error of its own, so a client can tell "this node runs an earlier version" from a node that
+/// failed: the connection stays up and serves the requests the peer knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_an_earlier_version_does_not_know_is_not_understood() {
+    /// `Req` as a later version has it: the same variants, and one more at the end.
+    #[derive(Debug, Serialize, Deserialize)]
+    enum LaterReq {
+        Echo(String),
+        SleepMs(u64),
+        Newer(u32),
+    }
+    let (ca, calls, node, addr) = one_node();
+    let c = client(&ca, "c");
+    let error = c
+        .request::<LaterReq, Resp>(addr, &LaterReq::Newer(7), TIMEOUT)
+        .await
+        .expect_err("the node cannot decode it");
+    assert!(
+        matches!(error, TransportError::NotUnderstood { peer } if peer == addr),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("earlier version"), "{error}");
+    let known = c
+        .request::<LaterReq, Resp>(addr, &LaterReq::Echo("old".into()), TIMEOUT)
+        .await
+        .expect("a known request still works");
+    assert!(matches!(known, Resp::Echo { text, .. } if text == "old"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    c.close().await;
+    node.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_never_completes_is_reset_after_the_read_timeout() {
     let ca = ClusterCa::generate("test").expect("ca");

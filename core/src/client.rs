@@ -231,9 +231,9 @@ impl NodeCore {
                     );
                     return Err(Response::error(ErrorKind::NotReady, message));
                 }
-                Ok((placement.partition, skey))
+                Ok((placement.partition, skey, quorum))
             });
-        let (partition, skey) = match prepared {
+        let (partition, skey, quorum) = match prepared {
             Ok(prepared) => prepared,
             Err(response) => return self.respond(id, response),
         };
@@ -244,6 +244,7 @@ impl NodeCore {
             request: id,
             key: skey,
             resolver: self.resolver_of(bucket),
+            quorum: (quorum.n, quorum.r, quorum.pr),
         };
         self.store(op, then);
     }

@@ -22,11 +22,12 @@ const MAX_FETCH_KEYS: usize = 4 * super::BATCH;
 #[derive(Debug, Clone)]
 pub(super) enum AfterStore {
     /// A client's read of this node's copy of storage key `key`, answered as a get with the
-    /// copy's digest.
+    /// copy's digest and the bucket's (N, R, PR).
     Copy {
         request: RequestId,
         key: Vec<u8>,
         resolver: dynamo_resolve::Resolver,
+        quorum: (usize, usize, usize),
     },
     /// A replica request.
     Replica(RequestId),
@@ -112,7 +113,8 @@ impl NodeCore {
                 request,
                 key,
                 resolver,
-            } => (request, self.copy_answer(&key, resolver, result)),
+                quorum,
+            } => (request, self.copy_answer(&key, resolver, quorum, result)),
             AfterStore::Replica(request) => {
                 (request, Response::Replica(self.replica_reply(result)))
             }
@@ -170,6 +172,7 @@ impl NodeCore {
         &mut self,
         key: &[u8],
         resolver: dynamo_resolve::Resolver,
+        (n, r, pr): (usize, usize, usize),
         result: Result<StoreResult, StoreError>,
     ) -> Response {
         let object = match result {
@@ -185,7 +188,13 @@ impl NodeCore {
             },
         };
         let answer = self.get_answer(key, object.as_ref(), resolver);
-        Response::Copy(Box::new(dynamo_protocol::CopyReply { digest, answer }))
+        Response::Copy(Box::new(dynamo_protocol::CopyReply {
+            digest,
+            answer,
+            n,
+            r,
+            pr,
+        }))
     }
 
     /// The replica reply for the result of [`replica_op`].

@@ -579,6 +579,14 @@ pub struct CopyReply {
     pub digest: u64,
     /// What a get answers from this copy alone: [`Response::Get`] or [`Response::NotFound`].
     pub answer: Response,
+    /// The bucket's N as this node knows it.
+    pub n: usize,
+    /// The bucket's default R as this node knows it: a client that read with a lower one
+    /// missed a change of the bucket, and asks a coordinator.
+    pub r: usize,
+    /// The bucket's default primary read quorum as this node knows it (a client reads its
+    /// copies only when it is 0).
+    pub pr: usize,
 }
 
 /// One partition's Merkle root on one node.

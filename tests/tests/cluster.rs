@@ -860,8 +860,15 @@ async fn a_client_reads_copies_and_a_coordinator_repairs_them() {
     }
     let copies = client.get("default", b"cart", OPTIONS).await.expect("get");
     assert_eq!(values(&copies), ["book", "lamp"]);
+    assert_eq!(
+        client.read_paths().from_copies,
+        1,
+        "{:?}",
+        client.read_paths()
+    );
     let through_coordinator = coordinated.get("default", b"cart", OPTIONS).await;
     assert_eq!(copies, through_coordinator.expect("coordinated get"));
+    assert_eq!(coordinated.read_paths().coordinated, 1);
 
     // Node 3 misses a write (W = 2 of the other two).
     cluster.stop(2).await;
@@ -894,6 +901,12 @@ async fn a_client_reads_copies_and_a_coordinator_repairs_them() {
     };
     let read = client.get("default", b"cart", all).await.expect("R=3 get");
     assert_eq!(values(&read), ["pen"]);
+    let paths = client.read_paths();
+    assert_eq!(
+        (paths.from_copies, paths.copies_differed),
+        (0, 1),
+        "{paths:?}"
+    );
     eventually("node 3 repaired by the read", || async {
         copy_on(&client, node3, "default", b"cart")
             .await
@@ -903,6 +916,12 @@ async fn a_client_reads_copies_and_a_coordinator_repairs_them() {
     assert!(cluster.status_sum(|s| s.counters.read_repairs).await > repairs_before);
     // Now every copy agrees: the client answers from them, as a coordinator would.
     let read = client.get("default", b"cart", all).await.expect("R=3 get");
+    assert_eq!(
+        client.read_paths().from_copies,
+        1,
+        "{:?}",
+        client.read_paths()
+    );
     assert_eq!(read, coordinated_answer(&cluster, all).await);
 
     // N = 1: one node holds the key; the other two refuse to answer for it.

@@ -45,6 +45,9 @@ impl FrameError {
                 peer,
                 reason: "stream ended before a whole response frame arrived".to_owned(),
             },
+            FrameError::Reset(code) if code.into_inner() == u64::from(STREAM_MALFORMED) => {
+                TransportError::NotUnderstood { peer }
+            }
             FrameError::Reset(code) => TransportError::Closed {
                 peer,
                 reason: format!("peer reset the stream: {}", describe_code(code)),

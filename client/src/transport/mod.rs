@@ -247,6 +247,14 @@ pub enum TransportError {
         /// The underlying error.
         source: postcard::Error,
     },
+    /// The peer could not decode our request (it reset the stream with [`STREAM_MALFORMED`]):
+    /// most likely it runs an earlier version that does not know this kind of request. The
+    /// connection is fine, and so is the peer for the requests it knows.
+    #[error("{peer} could not decode our request; it may run an earlier version of dynamo")]
+    NotUnderstood {
+        /// The peer address.
+        peer: SocketAddr,
+    },
     /// The connection or stream closed before the response arrived. This includes a peer that
     /// refused our certificate: with TLS 1.3 the dialer's side of the handshake completes before
     /// the acceptor has checked the dialer's certificate, so the refusal arrives as a close
