@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use dynamo_protocol::{
-    BucketProps, CopyReply, ErrorKind, Request, RequestOptions, Response, storage_key,
-};
+use dynamo_protocol::{CopyReply, ErrorKind, Request, RequestOptions, Response, storage_key};
 use dynamo_quorum::{CopyQuorum, Fallback, Verdict};
 
 use super::{Attempt, Client, DEFAULT_HEDGE, GetOutcome};
@@ -29,11 +27,14 @@ pub(super) enum CopyRead {
     NotTried,
 }
 
-/// What a client-side read asks: R of these candidates, for a bucket with these properties.
+/// What a client-side read asks: R of these candidates, for a bucket with this quorum.
 struct CopyPlan {
+    /// The read quorum of this read.
     r: usize,
     candidates: Vec<NodeAddress>,
-    bucket: BucketProps,
+    /// The bucket's N and default R, as the client knows them.
+    n: usize,
+    bucket_r: usize,
 }
 
 impl CopyPlan {
@@ -41,8 +42,8 @@ impl CopyPlan {
     /// does not override it: a node that knows a higher R, or a primary read quorum, was
     /// told of a change the client has not fetched yet, and a coordinator must read.
     fn current(&self, copy: &CopyReply, options: RequestOptions) -> bool {
-        copy.n == self.bucket.n
-            && (options.r.is_some() || copy.r <= self.bucket.r)
+        copy.n == self.n
+            && (options.r.is_some() || copy.r <= self.bucket_r)
             && (options.pr.is_some() || copy.pr == 0)
     }
 }
@@ -101,7 +102,7 @@ impl Client {
             return CopyRead::NotTried;
         }
         self.refresh_if_stale().await;
-        let Some(plan) = self.copy_plan(bucket, key, options) else {
+        let Some(mut plan) = self.copy_plan(bucket, key, options) else {
             return CopyRead::NotTried;
         };
         let request = Request::ReadCopy {
@@ -109,6 +110,7 @@ impl Client {
             key: key.to_vec(),
         };
         let mut quorum = CopyQuorum::new(plan.r, plan.candidates.len());
+        let candidates = std::mem::take(&mut plan.candidates);
         let hedge = self
             .copy_latencies
             .lock()
@@ -117,8 +119,9 @@ impl Client {
             .timeout_ms
             .map_or(self.timeout, Duration::from_millis)
             .min(self.timeout);
-        let give_up = tokio::time::Instant::now() + timeout / 3;
-        let mut pending = self.ordered(plan.candidates.clone()).into_iter();
+        let give_up = tokio::time::sleep(timeout / 3);
+        tokio::pin!(give_up);
+        let mut pending = self.ordered(candidates).into_iter();
         let mut asked: JoinSet<Attempt> = JoinSet::new();
         for _ in 0..plan.r {
             self.ask_next(&mut pending, &mut asked, &request);
@@ -168,7 +171,7 @@ impl Client {
                 () = tokio::time::sleep(hedge), if pending.len() > 0 => {
                     self.ask_next(&mut pending, &mut asked, &request);
                 }
-                () = tokio::time::sleep_until(give_up) => {
+                () = &mut give_up => {
                     break Some(Verdict::AskCoordinator(Fallback::TooFewCopies));
                 }
             }
@@ -192,14 +195,15 @@ impl Client {
     /// know the bucket or the ring, or a primary read quorum is asked (only a coordinator
     /// knows which answers come from primaries).
     fn copy_plan(&self, bucket: &str, key: &[u8], options: RequestOptions) -> Option<CopyPlan> {
-        let no_copies: Vec<NodeAddress> = self.no_copies.lock().map_or_else(
-            |_| Vec::new(),
-            |mut no_copies| {
+        let no_copies: Vec<NodeAddress> = match self.no_copies.lock() {
+            Ok(no_copies) if no_copies.is_empty() => Vec::new(),
+            Ok(mut no_copies) => {
                 let now = Instant::now();
                 no_copies.retain(|_, until| *until > now);
                 no_copies.keys().cloned().collect()
-            },
-        );
+            }
+            Err(_) => Vec::new(),
+        };
         let routing = self.routing.lock().ok()?;
         let routing = routing.as_ref()?;
         let props = routing.buckets.get(bucket)?;
@@ -215,10 +219,11 @@ impl Client {
             .filter_map(|target| routing.up_address(&target.node))
             .filter(|address| !no_copies.contains(address))
             .collect();
-        (candidates.len() >= r).then(|| CopyPlan {
+        (candidates.len() >= r).then_some(CopyPlan {
             r,
             candidates,
-            bucket: props.clone(),
+            n: props.n,
+            bucket_r: props.r,
         })
     }
 }
@@ -235,7 +240,8 @@ mod tests {
         let plan = CopyPlan {
             r: 2,
             candidates: Vec::new(),
-            bucket: BucketProps::new("carts"),
+            n: 3,
+            bucket_r: 2,
         };
         let copy = |n, r, pr| CopyReply {
             digest: 1,
