@@ -223,8 +223,8 @@ impl Suspects {
                 self.suspect(address);
             }
             Ok(_) => self.clear(&address),
-            // A node of an earlier version that does not know the request: it answered.
-            Err(TransportError::NotUnderstood { .. }) => {}
+            // A node of an earlier version that does not know the request: it is fine.
+            Err(TransportError::NotUnderstood { .. } | TransportError::Unsupported { .. }) => {}
             Err(_) => {
                 resolver.forget(&address);
                 self.suspect(address);
@@ -671,8 +671,9 @@ impl Client {
             let started = Instant::now();
             let result = match resolver.resolve(&address).await {
                 Ok(socket) => {
+                    let since = request.since_version();
                     endpoint
-                        .request::<Request, Response>(socket, &request, timeout)
+                        .request_since::<Request, Response>(socket, &request, timeout, since)
                         .await
                 }
                 Err(error) => Err(TransportError::from(error)),

@@ -15,7 +15,8 @@
 //! [`TlsConfig`] turns the CA certificate and one identity into the quinn server and client
 //! configurations used by [`crate::transport`]: TLS 1.3 only, the `ring` crypto provider chosen
 //! explicitly (no process-wide default is consulted), the cluster CA as the only trust root,
-//! client certificates *required*, and the ALPN protocol [`ALPN`].
+//! client certificates *required*, and an ALPN name `dynamo/N` for each protocol version spoken
+//! (see [`dynamo_protocol::PROTOCOL_VERSION`]).
 //!
 //! Names live in the certificates' DNS subject-alternative names:
 //! - a node certificate carries `node.dynamo` (the name every dialer verifies, so that dialers
@@ -32,6 +33,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,9 +42,21 @@ pub use dynamo_protocol::{NameError, PeerIdentity, Role, validate_name};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// The ALPN protocol name, which names the protocol and its version. Peers that offer anything
-/// else fail the handshake.
+/// The ALPN name of the oldest protocol version, the only one builds before protocol versions
+/// offered. Peers offer `dynamo/N` for every version they speak (see
+/// [`dynamo_protocol::PROTOCOL_VERSION`]); peers with no version in common fail the
+/// handshake.
 pub const ALPN: &[u8] = b"dynamo/1";
+
+/// The ALPN names of protocol `versions`, newest first (the server picks the first of its
+/// own list that the client offers).
+fn alpn_names(versions: &RangeInclusive<u32>) -> Vec<Vec<u8>> {
+    versions
+        .clone()
+        .rev()
+        .map(dynamo_protocol::alpn_name)
+        .collect()
+}
 
 /// The DNS name that every dialer verifies on the node it connects to. Every node certificate
 /// carries it, no client certificate does.
@@ -59,6 +73,9 @@ pub enum TlsError {
     /// A node, client or cluster name is not acceptable.
     #[error(transparent)]
     InvalidName(#[from] NameError),
+    /// A configuration offering no protocol version would connect to nobody.
+    #[error("a TLS configuration must offer at least one protocol version")]
+    NoProtocolVersion,
     /// Reading or writing a file failed.
     #[error("cannot access {}: {source}", path.display())]
     Io {
@@ -381,11 +398,27 @@ impl fmt::Debug for TlsConfig {
 
 impl TlsConfig {
     /// Builds the configurations: trust only `ca_cert_pem`, present `identity`, require a client
-    /// certificate from every connecting peer, speak [`ALPN`] over TLS 1.3 with the ring provider.
+    /// certificate from every connecting peer, offer every protocol version from
+    /// [`dynamo_protocol::OLDEST_PROTOCOL_VERSION`] to [`dynamo_protocol::PROTOCOL_VERSION`]
+    /// by ALPN, over TLS 1.3 with the ring provider.
     ///
     /// It does not check that `identity` was issued by `ca_cert_pem`; a mismatch shows up as a
     /// refused handshake on the other side.
     pub fn new(ca_cert_pem: &str, identity: &Identity) -> Result<TlsConfig, TlsError> {
+        let versions = dynamo_protocol::OLDEST_PROTOCOL_VERSION..=dynamo_protocol::PROTOCOL_VERSION;
+        Self::speaking(ca_cert_pem, identity, versions)
+    }
+
+    /// [`TlsConfig::new`] offering only the protocol `versions`: to test how peers of other
+    /// versions are served or refused.
+    pub fn speaking(
+        ca_cert_pem: &str,
+        identity: &Identity,
+        versions: RangeInclusive<u32>,
+    ) -> Result<TlsConfig, TlsError> {
+        if versions.is_empty() {
+            return Err(TlsError::NoProtocolVersion);
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let ca = CertificateDer::from_pem_slice(ca_cert_pem.as_bytes()).map_err(|source| {
             TlsError::Pem {
@@ -423,7 +456,7 @@ impl TlsConfig {
             .with_single_cert(vec![cert.clone()], key.clone_key())?;
         let mut https_server = server.clone();
         https_server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        server.alpn_protocols = vec![ALPN.to_vec()];
+        server.alpn_protocols = alpn_names(&versions);
 
         let mut client = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -431,7 +464,7 @@ impl TlsConfig {
             .with_client_auth_cert(vec![cert], key)?;
         let mut https_client = client.clone();
         https_client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        client.alpn_protocols = vec![ALPN.to_vec()];
+        client.alpn_protocols = alpn_names(&versions);
 
         Ok(TlsConfig {
             identity: own,

@@ -366,6 +366,70 @@ async fn bad_frames_reset_only_their_stream() {
     node.close().await;
 }
 
+/// Issue 29: peers agree on a protocol version by ALPN. A client of the oldest version is
+/// served by a node of this build; a request a later version added is not sent to it
+/// (`Unsupported`, the handler is never called); a client that speaks only versions the node
+/// does not know is refused with a message that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_agree_on_a_protocol_version() {
+    use dynamo_protocol::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
+    let (ca, calls, node, addr) = one_node();
+    let speaking = |name: &str, versions| {
+        let identity = ca.issue(Role::Client, name).expect("issue identity");
+        let tls = TlsConfig::speaking(ca.cert_pem(), &identity, versions).expect("tls");
+        Endpoint::bind(localhost(), &tls, options()).expect("bind")
+    };
+    let echo_since = |endpoint: Endpoint, since: u32| async move {
+        endpoint
+            .request_since::<Req, Resp>(addr, &Req::Echo("v".into()), TIMEOUT, since)
+            .await
+    };
+    // (client's versions, the version a request needs, whether it is served)
+    let cases = [
+        (OLDEST_PROTOCOL_VERSION..=OLDEST_PROTOCOL_VERSION, 1, true),
+        (OLDEST_PROTOCOL_VERSION..=OLDEST_PROTOCOL_VERSION, 2, false),
+        (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION, 2, true),
+        (PROTOCOL_VERSION..=PROTOCOL_VERSION + 5, 2, true),
+    ];
+    for (versions, since, served) in cases {
+        let before = calls.load(Ordering::SeqCst);
+        let client = speaking("c", versions.clone());
+        let result = echo_since(client.clone(), since).await;
+        let label = format!("a client of {versions:?}, a request of version {since}");
+        if served {
+            assert!(result.is_ok(), "{label}: {result:?}");
+            assert_eq!(calls.load(Ordering::SeqCst), before + 1, "{label}");
+        } else {
+            assert!(
+                matches!(
+                    result,
+                    Err(TransportError::Unsupported {
+                        speaks: 1,
+                        needs: 2,
+                        ..
+                    })
+                ),
+                "{label}: {result:?}"
+            );
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                before,
+                "{label}: nothing sent"
+            );
+        }
+        client.close().await;
+    }
+    let newer = PROTOCOL_VERSION + 1..=PROTOCOL_VERSION + 3;
+    let client = speaking("future", newer);
+    let error = echo_since(client.clone(), 1)
+        .await
+        .expect_err("no version in common");
+    let text = error.to_string();
+    assert!(text.contains("protocol version"), "{text}");
+    client.close().await;
+    node.close().await;
+}
+
 /// A request of a kind the peer does not know (a variant a later version appended) is an
 /// error of its own, so a client can tell "this node runs an earlier version" from a node that
 /// failed: the connection stays up and serves the requests the peer knows.

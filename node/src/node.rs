@@ -673,7 +673,12 @@ impl Driver {
             };
             let result = match peer {
                 Ok(peer) => endpoint
-                    .request::<Request, Response>(peer, &request, timeout)
+                    .request_since::<Request, Response>(
+                        peer,
+                        &request,
+                        timeout,
+                        request.since_version(),
+                    )
                     .await
                     .map_err(|error| call_error(&error)),
                 Err(error) => Err(error),

@@ -19,10 +19,10 @@ use dynamo_vclock::{Actor, DvvSet, VClock};
 use crate::backend::{Backend, Op, Space, Visitor};
 use crate::error::{Result, StorageError};
 use crate::keys::{
-    MAX_NODE_STATE_BYTES, META_EPOCH, META_INCARNATION_LEASE, META_NODE_ID, META_RETIRED_PREFIX,
-    META_RUNNING, META_STATE_PREFIX, check_key, check_node_id, check_state_name, data_key,
-    hint_key, hint_prefix, partition_bounds, prefix_bounds, prefix_successor, retired_key,
-    split_data_key, split_hint_key, state_key,
+    MAX_NODE_STATE_BYTES, META_EPOCH, META_FORMAT, META_INCARNATION_LEASE, META_NODE_ID,
+    META_RETIRED_PREFIX, META_RUNNING, META_STATE_PREFIX, STORE_FORMAT, check_key, check_node_id,
+    check_state_name, data_key, hint_key, hint_prefix, partition_bounds, prefix_bounds,
+    prefix_successor, retired_key, split_data_key, split_hint_key, state_key,
 };
 use crate::options::{Durability, StoreOptions};
 use crate::store::{
@@ -193,10 +193,43 @@ fn stale_node_state<B: Backend>(backend: &B) -> Result<Vec<Vec<u8>>> {
     Ok(keys)
 }
 
+/// The format the store was written in: refused if later than [`STORE_FORMAT`] (or earlier,
+/// once a format has no migration from it). Reads only, so a refused store is left as it was;
+/// `true` when the store has no record yet (new, or written before formats were recorded,
+/// which is format 1), to be written with the first write of the open.
+fn check_format<B: Backend>(backend: &B) -> Result<bool> {
+    let found = match backend.get(Space::Meta, META_FORMAT)? {
+        None => return Ok(true),
+        Some(bytes) => {
+            let bytes: [u8; 4] = bytes[..].try_into().map_err(|_| StorageError::Corrupt {
+                space: "meta",
+                key: META_FORMAT.to_vec(),
+                reason: "the store format is not 4 bytes".into(),
+            })?;
+            u32::from_be_bytes(bytes)
+        }
+    };
+    match found.cmp(&STORE_FORMAT) {
+        std::cmp::Ordering::Equal => Ok(false),
+        std::cmp::Ordering::Greater => Err(StorageError::NewerFormat {
+            found,
+            supported: STORE_FORMAT,
+        }),
+        // Format 1 is the first: nothing to migrate from yet. A later format adds its
+        // migration here, before the record is raised.
+        std::cmp::Ordering::Less => Err(StorageError::OlderFormat {
+            found,
+            supported: STORE_FORMAT,
+        }),
+    }
+}
+
 impl<B: Backend, V: Value> Engine<B, V> {
-    /// Opens the versioning layer over `backend`: checks the node id and sets up the epoch.
+    /// Opens the versioning layer over `backend`: checks the store's format (before anything
+    /// is written) and the node id, and sets up the epoch.
     pub(crate) fn open(backend: B, options: &StoreOptions) -> Result<Self> {
         check_node_id(&options.node_id)?;
+        let record_format = check_format(&backend)?;
         let stored_id = backend.get(Space::Meta, META_NODE_ID)?;
         let stored_epoch = backend.get(Space::Meta, META_EPOCH)?;
         let corrupt = |reason: &str| StorageError::Corrupt {
@@ -238,10 +271,13 @@ impl<B: Backend, V: Value> Engine<B, V> {
             _ => return Err(corrupt("only one of node id and epoch is recorded")),
         };
         let incarnations = load_incarnations(&backend)?;
-        backend.write(
-            &[Op::Put(Space::Meta, META_RUNNING, b"1")],
-            Durability::Sync,
-        )?;
+        // The running marker, and the format record of a store that has none, in one write.
+        let format = STORE_FORMAT.to_be_bytes();
+        let mut ops = vec![Op::Put(Space::Meta, META_RUNNING, b"1")];
+        if record_format {
+            ops.push(Op::Put(Space::Meta, META_FORMAT, &format));
+        }
+        backend.write(&ops, Durability::Sync)?;
         Ok(Engine {
             base_actor: actor_for(&options.node_id, epoch),
             incarnations: Mutex::new(incarnations),

@@ -64,6 +64,27 @@ pub enum StorageError {
         /// The node id the caller asked for.
         requested: String,
     },
+    /// The store was written in a later format than this build reads (a newer dynamo wrote
+    /// it): downgrading a node's data is not supported.
+    #[error(
+        "the store is in format {found}, written by a newer dynamo; this build reads formats up to {supported}: run the newer build on it (a node cannot be downgraded)"
+    )]
+    NewerFormat {
+        /// The format recorded in the store.
+        found: u32,
+        /// The newest format this build reads.
+        supported: u32,
+    },
+    /// The store was written in a format this build no longer reads.
+    #[error(
+        "the store is in format {found}, which this build no longer reads (it reads format {supported}): upgrade through the releases in between, one at a time"
+    )]
+    OlderFormat {
+        /// The format recorded in the store.
+        found: u32,
+        /// The format this build reads.
+        supported: u32,
+    },
     /// Stored bytes that do not decode (disk corruption or a foreign format).
     #[error("corrupt {space} entry for key {}: {reason}", Escaped(.key))]
     Corrupt {

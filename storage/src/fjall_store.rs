@@ -265,6 +265,7 @@ delegate_store!(FjallStore);
 mod tests {
     use super::*;
     use crate::Store;
+    use crate::keys::{META_FORMAT, STORE_FORMAT};
     use crate::store::LocalWrite;
     use dynamo_vclock::VClock;
 
@@ -308,5 +309,63 @@ mod tests {
         store.set_disk_reserve(0);
         write(&store, b"k").expect("a write once there is room");
         assert_eq!(store.get(0, b"k").expect("get").map(|s| s.len()), Some(1));
+    }
+
+    /// Issue 29: a store records its format. One written before formats were recorded (no
+    /// format key) opens as format 1 and gets the record; one of a later format is refused
+    /// with a message that says what to do, and left as it was.
+    #[test]
+    fn a_store_records_its_format_and_refuses_a_later_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let options = StoreOptions::new("n1", 1_000);
+        let meta = |edit: &dyn Fn(&Keyspace)| {
+            let db = Database::builder(dir.path()).open().expect("fjall");
+            let keyspace = db
+                .keyspace(Space::Meta.name(), keyspace_options)
+                .expect("meta");
+            edit(&keyspace);
+            db.persist(PersistMode::SyncAll).expect("persist");
+        };
+        let format = |dir: &Path| {
+            let db = Database::builder(dir).open().expect("fjall");
+            let keyspace = db
+                .keyspace(Space::Meta.name(), keyspace_options)
+                .expect("meta");
+            keyspace.get(META_FORMAT).expect("get").map(|v| v.to_vec())
+        };
+        {
+            let store: FjallStore<Vec<u8>> = FjallStore::open(dir.path(), &options).expect("open");
+            write(&store, b"k").expect("write");
+            store.close().expect("close");
+        }
+        assert_eq!(
+            format(dir.path()),
+            Some(STORE_FORMAT.to_be_bytes().to_vec())
+        );
+        // As a store from before format records.
+        meta(&|keyspace| keyspace.remove(META_FORMAT).expect("remove"));
+        assert_eq!(format(dir.path()), None);
+        {
+            let store: FjallStore<Vec<u8>> =
+                FjallStore::open(dir.path(), &options).expect("a store without a format opens");
+            assert!(store.get(0, b"k").expect("get").is_some());
+            store.close().expect("close");
+        }
+        assert_eq!(
+            format(dir.path()),
+            Some(STORE_FORMAT.to_be_bytes().to_vec())
+        );
+        // As a newer build would leave it.
+        let later = (STORE_FORMAT + 1).to_be_bytes();
+        meta(&|keyspace| keyspace.insert(META_FORMAT, later).expect("insert"));
+        let refused = FjallStore::<Vec<u8>>::open(dir.path(), &options).map(|_| ());
+        assert!(
+            matches!(refused, Err(StorageError::NewerFormat { found, supported })
+                if found == STORE_FORMAT + 1 && supported == STORE_FORMAT),
+            "{refused:?}"
+        );
+        let message = refused.expect_err("refused").to_string();
+        assert!(message.contains("newer dynamo"), "{message}");
+        assert_eq!(format(dir.path()), Some(later.to_vec()), "left as it was");
     }
 }

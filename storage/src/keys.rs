@@ -31,6 +31,17 @@ const HINT_OVERHEAD: usize = 1 + MAX_NODE_ID_BYTES + 4;
 /// 260 bytes of owner and partition in front of the user key.
 pub const MAX_KEY_BYTES: usize = ENGINE_MAX_KEY - HINT_OVERHEAD;
 
+/// The layout of the keys and values this build writes. A store records the format it was
+/// written in ([`META_FORMAT`]); a build refuses a store of a later format, and migrates one of
+/// an earlier format it still reads (none yet: format 1 is the first).
+///
+/// | format | since | layout |
+/// |---|---|---|
+/// | 1 | the first release | the keyspaces and keys of the crate docs |
+pub const STORE_FORMAT: u32 = 1;
+/// Meta key holding the store's format (u32 big-endian); a store without it, written before
+/// formats were recorded, is format 1.
+pub(crate) const META_FORMAT: &[u8] = b"format";
 /// Meta key holding the node id (UTF-8).
 pub(crate) const META_NODE_ID: &[u8] = b"node_id";
 /// Meta key holding the epoch (u64 big-endian).
@@ -291,7 +302,7 @@ mod tests {
             Err(StorageError::InvalidStateName { name, .. }) => assert!(name.len() <= 2 * 64),
             other => panic!("80-byte name gave {other:?}"),
         }
-        for fixed in [META_NODE_ID, META_EPOCH] {
+        for fixed in [META_NODE_ID, META_EPOCH, META_FORMAT] {
             assert!(!fixed.starts_with(META_STATE_PREFIX));
         }
         assert_eq!(state_key("epoch"), b"state/epoch");

@@ -62,7 +62,9 @@ mod store;
 pub use error::{Result, StorageError};
 #[cfg(feature = "fjall")]
 pub use fjall_store::{FjallStore, FreeSpace};
-pub use keys::{MAX_KEY_BYTES, MAX_NODE_ID_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES};
+pub use keys::{
+    MAX_KEY_BYTES, MAX_NODE_ID_BYTES, MAX_NODE_STATE_BYTES, MAX_NODE_STATE_NAME_BYTES, STORE_FORMAT,
+};
 pub use memory::MemoryStore;
 pub use options::{DEFAULT_DISK_RESERVE_BYTES, DEFAULT_MAX_VALUE_BYTES, Durability, StoreOptions};
 pub use store::{

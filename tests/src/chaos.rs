@@ -68,6 +68,8 @@ pub struct History {
     pub errors: BTreeMap<String, (usize, String)>,
     /// Operations acknowledged, by phase.
     pub acknowledged: BTreeMap<String, usize>,
+    /// How the workload client's reads were answered.
+    pub read_paths: dynamo_client::ReadPaths,
 }
 
 impl History {
@@ -131,7 +133,11 @@ pub fn create_buckets(cluster: &HostCluster) {
     );
 }
 
-/// Runs `workers` clients on the client host until `until`, each doing blind writes, cart adds
+/// The phase that ends the workload before its deadline (for a fault whose length is not
+/// known in advance).
+pub const STOP: &str = "stop";
+
+/// Runs `workers` clients on the client host until `until` (or the phase [`STOP`]), each doing blind writes, cart adds
 /// and deletes with requests bounded by `timeout`, labelled by `phase`.
 pub fn run_workload(
     cluster: &HostCluster,
@@ -159,6 +165,7 @@ pub fn run_workload(
             while let Some(joined) = tasks.join_next().await {
                 history.merge(joined.expect("worker"));
             }
+            history.read_paths = client.read_paths();
             client.close().await;
             history
         })
@@ -178,7 +185,7 @@ async fn worker_loop(
     };
     let mut history = History::default();
     let mut sequence: u64 = 0;
-    while Instant::now() < until {
+    while Instant::now() < until && phase.get() != STOP {
         sequence += 1;
         let label = phase.get();
         match sequence % 8 {

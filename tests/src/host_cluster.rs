@@ -42,6 +42,9 @@ pub struct HostCluster {
     dir: tempfile::TempDir,
     ca: ClusterCa,
     extra_args: Vec<String>,
+    /// The binary each node runs, where it is not this build's `dynamo` (a rolling upgrade
+    /// starts from another build's).
+    binaries: Mutex<Vec<Option<PathBuf>>>,
 }
 
 impl HostCluster {
@@ -85,6 +88,7 @@ impl HostCluster {
             dir,
             ca,
             extra_args: Vec::new(),
+            binaries: Mutex::new(vec![None; count]),
         };
         if let Some(text) = config {
             let path = cluster.dir.path().join("node.toml");
@@ -187,7 +191,13 @@ impl HostCluster {
             .append(true)
             .open(self.log_path(i))
             .expect("node log");
-        let mut command = self.network.command(i, dynamo_binary());
+        let binary = self
+            .binaries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)[i]
+            .clone()
+            .unwrap_or_else(dynamo_binary);
+        let mut command = self.network.command(i, binary);
         command
             .args(["node", "start", "--name", &name, "--partitions", "16"])
             .args(["--listen", &format!("0.0.0.0:{PORT}")])
@@ -208,6 +218,33 @@ impl HostCluster {
             command.args(["--seed", &self.node_address(0)]);
         }
         self.lock_nodes()[i] = Some(command.spawn().expect("start a node"));
+    }
+
+    /// Makes node `i` run `binary` (`None`: this build's `dynamo`) from its next start.
+    pub fn use_binary(&self, i: usize, binary: Option<PathBuf>) {
+        self.binaries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = binary;
+    }
+
+    /// Stops node `i` gracefully (`SIGTERM`), as an operator or a supervisor does, and waits
+    /// for it to exit (`kill -9` after 30 s).
+    pub fn stop(&self, i: usize) {
+        let taken = self.lock_nodes()[i].take();
+        let Some(mut child) = taken else { return };
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// `kill -9` of node `i`.

@@ -153,6 +153,9 @@ impl Client {
                                 Ok(Response::Error(error)) if error.kind == ErrorKind::NotReady => {
                                     self.invalidate_after(MIN_REFRESH);
                                 }
+                                // A node that could not decode it although its version
+                                // should have (one of an earlier version is refused
+                                // before anything is sent: `Unsupported`).
                                 Err(TransportError::NotUnderstood { .. }) => {
                                     if let Ok(mut no_copies) = self.no_copies.lock() {
                                         no_copies.insert(address, Instant::now() + NO_COPIES_FOR);

@@ -42,7 +42,7 @@ use crate::tls::{NODE_SERVER_NAME, PeerIdentity, Role, TlsConfig, TlsError};
 mod frame;
 mod serving;
 
-use dynamo_protocol::encode_frame;
+use dynamo_protocol::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, encode_frame, version_of_alpn};
 use frame::{encode_error, read_frame, write_error};
 use serving::{
     Admission, Cached, Inner, Slot, StreamServer, WarningWindow, accept_connection, serve_streams,
@@ -193,6 +193,53 @@ impl TransportLimits {
     }
 }
 
+/// The protocol version `connection` agreed on by ALPN (see `dynamo_protocol`'s versions): the
+/// oldest for a peer that named none this build knows.
+pub(crate) fn protocol_version(connection: &quinn::Connection) -> u32 {
+    connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol.as_deref().and_then(version_of_alpn))
+        .unwrap_or(OLDEST_PROTOCOL_VERSION)
+}
+
+/// Refuses a request that protocol version `since` added on a `connection` that agreed on an
+/// earlier one: nothing is sent.
+fn check_version(
+    peer: SocketAddr,
+    connection: &quinn::Connection,
+    since: u32,
+) -> Result<(), TransportError> {
+    let speaks = protocol_version(connection);
+    if speaks < since {
+        return Err(TransportError::Unsupported {
+            peer,
+            speaks,
+            needs: since,
+        });
+    }
+    Ok(())
+}
+
+/// What a failed handshake says, with what to do when the two sides share no protocol version.
+fn describe_connect_error(error: &quinn::ConnectionError) -> String {
+    // TLS alert 120 (no_application_protocol): no ALPN name in common.
+    let no_common_version =
+        |code: quinn::TransportErrorCode| code == quinn::TransportErrorCode::crypto(120);
+    let versionless = match error {
+        quinn::ConnectionError::ConnectionClosed(close) => no_common_version(close.error_code),
+        quinn::ConnectionError::TransportError(error) => no_common_version(error.code),
+        _ => false,
+    };
+    if versionless {
+        format!(
+            "{error}: the two sides have no protocol version in common (this build speaks versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}); upgrade the older side, one release at a time"
+        )
+    } else {
+        error.to_string()
+    }
+}
+
 /// Errors seen by the requesting side (the serving side only logs).
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -254,6 +301,17 @@ pub enum TransportError {
     NotUnderstood {
         /// The peer address.
         peer: SocketAddr,
+    },
+    /// The peer speaks an earlier protocol version than the request needs (see
+    /// [`Endpoint::request_since`]); nothing was sent.
+    #[error("{peer} speaks protocol version {speaks}; this request needs version {needs}")]
+    Unsupported {
+        /// The peer address.
+        peer: SocketAddr,
+        /// The version the connection agreed on.
+        speaks: u32,
+        /// The version that added the request.
+        needs: u32,
     },
     /// The connection or stream closed before the response arrived. This includes a peer that
     /// refused our certificate: with TLS 1.3 the dialer's side of the handshake completes before
@@ -414,10 +472,29 @@ impl Endpoint {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
+        self.request_since(peer, request, timeout, OLDEST_PROTOCOL_VERSION)
+            .await
+    }
+
+    /// [`Endpoint::request`] of a request that protocol version `since` added: refused with
+    /// [`TransportError::Unsupported`], without sending it, when the connection to `peer`
+    /// agreed on an earlier version.
+    pub async fn request_since<Req, Resp>(
+        &self,
+        peer: SocketAddr,
+        request: &Req,
+        timeout: Duration,
+        since: u32,
+    ) -> Result<Resp, TransportError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
         let frame = encode_frame(request, self.inner.options.max_frame_bytes)
             .map_err(|e| encode_error(e, peer))?;
         let mut used = None;
-        let outcome = tokio::time::timeout(timeout, self.exchange(peer, &frame, &mut used)).await;
+        let exchange = self.exchange(peer, &frame, &mut used, since);
+        let outcome = tokio::time::timeout(timeout, exchange).await;
         if let Ok(result) = outcome {
             return result;
         }
@@ -432,8 +509,10 @@ impl Endpoint {
         peer: SocketAddr,
         frame: &[u8],
         used: &mut Option<UsedConnection>,
+        since: u32,
     ) -> Result<Resp, TransportError> {
         let connection = self.connection(peer).await?;
+        check_version(peer, &connection, since)?;
         *used = Some(UsedConnection::new(&connection));
         let (mut send, mut recv) = match connection.open_bi().await {
             Ok(streams) => streams,
@@ -442,6 +521,7 @@ impl Endpoint {
                 // again once.
                 debug!(%peer, %error, "cached connection unusable, redialing");
                 let connection = self.connection(peer).await?;
+                check_version(peer, &connection, since)?;
                 *used = Some(UsedConnection::new(&connection));
                 connection
                     .open_bi()
@@ -489,7 +569,7 @@ impl Endpoint {
                     "no handshake within {connect_timeout:?} (is a node running there?)"
                 ))
             })?
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(|e| connect_error(describe_connect_error(&e)))?;
         // The peer may send us requests over this connection too.
         let mut entry = Cached {
             connection: connection.clone(),
