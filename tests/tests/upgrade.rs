@@ -18,7 +18,7 @@ use dynamo_tests::host_cluster::{Advertise, HostCluster, members};
 
 /// The commit the upgrade starts from: the last before protocol versions, which speaks only
 /// protocol version 1 (no client-side reads).
-const FROM: &str = "16f8224";
+const FROM: &str = "16f82247c44a0d872ecd2119885af294b6df4473";
 
 /// Anti-entropy runs often, so the replicas agree soon after the last node is upgraded.
 const CONFIG: &str = "anti_entropy_interval_ms = 3000\n";
