@@ -136,7 +136,7 @@ struct Routing {
 impl Routing {
     /// Whether the cluster reported `node` up at the last refresh.
     fn is_up(&self, node: &NodeId) -> bool {
-        self.addresses.iter().any(|(id, _, up)| id == node && *up)
+        self.up_address(node).is_some()
     }
 
     /// The address of `node`, if the cluster reported it up.
@@ -767,13 +767,7 @@ impl Client {
             .ring
             .preference_list(&skey, routing.ring.target_n())
             .into_iter()
-            .filter_map(|node| {
-                routing
-                    .addresses
-                    .iter()
-                    .find(|(id, _, up)| id == node && *up)
-                    .map(|(_, address, _)| address.clone())
-            })
+            .filter_map(|node| routing.up_address(node))
             .collect()
     }
 

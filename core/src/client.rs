@@ -87,17 +87,23 @@ impl NodeCore {
             .clamp(1, MAX_CLIENT_TIMEOUT_MS)
     }
 
-    /// The key's partition, its extended preference list, and the primaries that are down.
-    /// For a write, a node whose disk is full counts as down: fallbacks take its writes with
-    /// hints (see [`super::disk`]); reads still go to it.
-    fn placement(&self, key: &[u8], n: usize, write: bool) -> Result<Placement, Response> {
-        let usable = |node: &NodeId| {
-            if write {
-                self.takes_writes(node)
-            } else {
-                self.is_up(node)
-            }
-        };
+    /// Whether `node` may be a target: up for a read; for a write, also with room on its disk.
+    fn usable(&self, node: &NodeId, write: bool) -> bool {
+        if write {
+            self.takes_writes(node)
+        } else {
+            self.is_up(node)
+        }
+    }
+
+    /// The ring, the key's partition and its extended preference list among the usable nodes
+    /// (paper 4.6); refused while this node has no ring.
+    fn targets(
+        &self,
+        key: &[u8],
+        n: usize,
+        write: bool,
+    ) -> Result<(&dynamo_ring::Ring, u32, Vec<Target>), Response> {
         let Some(ring) = &self.ring else {
             return Err(Response::error(
                 ErrorKind::NotReady,
@@ -107,8 +113,16 @@ impl NodeCore {
                 ),
             ));
         };
-        let partition = ring.partition_of_key(key);
-        let targets = ring.extended_preference_list(key, n, usable);
+        let targets = ring.extended_preference_list(key, n, |node| self.usable(node, write));
+        Ok((ring, ring.partition_of_key(key), targets))
+    }
+
+    /// The key's partition, its extended preference list, and the primaries that are down.
+    /// For a write, a node whose disk is full counts as down: fallbacks take its writes with
+    /// hints (see [`super::disk`]); reads still go to it.
+    fn placement(&self, key: &[u8], n: usize, write: bool) -> Result<Placement, Response> {
+        let usable = |node: &NodeId| self.usable(node, write);
+        let (ring, partition, targets) = self.targets(key, n, write)?;
         // The first 3n distinct nodes clockwise: the n primaries, their fallbacks and n spares
         // when those are up (every client request walks this, so not the whole ring).
         let walk = ring.preference_list(key, 3 * n);
@@ -222,8 +236,9 @@ impl NodeCore {
             .checked_request(bucket, key, RequestOptions::default())
             .and_then(|quorum| {
                 let skey = storage_key(bucket, key);
-                let placement = self.placement(&skey, quorum.n, false)?;
-                if !placement.targets.iter().any(|t| t.node == self.me) {
+                // Only the targets: a copy read needs neither the spares nor the primaries down.
+                let (_, partition, targets) = self.targets(&skey, quorum.n, false)?;
+                if !targets.iter().any(|t| t.node == self.me) {
                     let message = format!(
                         "{} is not a replica of this key under its ring (version {}); ask a coordinator",
                         self.me,
@@ -231,7 +246,7 @@ impl NodeCore {
                     );
                     return Err(Response::error(ErrorKind::NotReady, message));
                 }
-                Ok((placement.partition, skey, quorum))
+                Ok((partition, skey, quorum))
             });
         let (partition, skey, quorum) = match prepared {
             Ok(prepared) => prepared,
@@ -244,7 +259,7 @@ impl NodeCore {
             request: id,
             key: skey,
             resolver: self.resolver_of(bucket),
-            quorum: (quorum.n, quorum.r, quorum.pr),
+            quorum,
         };
         self.store(op, then);
     }

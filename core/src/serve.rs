@@ -27,7 +27,7 @@ pub(super) enum AfterStore {
         request: RequestId,
         key: Vec<u8>,
         resolver: dynamo_resolve::Resolver,
-        quorum: (usize, usize, usize),
+        quorum: dynamo_quorum::Quorum,
     },
     /// A replica request.
     Replica(RequestId),
@@ -172,7 +172,7 @@ impl NodeCore {
         &mut self,
         key: &[u8],
         resolver: dynamo_resolve::Resolver,
-        (n, r, pr): (usize, usize, usize),
+        quorum: dynamo_quorum::Quorum,
         result: Result<StoreResult, StoreError>,
     ) -> Response {
         let object = match result {
@@ -191,9 +191,9 @@ impl NodeCore {
         Response::Copy(Box::new(dynamo_protocol::CopyReply {
             digest,
             answer,
-            n,
-            r,
-            pr,
+            n: quorum.n,
+            r: quorum.r,
+            pr: quorum.pr,
         }))
     }
 
