@@ -72,10 +72,7 @@ struct Exchange {
 fn entries_bytes(entries: &[(Vec<u8>, dynamo_quorum::Object)]) -> u64 {
     entries
         .iter()
-        .map(|(key, object)| {
-            key.len() as u64
-                + postcard::experimental::serialized_size(object).map_or(0, |n| n as u64)
-        })
+        .map(|(key, object)| super::store_ops::entry_bytes(key, object) as u64)
         .sum()
 }
 

@@ -6,7 +6,8 @@
 //! This module must not know how a coordinator decides or how requests travel.
 
 use dynamo_quorum::{
-    GetCoordinator, GetRequest, PutCoordinator, PutRequest, Quorum, ReplicaRequest, StandIns, Value,
+    GetCoordinator, GetRequest, MergeRequest, PutCoordinator, PutRequest, Quorum, ReplicaRequest,
+    StandIns, Value,
 };
 use dynamo_resolve::Resolver;
 use dynamo_ring::{NodeId, Role as ReplicaRole, Target};
@@ -35,6 +36,15 @@ struct Placement {
     down: Vec<NodeId>,
     /// Up nodes past the targets, in ring order, that may stand in for a silent target.
     spares: Vec<NodeId>,
+}
+
+/// A restore's merge of versions, as received ([`Request::MergeVersions`]).
+pub(super) struct ClientMerge {
+    pub(super) bucket: String,
+    pub(super) key: Vec<u8>,
+    pub(super) object: dynamo_quorum::Object,
+    pub(super) options: RequestOptions,
+    pub(super) forwarded: bool,
 }
 
 /// A client's put or delete, as received.
@@ -298,59 +308,28 @@ impl NodeCore {
             return self.respond(id, Response::error(ErrorKind::BadRequest, message));
         }
         let skey = storage_key(bucket, &key);
+        let (placement, hint_for) = match self.write_placement(&skey, quorum.n, forwarded) {
+            Ok(WritePlace::Here(placement, hint_for)) => (placement, hint_for),
+            Ok(WritePlace::Forward(to)) => {
+                let request = Request::Put {
+                    bucket: bucket.to_owned(),
+                    key,
+                    value,
+                    context,
+                    options,
+                    forwarded: true,
+                    write_id: write_id.map(|id| id.0),
+                };
+                return self.forward_write(now, id, to, request, options);
+            }
+            Err(response) => return self.respond(id, response),
+        };
         let Placement {
             partition,
             targets,
             down,
             spares,
-        } = match self.placement(&skey, quorum.n, true) {
-            Ok(p) => p,
-            Err(response) => return self.respond(id, response),
-        };
-        let primary_here = targets
-            .iter()
-            .any(|t| t.node == self.me && t.role == ReplicaRole::Primary);
-        let target_here = targets.iter().any(|t| t.node == self.me);
-        // Paper 4.5: a put is coordinated by one of the key's replicas, preferably a primary
-        // (a fallback coordinator would keep its copy outside the hint space). A forwarded put
-        // is coordinated here if this node is any target, so forwarding never loops.
-        if !(primary_here || (forwarded && target_here)) {
-            if forwarded && self.disk.full {
-                let message = format!("{}'s disk is full; ask another replica", self.me);
-                return self.respond(id, Response::error(ErrorKind::Unavailable, message));
-            }
-            if forwarded {
-                let message = format!(
-                    "{} does not replicate this key under its ring; the ring is changing, retry",
-                    self.me
-                );
-                return self.respond(id, Response::error(ErrorKind::NotReady, message));
-            }
-            let first = targets
-                .iter()
-                .find(|t| t.role == ReplicaRole::Primary)
-                .or_else(|| targets.first())
-                .map(|t| t.node.clone());
-            let Some(first) = first else {
-                let message = "no replica of this key is up";
-                return self.respond(id, Response::error(ErrorKind::Unavailable, message));
-            };
-            let request = Request::Put {
-                bucket: bucket.to_owned(),
-                key,
-                value,
-                context,
-                options,
-                forwarded: true,
-                write_id: write_id.map(|id| id.0),
-            };
-            let timeout = self.client_timeout_ms(options).saturating_add(500);
-            let then = AfterCall::Forwarded {
-                request: id,
-                to: first.clone(),
-            };
-            return self.call(now, &first, request, timeout, then);
-        }
+        } = placement;
         let context = match context.as_deref().map(|token| self.open_context(token)) {
             None => None,
             Some(Ok(context)) => Some(context),
@@ -361,10 +340,6 @@ impl NodeCore {
                 );
             }
         };
-        let hint_for = targets.iter().find_map(|t| match &t.role {
-            ReplicaRole::Fallback { for_node } if t.node == self.me => Some(for_node.clone()),
-            _ => None,
-        });
         let timeout_ms = self.client_timeout_ms(options);
         let request = PutRequest {
             key: skey.clone(),
@@ -396,6 +371,191 @@ impl NodeCore {
                 },
             ),
             Err(error) => self.respond(id, quorum_error(&error, &down)),
+        }
+    }
+}
+
+/// Longest actor name a merged version may carry (a node's is its name, `#`, its epoch and
+/// a key incarnation).
+const MAX_MERGED_ACTOR_BYTES: usize = 256;
+/// Highest counter a merged version may carry: far above what any node reaches, and far
+/// enough below `u64::MAX` that a later write's counter never saturates.
+const MAX_MERGED_COUNTER: u64 = 1 << 48;
+/// How far in the future (by this node's clock) a merged version may have been written.
+const MAX_MERGED_AHEAD_MS: u64 = 24 * 3600 * 1000;
+
+/// Where a client write is coordinated (see [`NodeCore::write_placement`]).
+enum WritePlace {
+    /// Here: the key's placement, and the primary this node stands in for if it is a fallback.
+    Here(Placement, Option<NodeId>),
+    /// At this replica of the key.
+    Forward(NodeId),
+}
+
+impl NodeCore {
+    /// Paper 4.5: a write is coordinated by one of the key's replicas, preferably a primary
+    /// (a fallback coordinator would keep its copy outside the hint space). A forwarded write
+    /// is coordinated here if this node is any target, so forwarding never loops.
+    fn write_placement(
+        &self,
+        skey: &[u8],
+        n: usize,
+        forwarded: bool,
+    ) -> Result<WritePlace, Response> {
+        let placement = self.placement(skey, n, true)?;
+        let targets = &placement.targets;
+        let primary_here = targets
+            .iter()
+            .any(|t| t.node == self.me && t.role == ReplicaRole::Primary);
+        let target_here = targets.iter().any(|t| t.node == self.me);
+        if primary_here || (forwarded && target_here) {
+            let hint_for = targets.iter().find_map(|t| match &t.role {
+                ReplicaRole::Fallback { for_node } if t.node == self.me => Some(for_node.clone()),
+                _ => None,
+            });
+            return Ok(WritePlace::Here(placement, hint_for));
+        }
+        if forwarded && self.disk.full {
+            let message = format!("{}'s disk is full; ask another replica", self.me);
+            return Err(Response::error(ErrorKind::Unavailable, message));
+        }
+        if forwarded {
+            let message = format!(
+                "{} does not replicate this key under its ring; the ring is changing, retry",
+                self.me
+            );
+            return Err(Response::error(ErrorKind::NotReady, message));
+        }
+        targets
+            .iter()
+            .find(|t| t.role == ReplicaRole::Primary)
+            .or_else(|| targets.first())
+            .map(|t| WritePlace::Forward(t.node.clone()))
+            .ok_or_else(|| Response::error(ErrorKind::Unavailable, "no replica of this key is up"))
+    }
+
+    /// What a restore may merge into `bucket`: what a put could have written (values within the
+    /// size limit that the bucket's resolver reads), with dots and times a node could have
+    /// made. A merge of anything else is refused before it reaches a replica.
+    fn check_merged(
+        &self,
+        now: Time,
+        bucket: &str,
+        object: &dynamo_quorum::Object,
+    ) -> Result<(), String> {
+        if object.is_empty() {
+            return Err("there are no versions to merge".into());
+        }
+        let resolver = self.resolver_of(bucket);
+        for (actor, counter, value) in object.iter() {
+            if actor.as_str().len() > MAX_MERGED_ACTOR_BYTES || counter > MAX_MERGED_COUNTER {
+                return Err(format!(
+                    "a version's dot ({} bytes of actor, counter {counter}) is not one a node makes",
+                    actor.as_str().len()
+                ));
+            }
+            if value.superseded().len() > dynamo_quorum::MAX_SUPERSEDED {
+                return Err("a delete names more superseded writes than a node records".into());
+            }
+            let Some(bytes) = value.bytes() else {
+                continue;
+            };
+            if bytes.len() > self.config.max_value_bytes {
+                return Err(format!(
+                    "a version holds {} bytes; the limit is {} bytes",
+                    bytes.len(),
+                    self.config.max_value_bytes
+                ));
+            }
+            dynamo_resolve::validate(resolver, bytes)
+                .map_err(|error| format!("bucket {bucket}: {error}"))?;
+        }
+        let newest = dynamo_quorum::newest_write_ms(object);
+        if newest > now.as_millis().saturating_add(MAX_MERGED_AHEAD_MS) {
+            return Err(format!(
+                "a version was written at {newest} ms, more than a day ahead of {}'s clock",
+                self.me
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends a client write to the replica `to` that coordinates it; its answer is the
+    /// client's.
+    fn forward_write(
+        &mut self,
+        now: Time,
+        id: RequestId,
+        to: NodeId,
+        request: Request,
+        options: RequestOptions,
+    ) {
+        let timeout = self.client_timeout_ms(options).saturating_add(500);
+        let node = to.clone();
+        let then = AfterCall::Forwarded { request: id, to };
+        self.call(now, &node, request, timeout, then);
+    }
+
+    /// A restore's [`Request::MergeVersions`]: the versions are checked as a put's value would
+    /// be (key, size, the bucket's resolver), then joined into the key's replicas through the
+    /// write path, coordinated and forwarded as a put is.
+    pub(super) fn client_merge(&mut self, now: Time, id: RequestId, merge: ClientMerge) {
+        let ClientMerge {
+            bucket,
+            key,
+            object,
+            options,
+            forwarded,
+        } = merge;
+        let quorum = match self.checked_request(&bucket, &key, options) {
+            Ok(q) => q,
+            Err(response) => return self.respond(id, response),
+        };
+        if let Err(message) = self.check_merged(now, &bucket, &object) {
+            return self.respond(id, Response::error(ErrorKind::BadRequest, message));
+        }
+        let skey = storage_key(&bucket, &key);
+        let (placement, hint_for) = match self.write_placement(&skey, quorum.n, forwarded) {
+            Ok(WritePlace::Here(placement, hint_for)) => (placement, hint_for),
+            Ok(WritePlace::Forward(to)) => {
+                let request = Request::MergeVersions {
+                    bucket,
+                    key,
+                    object,
+                    options,
+                    forwarded: true,
+                };
+                return self.forward_write(now, id, to, request, options);
+            }
+            Err(response) => return self.respond(id, response),
+        };
+        let timeout_ms = self.client_timeout_ms(options);
+        let request = MergeRequest {
+            key: skey.clone(),
+            object,
+            coordinator: self.me.clone(),
+            targets: placement.targets,
+            stand_ins: self.stand_ins(placement.spares, timeout_ms),
+            quorum,
+            timeout_ms,
+        };
+        match PutCoordinator::merge(now.as_millis(), request) {
+            Ok(machine) => self.start_coordinator(
+                now,
+                Coordinator {
+                    machine: Machine::Put(machine),
+                    partition: placement.partition,
+                    request: id,
+                    key: skey,
+                    down: placement.down,
+                    deadline: None,
+                    started: now,
+                    hint_for,
+                    resolver: Resolver::Siblings,
+                    answered: false,
+                },
+            ),
+            Err(error) => self.respond(id, quorum_error(&error, &placement.down)),
         }
     }
 }

@@ -7,7 +7,8 @@
 
 use dynamo_protocol::{Access, ErrorKind, PeerIdentity, Request, Response, Role};
 
-use super::client::ClientWrite;
+use super::client::{ClientMerge, ClientWrite};
+use super::listing::ListRequest;
 use super::{NodeCore, RequestId, Time};
 
 /// Whether a certificate of `role` may send a request of `access`. A node may also read and
@@ -65,12 +66,19 @@ impl NodeCore {
                 | Request::Leave
                 | Request::RemoveNode { .. }
                 | Request::ListKeys { .. }
+                | Request::ExportVersions { .. }
+                | Request::MergeVersions { .. }
         );
         if client_request && self.shutting_down {
             let message = format!("{} is shutting down; try another node", self.me);
             self.respond(id, Response::error(ErrorKind::NotReady, message));
             return;
         }
+        // An export, or a peer's scan for one, carries the versions of the keys it lists.
+        let export = matches!(
+            request,
+            Request::ExportVersions { .. } | Request::ScanVersions { .. }
+        );
         match request {
             Request::Get {
                 bucket,
@@ -165,13 +173,48 @@ impl NodeCore {
                 bucket,
                 cursor,
                 limit,
-            } => self.client_list_keys(now, id, &bucket, cursor, limit),
+            }
+            | Request::ExportVersions {
+                bucket,
+                cursor,
+                limit,
+            } => {
+                let list = ListRequest {
+                    bucket,
+                    cursor,
+                    limit,
+                    versions: export,
+                };
+                self.client_list_keys(now, id, list);
+            }
             Request::ScanKeys {
                 partition,
                 bucket,
                 after,
                 limit,
-            } => self.serve_scan_keys(id, partition, &bucket, after, limit),
+            }
+            | Request::ScanVersions {
+                partition,
+                bucket,
+                after,
+                limit,
+            } => self.serve_scan_keys(id, partition, &bucket, after, limit, export),
+            Request::MergeVersions {
+                bucket,
+                key,
+                object,
+                options,
+                forwarded,
+            } => {
+                let merge = ClientMerge {
+                    bucket,
+                    key,
+                    object,
+                    options,
+                    forwarded,
+                };
+                self.client_merge(now, id, merge);
+            }
             Request::PartitionRoots => self.serve_roots(id),
             Request::Fetch { partition, keys } => self.serve_fetch(id, partition, keys),
             Request::ReadCopy { bucket, key } => self.client_read_copy(id, &bucket, &key),

@@ -1,4 +1,5 @@
-//! Listing the keys of a bucket: a full scan, one page per request.
+//! Listing the keys of a bucket, or exporting them with their versions (a backup): a full
+//! scan, one page per request.
 //!
 //! A key lives only on the replicas of its partition, and a sloppy quorum may have written it
 //! to some of them only, so a page is built partition by partition from the union of what every
@@ -6,24 +7,32 @@
 //! answers at most `limit` keys after the cursor; when one of them had more, the keys merged are
 //! only those up to the smallest last key of such a truncated answer, so no key between two pages
 //! is skipped. A key is listed when some replica holds a live version of it: a delete that has
-//! not reached every replica yet may still list its key.
+//! not reached every replica yet may still list its key. An export lists every key, deleted
+//! ones too, with the join of the versions the replicas answered (so each key's set is as
+//! complete as a read of all of them); every replica that is up must answer, or the page
+//! fails (the backup asks again), and a replica also cuts its answer short before the entry
+//! that would take it past [`MAX_EXPORT_PAGE_BYTES`].
 //!
-//! A page ends when it holds `limit` keys, when the last partition is done, or when half the
-//! request's timeout has passed (the page may then hold fewer keys than asked for, even none,
-//! with a cursor to continue from).
+//! A page ends when it holds `limit` keys (or, exported, when the next entry would take it
+//! past [`MAX_EXPORT_PAGE_BYTES`]; it always takes one), when the last partition is done, or
+//! when half the request's timeout has passed (the page may then hold fewer keys than asked
+//! for, even none, with a cursor to continue from).
 //!
 //! This module must not know how scans reach the store or the network.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
+use dynamo_quorum::Object;
 use dynamo_ring::NodeId;
 
+use super::store_ops::entry_bytes;
 use super::{
     CallError, ListingId, NodeCore, PEER_TIMEOUT_MS, RequestId, StoreError, StoreOp, StoreResult,
     Time,
 };
 use dynamo_protocol::{
-    ErrorKind, KeyPage, ListCursor, MAX_LIST_KEYS, Request, Response, valid_bucket_name,
+    ErrorKind, KeyPage, ListCursor, MAX_EXPORT_PAGE_BYTES, MAX_LIST_KEYS, Request, Response,
+    VersionPage, valid_bucket_name,
 };
 
 /// What a listing's call answers.
@@ -38,8 +47,17 @@ pub(super) enum AfterCall {
 pub(super) enum AfterStore {
     /// This replica's keys for listing `0`.
     Scanned(ListingId),
-    /// Serving a peer's key scan.
-    ServeScanKeys(RequestId),
+    /// Serving a peer's key scan (with versions when `versions`).
+    ServeScan { request: RequestId, versions: bool },
+}
+
+/// A listing's request, as received.
+pub(super) struct ListRequest {
+    pub(super) bucket: String,
+    pub(super) cursor: Option<ListCursor>,
+    pub(super) limit: u32,
+    /// An export: every key with its versions ([`Request::ExportVersions`]).
+    pub(super) versions: bool,
 }
 
 /// A key listing in progress.
@@ -51,12 +69,16 @@ pub(super) struct Listing {
     partition: u32,
     after: Option<Vec<u8>>,
     limit: usize,
-    /// Keys of the page so far.
-    keys: Vec<Vec<u8>>,
+    /// An export: keys come with their versions, tombstones included.
+    versions: bool,
+    /// Keys of the page so far, with their versions in an export (empty sets otherwise).
+    entries: Vec<(Vec<u8>, Object)>,
+    /// Encoded size of `entries` in an export.
+    bytes: usize,
     /// Replica answers still awaited for `partition`.
     waiting: usize,
-    /// Keys the replicas answered for `partition`.
-    found: BTreeSet<Vec<u8>>,
+    /// Keys the replicas answered for `partition`, with the join of their versions.
+    found: BTreeMap<Vec<u8>, Object>,
     /// The smallest last key of an answer that was cut short.
     bound: Option<Vec<u8>>,
     /// Replicas that answered, and the errors of those that did not.
@@ -66,16 +88,42 @@ pub(super) struct Listing {
     soft_deadline: Time,
 }
 
+impl Listing {
+    /// Whether the page has room for an entry of `size` encoded bytes: fewer than `limit`
+    /// keys and, in an export, within [`MAX_EXPORT_PAGE_BYTES`] (an empty page takes any
+    /// entry, so a page always moves on).
+    fn has_room(&self, size: usize) -> bool {
+        self.entries.len() < self.limit
+            && (!self.versions
+                || self.entries.is_empty()
+                || self.bytes + size <= MAX_EXPORT_PAGE_BYTES)
+    }
+}
+
+/// A replica's answer to a scan: keys alone, or with their versions when `versions` asked
+/// for them (then a page of keys alone is an error: it would export empty sets).
+fn scanned_entries(page: Response, versions: bool) -> Result<VersionPage, String> {
+    match page {
+        Response::Keys(KeyPage { keys, next }) if !versions => Ok(VersionPage {
+            entries: keys.into_iter().map(|key| (key, Object::empty())).collect(),
+            next,
+        }),
+        Response::Versions(page) if versions => Ok(page),
+        Response::Error(error) => Err(error.message),
+        _ => Err("an answer of another kind than the scan asked for".into()),
+    }
+}
+
 impl NodeCore {
-    /// Starts a [`Request::ListKeys`].
-    pub(super) fn client_list_keys(
-        &mut self,
-        now: Time,
-        id: RequestId,
-        bucket: &str,
-        cursor: Option<ListCursor>,
-        limit: u32,
-    ) {
+    /// Starts a [`Request::ListKeys`] or, with `versions`, a [`Request::ExportVersions`].
+    pub(super) fn client_list_keys(&mut self, now: Time, id: RequestId, request: ListRequest) {
+        let ListRequest {
+            bucket,
+            cursor,
+            limit,
+            versions,
+        } = request;
+        let bucket = bucket.as_str();
         let bad = |message: String| Response::error(ErrorKind::BadRequest, message);
         if !valid_bucket_name(bucket) {
             return self.respond(id, bad(format!("{bucket:?} is not a valid bucket name")));
@@ -115,9 +163,11 @@ impl NodeCore {
             partition: cursor.partition,
             after: cursor.after,
             limit: limit as usize,
-            keys: Vec::new(),
+            versions,
+            entries: Vec::new(),
+            bytes: 0,
             waiting: 0,
-            found: BTreeSet::new(),
+            found: BTreeMap::new(),
             bound: None,
             answered: 0,
             errors: Vec::new(),
@@ -128,7 +178,8 @@ impl NodeCore {
         self.scan_listing_partition(now, listing_id);
     }
 
-    /// Serves a peer's [`Request::ScanKeys`] from the local store.
+    /// Serves a peer's [`Request::ScanKeys`] (or, with `versions`, [`Request::ScanVersions`])
+    /// from the local store.
     pub(super) fn serve_scan_keys(
         &mut self,
         id: RequestId,
@@ -136,6 +187,7 @@ impl NodeCore {
         bucket: &str,
         after: Option<Vec<u8>>,
         limit: u32,
+        versions: bool,
     ) {
         if !valid_bucket_name(bucket) || limit == 0 || limit > MAX_LIST_KEYS {
             let message = "a key scan needs a valid bucket and 1 to 1000 keys";
@@ -145,9 +197,14 @@ impl NodeCore {
             partition,
             bucket: bucket.to_owned(),
             after,
+            versions,
             limit: limit as usize,
         };
-        self.store(op, AfterStore::ServeScanKeys(id));
+        let then = AfterStore::ServeScan {
+            request: id,
+            versions,
+        };
+        self.store(op, then);
     }
 
     /// Asks every reachable replica of the listing's partition for its keys.
@@ -166,7 +223,8 @@ impl NodeCore {
         let partition = listing.partition;
         let bucket = listing.bucket.clone();
         let after = listing.after.clone();
-        let remaining = (listing.limit - listing.keys.len()) as u32;
+        let remaining = (listing.limit - listing.entries.len()) as u32;
+        let versions = listing.versions;
         listing.found.clear();
         listing.bound = None;
         listing.answered = 0;
@@ -185,15 +243,26 @@ impl NodeCore {
                     partition,
                     bucket: bucket.clone(),
                     after: after.clone(),
+                    versions,
                     limit: remaining as usize,
                 };
                 self.store(op, AfterStore::Scanned(listing_id));
             } else {
-                let request = Request::ScanKeys {
-                    partition,
-                    bucket: bucket.clone(),
-                    after: after.clone(),
-                    limit: remaining,
+                let (bucket, after) = (bucket.clone(), after.clone());
+                let request = if versions {
+                    Request::ScanVersions {
+                        partition,
+                        bucket,
+                        after,
+                        limit: remaining,
+                    }
+                } else {
+                    Request::ScanKeys {
+                        partition,
+                        bucket,
+                        after,
+                        limit: remaining,
+                    }
                 };
                 let then = AfterCall::Scanned(listing_id);
                 self.call(now, &replica, request, PEER_TIMEOUT_MS, then);
@@ -206,7 +275,7 @@ impl NodeCore {
         &mut self,
         now: Time,
         listing_id: ListingId,
-        answer: Result<KeyPage, String>,
+        answer: Result<VersionPage, String>,
     ) {
         let Some(listing) = self.listings.get_mut(&listing_id) else {
             return;
@@ -216,12 +285,22 @@ impl NodeCore {
             Ok(page) => {
                 listing.answered += 1;
                 if page.next.is_some()
-                    && let Some(last) = page.keys.last()
+                    && let Some((last, _)) = page.entries.last()
                     && listing.bound.as_ref().is_none_or(|bound| last < bound)
                 {
                     listing.bound = Some(last.clone());
                 }
-                listing.found.extend(page.keys);
+                for (key, object) in page.entries {
+                    match listing.found.entry(key) {
+                        std::collections::btree_map::Entry::Vacant(entry) => {
+                            entry.insert(object);
+                        }
+                        std::collections::btree_map::Entry::Occupied(mut entry) => {
+                            let joined = entry.get().sync(&object);
+                            entry.insert(joined);
+                        }
+                    }
+                }
             }
             Err(error) => listing.errors.push(error),
         }
@@ -236,28 +315,54 @@ impl NodeCore {
             );
             return self.finish_listing(listing_id, Err(message));
         }
+        // An export holds every version the replicas that are up hold: one that did not
+        // answer fails the page, which the backup asks for again.
+        if listing.versions && !listing.errors.is_empty() {
+            let message = format!(
+                "a replica of partition {} did not answer: {}",
+                listing.partition,
+                listing.errors.join("; ")
+            );
+            return self.finish_listing(listing_id, Err(message));
+        }
         let found = std::mem::take(&mut listing.found);
         let bound = listing.bound.take();
-        for key in found {
+        let mut added = false;
+        let mut full = false;
+        for (key, object) in found {
             if bound.as_ref().is_some_and(|bound| key > *bound) {
                 break;
             }
-            listing.keys.push(key);
-            if listing.keys.len() == listing.limit {
+            let size = if listing.versions {
+                entry_bytes(&key, &object)
+            } else {
+                0
+            };
+            if !listing.has_room(size) {
+                full = true;
                 break;
             }
+            listing.bytes += size;
+            listing.entries.push((key, object));
+            added = true;
         }
         let partitions = self
             .ring
             .as_ref()
             .map_or(0, dynamo_ring::Ring::partition_count);
-        let full = listing.keys.len() == listing.limit;
+        let full = full || listing.entries.len() == listing.limit;
         let next = if full || bound.is_some() {
-            // More may follow in this partition.
-            let after = listing.keys.last().cloned().or(bound.clone());
+            // More may follow in this partition, after the last key taken. A cut-short answer
+            // holds at least its bound, which sorts first among the keys left, so some key
+            // was taken; were none, the partition is scanned again from where it started.
+            let after = if added {
+                listing.entries.last().map(|(key, _)| key.clone())
+            } else {
+                listing.after.clone()
+            };
             ListCursor {
                 partition: listing.partition,
-                after: after.or_else(|| listing.after.clone()),
+                after,
             }
         } else if listing.partition + 1 < partitions {
             ListCursor {
@@ -281,8 +386,12 @@ impl NodeCore {
             return;
         };
         let response = match next {
+            Ok(next) if listing.versions => Response::Versions(VersionPage {
+                entries: listing.entries,
+                next,
+            }),
             Ok(next) => Response::Keys(KeyPage {
-                keys: listing.keys,
+                keys: listing.entries.into_iter().map(|(key, _)| key).collect(),
                 next,
             }),
             Err(message) => Response::error(ErrorKind::Unavailable, message),
@@ -292,13 +401,10 @@ impl NodeCore {
 }
 
 /// A peer's answer to a scan.
-fn scan_reply(result: Result<Response, CallError>) -> Result<KeyPage, String> {
-    match result {
-        Ok(Response::Keys(page)) => Ok(page),
-        Ok(Response::Error(error)) => Err(error.message),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(error) => Err(error.message),
-    }
+fn scan_reply(result: Result<Response, CallError>, versions: bool) -> Result<VersionPage, String> {
+    result
+        .map_err(|error| error.message)
+        .and_then(|page| scanned_entries(page, versions))
 }
 
 impl NodeCore {
@@ -310,7 +416,8 @@ impl NodeCore {
         result: Result<Response, CallError>,
     ) {
         let AfterCall::Scanned(listing) = after;
-        self.listing_scanned(now, listing, scan_reply(result));
+        let versions = self.listings.get(&listing).is_some_and(|l| l.versions);
+        self.listing_scanned(now, listing, scan_reply(result, versions));
     }
 
     /// A scan of this node's keys finished.
@@ -321,15 +428,20 @@ impl NodeCore {
         result: Result<StoreResult, StoreError>,
     ) {
         let page = match result {
-            Ok(StoreResult::Keys(page)) => Ok(page),
+            Ok(StoreResult::Keys(page)) => scanned_entries(Response::Keys(page), false),
+            Ok(StoreResult::Versions(page)) => Ok(page),
             Ok(other) => Err(self.wrong_kind("a key scan", &other)),
             Err(error) => Err(error.to_string()),
         };
         match after {
             AfterStore::Scanned(listing) => self.listing_scanned(now, listing, page),
-            AfterStore::ServeScanKeys(request) => {
+            AfterStore::ServeScan { request, versions } => {
                 let response = match page {
-                    Ok(page) => Response::Keys(page),
+                    Ok(page) if versions => Response::Versions(page),
+                    Ok(VersionPage { entries, next }) => Response::Keys(KeyPage {
+                        keys: entries.into_iter().map(|(key, _)| key).collect(),
+                        next,
+                    }),
                     Err(error) => super::internal(error),
                 };
                 self.respond(request, response);

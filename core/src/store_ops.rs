@@ -87,9 +87,11 @@ pub enum StoreOp {
         /// Most keys returned.
         limit: usize,
     },
-    /// Up to `limit` live user keys of `bucket` in a partition, after the user key `after`
-    /// ([`StoreResult::Keys`], `next` set when more follow); keys whose every version is a
-    /// tombstone are left out.
+    /// Up to `limit` user keys of `bucket` in a partition, after the user key `after`
+    /// ([`StoreResult::Keys`], `next` set when more follow): with `versions`, every key with
+    /// its versions, the page within [`dynamo_protocol::MAX_EXPORT_PAGE_BYTES`] unless one
+    /// entry alone is larger ([`StoreResult::Versions`]); without, only keys with a live
+    /// version.
     ScanKeys {
         /// Ring partition.
         partition: u32,
@@ -97,6 +99,8 @@ pub enum StoreOp {
         bucket: String,
         /// Continue after this user key.
         after: Option<Vec<u8>>,
+        /// Whether the versions are wanted too (a backup), tombstones included.
+        versions: bool,
         /// Most keys returned.
         limit: usize,
     },
@@ -277,6 +281,8 @@ pub enum StoreResult {
     DiffAnswer(DiffReply),
     /// A page of user keys.
     Keys(dynamo_protocol::KeyPage),
+    /// A page of user keys with their versions.
+    Versions(dynamo_protocol::VersionPage),
     /// Merkle roots, one per partition asked.
     Roots(Vec<dynamo_protocol::PartitionRoot>),
     /// Done.
@@ -299,6 +305,7 @@ impl StoreResult {
             StoreResult::DiffStepped(..) => "DiffStepped",
             StoreResult::DiffAnswer(_) => "DiffAnswer",
             StoreResult::Keys(_) => "Keys",
+            StoreResult::Versions(_) => "Versions",
             StoreResult::Roots(_) => "Roots",
             StoreResult::Done => "Done",
         }
@@ -433,8 +440,20 @@ pub fn execute<S: Store<Value> + ?Sized>(
             partition,
             bucket,
             after,
+            versions,
             limit,
-        } => scan_keys(store, partition, &bucket, after.as_deref(), limit).map(StoreResult::Keys),
+        } => {
+            let page = scan_bucket(store, partition, &bucket, after.as_deref(), versions, limit)?;
+            Ok(if versions {
+                StoreResult::Versions(page)
+            } else {
+                let keys = page.entries.into_iter().map(|(key, _)| key).collect();
+                StoreResult::Keys(dynamo_protocol::KeyPage {
+                    keys,
+                    next: page.next,
+                })
+            })
+        }
         StoreOp::RemoveIfEqual {
             partition,
             key,
@@ -615,47 +634,71 @@ pub fn load_saved_state<S: Store<Value> + ?Sized>(
 /// Keys scanned per store call while listing a bucket.
 const SCAN_BATCH: usize = 256;
 
-/// The live user keys of `bucket` in `partition` after `after` (see [`StoreOp::ScanKeys`]).
-fn scan_keys<S: Store<Value> + ?Sized>(
+/// Encoded size of a key and its versions.
+pub(crate) fn entry_bytes(key: &[u8], object: &Object) -> usize {
+    key.len() + postcard::experimental::serialized_size(object).unwrap_or(0)
+}
+
+/// The user keys of `bucket` in `partition` after `after`, with their versions (see
+/// [`StoreOp::ScanKeys`]): with `versions`, every key, stopping before the entry that would
+/// take the page past [`dynamo_protocol::MAX_EXPORT_PAGE_BYTES`] (a page holds at least
+/// one); without, only live keys, each with an empty set.
+fn scan_bucket<S: Store<Value> + ?Sized>(
     store: &S,
     partition: u32,
     bucket: &str,
     after: Option<&[u8]>,
+    versions: bool,
     limit: usize,
-) -> dynamo_storage::Result<dynamo_protocol::KeyPage> {
+) -> dynamo_storage::Result<dynamo_protocol::VersionPage> {
     let prefix = dynamo_protocol::storage_key(bucket, b"");
     let mut cursor = dynamo_protocol::storage_key(bucket, after.unwrap_or_default());
-    let mut keys = Vec::new();
+    let mut entries = Vec::new();
+    let mut bytes = 0;
     loop {
         let batch = store.scan_partition(partition, Some(&cursor), SCAN_BATCH)?;
         let last_batch = batch.len() < SCAN_BATCH;
         for (key, object) in batch {
             let Some(user_key) = key.strip_prefix(prefix.as_slice()) else {
-                return Ok(page(keys, limit, partition));
+                return Ok(page(entries, limit, partition, false));
             };
-            if !dynamo_quorum::is_deleted(&object) {
-                keys.push(user_key.to_vec());
-                if keys.len() > limit {
-                    return Ok(page(keys, limit, partition));
+            if versions {
+                // A page holds at least one entry, and past that stays under the cap.
+                let size = entry_bytes(user_key, &object);
+                let over = bytes + size > dynamo_protocol::MAX_EXPORT_PAGE_BYTES;
+                if entries.len() == limit || (over && !entries.is_empty()) {
+                    return Ok(page(entries, limit, partition, true));
                 }
+                bytes += size;
+                entries.push((user_key.to_vec(), object));
+            } else if !dynamo_quorum::is_deleted(&object) {
+                if entries.len() == limit {
+                    return Ok(page(entries, limit, partition, true));
+                }
+                // A listing wants the key alone.
+                entries.push((user_key.to_vec(), Object::empty()));
             }
             cursor = key;
         }
         if last_batch {
-            return Ok(page(keys, limit, partition));
+            return Ok(page(entries, limit, partition, false));
         }
     }
 }
 
-/// A page of at most `limit` of `keys`, with a cursor when there were more.
-fn page(mut keys: Vec<Vec<u8>>, limit: usize, partition: u32) -> dynamo_protocol::KeyPage {
-    let more = keys.len() > limit;
-    keys.truncate(limit);
+/// A page of `entries`, with a cursor after the last when `more` follow.
+fn page(
+    entries: Vec<(Vec<u8>, Object)>,
+    limit: usize,
+    partition: u32,
+    more: bool,
+) -> dynamo_protocol::VersionPage {
+    debug_assert!(entries.len() <= limit);
     let next = more.then(|| dynamo_protocol::ListCursor {
         partition,
-        after: keys.last().cloned(),
+        after: entries.last().map(|(key, _)| key.clone()),
     });
-    dynamo_protocol::KeyPage { keys, next }
+    dynamo_protocol::VersionPage { entries, next }
 }
 
 #[cfg(test)]

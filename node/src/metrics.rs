@@ -40,6 +40,8 @@ pub(crate) fn operation_of(request: &Request) -> &'static str {
         Request::Put { value: Some(_), .. } => "put",
         Request::Put { value: None, .. } => "delete",
         Request::ListKeys { .. } => "list_keys",
+        Request::ExportVersions { .. } => "export",
+        Request::MergeVersions { .. } => "merge",
         Request::CreateBucket(_) | Request::ListBuckets => "buckets",
         Request::Status | Request::Ring => "cluster",
         Request::Ping(_) => "ping",

@@ -236,6 +236,65 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
+    /// Every key of a bucket with its full version set, one page at a time
+    /// ([`Response::Versions`]), for a backup: a scan like [`Request::ListKeys`]'s, in the
+    /// same order and with the same cursors, whose entries are the union of the versions every
+    /// reachable replica of the partition holds, deleted keys (tombstones) included.
+    ExportVersions {
+        /// Bucket name.
+        bucket: String,
+        /// Where the previous page ended; `None` starts at the first partition.
+        cursor: Option<ListCursor>,
+        /// Most keys in the page (1 to [`MAX_LIST_KEYS`]); a page also stops near
+        /// [`MAX_EXPORT_PAGE_BYTES`].
+        limit: u32,
+    },
+    /// Peer: the keys of `bucket` this replica holds in `partition` after `after`, with their
+    /// versions, tombstones included ([`Response::Versions`]; `next` set when it holds more).
+    ScanVersions {
+        /// Ring partition.
+        partition: u32,
+        /// Bucket name.
+        bucket: String,
+        /// Continue after this user key.
+        after: Option<Vec<u8>>,
+        /// Most keys returned.
+        limit: u32,
+    },
+    /// Merge `object` into a key's versions through the write path (a restore): the
+    /// coordinator joins it with its own copy and sends the result to the key's replicas,
+    /// answered after W of them hold it ([`Response::Put`]). A join never overwrites: a
+    /// version the key already supersedes stays superseded, so restoring twice, or into a
+    /// cluster that moved on, changes nothing it should not. Needs the admin role, since the
+    /// versions carry dots of any actor (once forwarded, the node role of the node that
+    /// checked it).
+    MergeVersions {
+        /// Bucket name.
+        bucket: String,
+        /// User key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The versions to merge.
+        object: Object,
+        /// Quorum overrides.
+        options: RequestOptions,
+        /// Set by a node that forwards the request to a replica of the key, as for a put.
+        forwarded: bool,
+    },
+}
+
+/// Bytes of versions a page of [`Request::ScanVersions`] or [`Request::ExportVersions`]
+/// holds at most, unless its one entry alone is larger (a key's versions can be up to what a
+/// get answers): the next entry goes to the next page.
+pub const MAX_EXPORT_PAGE_BYTES: usize = 1024 * 1024;
+
+/// A page of keys with their versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionPage {
+    /// User keys and their versions, in listing order.
+    pub entries: Vec<(Vec<u8>, Object)>,
+    /// Where the next page starts; `None`: the scan is complete.
+    pub next: Option<ListCursor>,
 }
 
 /// Most keys one [`Request::ListKeys`] page holds.
@@ -270,7 +329,7 @@ pub enum Access {
     Read,
     /// Writes or deletes a key.
     Write,
-    /// Changes membership or bucket properties.
+    /// Changes membership or bucket properties, or merges versions of any actor (a restore).
     Admin,
     /// Node-to-node traffic: replica operations, gossip, hints, handoff, anti-entropy.
     Peer,
@@ -282,7 +341,7 @@ impl Access {
         match self {
             Access::Read => "read",
             Access::Write => "write",
-            Access::Admin => "change membership or buckets",
+            Access::Admin => "change membership or buckets, or restore versions",
             Access::Peer => "send node-to-node requests",
         }
     }
@@ -299,9 +358,13 @@ impl Request {
             | Request::Ping(_)
             | Request::ListKeys { .. }
             | Request::PartitionRoots
-            | Request::ReadCopy { .. } => Access::Read,
+            | Request::ReadCopy { .. }
+            | Request::ExportVersions { .. } => Access::Read,
             Request::Put { .. } => Access::Write,
             Request::CreateBucket(_)
+            | Request::MergeVersions {
+                forwarded: false, ..
+            }
             | Request::Leave
             | Request::RemoveNode { .. }
             | Request::CancelHandoff => Access::Admin,
@@ -312,7 +375,12 @@ impl Request {
             | Request::Handoff { .. }
             | Request::Diff { .. }
             | Request::Fetch { .. }
-            | Request::ScanKeys { .. } => Access::Peer,
+            | Request::ScanKeys { .. }
+            | Request::ScanVersions { .. }
+            // Passed on by the node that checked the operator's role.
+            | Request::MergeVersions {
+                forwarded: true, ..
+            } => Access::Peer,
         }
     }
 }
@@ -569,6 +637,8 @@ pub enum Response {
     Roots(Vec<PartitionRoot>),
     /// The answer to a [`Request::ReadCopy`] (boxed: it keeps `Response` small).
     Copy(Box<CopyReply>),
+    /// The answer to a [`Request::ExportVersions`] or [`Request::ScanVersions`].
+    Versions(VersionPage),
 }
 
 /// One replica's copy of a key, for a client-side quorum read.

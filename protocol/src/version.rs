@@ -18,15 +18,17 @@
 //! |---|---|---|
 //! | 1 | the first release | everything not listed below |
 //! | 2 | issue 28 | [`Request::ReadCopy`] and [`Response::Copy`] (client-side reads) |
+//! | 3 | issue 29 | [`Request::ExportVersions`], [`Request::ScanVersions`], [`Request::MergeVersions`] and [`Response::Versions`] (backup and restore) |
 //!
 //! This module must not know how handshakes are done; it names versions and what they hold.
 //!
 //! [`Response::Copy`]: crate::Response::Copy
+//! [`Response::Versions`]: crate::Response::Versions
 
 use crate::Request;
 
 /// The newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest protocol version this build still speaks: peers and clients of the previous
 /// version keep working while a cluster is upgraded.
@@ -58,6 +60,9 @@ impl Request {
     pub fn since_version(&self) -> u32 {
         match self {
             Request::ReadCopy { .. } => 2,
+            Request::ExportVersions { .. }
+            | Request::ScanVersions { .. }
+            | Request::MergeVersions { .. } => 3,
             _ => 1,
         }
     }
@@ -98,6 +103,14 @@ mod tests {
             (Request::Ring, 1),
             (Request::PartitionRoots, 1),
             (copy, 2),
+            (
+                Request::ExportVersions {
+                    bucket: "b".into(),
+                    cursor: None,
+                    limit: 1,
+                },
+                3,
+            ),
         ];
         for (request, version) in cases {
             assert_eq!(request.since_version(), version, "{request:?}");

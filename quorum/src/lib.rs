@@ -70,7 +70,7 @@ pub use copies::{CopyQuorum, Fallback, Verdict};
 pub use error::QuorumError;
 pub use get::{GetCoordinator, GetOk, GetRequest};
 pub use message::{Command, ReplicaReply, ReplicaRequest, Response, Warning};
-pub use put::{PutCoordinator, PutOk, PutRequest};
+pub use put::{MergeRequest, PutCoordinator, PutOk, PutRequest};
 pub use reap::{ReapCoordinator, ReapOutcome, ReapRequest};
 pub use tally::StandIns;
 pub use value::{

@@ -51,6 +51,37 @@ pub struct PutRequest {
     pub supersede_local: bool,
 }
 
+/// A merge of versions read elsewhere (a restore from a backup): no new dot, only a join of
+/// `object` with what the replicas hold, written like a put's new version (locally and made
+/// durable first, then to every other target, answered after W acknowledgements).
+#[derive(Debug, Clone)]
+pub struct MergeRequest {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The versions to merge.
+    pub object: Object,
+    /// This node: it must be one of the targets.
+    pub coordinator: NodeId,
+    /// The key's extended preference list (paper 4.6).
+    pub targets: Vec<Target>,
+    /// Who replaces a target that fails or stays silent (paper 4.6).
+    pub stand_ins: StandIns,
+    /// N, W, PW for this request.
+    pub quorum: Quorum,
+    /// How long the client waits at most.
+    pub timeout_ms: u64,
+}
+
+/// What every put and merge starts from.
+struct Start {
+    key: Vec<u8>,
+    coordinator: NodeId,
+    targets: Vec<Target>,
+    stand_ins: StandIns,
+    quorum: Quorum,
+    timeout_ms: u64,
+}
+
 /// Adds to `context` the other copies of writes it supersedes: when the context covers one dot
 /// of a write id, or the reader saw that write (`seen`, from its context token), the other dots
 /// of that write (a retry or a hedged attempt coordinated elsewhere) are the same client write
@@ -139,14 +170,14 @@ pub struct PutCoordinator {
     commands: VecDeque<Command>,
     /// See [`PutRequest::supersede_local`].
     supersede_local: bool,
+    /// A merge's versions ([`Self::merge`]), until the local read.
+    merging: Option<Object>,
 }
 
 impl PutCoordinator {
     /// Starts a put at time `now`. Fails at once if the request cannot succeed: invalid quorum,
     /// a context read from another key, a coordinator outside the targets, or too few targets.
     pub fn new(now: u64, request: PutRequest) -> Result<Self, QuorumError> {
-        let quorum = request.quorum;
-        quorum.validate()?;
         let (context, seen) = match request.context {
             Some(context) if !context.belongs_to(&request.key) => {
                 return Err(QuorumError::ContextForAnotherKey);
@@ -154,37 +185,77 @@ impl PutCoordinator {
             Some(context) => (context.clock, context.writes),
             None => (VClock::new(), Vec::new()),
         };
-        if !request
-            .targets
-            .iter()
-            .any(|t| t.node == request.coordinator)
-        {
+        let first = Command::ReadLocal {
+            key: request.key.clone(),
+        };
+        let start = Start {
+            key: request.key,
+            coordinator: request.coordinator,
+            targets: request.targets,
+            stand_ins: request.stand_ins,
+            quorum: request.quorum,
+            timeout_ms: request.timeout_ms,
+        };
+        let mut put = Self::start(now, start, first, Phase::ReadingLocal)?;
+        put.context = context;
+        put.seen = seen;
+        put.value = Some(request.value);
+        put.actor = request.actor;
+        put.supersede_local = request.supersede_local;
+        Ok(put)
+    }
+
+    /// Starts a merge at time `now` ([`MergeRequest`]): the coordinator reads its copy, and
+    /// unless the join would hold more than [`HARD_SIBLING_LIMIT`] versions, joins the versions
+    /// into it durably ([`Command::SyncLocal`]); then the rest goes as for a put. Fails at once
+    /// as [`Self::new`] does.
+    pub fn merge(now: u64, request: MergeRequest) -> Result<Self, QuorumError> {
+        let first = Command::ReadLocal {
+            key: request.key.clone(),
+        };
+        let start = Start {
+            key: request.key,
+            coordinator: request.coordinator,
+            targets: request.targets,
+            stand_ins: request.stand_ins,
+            quorum: request.quorum,
+            timeout_ms: request.timeout_ms,
+        };
+        let mut merge = Self::start(now, start, first, Phase::ReadingLocal)?;
+        merge.merging = Some(request.object);
+        Ok(merge)
+    }
+
+    /// A coordinator that begins with `first` in `phase`, once the quorum is valid, the
+    /// coordinator is a target and enough targets are up. It makes no dot until given a
+    /// value and an actor ([`Self::new`]).
+    fn start(now: u64, start: Start, first: Command, phase: Phase) -> Result<Self, QuorumError> {
+        let quorum = start.quorum;
+        quorum.validate()?;
+        if !start.targets.iter().any(|t| t.node == start.coordinator) {
             return Err(QuorumError::NotACoordinator {
-                coordinator: request.coordinator,
+                coordinator: start.coordinator,
             });
         }
-        let tally = Tally::new(request.targets, request.stand_ins, now);
+        let tally = Tally::new(start.targets, start.stand_ins, now);
         tally.check_available(quorum.w, quorum.pw)?;
-        let mut commands = VecDeque::new();
-        commands.push_back(Command::ReadLocal {
-            key: request.key.clone(),
-        });
         Ok(Self {
-            key: request.key,
-            context,
-            seen,
-            value: Some(request.value),
-            actor: request.actor,
-            coordinator: request.coordinator,
+            key: start.key,
+            context: VClock::new(),
+            seen: Vec::new(),
+            value: None,
+            actor: Actor::new(String::new()),
+            coordinator: start.coordinator,
             quorum,
             started_ms: now,
-            deadline_ms: now.saturating_add(request.timeout_ms),
-            phase: Phase::ReadingLocal,
+            deadline_ms: now.saturating_add(start.timeout_ms),
+            phase,
             tally,
             object: None,
             warnings: Vec::new(),
-            commands,
-            supersede_local: request.supersede_local,
+            commands: VecDeque::from([first]),
+            supersede_local: false,
+            merging: None,
         })
     }
 
@@ -199,6 +270,21 @@ impl PutCoordinator {
             Ok(stored) => stored.unwrap_or_else(Object::empty),
             Err(reason) => return self.finish(Err(QuorumError::Local(reason))),
         };
+        if let Some(object) = self.merging.take() {
+            let joined = stored.sync(&object).len();
+            if joined > HARD_SIBLING_LIMIT {
+                return self.finish(Err(QuorumError::TooManySiblings {
+                    siblings: joined,
+                    limit: HARD_SIBLING_LIMIT,
+                }));
+            }
+            self.phase = Phase::WritingLocal;
+            self.commands.push_back(Command::SyncLocal {
+                key: self.key.clone(),
+                object,
+            });
+            return;
+        }
         let Some(value) = self.value.take() else {
             return;
         };

@@ -3,9 +3,9 @@
 //! section 5 for read repair; Riak's `notfound_ok`, `basic_quorum` and PR/PW semantics).
 
 use dynamo_quorum::{
-    ClientContext, Command, Coordinate, GetCoordinator, GetRequest, Object, PutCoordinator,
-    PutRequest, Quorum, QuorumError, ReapCoordinator, ReapRequest, ReplicaReply, ReplicaRequest,
-    Response, StandIns, Value, WriteId,
+    ClientContext, Command, Coordinate, GetCoordinator, GetRequest, MergeRequest, Object,
+    PutCoordinator, PutRequest, Quorum, QuorumError, ReapCoordinator, ReapRequest, ReplicaReply,
+    ReplicaRequest, Response, StandIns, Value, WriteId,
 };
 use dynamo_ring::{Role, Target};
 use dynamo_vclock::{Actor, VClock};
@@ -523,6 +523,90 @@ fn put_refuses_requests_that_cannot_succeed() {
     ];
     for (request, expected) in cases {
         assert_eq!(PutCoordinator::new(0, request).err(), Some(expected));
+    }
+}
+
+/// A restore's merge (issue 29): no local read and no new dot; the versions are joined into
+/// the coordinator's copy durably, and what the store then holds goes to the other targets
+/// (a fallback with its hint, a spare for a failed target), answered after W.
+#[test]
+fn a_merge_joins_the_versions_and_replicates_what_is_stored() {
+    let backed_up = written(&Object::empty(), "old#1", data("kept"), 1);
+    let stored = written(&backed_up, "a#1", data("newer"), 2).sync(&written(
+        &Object::empty(),
+        "b#1",
+        data("sibling"),
+        3,
+    ));
+    let merge = |spec: &str, quorum: Quorum, object: Object| {
+        let (targets, stand_ins) = placement(spec);
+        PutCoordinator::merge(
+            0,
+            MergeRequest {
+                key: b"cart".to_vec(),
+                object,
+                coordinator: "a".into(),
+                targets,
+                stand_ins,
+                quorum,
+                timeout_ms: 100,
+            },
+        )
+    };
+    let mut put = merge("a b d>c | e", Quorum::new(3, 2, 2), backed_up.clone()).expect("merge");
+    assert_eq!(drain(|| put.poll_command()), ["read-local"]);
+    put.handle_local_read(1, Ok(Some(stored.clone())));
+    assert_eq!(drain(|| put.poll_command()), ["sync-local [kept]"]);
+    put.handle_local_write(1, Ok(stored.clone()));
+    assert_eq!(
+        drain(|| put.poll_command()),
+        ["write b [newer,sibling]", "write d hint=c [newer,sibling]"]
+    );
+    put.handle_reply(2, &"b".into(), failed("disk full"));
+    assert_eq!(
+        drain(|| put.poll_command()),
+        ["write e hint=b [newer,sibling]"]
+    );
+    put.handle_reply(3, &"e".into(), written_ok());
+    assert_eq!(drain(|| put.poll_command()), ["put ok acks=2"]);
+
+    // 60 siblings here and 60 in the backup: the join would pass the limit.
+    let sixty = |prefix: &str| {
+        (0..60).fold(Object::empty(), |set, i| {
+            set.sync(&written(
+                &Object::empty(),
+                &format!("{prefix}{i}"),
+                data("s"),
+                i,
+            ))
+        })
+    };
+    let mut crowded = merge("a b c", Quorum::default(), sixty("backup")).expect("merge");
+    drain(|| crowded.poll_command());
+    crowded.handle_local_read(1, Ok(Some(sixty("here"))));
+    assert_eq!(
+        drain(|| crowded.poll_command()),
+        [
+            "put err the write would leave 120 siblings (limit 100); read the key, resolve its siblings and write with the context"
+        ]
+    );
+    let refusals = [
+        (
+            merge("b c d", Quorum::default(), backed_up.clone()).err(),
+            QuorumError::NotACoordinator {
+                coordinator: "a".into(),
+            },
+        ),
+        (
+            merge("a", Quorum::default(), backed_up).err(),
+            QuorumError::Unavailable {
+                available: 1,
+                required: 2,
+            },
+        ),
+    ];
+    for (refused, expected) in refusals {
+        assert_eq!(refused, Some(expected));
     }
 }
 
