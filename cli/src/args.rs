@@ -55,6 +55,15 @@ pub(crate) enum Command {
     /// Buckets: namespaces with their own N, R, W.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Back up every key of the cluster's buckets (or of --bucket) with all its versions into
+    /// a file; --resume continues an interrupted backup.
+    Backup(BackupArgs),
+    /// Merge a backup into the cluster: a version-set merge, never an overwrite, so what the
+    /// cluster overwrote or deleted since stays so. Needs an admin certificate.
+    Restore(RestoreArgs),
+    /// Compare two backups key by key (one of a cluster and one of the cluster it was restored
+    /// into, say); exits 1 when they differ.
+    CompareBackups(CompareArgs),
     /// Load the cluster with a YCSB-style workload and report throughput and latency
     /// percentiles (HDR histograms). Creates the bucket (last write wins) if it is missing.
     Bench {
@@ -537,4 +546,57 @@ pub(crate) struct CreateBucketArgs {
     pub(crate) update: bool,
     #[command(flatten)]
     pub(crate) connection: Connection,
+}
+
+/// `dynamo backup`.
+#[derive(Args)]
+pub(crate) struct BackupArgs {
+    /// The file to write (refused if it exists, unless --resume continues it).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// A bucket to back up (repeat for several); every bucket when none is given.
+    #[arg(long = "bucket")]
+    pub(crate) buckets: Vec<String>,
+    /// Continue an interrupted backup in --out after its last whole page.
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// Keys per page (1 to 1000): each page is one request and one checkpoint.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) page_keys: u32,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// `dynamo restore`.
+#[derive(Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup file (made by `dynamo backup`).
+    pub(crate) file: PathBuf,
+    /// A bucket to restore (repeat for several); every bucket in the file when none is given.
+    #[arg(long = "bucket")]
+    pub(crate) buckets: Vec<String>,
+    /// Merges in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) concurrency: u16,
+    /// Write quorum of each merge (the bucket's W when not given).
+    #[arg(long)]
+    pub(crate) w: Option<usize>,
+    /// Restore a backup older than the cluster's tombstone grace period: keys deleted since
+    /// the backup whose tombstones were reaped come back.
+    #[arg(long)]
+    pub(crate) allow_resurrection: bool,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// `dynamo compare-backups`.
+#[derive(Args)]
+pub(crate) struct CompareArgs {
+    /// The first backup.
+    pub(crate) first: PathBuf,
+    /// The second backup.
+    pub(crate) second: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

@@ -18,6 +18,7 @@ macro_rules! outln {
 }
 
 mod args;
+mod backup;
 mod bench;
 mod bench_http;
 mod bench_report;
@@ -242,6 +243,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Node(NodeCommand::Remove(change)) => cluster::remove_node(change).await,
         Command::Leave(change) => cluster::leave(change).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
+        Command::CompareBackups(args) => backup::compare(&args),
         Command::Put(args) => data::put(args).await,
         Command::Get(args) => data::get(args).await,
         Command::Delete(args) => data::delete(args).await,

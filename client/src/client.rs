@@ -20,6 +20,7 @@
 //! This module must not know how nodes coordinate; it only picks where to send.
 
 mod copy_read;
+mod versions;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -530,7 +531,8 @@ impl Client {
     /// next candidate too when the ones asked have not answered within a third of the timeout
     /// (a coordinator cut off from the replicas answers only at its deadline; the next one
     /// can reach them): every attempt carries the same id, so replicas and readers see one
-    /// write. Other requests move on only when their node failed.
+    /// write. A merge of versions (a join, the same whatever the repeats) does the same.
+    /// Other requests move on only when their node failed.
     async fn first_answer(
         &self,
         candidates: Vec<NodeAddress>,
@@ -549,7 +551,7 @@ impl Client {
             Request::Put {
                 write_id: Some(_),
                 ..
-            }
+            } | Request::MergeVersions { .. }
         ) {
             Some(self.timeout / 3)
         } else {

@@ -10,7 +10,8 @@
 //!
 //! The example in `README.md` (below, as this crate's documentation) compiles as a doc test.
 //!
-//! Modules: [`client`] (routing, hedging, retries, client-side reads), [`sets`] (typed set buckets), [`tls`]
+//! Modules: [`client`] (routing, hedging, retries, client-side reads), [`backup`] (backup files,
+//! backup and restore with every version), [`sets`] (typed set buckets), [`tls`]
 //! (identities and TLS configurations), [`transport`] (typed frames over QUIC, both sides),
 //! [`address`] (names and their resolution), [`files`] (private directories, lock files), and
 //! with the `ca` feature `ca` (making a cluster CA and issuing identities).
@@ -20,6 +21,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod address;
+pub mod backup;
 #[cfg(feature = "ca")]
 pub mod ca;
 pub mod client;

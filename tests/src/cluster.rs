@@ -259,6 +259,20 @@ impl TestCluster {
     }
 }
 
+/// The values a read found, as text, sorted (none when the key was not found).
+pub fn sorted_values(outcome: &dynamo_client::GetOutcome) -> Vec<String> {
+    let mut values: Vec<String> = match outcome {
+        dynamo_client::GetOutcome::Found(reply) => reply
+            .values
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect(),
+        dynamo_client::GetOutcome::NotFound { .. } => Vec::new(),
+    };
+    values.sort();
+    values
+}
+
 /// Polls `check` every 100 ms until it holds; panics naming `what` after [`SETTLE`].
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

@@ -9,20 +9,7 @@ use dynamo_client::client::{ClientError, GetOutcome};
 use dynamo_client::tls::{Role, TlsConfig};
 use dynamo_protocol::{BucketProps, ErrorKind, RequestOptions};
 use dynamo_resolve::Resolver;
-use dynamo_tests::{TestCluster, eventually, tls_for};
-
-fn values(outcome: &GetOutcome) -> Vec<String> {
-    let mut values: Vec<String> = match outcome {
-        GetOutcome::Found(reply) => reply
-            .values
-            .iter()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect(),
-        GetOutcome::NotFound { .. } => Vec::new(),
-    };
-    values.sort();
-    values
-}
+use dynamo_tests::{TestCluster, eventually, sorted_values as values, tls_for};
 
 fn context(outcome: &GetOutcome) -> String {
     match outcome {
