@@ -67,6 +67,7 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     let (mut refused_full, mut fsync_failures) = (0, 0);
     let mut listings = 0;
     let mut copy_reads = dynamo_tests::sim::CopyReads::default();
+    let mut backups = dynamo_tests::sim::Backups::default();
     for seed in from..to {
         let report = Sim::new(SimConfig::random(seed)).run();
         events += report.events;
@@ -78,6 +79,12 @@ fn run_range(from: u64, to: u64) -> ExitCode {
         copy_reads.answered += report.copy_reads.answered;
         copy_reads.diverged += report.copy_reads.diverged;
         copy_reads.too_few += report.copy_reads.too_few;
+        backups.taken += report.backups.taken;
+        backups.failed += report.backups.failed;
+        backups.restored += report.backups.restored;
+        backups.merged += report.backups.merged;
+        backups.merge_failures += report.backups.merge_failures;
+        backups.too_old += report.backups.too_old;
         expected += report.violations.len() - report.failures().len();
         if !report.failures().is_empty() {
             print_failure(&report);
@@ -96,6 +103,15 @@ fn run_range(from: u64, to: u64) -> ExitCode {
     println!(
         "client-side reads: {} answered from R equal copies, {} sent to a coordinator because copies differed, {} because too few replicas answered",
         copy_reads.answered, copy_reads.diverged, copy_reads.too_few
+    );
+    println!(
+        "backups during the runs: {} taken, {} stopped by a failed page; restores: {} done, {} keys merged, {} merges failed, {} not started (every backup older than the tombstone grace allows)",
+        backups.taken,
+        backups.failed,
+        backups.restored,
+        backups.merged,
+        backups.merge_failures,
+        backups.too_old
     );
     for (name, why) in invariants::EXPECTED_TO_FAIL {
         println!("expected to fail: {name} ({why})");

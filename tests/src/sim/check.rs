@@ -299,6 +299,12 @@ impl History {
         }
     }
 
+    /// A backup's page or a restore's merge that a node refused as malformed or not allowed
+    /// (issue 29): faults make them fail, never refused, so it counts against invariant 8.
+    pub fn record_backup_refusal(&mut self, key: &[u8], message: String) {
+        self.listing_findings.push((key.to_vec(), message));
+    }
+
     /// What listings during the run found wrong, by key.
     pub fn listing_findings(&self) -> &[(Vec<u8>, String)] {
         &self.listing_findings

@@ -86,6 +86,9 @@ pub struct SimConfig {
     /// copies, asked by the client itself, and a coordinated read only when they differ or
     /// too few answer. Otherwise every read is coordinated by the node it is sent to.
     pub copy_reads: bool,
+    /// Whether clients now and then back the bucket up while the run goes on, and merge a
+    /// backup they took back in (issue 29).
+    pub backup_mix: bool,
     /// Time between anti-entropy sweeps (0: off).
     pub anti_entropy_interval_ms: u64,
     /// What to break on purpose.
@@ -122,6 +125,7 @@ impl SimConfig {
         config.listing_mix = store_rng.random_bool(0.5);
         config.lww_bucket = store_rng.random_bool(0.25);
         config.copy_reads = store_rng.random_bool(0.5);
+        config.backup_mix = store_rng.random_bool(0.5);
         config
     }
 
@@ -151,6 +155,7 @@ impl SimConfig {
             listing_mix: false,
             lww_bucket: false,
             copy_reads: false,
+            backup_mix: false,
             replace_retired: false,
             anti_entropy_interval_ms: 10_000,
             sabotage: Sabotage::None,

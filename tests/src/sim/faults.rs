@@ -228,12 +228,15 @@ pub(super) fn adds_data(op: &StoreOp) -> bool {
     )
 }
 
+/// The most a node's clock runs ahead of the simulation's ([`clock_offset`]).
+pub(super) const MAX_CLOCK_OFFSET_MS: u64 = 10_000;
+
 /// How far node `index`'s clock runs ahead in a run: in half the seeds every node's clock is
 /// off by up to 10 s (from an RNG of its own, so the run's other draws stay as they were).
 pub(super) fn clock_offset(seed: u64, index: usize) -> u64 {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xC10C_0FF5 ^ (index as u64).rotate_left(40));
     if seed % 4 < 2 {
-        rng.random_range(0..=10_000)
+        rng.random_range(0..=MAX_CLOCK_OFFSET_MS)
     } else {
         0
     }

@@ -41,6 +41,31 @@ impl Sim {
         view
     }
 
+    /// Every key of the bucket with its versions, exported page by page through a running
+    /// ring member as `dynamo backup` does (`None`: a page failed).
+    pub(super) fn export_bucket(&mut self) -> Option<Vec<(Vec<u8>, dynamo_quorum::Object)>> {
+        let target = self.running_members().first().copied()?;
+        let mut entries = Vec::new();
+        let mut cursor = None;
+        loop {
+            let request = Request::ExportVersions {
+                bucket: SIM_BUCKET.into(),
+                cursor,
+                limit: 4,
+            };
+            match self.admin_request(target, request) {
+                Some(Response::Versions(page)) => {
+                    entries.extend(page.entries);
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None => return Some(entries),
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// Every key of the bucket, listed page by page through a running ring member (`None`: a
     /// page failed).
     pub(super) fn list_keys(&mut self) -> Option<Vec<Vec<u8>>> {

@@ -35,6 +35,8 @@ pub struct SimReport {
     pub listings: usize,
     /// How client-side reads ended (all zero in a run without them).
     pub copy_reads: super::CopyReads,
+    /// How backups and restores during the run went (all zero in a run without them).
+    pub backups: super::Backups,
     /// What every invariant found.
     pub violations: Vec<Violation>,
     /// Every line that named the key followed (`Sim::with_story`), first to last.

@@ -16,6 +16,7 @@ use dynamo_quorum::{ClientContext, CopyQuorum, Fallback, Verdict};
 use dynamo_vclock::VClock;
 use rand::Rng;
 
+use super::backups::BackupStep;
 use super::check::ReadResult;
 use super::{Event, SIM_BUCKET, Sim};
 
@@ -63,6 +64,8 @@ enum Step {
         listed: Vec<Vec<u8>>,
         cursor: Option<ListCursor>,
     },
+    /// A backup or a restore (issue 29, see [`super::backups`]).
+    Backup(BackupStep),
 }
 
 #[derive(Debug, Default)]
@@ -178,6 +181,8 @@ impl Sim {
                 key,
                 then: Then::Delete,
             },
+            // Only in runs with backups, so other runs draw as before.
+            90..95 if self.config.backup_mix => Step::Backup(self.backup_or_restore()),
             // Only in runs with listings, so other runs draw as before.
             95.. if self.config.listing_mix => Step::List {
                 listed: Vec::new(),
@@ -387,6 +392,10 @@ impl Sim {
                 cursor: cursor.clone(),
                 limit: 3,
             },
+            Step::Backup(backup) => match Self::backup_request(backup) {
+                Some(request) => request,
+                None => return self.operation_done(client),
+            },
             // Sent as a plain step, a client-side read is a coordinated one.
             Step::CopyRead {
                 key, then, options, ..
@@ -471,6 +480,10 @@ impl Sim {
                 }
                 // A page failed (a node down, a partition): the listing ends unfinished.
                 _ => self.operation_done(client),
+            },
+            Step::Backup(backup) => match self.backup_answered(backup, response) {
+                Some(next) => self.send_step(client, Step::Backup(next)),
+                None => self.operation_done(client),
             },
         }
     }

@@ -13,7 +13,8 @@
 //! 7. [`reaping`]: with a tombstone grace period, once every member is up or removed, every
 //!    key deleted on all its replicas is reaped within a few sweeps after its grace ran out.
 //! 8. [`listing`]: after healing, listing the bucket names exactly the keys a final read found;
-//!    during the run, a listing names no key twice and none never written.
+//!    during the run, a listing names no key twice and none never written; after healing, an
+//!    export (a backup's pages) holds each key once with the values a final read found.
 //! 9. [`lww`]: in a run whose bucket resolves by last write wins, every node resolves each
 //!    key to the same value, whatever its clock.
 //!
