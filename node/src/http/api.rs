@@ -30,7 +30,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use dynamo_quorum::{ClientContext, key_fingerprint};
 use dynamo_resolve::{Cart, ItemSet, Resolution, Resolver};
 use dynamo_vclock::VClock;
@@ -38,22 +38,19 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::HttpContext;
+use super::openapi::Errors;
 use dynamo_client::tls::PeerIdentity;
 use dynamo_protocol::{
-    ErrorKind, ErrorReply, GetReply, KeyPage, ListCursor, PutReply, Request, RequestOptions,
-    Response, storage_key,
+    ErrorKind, ErrorReply, GetReply, PutReply, Request, RequestOptions, Response, storage_key,
 };
 
-use super::batch::{BatchKey, batch_get, batch_put};
+use super::batch::{batch_get, batch_put};
 use super::cluster::{
     cluster_ring, cluster_status, create_bucket, list_buckets, metrics, ping, placement, stats,
 };
 
 /// The header that carries a context token, in answers and on writes.
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
-/// Keys in a listing page when the request names no `limit` (the core takes up to
-/// [`dynamo_protocol::MAX_LIST_KEYS`]).
-const DEFAULT_LIST_LIMIT: u32 = 100;
 /// A watch checks the key again this often even when no write was seen here (the write may
 /// have reached only other replicas).
 const WATCH_RECHECK: Duration = Duration::from_secs(1);
@@ -206,7 +203,7 @@ pub(crate) fn router(api: Arc<Api>) -> axum::Router {
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/buckets", get(list_buckets).post(create_bucket))
-        .route("/buckets/{bucket}/keys", get(list_keys))
+        .route("/buckets/{bucket}/keys", get(super::listing::list_keys))
         .route(
             "/buckets/{bucket}/keys/{key}",
             get(get_key).put(put_key).delete(delete_key),
@@ -216,6 +213,7 @@ pub(crate) fn router(api: Arc<Api>) -> axum::Router {
         .route("/cluster/status", get(cluster_status))
         .route("/cluster/ring", get(cluster_ring))
         .route("/cluster/placement", get(placement))
+        .route("/openapi.json", get(super::openapi::openapi_json))
         .fallback(not_found_route)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -228,7 +226,7 @@ pub(crate) fn router(api: Arc<Api>) -> axum::Router {
 // ---- errors ---------------------------------------------------------------------------------
 
 /// The JSON body of every error.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// What went wrong.
     pub error: ErrorDetail,
@@ -238,7 +236,7 @@ pub struct ErrorBody {
 }
 
 /// One error.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// The kind: `bad_request`, `not_found`, `forbidden`, `unavailable`, `timeout`,
     /// `not_ready`, `overloaded` or `internal`.
@@ -312,14 +310,41 @@ async fn not_found_route(uri: axum::http::Uri) -> HttpResponse {
 
 // ---- query parameters -----------------------------------------------------------------------
 
+/// The path of a key request (for the `OpenAPI` description; the handlers take the path
+/// as a pair).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(super) struct KeyPath {
+    /// Bucket name.
+    bucket: String,
+    /// The key (UTF-8 text).
+    key: String,
+}
+
 /// Query parameters of key requests.
-#[derive(Debug, Default, Deserialize)]
-struct KeyQuery {
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct KeyQuery {
+    /// Read quorum for this request (replicas that must answer; at most the bucket's N).
+    #[param(pattern = "^[0-9]{1,2}$")]
     r: Option<String>,
+    /// Write quorum for this request (replicas that must acknowledge; at most N).
+    #[param(pattern = "^[0-9]{1,2}$")]
     w: Option<String>,
+    /// Primary read quorum: of the R, how many must be the key's primaries.
+    #[param(pattern = "^[0-9]{1,2}$")]
     pr: Option<String>,
+    /// Primary write quorum.
+    #[param(pattern = "^[0-9]{1,2}$")]
     pw: Option<String>,
+    /// How long to wait at most: `500ms`, `2s`, `1m`, or milliseconds. A request that asks for
+    /// less than its replicas need is answered `504` (this description asks for at least a
+    /// second, so a fuzzer's requests are not timed out by their own choice).
+    #[param(pattern = "^([1-9][0-9]{3,4}|[1-9][0-9]?s)$")]
     timeout: Option<String>,
+    /// A read only: wait until the key has a version this context token has not seen (`none`
+    /// for any version), at most `timeout` (30 s by default).
     watch: Option<String>,
 }
 
@@ -361,7 +386,13 @@ impl KeyQuery {
             timeout_ms: self
                 .timeout
                 .as_deref()
-                .map(|t| parse_duration(t).map(|d| d.as_millis() as u64))
+                .map(|t| match parse_duration(t) {
+                    Ok(d) if d.is_zero() => Err(format!(
+                        "timeout={t:?} waits for nothing: give at least 1ms"
+                    )),
+                    Ok(d) => Ok(d.as_millis() as u64),
+                    Err(message) => Err(message),
+                })
                 .transpose()?,
         })
     }
@@ -395,7 +426,7 @@ fn header_value(text: &str) -> HeaderValue {
 // ---- single keys ----------------------------------------------------------------------------
 
 /// A value as JSON: the text when it is UTF-8, always the base64.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JsonValue {
     /// The value as text, when it is valid UTF-8.
     pub value: Option<String>,
@@ -413,7 +444,7 @@ impl JsonValue {
 }
 
 /// A bucket's resolution as JSON.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JsonResolution {
     /// The resolver's name.
     pub resolver: String,
@@ -431,7 +462,7 @@ pub struct JsonResolution {
 }
 
 /// A read as JSON.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JsonGet {
     /// The context to write with.
     pub context: String,
@@ -612,7 +643,26 @@ fn answer_clock(response: &Response) -> Option<VClock> {
     clock_of(context).ok()
 }
 
-async fn get_key(
+#[utoipa::path(
+    get,
+    path = "/buckets/{bucket}/keys/{key}",
+    tag = "keys",
+    params(
+        KeyPath,
+        ("X-Dynamo-Context" = Option<String>, Header, description = "Unused on reads"),
+        KeyQuery
+    ),
+    responses(
+        (status = 200, description = "One value (its bytes), or with `Accept: application/json` the read as JSON; the context is in `X-Dynamo-Context`",
+            content(("application/octet-stream"), (JsonGet = "application/json"))),
+        (status = 300, description = "Siblings: `multipart/mixed`, or JSON",
+            content(("multipart/mixed"), (JsonGet = "application/json"))),
+        (status = 304, description = "`If-None-Match` matched, or a watch ended with nothing new"),
+        (status = 404, description = "Not found (never written, or deleted); the body carries the context a write may supersede", body = ErrorBody),
+        Errors
+    )
+)]
+pub(super) async fn get_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -781,7 +831,7 @@ fn render_put(response: &Response) -> HttpResponse {
 }
 
 /// A write's answer as JSON.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JsonPut {
     /// The context of the version written.
     pub context: String,
@@ -815,7 +865,23 @@ pub(super) fn random_write_id() -> u128 {
     (u128::from(high.finish()) << 64) | u128::from(low.finish())
 }
 
-async fn put_key(
+#[utoipa::path(
+    put,
+    path = "/buckets/{bucket}/keys/{key}",
+    tag = "keys",
+    params(
+        KeyPath,
+        ("X-Dynamo-Context" = Option<String>, Header, description = "The context of the read this write follows; none for a blind write"),
+        KeyQuery
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The value"),
+    responses(
+        (status = 200, description = "Written by W replicas", body = JsonPut),
+        (status = 413, description = "The value is larger than the node takes", body = ErrorBody),
+        Errors
+    )
+)]
+pub(super) async fn put_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -850,7 +916,18 @@ async fn put_key(
     .await
 }
 
-async fn delete_key(
+#[utoipa::path(
+    delete,
+    path = "/buckets/{bucket}/keys/{key}",
+    tag = "keys",
+    params(
+        KeyPath,
+        ("X-Dynamo-Context" = Option<String>, Header, description = "The context of the read this delete follows"),
+        KeyQuery
+    ),
+    responses((status = 200, description = "A tombstone written by W replicas", body = JsonPut), Errors)
+)]
+pub(super) async fn delete_key(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -862,78 +939,4 @@ async fn delete_key(
         Err(response) => return response,
     };
     write_key(&api, &who, bucket, key, None, &query, &headers).await
-}
-
-// ---- listing --------------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-/// A page of keys as JSON.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JsonKeyPage {
-    /// The keys.
-    pub keys: Vec<BatchKey>,
-    /// Pass as `cursor` for the next page; `None`: the listing is complete.
-    pub next: Option<String>,
-}
-
-fn encode_cursor(cursor: &ListCursor) -> String {
-    URL_SAFE_NO_PAD.encode(postcard::to_stdvec(cursor).unwrap_or_default())
-}
-
-fn decode_cursor(text: &str) -> Result<ListCursor, String> {
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|bytes| match postcard::take_from_bytes(&bytes) {
-            Ok((cursor, [])) => Some(cursor),
-            _ => None,
-        })
-        .ok_or_else(|| "the cursor is not one a listing returned".to_owned())
-}
-
-fn json_key(key: &[u8]) -> BatchKey {
-    match std::str::from_utf8(key) {
-        Ok(text) => BatchKey {
-            key: Some(text.to_owned()),
-            key_base64: None,
-        },
-        Err(_) => BatchKey {
-            key: None,
-            key_base64: Some(STANDARD.encode(key)),
-        },
-    }
-}
-
-async fn list_keys(
-    State(api): ApiState,
-    Extension(who): Extension<PeerIdentity>,
-    Path(bucket): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> HttpResponse {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(error) => return bad_request(error.body_text()),
-    };
-    let cursor = match query.cursor.as_deref().map(decode_cursor).transpose() {
-        Ok(cursor) => cursor,
-        Err(message) => return bad_request(message),
-    };
-    let request = Request::ListKeys {
-        bucket,
-        cursor,
-        limit: query.limit.unwrap_or(DEFAULT_LIST_LIMIT),
-    };
-    match api.ask(&who, request).await {
-        Response::Keys(KeyPage { keys, next }) => Json(JsonKeyPage {
-            keys: keys.iter().map(|k| json_key(k)).collect(),
-            next: next.as_ref().map(encode_cursor),
-        })
-        .into_response(),
-        other => unexpected(&other),
-    }
 }

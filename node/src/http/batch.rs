@@ -7,6 +7,7 @@ use super::api::{
     Api, ApiState, JsonGet, JsonPut, bad_request, json_get, parse_json, random_write_id,
     submit_write,
 };
+use super::openapi::Errors;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
@@ -20,8 +21,8 @@ use serde::{Deserialize, Serialize};
 // ---- batches --------------------------------------------------------------------------------
 
 /// A key in a batch: text, or bytes in base64.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BatchKey {
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub(super) struct BatchKey {
     /// The key as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -43,7 +44,7 @@ impl BatchKey {
 }
 
 /// `POST .../batch/get`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct BatchGet {
     keys: Vec<BatchKey>,
     #[serde(default)]
@@ -53,7 +54,7 @@ pub(super) struct BatchGet {
 }
 
 /// One key's answer in a batch.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(super) struct BatchResult {
     /// The key, as given.
     #[serde(flatten)]
@@ -116,7 +117,7 @@ impl BatchResult {
 }
 
 /// A batch's answer: one result per key, in request order.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(super) struct BatchAnswer {
     /// The results.
     pub results: Vec<BatchResult>,
@@ -211,6 +212,14 @@ pub(super) fn batch_body<T: serde::de::DeserializeOwned>(
     Ok(batch)
 }
 
+#[utoipa::path(
+    post,
+    path = "/buckets/{bucket}/batch/get",
+    tag = "keys",
+    params(("bucket" = String, Path, description = "Bucket name")),
+    request_body = BatchGet,
+    responses((status = 200, description = "One result per key, in request order", body = BatchAnswer), (status = 413, body = super::api::ErrorBody), Errors)
+)]
 pub(super) async fn batch_get(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
@@ -242,7 +251,7 @@ pub(super) async fn batch_get(
 }
 
 /// `POST .../batch/put`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct BatchPut {
     items: Vec<BatchItem>,
     #[serde(default)]
@@ -252,7 +261,7 @@ pub(super) struct BatchPut {
 }
 
 /// One write of a batch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct BatchItem {
     #[serde(flatten)]
     key: BatchKey,
@@ -282,6 +291,14 @@ impl BatchItem {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/buckets/{bucket}/batch/put",
+    tag = "keys",
+    params(("bucket" = String, Path, description = "Bucket name")),
+    request_body = BatchPut,
+    responses((status = 200, description = "One result per item, in request order", body = BatchAnswer), (status = 413, body = super::api::ErrorBody), Errors)
+)]
 pub(super) async fn batch_put(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,

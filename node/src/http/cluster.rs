@@ -4,6 +4,7 @@
 //! This module must not know what requests mean: each answer comes from the gate.
 
 use super::api::{Api, ApiState, bad_request, error_json, parse_json, unexpected};
+use super::openapi::Errors;
 use crate::metrics::RuntimeGauges;
 use axum::Json;
 use axum::body::Bytes;
@@ -20,6 +21,8 @@ use std::sync::atomic::Ordering;
 
 // ---- buckets and cluster --------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/buckets", tag = "buckets",
+    responses((status = 200, description = "Every bucket", body = Vec<JsonBucket>), Errors))]
 pub(super) async fn list_buckets(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
@@ -34,7 +37,7 @@ pub(super) async fn list_buckets(
 
 /// A bucket as JSON: its properties, the resolver by name. `POST /buckets` takes the same
 /// shape; omitted fields take the CLI's defaults, (3, 2, 2) and `siblings`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(super) struct JsonBucket {
     /// Name.
     pub name: String,
@@ -84,6 +87,8 @@ pub(super) fn siblings() -> String {
     Resolver::Siblings.name().to_owned()
 }
 
+#[utoipa::path(post, path = "/buckets", tag = "buckets", request_body = JsonBucket,
+    responses((status = 201, description = "Created or changed (needs the admin role)", body = JsonBucket), Errors))]
 pub(super) async fn create_bucket(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
@@ -112,6 +117,8 @@ pub(super) async fn create_bucket(
     }
 }
 
+#[utoipa::path(get, path = "/cluster/status", tag = "cluster",
+    responses((status = 200, description = "Members, anti-entropy, handoff, the reaper and counters, as this node sees them", body = Object), Errors))]
 pub(super) async fn cluster_status(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
@@ -123,7 +130,7 @@ pub(super) async fn cluster_status(
 }
 
 /// The ring as JSON, for the status page and scripts.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(super) struct JsonRing {
     /// Ring version (0: no ring yet).
     pub version: u64,
@@ -138,7 +145,7 @@ pub(super) struct JsonRing {
 }
 
 /// A ring member.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(super) struct JsonMember {
     /// Node id.
     pub id: String,
@@ -158,6 +165,8 @@ pub(super) async fn ring_of(
     }
 }
 
+#[utoipa::path(get, path = "/cluster/ring", tag = "cluster",
+    responses((status = 200, description = "The ring this node uses (version 0: none yet)", body = JsonRing), Errors))]
 pub(super) async fn cluster_ring(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
@@ -202,14 +211,19 @@ pub(super) async fn cluster_ring(
     .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PlacementQuery {
+    /// The bucket (`default` when not given).
+    #[param(pattern = "^[a-z0-9_-]{1,64}$")]
     bucket: Option<String>,
+    /// The key.
+    #[param(min_length = 1)]
     key: String,
 }
 
 /// Where a key lives.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(super) struct JsonPlacement {
     /// The bucket.
     pub bucket: String,
@@ -223,6 +237,8 @@ pub(super) struct JsonPlacement {
     pub preference_list: Vec<String>,
 }
 
+#[utoipa::path(get, path = "/cluster/placement", tag = "cluster", params(PlacementQuery),
+    responses((status = 200, description = "Where a key lives", body = JsonPlacement), Errors))]
 pub(super) async fn placement(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
@@ -266,6 +282,8 @@ pub(super) async fn placement(
     .into_response()
 }
 
+#[utoipa::path(get, path = "/ping", tag = "cluster",
+    responses((status = 200, description = "The node answers", content_type = "text/plain", body = String), Errors))]
 pub(super) async fn ping(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,
@@ -284,6 +302,8 @@ pub(super) struct Stats {
     operations: BTreeMap<&'static str, crate::metrics::RecentLatency>,
 }
 
+#[utoipa::path(get, path = "/stats", tag = "cluster",
+    responses((status = 200, description = "Recent latency per operation", body = Object), Errors))]
 pub(super) async fn stats(State(api): ApiState) -> HttpResponse {
     Json(Stats {
         node: api.context.node.clone(),
@@ -293,6 +313,8 @@ pub(super) async fn stats(State(api): ApiState) -> HttpResponse {
     .into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "cluster",
+    responses((status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String), Errors))]
 pub(super) async fn metrics(
     State(api): ApiState,
     Extension(who): Extension<PeerIdentity>,

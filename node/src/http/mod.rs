@@ -16,6 +16,8 @@
 pub mod api;
 mod batch;
 mod cluster;
+mod listing;
+pub mod openapi;
 mod page;
 
 use std::net::SocketAddr;
