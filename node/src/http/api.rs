@@ -653,12 +653,25 @@ fn answer_clock(response: &Response) -> Option<VClock> {
         KeyQuery
     ),
     responses(
-        (status = 200, description = "One value (its bytes), or with `Accept: application/json` the read as JSON; the context is in `X-Dynamo-Context`",
-            content(("application/octet-stream"), (JsonGet = "application/json"))),
+        (status = 200, description = "One value (its bytes), or with `Accept: application/json` the read as JSON",
+            content(("application/octet-stream"), (JsonGet = "application/json")),
+            headers(
+                ("X-Dynamo-Context" = String, description = "The context to write with"),
+                ("ETag" = String, description = "Derived from the context; `If-None-Match` with it answers 304"),
+                ("X-Dynamo-Siblings" = u32, description = "How many siblings the key has"),
+                ("X-Dynamo-Resolved-By" = Option<String>, description = "The bucket's resolver, when it resolved the siblings"),
+                ("X-Dynamo-Merged" = Option<u32>, description = "How many versions the resolver joined")
+            )),
         (status = 300, description = "Siblings: `multipart/mixed`, or JSON",
-            content(("multipart/mixed"), (JsonGet = "application/json"))),
+            content(("multipart/mixed"), (JsonGet = "application/json")),
+            headers(
+                ("X-Dynamo-Context" = String, description = "The context to write with (it covers every sibling)"),
+                ("ETag" = String, description = "Derived from the context"),
+                ("X-Dynamo-Siblings" = u32, description = "How many siblings the key has")
+            )),
         (status = 304, description = "`If-None-Match` matched, or a watch ended with nothing new"),
-        (status = 404, description = "Not found (never written, or deleted); the body carries the context a write may supersede", body = ErrorBody),
+        (status = 404, description = "Not found (never written, or deleted); the body carries the context a write may supersede", body = ErrorBody,
+            headers(("X-Dynamo-Context" = Option<String>, description = "The context of the tombstone, if any"))),
         Errors
     )
 )]
@@ -877,7 +890,6 @@ pub(super) fn random_write_id() -> u128 {
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The value"),
     responses(
         (status = 200, description = "Written by W replicas", body = JsonPut),
-        (status = 413, description = "The value is larger than the node takes", body = ErrorBody),
         Errors
     )
 )]

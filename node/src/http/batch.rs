@@ -218,7 +218,7 @@ pub(super) fn batch_body<T: serde::de::DeserializeOwned>(
     tag = "keys",
     params(("bucket" = String, Path, description = "Bucket name")),
     request_body = BatchGet,
-    responses((status = 200, description = "One result per key, in request order", body = BatchAnswer), (status = 413, body = super::api::ErrorBody), Errors)
+    responses((status = 200, description = "One result per key, in request order", body = BatchAnswer), Errors)
 )]
 pub(super) async fn batch_get(
     State(api): ApiState,
@@ -297,7 +297,7 @@ impl BatchItem {
     tag = "keys",
     params(("bucket" = String, Path, description = "Bucket name")),
     request_body = BatchPut,
-    responses((status = 200, description = "One result per item, in request order", body = BatchAnswer), (status = 413, body = super::api::ErrorBody), Errors)
+    responses((status = 200, description = "One result per item, in request order", body = BatchAnswer), Errors)
 )]
 pub(super) async fn batch_put(
     State(api): ApiState,

@@ -23,6 +23,12 @@ pub(super) enum Errors {
     /// The certificate's role does not allow the request.
     #[response(status = 403)]
     Forbidden(ErrorBody),
+    /// A request body did not arrive within the node's body timeout.
+    #[response(status = 408)]
+    BodyTimeout(ErrorBody),
+    /// A request body is larger than the node takes (`max_body_bytes`).
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
     /// The node or the client has too much in flight; retry later.
     #[response(status = 429)]
     Overloaded(ErrorBody),
