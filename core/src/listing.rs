@@ -428,7 +428,6 @@ impl NodeCore {
         result: Result<StoreResult, StoreError>,
     ) {
         let page = match result {
-            Ok(StoreResult::Keys(page)) => scanned_entries(Response::Keys(page), false),
             Ok(StoreResult::Versions(page)) => Ok(page),
             Ok(other) => Err(self.wrong_kind("a key scan", &other)),
             Err(error) => Err(error.to_string()),

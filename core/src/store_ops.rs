@@ -88,10 +88,9 @@ pub enum StoreOp {
         limit: usize,
     },
     /// Up to `limit` user keys of `bucket` in a partition, after the user key `after`
-    /// ([`StoreResult::Keys`], `next` set when more follow): with `versions`, every key with
-    /// its versions, the page within [`dynamo_protocol::MAX_EXPORT_PAGE_BYTES`] unless one
-    /// entry alone is larger ([`StoreResult::Versions`]); without, only keys with a live
-    /// version.
+    /// ([`StoreResult::Versions`], `next` set when more follow): with `versions`, every key
+    /// with its versions, the page within [`dynamo_protocol::MAX_EXPORT_PAGE_BYTES`] unless one
+    /// entry alone is larger; without, only keys with a live version, each with an empty set.
     ScanKeys {
         /// Ring partition.
         partition: u32,
@@ -279,9 +278,7 @@ pub enum StoreResult {
     DiffStepped(Box<DiffInitiator>, Step),
     /// The answer to a peer's diff request.
     DiffAnswer(DiffReply),
-    /// A page of user keys.
-    Keys(dynamo_protocol::KeyPage),
-    /// A page of user keys with their versions.
+    /// A page of user keys with their versions (empty sets for a plain listing).
     Versions(dynamo_protocol::VersionPage),
     /// Merkle roots, one per partition asked.
     Roots(Vec<dynamo_protocol::PartitionRoot>),
@@ -304,7 +301,6 @@ impl StoreResult {
             StoreResult::DiffStarted(..) => "DiffStarted",
             StoreResult::DiffStepped(..) => "DiffStepped",
             StoreResult::DiffAnswer(_) => "DiffAnswer",
-            StoreResult::Keys(_) => "Keys",
             StoreResult::Versions(_) => "Versions",
             StoreResult::Roots(_) => "Roots",
             StoreResult::Done => "Done",
@@ -442,18 +438,8 @@ pub fn execute<S: Store<Value> + ?Sized>(
             after,
             versions,
             limit,
-        } => {
-            let page = scan_bucket(store, partition, &bucket, after.as_deref(), versions, limit)?;
-            Ok(if versions {
-                StoreResult::Versions(page)
-            } else {
-                let keys = page.entries.into_iter().map(|(key, _)| key).collect();
-                StoreResult::Keys(dynamo_protocol::KeyPage {
-                    keys,
-                    next: page.next,
-                })
-            })
-        }
+        } => scan_bucket(store, partition, &bucket, after.as_deref(), versions, limit)
+            .map(StoreResult::Versions),
         StoreOp::RemoveIfEqual {
             partition,
             key,
